@@ -1,0 +1,48 @@
+"""The ``idiff`` command. Each feature module adds its own subcommands through ``add_cli``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import IdiffError
+
+# Modules that contribute subcommands: each defines add_cli(subparsers) and sets
+# `func` on its parsers (func(args) -> int exit code).
+CLI_MODULES = (
+    "idiff_lib.pipeline",
+    "idiff_lib.datasets",
+    "idiff_lib.demo_data",
+    "idiff_lib.answer_model",
+    "idiff_lib.thinking_model",
+    "idiff_lib.scoring",
+    "idiff_lib.export",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="idiff", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in CLI_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that feature is not in this checkout yet
+                continue
+            raise
+        module.add_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except IdiffError as exc:
+        print(f"idiff: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Checks on the project itself: dependency lists agree, notebooks are stripped and well-formed."""
+
+import ast
+import re
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from idiff_lib import paths, pipeline
+
+ROOT = paths.PROJ_ROOT
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _name(spec: str) -> str:
+    return re.split(r"[<>=!~ \[;]", spec, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_matches_pyproject():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert sorted(pip) == sorted(deps)
+    assert any(str(d).startswith("python=3.11") for d in env["dependencies"] if isinstance(d, str))
+
+
+def test_required_packages_are_declared():
+    deps = {_name(d) for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    for pkg in ("jupyterlab", "papermill", "torch", "transformers", "peft", "timm", "pyiqa", "matplotlib",
+                "seaborn", "scikit-learn", "nbval", "opencv-python", "opencv-python-headless"):
+        assert pkg in deps, pkg
+
+
+def test_readme_names_the_two_commands_and_ci_runs_the_test_one():
+    readme = (ROOT / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS and NOTEBOOKS[0].name == "01_explore_pairs.ipynb"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stripped_and_parameterised(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip outputs"
+    params = code[0]
+    assert "parameters" in params.metadata.get("tags", []), "first code cell must be tagged 'parameters'"
+    annotated = [n.target.id for n in ast.parse(params.source).body if isinstance(n, ast.AnnAssign)]
+    assert annotated, "parameters must carry type annotations"
+    assert sorted(pipeline.declared_params(path)) == sorted(annotated), \
+        "papermill cannot read some parameter lines (a '=' inside a trailing comment breaks its parser)"
+    for line in params.source.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            assert "  # " in line, f"parameter without a comment saying why: {line}"
+    for name in pipeline.COMMON_PARAMS:
+        assert name in annotated, f"missing common parameter {name}"
+    source = "\n".join(c.source for c in code)
+    assert f'notebook_context(globals(), "{path.stem}")' in source
+    assert "save_metrics(" in source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_profiles_only_set_declared_parameters(path):
+    for profile in pipeline.PROFILES:
+        params = pipeline.profile_params(path.stem, profile)
+        pipeline.validate_params(path, params)
