@@ -1,0 +1,60 @@
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from idiff_lib import report
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run folder holding the recorded outputs the report reads (values made up for the test)."""
+    (tmp_path / report.ANSWER_STEP).mkdir()
+    rows = []
+    for i, rung in enumerate(report.PAPER_ANSWER_LADDER):
+        for cat in ("person", "scene", "overall"):
+            acc = 0.6 + 0.1 * i
+            rows.append({"rung": rung, "category": cat, "accuracy": acc, "ci_low": acc - 0.05, "ci_high": acc + 0.05})
+    pd.DataFrame(rows).to_csv(tmp_path / report.ANSWER_STEP / "ladder.csv", index=False)
+    (tmp_path / report.SCORING_STEP).mkdir()
+    rows = [{"system": s, "stage": f"S{k}", "bleu4": 0.1 * k, "rouge_l": 0.2 + 0.05 * k, "aspect_f1": 0.5,
+             "consistency": 0.9} for s in ("template", "tiny") for k in range(5)]
+    pd.DataFrame(rows).to_csv(tmp_path / report.SCORING_STEP / "ladder_scores.csv", index=False)
+    return tmp_path
+
+
+def test_tables_put_ours_beside_the_paper(run_dir, tmp_path):
+    a = report.answer_table(run_dir)
+    assert list(a["rung"]) == list(report.PAPER_ANSWER_LADDER)
+    assert a.loc[0, "ours overall"] == "0.600 [0.550, 0.650]" and a.loc[3, "paper overall (RAIM val)"] == "0.912"
+    b = report.thinking_table(run_dir)
+    assert len(b) == 10 and b.iloc[0]["paper BLEU-4 / ROUGE-L (RAIM)"] == "0.022 / 0.220"
+    assert b.iloc[1]["paper BLEU-4 / ROUGE-L (RAIM)"] == "0.086 / –"
+    paths = report.write_table(a, "table_a", tmp_path / "out", "Answer ladder")
+    assert "| rung" in paths["md"].read_text() and "\\begin{table}" in paths["tex"].read_text()
+
+
+def test_figures_draw(run_dir):
+    for fig in (report.plot_answer_ladder(run_dir), report.plot_thinking_ladder(run_dir)):
+        assert fig.axes and fig.axes[0].get_ylabel()
+
+
+def test_html_report_loads_in_headless_chromium(run_dir, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    fig = tmp_path / "ladder.png"
+    Image.fromarray(np.full((40, 80, 3), 200, np.uint8)).save(fig)
+    index = report.build_html_report(run_dir, tmp_path / "html", {"Table A": report.answer_table(run_dir)}, [fig])
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1100,900"]
+    dom = subprocess.run(flags + ["--dump-dom", index.as_uri()], capture_output=True, text=True, timeout=120)
+    assert "result-table" in dom.stdout and "+ backbone ensemble" in dom.stdout
+    shot = tmp_path / "shot.png"
+    subprocess.run(flags + [f"--screenshot={shot}", index.as_uri()], capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.std() > 5, "the screenshot is blank"
