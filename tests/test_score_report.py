@@ -1,0 +1,92 @@
+"""Notebook 05's analyses: ladder files, self-check sets, confusion, correlations, figures."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd
+import pytest
+
+from idiff_lib import score_report as SR
+from idiff_lib import scoring
+from idiff_lib.errors import DataError
+from idiff_lib.pairs import make_pair
+
+TEXTS = [
+    ("Face Texture: Image A (Left) keeps fine pores, while Image B (Right) looks waxy.\n"
+     "Global Noise: Image B (Right) shows more noise than Image A (Left).", "A"),
+    ("Hair Sharpness: Image B (Right) renders sharper strands than Image A (Left).\n"
+     "Clothing Texture: both images are similar.", "B"),
+    ("Building Texture: Image A (Left) is crisper, whereas Image B (Right) is smeared.", "A"),
+    ("Global Realism: Image B (Right) looks more natural than Image A (Left).", "B"),
+]
+
+
+def _refs():
+    out = []
+    for i, (text, ans) in enumerate(TEXTS):
+        pid = f"{'s' if i == 2 else 'p'}_{i:03d}"
+        out.append(make_pair([f"{pid}_merged_c0.jpg", f"{pid}_merged_c1.jpg"],
+                             f"<thinking>\n{text}\n</thinking>\n<answer>{ans}</answer>"))
+    return out
+
+
+def test_self_check_sets_are_ceiling_and_deranged():
+    refs = _refs()
+    sets = SR.self_check_predictions(refs, seed=3)
+    assert [r["completion"] for r in sets["self-check: references"]] == [r.completion for r in refs]
+    shuffled = sets["self-check: shuffled"]
+    assert all(row["completion"] != ref.completion for row, ref in zip(shuffled, refs))
+    assert sorted(r["completion"] for r in shuffled) == sorted(r.completion for r in refs)
+    with pytest.raises(DataError):
+        SR.self_check_predictions(refs[:1])
+
+
+def test_ladder_files_split_system_and_stage(tmp_path):
+    for name in ("template_S0", "tiny_model_S4", "Qwen3-VL-8B-Instruct_S2", "nostage"):
+        (tmp_path / f"{name}.jsonl").write_text("")
+    found = {(s, st) for s, st, _ in SR.ladder_files(tmp_path)}
+    assert found == {("template", "S0"), ("tiny_model", "S4"), ("Qwen3-VL-8B-Instruct", "S2")}
+    assert SR.ladder_files(tmp_path / "absent") == []
+
+
+def test_restrict_references_reports_what_is_left_out():
+    refs = _refs()
+    kept, left = SR.restrict_references(refs, [{"id": "p_000", "completion": ""}, {"id": "s_002", "completion": ""}])
+    assert [r.id for r in kept] == ["p_000", "s_002"] and left == ["p_001", "p_003"]
+
+
+def test_tables_and_figures_from_a_score():
+    refs = _refs()
+    preds = SR.self_check_predictions(refs, seed=0)["self-check: shuffled"]
+    res = scoring.score(preds, refs, bootstrap=20)
+    table = SR.best_and_worst(res, preds, refs, n=1)
+    assert list(table["rank"]) == ["best", "worst"] and table["score"].iloc[0] >= table["score"].iloc[1]
+    assert table["candidate"].str.len().min() > 0 and table["reference"].str.len().min() > 0
+    conf = SR.verdict_confusion(res.aspects)
+    assert list(conf.index) == ["A", "B", "similar", "mixed", "none"]
+    assert conf.values.sum() == len(SR.matched_aspects(res.aspects))
+    corr = SR.metric_correlations(res.per_sample)
+    assert all(abs(v) <= 1 + 1e-9 for v in corr.values.ravel() if pd.notna(v))
+    for fig in (SR.plot_distributions(res.per_sample), SR.plot_aspect_confusion(res.aspects),
+                SR.plot_correlations(res.per_sample)):
+        assert fig.axes
+    row = SR.summary_row(res.metrics)
+    assert row["n"] == 4 and 0 <= row["bleu4"] <= 100
+    ladder = pd.DataFrame([{"system": "t", "stage": s, **row} for s in ("S0", "S1")])
+    assert SR.plot_ladder(ladder).axes
+
+
+def test_attribute_agreement_counts_matched_aspects_only():
+    aspects = pd.DataFrame([
+        {"id": "a", "region": "face", "attribute": "texture", "ref_verdict": "A", "pred_verdict": "A"},
+        {"id": "b", "region": "face", "attribute": "texture", "ref_verdict": "A", "pred_verdict": "B"},
+        {"id": "c", "region": "hair", "attribute": "noise", "ref_verdict": "B", "pred_verdict": "B"},
+        {"id": "d", "region": "hair", "attribute": "noise", "ref_verdict": "absent", "pred_verdict": "A"},
+    ])
+    agg = SR.attribute_agreement(aspects).set_index("attribute")
+    assert agg.loc["texture", "matched"] == 2 and agg.loc["texture", "agreement"] == 0.5
+    assert agg.loc["noise", "matched"] == 1 and agg.loc["noise", "agreement"] == 1.0
+    assert SR.verdict_confusion(aspects).loc["A", "B"] == 1
