@@ -1,0 +1,200 @@
+"""GPU check of the Thinking Model at the paper's scale: LoRA training steps and generation in bf16.
+
+Builds a randomly initialised model with Qwen2.5-VL-7B's public dimensions
+(``idiff_lib/configs/qwen2_5_vl_7b.json``; no download), attaches LoRA r=16 to every linear layer
+of the language model (`thinking_model.LoraSettings`), and times, with two images per pair at the
+pixel budget given:
+
+- training steps (forward + backward + AdamW) with gradient checkpointing: step time,
+  tokens/s, peak GPU memory;
+- greedy generation of a fixed number of new tokens: seconds per pair and new tokens/s, beside the
+  paper's 0.75 s per pair on an H20.
+
+No tokenizer is needed: the token ids are drawn at random around the image placeholders that
+the Qwen2-VL image processor sizes. Timings from random weights are valid for speed and memory,
+not for quality.
+
+Usage (GPU):  python benchmarks/gpu_thinking_check.py --out benchmarks/results/gpu_thinking_check.json
+CPU smoke test of the setup: python benchmarks/gpu_thinking_check.py --tiny --device cpu --steps 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "idiff_lib" / "configs" / "qwen2_5_vl_7b.json"
+PAPER_SECONDS_PER_PAIR_H20 = 0.75
+# Pixel budget per image: the RAIM-PIQA 1536 release's merged views, 1536 x 768 (A|B side by side).
+PAPER_IMAGE_SIZE = (1536, 768)
+
+
+def load_config(path: Path = CONFIG, tiny: bool = False):
+    """The Qwen2.5-VL config from the project's JSON; `tiny` shrinks every size (CPU smoke test)."""
+    from transformers import Qwen2_5_VLConfig
+
+    data = {k: v for k, v in json.loads(Path(path).read_text()).items() if not k.startswith("_") and k != "model_type"}
+    if tiny:
+        data["text_config"].update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=2, max_window_layers=2,
+                                   rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]})
+        data["vision_config"].update(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                                     fullatt_block_indexes=[1])
+    return Qwen2_5_VLConfig(**data)
+
+
+def build_model(config, device: str, dtype: torch.dtype):
+    """Random-init Qwen2.5-VL on `device` (weights created there directly)."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
+    return model
+
+
+def make_batch(config, image_size: tuple[int, int], prompt_tokens: int, target_tokens: int, device: str,
+               max_pixels: int | None = None) -> dict:
+    """One pair: text, two images (global + detail) at `image_size`, a rationale with labels."""
+    from PIL import Image
+    from transformers import Qwen2VLImageProcessor
+
+    w, h = image_size
+    budget = max_pixels or w * h
+    processor = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=budget)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for _ in range(2)]
+    vision = processor(images=images, return_tensors="pt")
+    merge = config.vision_config.spatial_merge_size ** 2
+    vocab = config.text_config.vocab_size
+    low = 1000 if vocab > 2000 else 10  # clear of the special-token ids
+    ids: list[int] = []
+    for grid in vision["image_grid_thw"]:
+        ids += [config.vision_start_token_id] + [config.image_token_id] * int(grid.prod() // merge) + [config.vision_end_token_id]
+    text_ids = lambda n: rng.integers(low, min(vocab, 150000), n).tolist()  # noqa: E731
+    ids = text_ids(prompt_tokens // 2) + ids + text_ids(prompt_tokens - prompt_tokens // 2)
+    prompt_len = len(ids)
+    ids += text_ids(target_tokens)
+    input_ids = torch.tensor([ids])
+    labels = input_ids.clone()
+    labels[:, :prompt_len] = -100
+    return {"input_ids": input_ids.to(device), "attention_mask": torch.ones_like(input_ids).to(device),
+            "labels": labels.to(device), "pixel_values": vision["pixel_values"].to(device),
+            "image_grid_thw": vision["image_grid_thw"].to(device), "prompt_len": prompt_len}
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run(args: argparse.Namespace) -> dict:
+    sys.path.insert(0, str(ROOT))
+    from idiff_lib.thinking_model import LoraSettings, apply_lora
+
+    device = args.device
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    config = load_config(Path(args.config), tiny=args.tiny)
+    t0 = time.perf_counter()
+    model = build_model(config, device, dtype)
+    build_s = time.perf_counter() - t0
+    n_params = sum(p.numel() for p in model.parameters())
+    if device.startswith("cuda"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+        torch.cuda.reset_peak_memory_stats()
+    lines: list[str] = []
+    model = apply_lora(model, LoraSettings(r=16, alpha=32, dropout=0.05), log=lines.append)
+    image_size = (args.image_width, args.image_height)
+    batch = make_batch(config, image_size, args.prompt_tokens, args.target_tokens, device, args.max_pixels)
+    prompt_len = batch.pop("prompt_len")
+    seq_len = batch["input_ids"].shape[1]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    model.train()
+    step_times = []
+    for _ in range(args.warmup + args.steps):
+        _sync(device)
+        t = time.perf_counter()
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        _sync(device)
+        step_times.append(time.perf_counter() - t)
+    timed = step_times[args.warmup:]
+    train_peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+    model.eval()
+    gen_inputs = {k: v[:, :prompt_len] if k in ("input_ids", "attention_mask") else v
+                  for k, v in batch.items() if k != "labels"}
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    with torch.no_grad():
+        model.generate(**gen_inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)  # warm-up
+        _sync(device)
+        t = time.perf_counter()
+        out = model.generate(**gen_inputs, max_new_tokens=args.gen_tokens, min_new_tokens=args.gen_tokens,
+                             do_sample=False)
+        _sync(device)
+        gen_s = time.perf_counter() - t
+    new_tokens = out.shape[1] - prompt_len
+    return {
+        "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
+        "dtype": str(dtype).replace("torch.", ""),
+        "config": Path(args.config).name + (" (tiny)" if args.tiny else ""),
+        "params_b": round(n_params / 1e9, 3),
+        "lora": lines[-1] if lines else "",
+        "build_seconds": round(build_s, 1),
+        "image_size": list(image_size),
+        "max_pixels": args.max_pixels,
+        "image_tokens": int(sum(int(g.prod()) for g in batch["image_grid_thw"]) // config.vision_config.spatial_merge_size ** 2),
+        "sequence_tokens": seq_len,
+        "train_step_seconds": round(float(np.median(timed)), 4),
+        "train_tokens_per_second": round(seq_len / float(np.median(timed)), 1),
+        "train_peak_memory_gib": round(train_peak, 2) if train_peak is not None else None,
+        "generate_new_tokens": int(new_tokens),
+        "generate_seconds_per_pair": round(gen_s, 3),
+        "generate_new_tokens_per_second": round(new_tokens / gen_s, 1),
+        "generate_peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else None,
+        "paper_seconds_per_pair_h20": PAPER_SECONDS_PER_PAIR_H20,
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default=str(CONFIG))
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--tiny", action="store_true", help="shrink the model (CPU smoke test of this script)")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--image-width", type=int, default=PAPER_IMAGE_SIZE[0])
+    p.add_argument("--image-height", type=int, default=PAPER_IMAGE_SIZE[1])
+    p.add_argument("--max-pixels", type=int, default=PAPER_IMAGE_SIZE[0] * PAPER_IMAGE_SIZE[1])
+    p.add_argument("--prompt-tokens", type=int, default=400, help="text tokens of the S4 prompt besides the images")
+    p.add_argument("--target-tokens", type=int, default=200, help="rationale tokens")
+    p.add_argument("--gen-tokens", type=int, default=200, help="new tokens per generated rationale")
+    p.add_argument("--out", help="write the results JSON here")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: run on a GPU machine, or use --tiny --device cpu for a smoke test")
+    result = run(args)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

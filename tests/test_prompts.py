@@ -1,0 +1,89 @@
+"""Golden strings for the Thinking Model's prompt stages S0..S4, and the template mining."""
+
+import pytest
+
+from idiff_lib import pairs, paths, prompts
+from idiff_lib.errors import ParameterError
+
+HEAD = ("<image><image>\nPlease compare the following image pairs. The first pair is the global view, "
+        "followed by detailed crops.")
+PERSON_TEMPLATE = (
+    "Expert template for a person photo: write one line per region and attribute, as \"Region Attribute: "
+    "comparison of Image A (Left) and Image B (Right)\", covering:\n"
+    "Face Texture: ...\nFace Sharpness: ...\nHair Texture: ...\nClothing Texture: ...\nGlobal Sharpness: ...\n"
+    "Global Noise: ...\nGlobal Overall: which image is better overall and why."
+)
+CV = "Hand-crafted CV cues (A vs B):\nGlobal Noise: Image A is noisier than Image B."
+IQA = "IQA-model cues (A vs B):\nMUSIQ: Image B scores higher."
+ANSWER = ("Answer Model verdict: Image B (Right) is better (confidence 0.83). Explain this verdict in the "
+          "rationale; the conclusion will be <answer>B</answer>.")
+GOLDEN = {
+    "S0": HEAD,
+    "S1": f"{HEAD}\n\n{PERSON_TEMPLATE}",
+    "S2": f"{HEAD}\n\n{PERSON_TEMPLATE}\n\n{CV}",
+    "S3": f"{HEAD}\n\n{PERSON_TEMPLATE}\n\n{CV}\n\n{IQA}",
+    "S4": f"{HEAD}\n\n{PERSON_TEMPLATE}\n\n{CV}\n\n{IQA}\n\n{ANSWER}",
+}
+
+
+@pytest.mark.parametrize("stage", prompts.STAGES)
+def test_golden_prompt_per_stage(stage):
+    p = prompts.build_prompt(stage, "person", cv_cues="Global Noise: Image A is noisier than Image B.",
+                             iqa_cues="MUSIQ: Image B scores higher.", answer="B", p_answer=0.83)
+    assert p.system == pairs.SYSTEM_PROMPT
+    assert p.user == GOLDEN[stage]
+    assert p.answer == ("B" if stage == "S4" else None)
+
+
+def test_s0_is_the_challenge_baseline():
+    p = prompts.build_prompt("S0", "scene", cv_cues="ignored", answer="A")
+    assert (p.system, p.user) == (pairs.SYSTEM_PROMPT, pairs.USER_PROMPT)
+
+
+def test_scene_template_covers_required_regions_and_missing_cues_are_said():
+    p = prompts.build_prompt("S2", "scene")
+    for region in ("Background", "Building", "Vegetation", "Edges"):
+        assert f"\n{region} " in p.user
+    assert p.user.endswith("Hand-crafted CV cues (A vs B):\n(not measured for this pair)")
+
+
+def test_s4_requires_an_answer_and_unknown_stage_suggests():
+    with pytest.raises(ParameterError, match="S4 needs"):
+        prompts.build_prompt("S4", "person")
+    with pytest.raises(ParameterError, match="Did you mean"):
+        prompts.build_prompt("S5", "person")
+
+
+def test_chat_messages_turn_placeholders_into_image_items():
+    msgs = prompts.build_prompt("S1", "person").chat_messages()
+    content = msgs[1]["content"]
+    assert [c["type"] for c in content] == ["image", "image", "text"]
+    assert content[2]["text"].startswith("Please compare")
+    assert msgs[0]["content"][0]["text"] == pairs.SYSTEM_PROMPT
+
+
+def test_normalise_heading_maps_synonyms():
+    assert prompts.normalise_heading("Building (Architecture) Sharpness") == "Building Sharpness"
+    assert prompts.normalise_heading("Leaf Texture") == "Vegetation Texture"
+    assert prompts.normalise_heading("Face Skin Texture") == "Face Texture"
+    assert prompts.normalise_heading("Global Overall") is None
+
+
+def test_mined_templates_have_4_to_7_lines_covering_regions():
+    texts = [("person", "Face Texture: a\nHair Sharpness: b\nFace Texture: c\nGlobal Noise: d"),
+             ("scene", "Leaf Texture: a\nBackground Noise: b\nBackground Noise: c")]
+    voc = prompts.mine_vocabulary(texts)
+    person, scene = voc.headings["person"], voc.headings["scene"]
+    assert person[:3] == ("Face Texture", "Hair Sharpness", "Clothing Texture")
+    assert scene[:4] == ("Background Noise", "Building Sharpness", "Vegetation Texture", "Edges Sharpness")
+    for h in (person, scene):
+        assert prompts.MIN_LINES <= len(h) <= prompts.MAX_LINES - 1
+
+
+def test_vocabulary_mined_from_public_raim_rationales():
+    if paths.raim_dir() is None:
+        pytest.skip("the public RAIM-PIQA rationales are not available")
+    voc = prompts.load_vocabulary()
+    assert "RAIM" in voc.source
+    assert voc.headings["person"][0] == "Face Texture"  # the most frequent heading of person pairs
+    assert voc.counts["person"]["Face Texture"] >= 30
