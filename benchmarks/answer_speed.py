@@ -1,0 +1,93 @@
+"""Answer-model speed on this machine: inference pairs/s and training images/s per CPU member and
+for the whole ensemble. Writes ``benchmarks/results/answer_speed.json``.
+
+Weights do not change the speed, so members are built with random weights at the cpu profile's
+input settings (from ``idiff_lib/configs/profiles/02_train_answer_model.yaml``). With ``--data`` a
+JSONL file, the ensemble is also timed end to end (decoding, view splitting, routing, all members)
+through the same code as ``idiff answer predict``.
+
+Usage: .venv/bin/python benchmarks/answer_speed.py [--data data/demo/test_sft.jsonl] [--pairs 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from idiff_lib import answer_model as am
+from idiff_lib import ensemble, paths, pipeline, storage
+from idiff_lib.ladder import LadderSettings
+from idiff_lib.pairs import read_pairs
+
+
+def _time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="a JSONL file to time the ensemble end to end on")
+    parser.add_argument("--pairs", type=int, default=32, help="pairs per timed batch / end-to-end run")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(paths.PROJ_ROOT / "benchmarks" / "results" / "answer_speed.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    settings = LadderSettings.from_params(pipeline.profile_params("02_train_answer_model", "cpu"))
+    results: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
+                                 "torch": torch.__version__},
+                     "settings": {"img_size": settings.img_size, "batch": args.pairs}, "members": {}}
+    rng = np.random.default_rng(0)
+    total_infer = 0.0
+    for name in settings.backbones:
+        cfg = settings.member(name)
+        model = am.PairwiseModel(cfg)
+        x = torch.from_numpy(rng.random((args.pairs, 4, 3, cfg.img_size, cfg.img_size), dtype=np.float32))
+        y = torch.from_numpy((rng.random(args.pairs) > 0.5).astype(np.float32))
+        model.eval()
+        with torch.no_grad():
+            t_inf = _time(lambda: model(x), args.repeats)
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step() -> None:
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x[: settings.batch_size]), y[: settings.batch_size])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        t_train = _time(step, args.repeats)
+        total_infer += t_inf
+        results["members"][name] = {
+            "inference_pairs_per_s": round(args.pairs / t_inf, 2),
+            "train_pairs_per_s": round(settings.batch_size / t_train, 2),
+            "train_images_per_s": round(4 * settings.batch_size / t_train, 2),
+        }
+        print(name, results["members"][name], flush=True)
+    # Each pair goes to one sub-model (generalist or its category's specialist) per backbone.
+    results["ensemble_model_only_pairs_per_s"] = round(args.pairs / total_infer, 2)
+    if args.data:
+        pairs = read_pairs(args.data, limit=args.pairs)
+        members = [ensemble.NetworkMember(n, {"": am.PairwiseModel(settings.member(n)).eval()}) for n in settings.backbones]
+        ens = ensemble.Ensemble(members, ensemble.make_ensembler("mean"))
+        t0 = time.perf_counter()
+        ensemble.predict_rows(ens, pairs)
+        dt = time.perf_counter() - t0
+        results["ensemble_end_to_end"] = {"data": str(args.data), "pairs": len(pairs), "seconds": round(dt, 2),
+                                          "pairs_per_s": round(len(pairs) / dt, 2)}
+    results["paper_reference"] = "0.21 s per pair (4.76 pairs/s) for the paper's ensemble on an NVIDIA H20"
+    storage.write_json(Path(args.out), results)
+    print(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Tiny labelled pairs made from scikit-image sample photos, for the answer-model and ensemble tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage import data
+
+from idiff_lib.pairs import format_completion, make_pair, write_pairs
+from idiff_lib.views import merge_side_by_side
+
+PHOTOS = {"p": ("astronaut",), "s": ("chelsea", "coffee", "rocket")}
+
+
+def _photo(name: str, side: int) -> np.ndarray:
+    img = getattr(data, name)()
+    h, w = img.shape[:2]
+    s = min(h, w)
+    img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    return np.asarray(Image.fromarray(img).resize((side, side), Image.Resampling.LANCZOS))
+
+
+def _degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    noisy = img.astype(np.float32) + rng.normal(0, 18, img.shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+def make_pairs_file(folder: Path, n: int = 8, side: int = 96, seed: int = 0, labelled: bool = True,
+                    name: str = "pairs.jsonl") -> Path:
+    """`n` pairs (half person ``p_``, half scene ``s_``); the clean side is the better one."""
+    rng = np.random.default_rng(seed)
+    img_dir = folder / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    pairs = []
+    for i in range(n):
+        prefix = "p" if i % 2 == 0 else "s"
+        photo = _photo(PHOTOS[prefix][i // 2 % len(PHOTOS[prefix])], side)
+        bad = _degrade(photo, rng)
+        a_better = bool(rng.random() < 0.5)
+        left, right = (photo, bad) if a_better else (bad, photo)
+        pid = f"{prefix}_{seed:02d}{i:03d}"
+        c = side // 2
+        Image.fromarray(merge_side_by_side(left, right)).save(img_dir / f"{pid}_merged_c0.png")
+        Image.fromarray(merge_side_by_side(left[c // 2:c // 2 + c, c // 2:c // 2 + c],
+                                           right[c // 2:c // 2 + c, c // 2:c // 2 + c])).save(img_dir / f"{pid}_merged_c1.png")
+        refs = [f"images/{pid}_merged_c0.png", f"images/{pid}_merged_c1.png"]
+        completion = format_completion("Region Attribute: noise\nA is cleaner." if a_better else
+                                       "Region Attribute: noise\nB is cleaner.", "A" if a_better else "B") if labelled else None
+        pairs.append(make_pair(refs, completion, base_dir=folder))
+    path = folder / name
+    write_pairs(pairs, path)
+    return path

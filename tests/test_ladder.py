@@ -1,0 +1,76 @@
+"""Notebook 02's orchestration: settings validation, split loading, the ladder rows and the saved run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from answer_fixtures import make_pairs_file
+from idiff_lib import ensemble, ladder
+from idiff_lib.errors import ParameterError
+
+torch.set_num_threads(2)
+TINY = dict(backbones=["resnet10t", "convnext_atto"], img_size=32, resize=40, local_resize=40, epochs=1,
+            specialist_epochs=1, batch_size=4, feature_member=False)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    for i, name in enumerate(("train", "val", "test")):
+        make_pairs_file(folder, n=8 if name == "train" else 6, side=64, seed=i, name=f"{name}_sft.jsonl")
+    return folder
+
+
+def test_settings_are_validated():
+    with pytest.raises(ParameterError, match="Did you mean"):
+        ladder.LadderSettings.from_params({"ensembler": "stacked"})
+    with pytest.raises(ParameterError, match="no_pretext_rows"):
+        ladder.LadderSettings.from_params({"no_pretext_rows": ["ensemble"]})
+    with pytest.raises(ParameterError, match="checkpoints"):
+        ladder.LadderSettings.from_params({"backbones": ["resnet10t"], "checkpoints": {"resnet18": "w.pth"}})
+    with pytest.raises(ParameterError, match="unknown backbone"):
+        ladder.LadderSettings.from_params({"backbones": ["resnet10tt"]})
+    s = ladder.LadderSettings.from_params({"backbones": ["resnet10t"], "checkpoints": {"resnet10t": "w.pth"}, "lr": 0.003})
+    assert s.member("resnet10t").checkpoint == "w.pth"
+    spec = s.member("resnet10t", category="person", init="gen/best.pt")
+    assert spec.name == "resnet10t_person" and spec.checkpoint == "" and spec.lr == pytest.approx(0.001)
+
+
+def test_max_pairs_spreads_over_both_categories(data):
+    splits = ladder.load_splits(data, max_pairs=4)
+    assert all(len(s.pairs) == 4 for s in splits.values())
+    assert set(splits["train"].categories) == {"person", "scene"}
+
+
+def test_ladder_run_saves_a_predictable_run(data, tmp_path):
+    settings = ladder.LadderSettings.from_params(TINY)
+    splits = ladder.load_splits(data)
+    result = ladder.run(settings, splits, tmp_path)
+    assert list(result.ladder.row) == ["merged", "split", "specialists", "ensemble"]
+    assert result.ladder.members.tolist() == [1, 1, 1, 2]
+    assert result.swap_flip_rate == 1.0
+    assert list(result.test_probs.columns[-2:]) == ["resnet10t", "convnext_atto"]
+    mean = result.test_probs[["resnet10t", "convnext_atto"]].to_numpy().mean(axis=1)
+    assert np.allclose(result.final_test, mean)
+    written = ladder.save_outputs(result, splits, tmp_path)
+    rows = [json.loads(line) for line in written["preds_test"].read_text().splitlines()]
+    assert [r["id"] for r in rows] == [p.id for p in splits["test"].pairs]
+    reloaded = ensemble.predict_rows(ensemble.load_run(tmp_path), splits["test"].pairs)
+    assert np.allclose([r["p_left"] for r in reloaded], [r["p_left"] for r in rows])
+    metrics = ladder.metrics(result, splits, 1.0)
+    json.dumps(metrics, allow_nan=False)
+    assert metrics["n_pairs"] == {"train": 8, "val": 6, "test": 6}
+    again = ladder.run(settings, splits, tmp_path)  # every member is finished: nothing retrains
+    assert np.array_equal(again.final_test, result.final_test)
+
+
+def test_no_pretext_rows_need_a_pretext_start(data, tmp_path):
+    settings = ladder.LadderSettings.from_params({**TINY, "backbones": ["resnet10t"], "no_pretext_rows": ["split"]})
+    splits = ladder.load_splits(data, max_pairs=4)
+    plain = ladder.run(settings, splits, tmp_path / "plain")
+    assert list(plain.ladder.row) == ["merged", "split", "specialists", "ensemble"]
+    assert not plain.ladder.pretext.any()
