@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
+README = PROJ_ROOT / "README.md"
 
 
 def _env_path(var: str, default: Path) -> Path:

@@ -59,17 +59,44 @@ def _fmt_ci(acc: float, lo: float | None, hi: float | None) -> str:
     return f"{acc:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def answer_table(run_dir: str | Path) -> pd.DataFrame:
-    """Table A: the Answer-model ladder, ours (person/scene/overall with 95% CIs) beside the paper's.
+# Notebook 02 writes its ladder rows under these names (idiff_lib.ladder.ROWS).
+RUNG_NAMES = {
+    "merged": "single model, merged input",
+    "split": "+ L/R split views",
+    "specialists": "+ person/scene specialists",
+    "ensemble": "+ backbone ensemble",
+}
+CATEGORIES = ("person", "scene", "overall")
 
-    Reads ``02_train_answer_model/ladder.csv`` (long format: rung, category, accuracy, ci_low, ci_high).
+
+def answer_ladder(run_dir: str | Path) -> pd.DataFrame:
+    """Notebook 02's ladder in long form: rung, category, accuracy, ci_low, ci_high, n.
+
+    Reads ``02_train_answer_model/ladder.csv`` as notebook 02 writes it (one row per ladder row, with
+    ``<category>_acc/_lo/_hi/_n`` columns and a ``pretext`` flag). Rows trained without the pretext
+    start, kept for comparison, become extra rungs marked "(no pretext)".
     """
-    ladder = pd.read_csv(Path(run_dir) / ANSWER_STEP / "ladder.csv")
-    rungs = list(dict.fromkeys(ladder["rung"]))
+    wide = pd.read_csv(Path(run_dir) / ANSWER_STEP / "ladder.csv")
+    main_pretext = bool(wide["pretext"].iloc[0]) if "pretext" in wide and len(wide) else True
     rows = []
-    for rung in rungs:
+    for _, r in wide.iterrows():
+        rung = RUNG_NAMES.get(r["row"], r["row"])
+        if "pretext" in wide and bool(r["pretext"]) != main_pretext:
+            rung += " (no pretext)" if main_pretext else " (pretext)"
+        for cat in CATEGORIES:
+            if f"{cat}_acc" in wide:
+                rows.append({"rung": rung, "category": cat, "accuracy": r[f"{cat}_acc"], "ci_low": r[f"{cat}_lo"],
+                             "ci_high": r[f"{cat}_hi"], "n": r.get(f"{cat}_n")})
+    return pd.DataFrame(rows, columns=["rung", "category", "accuracy", "ci_low", "ci_high", "n"])
+
+
+def answer_table(run_dir: str | Path) -> pd.DataFrame:
+    """Table A: the Answer-model ladder, ours (person/scene/overall with 95% CIs) beside the paper's."""
+    ladder = answer_ladder(run_dir)
+    rows = []
+    for rung in dict.fromkeys(ladder["rung"]):
         row = {"rung": rung}
-        for cat in ("person", "scene", "overall"):
+        for cat in CATEGORIES:
             hit = ladder[(ladder["rung"] == rung) & (ladder["category"] == cat)]
             row[f"ours {cat}"] = (_fmt_ci(*hit[["accuracy", "ci_low", "ci_high"]].iloc[0].tolist())
                                   if len(hit) else "–")
@@ -79,13 +106,24 @@ def answer_table(run_dir: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def thinking_scores(run_dir: str | Path) -> pd.DataFrame:
+    """Notebook 05's ladder scores with BLEU-4 on the paper's 0–1 scale.
+
+    Notebook 05 records sacrebleu's corpus BLEU, which is on a 0–100 scale; the paper (and Table B)
+    give BLEU-4 as a fraction, so it is divided by 100 here.
+    """
+    scores = pd.read_csv(Path(run_dir) / SCORING_STEP / "ladder_scores.csv")
+    scores["bleu4"] = scores["bleu4"].astype(float) / 100.0
+    return scores
+
+
 def thinking_table(run_dir: str | Path) -> pd.DataFrame:
     """Table B: the Thinking-model ladder S0..S4 per system, beside the paper's numbers.
 
     Reads ``05_score_rationales/ladder_scores.csv`` (system, stage, bleu4, rouge_l, aspect_f1,
-    consistency).
+    consistency); see `thinking_scores` for the BLEU scale.
     """
-    scores = pd.read_csv(Path(run_dir) / SCORING_STEP / "ladder_scores.csv")
+    scores = thinking_scores(run_dir)
     rows = []
     for _, r in scores.sort_values(["system", "stage"]).iterrows():
         paper = PAPER_THINKING_LADDER.get(r["stage"], {})
@@ -110,9 +148,9 @@ def write_table(df: pd.DataFrame, name: str, out_dir: str | Path, caption: str) 
 
 def plot_answer_ladder(run_dir: str | Path) -> plt.Figure:
     """Grouped bars: accuracy per rung and category with 95% CIs; the paper's overall as markers."""
-    ladder = pd.read_csv(Path(run_dir) / ANSWER_STEP / "ladder.csv")
+    ladder = answer_ladder(run_dir)
     rungs = list(dict.fromkeys(ladder["rung"]))
-    cats = ("person", "scene", "overall")
+    cats = CATEGORIES
     fig, ax = plt.subplots(figsize=(8, 3.8))
     width = 0.8 / len(cats)
     x = np.arange(len(rungs))
@@ -134,7 +172,7 @@ def plot_answer_ladder(run_dir: str | Path) -> plt.Figure:
 
 def plot_thinking_ladder(run_dir: str | Path) -> plt.Figure:
     """BLEU-4 and ROUGE-L per stage and system; the paper's values as markers."""
-    scores = pd.read_csv(Path(run_dir) / SCORING_STEP / "ladder_scores.csv")
+    scores = thinking_scores(run_dir)
     stages = sorted(scores["stage"].unique())
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharex=True)
     for ax, metric, label in ((axes[0], "bleu4", "BLEU-4"), (axes[1], "rouge_l", "ROUGE-L")):
@@ -195,3 +233,67 @@ def build_html_report(run_dir: str | Path, out_dir: str | Path | None = None,
                      f"<figcaption>{html.escape(fig.stem)}</figcaption></figure>")
     parts.append("</body></html>")
     return storage.write_text(out_dir / "index.html", "\n".join(parts))
+
+
+RESULTS_START = "<!-- results:start (written by notebook 06; edit outside these markers) -->"
+RESULTS_END = "<!-- results:end -->"
+
+
+def update_readme_results(readme: str | Path, table_a: pd.DataFrame, table_b: pd.DataFrame,
+                          figures: list[Path], run_dir: str | Path, data_dir: str | Path) -> str:
+    """Rewrite the README's Results section (between the markers) with this run's tables and figures.
+
+    Only a run on the embedded benchmark may do so: the README reports the demo. Figures outside
+    the project are not linked. Returns what was done, for the notebook to print.
+    """
+    from . import paths
+
+    readme = Path(readme)
+    if Path(data_dir).resolve() != paths.DEMO_DIR.resolve():
+        return f"README not updated: this run's data ({data_dir}) is not the embedded benchmark"
+    text = readme.read_text(encoding="utf-8")
+    if RESULTS_START not in text or RESULTS_END not in text:
+        raise ValueError(f"{readme}: the Results markers are missing. fix: put {RESULTS_START!r} and "
+                         f"{RESULTS_END!r} around the Results section")
+    links = []
+    for fig in figures:
+        try:
+            rel = Path(fig).resolve().relative_to(paths.PROJ_ROOT)
+        except ValueError:
+            continue
+        links.append(f"![{Path(fig).stem}]({rel.as_posix()})")
+    steps = []
+    for record in sorted(Path(run_dir).glob("*/step.json")):
+        info = json.loads(record.read_text())
+        steps.append(f"{info['step']} {info['seconds'] / 60:.1f} min")
+    body = "\n".join([
+        RESULTS_START,
+        f"Latest demo run: profile `{_profile_of(run_dir)}`, finished {_finished_of(run_dir)}"
+        + (f"; step times: {', '.join(steps)}." if steps else "."),
+        "",
+        "**Table A: Answer-model ladder** (ours: `data/demo` test split, 95% bootstrap CI; paper: RAIM validation)",
+        "",
+        table_a.to_markdown(index=False),
+        "",
+        "**Table B: Thinking-model ladder** (ours: `data/demo` test split; paper: RAIM; BLEU-4 on a 0–1 scale)",
+        "",
+        table_b.to_markdown(index=False),
+        "",
+        *[f"{link}\n" for link in links],
+        RESULTS_END,
+    ])
+    head, rest = text.split(RESULTS_START, 1)
+    tail = rest.split(RESULTS_END, 1)[1]
+    storage.write_text(readme, head + body + tail)
+    return f"updated the Results section of {readme}"
+
+
+def _profile_of(run_dir: str | Path) -> str:
+    for record in Path(run_dir).glob("*/step.json"):
+        return json.loads(record.read_text()).get("profile", "?")
+    return "?"
+
+
+def _finished_of(run_dir: str | Path) -> str:
+    times = [json.loads(r.read_text()).get("finished", "") for r in Path(run_dir).glob("*/step.json")]
+    return max(times) if times else "?"

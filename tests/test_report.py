@@ -13,14 +13,16 @@ from idiff_lib import report
 def run_dir(tmp_path):
     """A run folder holding the recorded outputs the report reads (values made up for the test)."""
     (tmp_path / report.ANSWER_STEP).mkdir()
-    rows = []
-    for i, rung in enumerate(report.PAPER_ANSWER_LADDER):
+    rows = []  # as notebook 02 writes it: one row per ladder row, <category>_acc/_lo/_hi/_n columns
+    for i, name in enumerate(["merged", "split", "specialists", "ensemble", "split"]):
+        row = {"row": name, "description": name, "pretext": i < 4, "members": 1}
         for cat in ("person", "scene", "overall"):
-            acc = 0.6 + 0.1 * i
-            rows.append({"rung": rung, "category": cat, "accuracy": acc, "ci_low": acc - 0.05, "ci_high": acc + 0.05})
+            acc = 0.6 + 0.1 * i if i < 4 else 0.5
+            row.update({f"{cat}_acc": acc, f"{cat}_lo": acc - 0.05, f"{cat}_hi": acc + 0.05, f"{cat}_n": 10})
+        rows.append(row)
     pd.DataFrame(rows).to_csv(tmp_path / report.ANSWER_STEP / "ladder.csv", index=False)
     (tmp_path / report.SCORING_STEP).mkdir()
-    rows = [{"system": s, "stage": f"S{k}", "bleu4": 0.1 * k, "rouge_l": 0.2 + 0.05 * k, "aspect_f1": 0.5,
+    rows = [{"system": s, "stage": f"S{k}", "bleu4": 10.0 * k,  # sacrebleu's 0-100 scale, as notebook 05 records it "rouge_l": 0.2 + 0.05 * k, "aspect_f1": 0.5,
              "consistency": 0.9} for s in ("template", "tiny") for k in range(5)]
     pd.DataFrame(rows).to_csv(tmp_path / report.SCORING_STEP / "ladder_scores.csv", index=False)
     return tmp_path
@@ -28,9 +30,11 @@ def run_dir(tmp_path):
 
 def test_tables_put_ours_beside_the_paper(run_dir, tmp_path):
     a = report.answer_table(run_dir)
-    assert list(a["rung"]) == list(report.PAPER_ANSWER_LADDER)
+    assert list(a["rung"]) == list(report.PAPER_ANSWER_LADDER) + ["+ L/R split views (no pretext)"]
     assert a.loc[0, "ours overall"] == "0.600 [0.550, 0.650]" and a.loc[3, "paper overall (RAIM val)"] == "0.912"
+    assert a.loc[4, "ours person"] == "0.500 [0.450, 0.550]" and a.loc[4, "paper overall (RAIM val)"] == "–"
     b = report.thinking_table(run_dir)
+    assert b.iloc[1]["BLEU-4"] == "0.100", "BLEU-4 is shown on the paper's 0-1 scale"
     assert len(b) == 10 and b.iloc[0]["paper BLEU-4 / ROUGE-L (RAIM)"] == "0.022 / 0.220"
     assert b.iloc[1]["paper BLEU-4 / ROUGE-L (RAIM)"] == "0.086 / –"
     paths = report.write_table(a, "table_a", tmp_path / "out", "Answer ladder")

@@ -1,0 +1,117 @@
+"""The whole notebook chain on tiny parameters: interrupted, resumed, the same results; then the export.
+
+This is the demo's path (`idiff run`) end to end on the embedded benchmark, at the tiny profile.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from idiff_lib import pairs, paths, pipeline, report
+from idiff_lib.export import export, side_file
+
+pytestmark = pytest.mark.slow
+
+# Values that differ between two runs by construction (timings, paths); everything else must match.
+VOLATILE = ("seconds", "train_seconds", "html_report", "source", "elapsed", "pairs_per_s", "time")
+
+
+def _stable(obj):
+    if isinstance(obj, dict):
+        return {k: _stable(v) for k, v in obj.items() if not any(w in k for w in VOLATILE)}
+    if isinstance(obj, list):
+        return [_stable(v) for v in obj]
+    if isinstance(obj, float):
+        return round(obj, 6)
+    if isinstance(obj, str):
+        return obj.replace(os.sep + "reference" + os.sep, os.sep).replace(os.sep + "resumed" + os.sep, os.sep)
+    return obj
+
+
+def _chain_cmd(out: Path, figs: Path) -> list[str]:
+    return [sys.executable, "-m", "idiff_lib.cli", "run", "--profile", "tiny", "--out", str(out), "--fig-dir", str(figs)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("chain")
+    reference = base / "reference" / "run"
+    subprocess.run(_chain_cmd(reference, base / "reference" / "figures"), check=True, capture_output=True, text=True)
+
+    resumed = base / "resumed" / "run"
+    proc = subprocess.Popen(_chain_cmd(resumed, base / "resumed" / "figures"), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = resumed / "03_tune_thinking_model" / "params.yaml"
+    deadline = time.monotonic() + 300
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert started.exists(), "the chain never reached step 03"
+    time.sleep(3.0)  # into step 03's work
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, mid-step
+    proc.wait()
+    assert not (resumed / "03_tune_thinking_model" / "step.json").exists(), "step 03 finished before the kill"
+    results = pipeline.run_chain("tiny", out=resumed, fig_dir=base / "resumed" / "figures", log=lambda _: None)
+    return reference, resumed, results
+
+
+def test_interrupted_chain_resumes_with_the_same_results(runs):
+    reference, resumed, results = runs
+    status = {r.step: r.status for r in results}
+    assert status["01_explore_pairs"] == status["02_train_answer_model"] == "skipped"
+    assert all(status[s] == "ran" for s in status if s[:2] >= "03")
+    for step in ("02_train_answer_model", "03_tune_thinking_model", "04_analyse_ensemble", "05_score_rationales"):
+        assert _stable(pipeline.load_metrics(resumed, step)) == _stable(pipeline.load_metrics(reference, step)), step
+
+
+def test_report_step_writes_tables_figures_and_html(runs):
+    _, resumed, _ = runs
+    figs = resumed.parent / "figures"
+    for name in ("06_table_a_answer_ladder.md", "06_table_a_answer_ladder.tex", "06_table_b_thinking_ladder.md",
+                 "06_table_b_thinking_ladder.tex", "06_answer_ladder.png", "06_answer_ladder.pdf",
+                 "06_thinking_ladder.png", "06_thinking_ladder.pdf"):
+        assert (figs / name).stat().st_size > 0, name
+    assert "+ backbone ensemble" in (figs / "06_table_a_answer_ladder.md").read_text()
+    index = resumed / "06_report_figures" / "html" / "index.html"
+    text = index.read_text()
+    assert "result-table" in text and "02_train_answer_model.html" in text
+    assert (index.parent / "03_tune_thinking_model.html").exists()
+    table_b = report.thinking_table(resumed)
+    assert set(table_b["system"]) >= {"template"} and len(table_b) >= 5
+
+
+def test_export_writes_one_completion_per_pair_in_input_order(runs, tmp_path):
+    _, resumed, _ = runs
+    data = paths.DEMO_DIR / "test_unlabeled.jsonl"
+    out = tmp_path / "submission.jsonl"
+    summary = export(resumed, data, out, limit=5, progress=False)
+    assert summary["pairs"] == 5 and summary["stage"] == "S4"
+    inputs = pairs.read_pairs(data, limit=5)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["images"] for r in rows] == [p.image_refs for p in inputs]
+    answers = {json.loads(line)["id"]: json.loads(line)["answer"] for line in side_file(out, "answers").read_text().splitlines()}
+    for pair, row in zip(inputs, rows):
+        completion = row["messages"][-1]["content"]
+        assert row["messages"][-1]["role"] == "assistant"
+        parsed = pairs.parse_completion(completion)
+        assert parsed.answer == answers[pair.id], "the verdict is the Answer Model's"
+        assert completion.startswith("<thinking>") and completion.rstrip().endswith("</answer>")
+    back = pairs.read_pairs(out)  # the submission reads back as labelled RAIM SFT pairs
+    assert [p.id for p in back] == [p.id for p in inputs] and all(p.shape == "sft" for p in back)
+
+    # a rerun reuses the side files (resumable) and gives the same submission
+    before = out.read_text()
+    export(resumed, data, out, limit=5, progress=False)
+    assert out.read_text() == before
+
+
+def test_export_without_a_trained_run_names_the_fix(tmp_path):
+    from idiff_lib.errors import DataError
+
+    with pytest.raises(DataError, match=r"(?s)no trained Answer Model.*idiff run"):
+        export(tmp_path, paths.DEMO_DIR / "test_unlabeled.jsonl", tmp_path / "s.jsonl")
