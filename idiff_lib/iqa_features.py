@@ -1,9 +1,12 @@
 """No-reference IQA-model features through pyiqa (Chen et al., "TOPIQ", IEEE TIP 2024, and the IQA-PyTorch toolbox).
 
-Metrics: PIQE (Venkatanath et al., NCC 2015) and pyiqa's grey-level entropy need no weights; LIQE
+Metrics: PIQE (Venkatanath et al., NCC 2015) needs no weights; LIQE
 (Zhang et al., CVPR 2023) and Q-Align (Wu et al., ICML 2024), which the iDiff paper names, and
 TOPIQ-NR, MUSIQ (Ke et al., ICCV 2021) and CLIP-IQA (Wang et al., AAAI 2023) are used only when
-their weights are already on disk.
+their weights are already on disk. pyiqa's grey-level ``entropy`` also runs offline and can be asked
+for by name, but it is not in the default set: it equals the hand-crafted entropy feature of
+`idiff_lib.features` exactly and costs about 0.2 s per view (100x PIQE), which dominated the
+feature table's time.
 
 Where pyiqa looks (read from its source, pyiqa 0.1.16): checkpoints are fetched by
 ``pyiqa.utils.download_util.load_file_from_url`` into ``torch.hub.get_dir()/pyiqa`` (its
@@ -31,10 +34,11 @@ import numpy as np
 from .errors import OfflineError, ParameterError, suggest
 from .pairs import Pair
 
-OFFLINE_METRICS = ("piqe", "entropy")
+OFFLINE_METRICS = ("piqe",)
+WEIGHTLESS_METRICS = OFFLINE_METRICS + ("entropy",)  # run offline; entropy only when asked for by name
 LEARNED_METRICS = ("liqe", "qalign", "topiq_nr", "musiq", "clipiqa")
 DEFAULT_METRICS = OFFLINE_METRICS + LEARNED_METRICS
-IQA_SIDE = 512  # px: views are downscaled to this long side before scoring (PIQE takes ~0.5 s per 320x256 view on 2 cores)
+IQA_SIDE = 512  # px: views are downscaled to this long side before scoring (PIQE takes ~10 ms per 320x256 view)
 IQA_VERSION = f"v1-{IQA_SIDE}"
 QALIGN_REPO = "q-future/one-align"
 
@@ -74,13 +78,13 @@ def _clip_weight(name: str) -> Weight:
 
 def required_weights(metric: str) -> list[Weight]:
     """The files `metric` loads, with their download URLs (pyiqa's URL helper and CLIP table)."""
-    if metric in OFFLINE_METRICS:
+    if metric in WEIGHTLESS_METRICS:
         return []
     if metric == "qalign":
         return [Weight("hf", QALIGN_REPO, f"https://huggingface.co/{QALIGN_REPO}")]
     if metric not in LEARNED_METRICS:
-        raise ParameterError(f"unknown IQA metric {metric!r}; choose from {DEFAULT_METRICS}."
-                             f"{suggest(metric, DEFAULT_METRICS)}")
+        known = WEIGHTLESS_METRICS + LEARNED_METRICS
+        raise ParameterError(f"unknown IQA metric {metric!r}; choose from {known}.{suggest(metric, known)}")
     # topiq_nr: the CFANet checkpoint holds the ResNet-50 backbone too, so timm's ImageNet weights are not needed
     out = [_pyiqa_weight(CHECKPOINTS[metric])] if metric in CHECKPOINTS else []
     if metric in CLIP_BACKBONES:
