@@ -43,6 +43,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import storage
+from . import views as views_mod
 from .errors import DataError, OfflineError, ParameterError, suggest
 from .pairs import Pair
 from .views import Views, load_views
@@ -375,9 +376,7 @@ def _resize_short(img: np.ndarray, short: int) -> np.ndarray:
 
 
 def _same_size(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if a.shape[:2] == b.shape[:2]:
-        return b
-    return np.asarray(Image.fromarray(b).resize((a.shape[1], a.shape[0]), Image.Resampling.LANCZOS))
+    return views_mod.resize(b, (a.shape[1], a.shape[0]))
 
 
 def prepare_views(views: Views, cfg: MemberConfig) -> tuple[np.ndarray, ...]:
@@ -575,7 +574,6 @@ def train_member(
     if not train_items and not (synthetic and cfg.synthetic_pairs):
         raise ParameterError(f"member {cfg.name}: no labelled training pairs"
                              + (f" of category {cfg.category!r}" if cfg.category else ""))
-    storage.write_json(member_dir / "config.json", cfg.to_dict())
     seed_everything(cfg.seed)
     model = build_model(cfg).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
@@ -595,6 +593,7 @@ def train_member(
         scheduler.load_state_dict(state["scheduler"])
         _set_rng_state(state["rng"])
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
+    storage.write_json(member_dir / "config.json", cfg.to_dict())  # after the resume check: never beside other settings' checkpoints
     loss_fn = nn.BCEWithLogitsLoss()
     for epoch in range(start_epoch, cfg.epochs):
         te = time.monotonic()
@@ -602,7 +601,8 @@ def train_member(
         torch.manual_seed(cfg.seed * 1009 + epoch)
         items = list(train_items)
         if synthetic is not None and cfg.synthetic_pairs:
-            items += synthetic(cfg.synthetic_pairs, np.random.default_rng([cfg.seed, epoch, 7]))
+            fresh = synthetic(cfg.synthetic_pairs, np.random.default_rng([cfg.seed, epoch, 7]))
+            items += [it for it in fresh if not cfg.category or it.category == cfg.category]  # specialists: own category
         order = rng.permutation(len(items))
         model.train()
         losses, correct, seen = [], 0, 0

@@ -320,7 +320,7 @@ def build_demo(out: str | Path | None = None, seed: int = 0, sizes: dict[str, in
         partial = out / "meta" / f".{split}.partial.jsonl"
         done: dict[str, dict] = {}
         if resume and partial.exists():
-            for row in storage.read_jsonl_rows(partial, tolerate_partial_last=True):
+            for row in storage.read_resumable_jsonl(partial):
                 if row.get("seed") == seed and all((out / r).exists() for r in _image_refs(row["meta"]["id"])):
                     done[row["meta"]["id"]] = row
         elif partial.exists():
@@ -328,14 +328,14 @@ def build_demo(out: str | Path | None = None, seed: int = 0, sizes: dict[str, in
         rows = []
         for p in tqdm(plan, desc=f"demo {split}", disable=not progress):
             all_ids.add(p["id"])
-            if p["id"] in done and done[p["id"]]["meta"]["photo"] == p["photo"]:
+            if p["id"] in done and done[p["id"]].get("plan") == p:  # same plan: same answer, photo and seed
                 rows.append(done[p["id"]])
                 continue
             s = make_sample(p, split, seed)
             c0_ref, c1_ref = _image_refs(s.id)
             _save_jpeg(s.c0, out / c0_ref)
             _save_jpeg(s.c1, out / c1_ref)
-            row = {"seed": seed, "meta": s.meta, "completion": s.completion}
+            row = {"seed": seed, "plan": p, "meta": s.meta, "completion": s.completion}
             storage.append_jsonl(partial, row)
             rows.append(row)
         _write_split(out, split, rows)

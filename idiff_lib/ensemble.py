@@ -344,14 +344,11 @@ def accuracy(p: np.ndarray, labels: np.ndarray) -> float:
 
 
 def bootstrap_ci(correct: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of a mean of 0/1 outcomes."""
-    correct = np.asarray(correct, dtype=float)
-    if len(correct) == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = correct[rng.integers(0, len(correct), size=(n_boot, len(correct)))].mean(axis=1)
-    alpha = (1 - level) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    """Percentile bootstrap interval of a mean of 0/1 outcomes (`scoring.bootstrap_mean`'s interval)."""
+    from .scoring import bootstrap_mean
+
+    ci = bootstrap_mean(np.asarray(correct, dtype=float), n_boot=n_boot, seed=seed, level=level)
+    return (float("nan"), float("nan")) if ci["n"] == 0 else (ci["ci_low"], ci["ci_high"])
 
 
 def accuracy_table(p: np.ndarray, labels: np.ndarray, categories: Sequence[str], seed: int = 0) -> dict[str, dict[str, float]]:

@@ -66,7 +66,7 @@ def predict_answers(run_dir: str | Path, pairs: Sequence[pairs_mod.Pair], path: 
     """The Answer Model's row per pair id, reusing the rows already in `path` (resumable)."""
     from . import ensemble
 
-    done = {r["id"]: r for r in storage.read_jsonl_rows(path)} if path.exists() else {}
+    done = {r["id"]: r for r in storage.read_resumable_jsonl(path)}
     todo = [p for p in pairs if p.id not in done]
     if todo:
         ens = ensemble.load_run(Path(run_dir) / ANSWER_STEP, device=device)
@@ -77,13 +77,35 @@ def predict_answers(run_dir: str | Path, pairs: Sequence[pairs_mod.Pair], path: 
     return done
 
 
-def cues_for(pairs: Sequence[pairs_mod.Pair], stage: str, progress: bool = True) -> tuple[dict, str]:
-    """Feature cue texts for the stages whose prompts carry them (S2 and later); thresholds from these pairs."""
+def training_pairs(run_dir: str | Path) -> list[pairs_mod.Pair]:
+    """The train split the run's Thinking Model was tuned on (from notebook 03's params.yaml), or []."""
+    params = Path(run_dir) / THINKING_STEP / "params.yaml"
+    if not params.exists():
+        return []
+    import yaml
+
+    data_dir = Path((yaml.safe_load(params.read_text(encoding="utf-8")) or {}).get("data_dir", ""))
+    train = data_dir / "train_sft.jsonl"
+    return list(pairs_mod.read_pairs(train)) if train.exists() else []
+
+
+def cues_for(pairs: Sequence[pairs_mod.Pair], stage: str, calibration: Sequence[pairs_mod.Pair] = (),
+             progress: bool = True) -> tuple[dict, str]:
+    """Feature cue texts for the stages whose prompts carry them (S2 and later).
+
+    The cue thresholds are calibrated on `calibration` (the run's train split, as in notebook 03),
+    or on `pairs` themselves when it is empty (and the note says so).
+    """
     if prompts_mod.STAGES.index(stage) < prompts_mod.STAGES.index("S2"):
         return {}, f"stage {stage} uses no feature cues"
     from . import thinking_model as tm
 
-    return tm.feature_cues(list(pairs), progress=progress)
+    ids = {p.id for p in pairs}
+    extra = [p for p in calibration if p.id not in ids]
+    cues, note = tm.feature_cues(list(pairs) + extra, [p.id for p in calibration] or None, progress=progress)
+    if not calibration:
+        note += " (no training split found: thresholds calibrated on the exported pairs)"
+    return {pid: cues[pid] for pid in ids if pid in cues}, note
 
 
 def export(
@@ -109,12 +131,6 @@ def export(
         raise DataError(run_dir / ANSWER_STEP / "ensemble.json", "no trained Answer Model in this run",
                         "run the chain through notebook 02 first: idiff run --profile cpu --out RUN_DIR")
     pairs = pairs_mod.read_pairs(data, data_root=data_root, require_images=True, limit=limit)
-    seen: dict[str, int] = {}
-    for p in pairs:
-        if p.id in seen:
-            raise DataError(p.source, f"pair id {p.id!r} appears twice (lines {seen[p.id]} and {p.line})",
-                            "give every pair its own image names", line=p.line)
-        seen[p.id] = p.line
     out.parent.mkdir(parents=True, exist_ok=True)
     answers = predict_answers(run_dir, pairs, side_file(out, "answers"), batch_size, device)
 
@@ -122,7 +138,7 @@ def export(
         model_dir = thinking_model_dir(run_dir, stage)
         model, processor, settings, vocabulary = tm.load_run(model_dir)
         stage = model_dir.name
-        cues, cue_note = cues_for(pairs, stage, progress)
+        cues, cue_note = cues_for(pairs, stage, training_pairs(run_dir), progress)
         write = tm.model_writer(model, processor, batch_size=settings.gen_batch_size,
                                 max_new_tokens=settings.max_new_tokens, max_pixels=settings.max_pixels,
                                 no_repeat_ngram_size=settings.no_repeat_ngram_size)
@@ -131,9 +147,9 @@ def export(
 
         stage = stage or "S4"
         vocabulary = prompts_mod.load_vocabulary()
-        cues, cue_note = cues_for(pairs, stage, progress)
+        cues, cue_note = cues_for(pairs, stage, training_pairs(run_dir), progress)
         write = template_writer.writer(vocabulary, stage, cues=cues)
-    verdicts = tm.read_answers(side_file(out, "answers"))
+    verdicts, _ = tm.s4_answers(pairs, side_file(out, "answers"))  # the same verdict prompts as notebook 03
     prompts = prompts_mod.build_prompts(pairs, stage, cues=cues, answers=verdicts, vocabulary=vocabulary)
     rationales_path = side_file(out, "rationales")
     tm.write_rationales(pairs, prompts, rationales_path, write, progress=progress)

@@ -420,7 +420,7 @@ def _column_order(rows: list[dict]) -> list[str]:
 
 def feature_table(pairs: Sequence[Pair], features: Sequence[str] = MEMBER_SOURCES,
                   cache_dir: str | Path | None = CACHE_DIR / "features", progress: bool = True) -> pd.DataFrame:
-    """The Answer member's input: the A − B difference columns (and ``meta.ok``) of `build_feature_table`.
+    """The Answer member's input: the A − B difference columns of `build_feature_table`.
 
     The ensemble (`idiff_lib.ensemble.feature_member_api`) calls this with the pairs only, so its
     permutation importances are over the difference columns the member uses.
@@ -430,7 +430,7 @@ def feature_table(pairs: Sequence[Pair], features: Sequence[str] = MEMBER_SOURCE
 
 
 def member_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """The ``*.diff`` columns of a feature table (and ``meta.ok``), in a fixed order."""
+    """The ``*.diff`` columns of a feature table, in a fixed order (a bad row's are NaN)."""
     cols = sorted(c for c in table.columns if c.endswith(".diff"))
     out = table[cols].copy()
     out.attrs = dict(table.attrs)

@@ -254,8 +254,8 @@ def judge_rationales(judge: Judge, references: Sequence[str], ref_answers: Seque
 
     ids = list(ids) if ids is not None else [str(i) for i in range(len(candidates))]
     cache: dict[tuple[str, str, str], dict] = {}
-    if cache_path is not None and Path(cache_path).exists():
-        for row in storage.read_jsonl_rows(cache_path, tolerate_partial_last=True):
+    if cache_path is not None:
+        for row in storage.read_resumable_jsonl(cache_path):
             cache[(row.get("judge", ""), row.get("id", ""), row.get("prompt_sha", ""))] = row
     scores, replies, problems, errors = [], [], [], []
     for pid, ref, ra, cand, ca in tqdm(list(zip(ids, references, ref_answers, candidates, cand_answers)),

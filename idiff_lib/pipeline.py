@@ -7,7 +7,11 @@ Every step writes into ``RUN_DIR/<notebook stem>/``:
 - ``metrics.json``: what the notebook measured (written by the notebook, `save_metrics`);
 - ``step.json``: the fingerprint of the notebook, its parameters, its inputs, the library code
   and the upstream steps, written last. A step whose ``step.json`` matches is skipped, so a
-  rerun after an interruption resumes where it stopped.
+  rerun after an interruption resumes where it stopped;
+- ``started.json``: the fingerprint the step was started with. A step started again with the
+  same fingerprint (it was interrupted) keeps its folder, so its trainers resume from their
+  checkpoints; one started with another fingerprint (other parameters, code, data or upstream
+  results) first has its folder cleared, so nothing made under other settings is reused.
 
 Inside a notebook, the cell after ``parameters`` calls `notebook_context`, which validates the
 injected values and resolves the default folders. Per-profile parameter values live in
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,8 +255,11 @@ def run_chain(
             log(f"{prefix}: up to date, skipped  (total {_fmt(time.monotonic() - t_chain)})")
             results.append(StepResult(step, "skipped", 0.0, step_dir))
             continue
+        if _clear_if_stale(step_dir, fingerprint):
+            log(f"{prefix}: outputs made with other parameters, code or data removed")
         log(f"{prefix}: running ...")
         t0 = time.monotonic()
+        storage.write_json(step_dir / "started.json", {"fingerprint": fingerprint})
         _execute(nb, step_dir, params)
         seconds = time.monotonic() - t0
         storage.write_json(marker, {"step": step, "fingerprint": fingerprint, "profile": profile,
@@ -285,6 +293,20 @@ def _up_to_date(marker: Path, fingerprint: str) -> bool:
         return json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == fingerprint
     except json.JSONDecodeError:
         return False
+
+
+def _clear_if_stale(step_dir: Path, fingerprint: str) -> bool:
+    """Empty `step_dir` unless it was last started with `fingerprint` (an interrupted run of this very step)."""
+    if not step_dir.exists() or not any(step_dir.iterdir()):
+        return False
+    try:
+        started = json.loads((step_dir / "started.json").read_text(encoding="utf-8")).get("fingerprint")
+    except (FileNotFoundError, json.JSONDecodeError):
+        started = None
+    if started == fingerprint:
+        return False
+    shutil.rmtree(step_dir)
+    return True
 
 
 def _execute(nb: Path, step_dir: Path, params: dict[str, Any]) -> None:

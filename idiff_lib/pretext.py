@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from . import answer_model as am
 from . import degrade, storage
 from .content import detect_faces
-from .views import Views, detail_box, load_views, split_merged
+from .views import Views, detail_box, load_views, resize, split_merged
 
 NONE = "none"
 
@@ -121,11 +121,7 @@ class PretextModel(nn.Module):
 
 def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     """A JPEG round trip (4:2:0), as data sets store their views."""
-    import io
-
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="JPEG", quality=quality, subsampling=2)
-    return np.asarray(Image.open(buf).convert("RGB"))
+    return _decode(_encode(img, quality))
 
 
 def pretext_batch(photos: Sequence[Photo], n: int, crop: int, rng: np.random.Generator,
@@ -252,17 +248,12 @@ def summary(out_dir: str | Path) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- the pair stream
-def _resize_to(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if img.shape[:2] == size:
-        return img
-    return np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.Resampling.LANCZOS))
-
-
 def views_of(a: np.ndarray, b: np.ndarray, global_hw: tuple[int, int], local_side: int) -> Views:
     """Four views of a rendered pair: globals resized like the data's, aligned detail crops at native pixels."""
     side = min(local_side, *a.shape[:2])
     x, y, w, h = detail_box(a, b, side / min(a.shape[:2]))
-    return Views(_resize_to(a, global_hw), _resize_to(b, global_hw), a[y:y + h, x:x + w], b[y:y + h, x:x + w])
+    wh = (global_hw[1], global_hw[0])
+    return Views(resize(a, wh), resize(b, wh), a[y:y + h, x:x + w], b[y:y + h, x:x + w])
 
 
 def _benchmark_sample(name: str, rng: np.random.Generator, index: int, jpeg_quality: int) -> tuple[bytes, bytes, str, str]:

@@ -66,6 +66,20 @@ def ladder_files(ladder_dir: str | Path) -> list[tuple[str, str, Path]]:
     return out
 
 
+def score_ladder(ladder_inputs: Sequence[tuple[str, str, Path]], references: Sequence[Pair], **options: Any) -> pd.DataFrame:
+    """Notebook 03's stage ladder scored by `scoring.score`: one `summary_row` per (system, stage, file).
+
+    Each file is scored against the references it has predictions for; `options` go to `scoring.score`.
+    """
+    rows = []
+    for system, stage, path in ladder_inputs:
+        preds = scoring.read_predictions(path)
+        refs, _ = restrict_references(references, preds)
+        result = scoring.score(preds, refs, pred_source=path, **options)
+        rows.append({"system": system, "stage": stage, **summary_row(result.metrics)})
+    return pd.DataFrame(rows)
+
+
 def self_check_predictions(refs: Sequence[Pair], seed: int = 0) -> dict[str, list[dict[str, Any]]]:
     """Two prediction sets built from the references themselves, for a pipeline self-check.
 

@@ -83,6 +83,22 @@ def read_jsonl_rows(path: str | Path, tolerate_partial_last: bool = False) -> li
     return rows
 
 
+def read_resumable_jsonl(path: str | Path) -> list[dict]:
+    """The rows of a file that `append_jsonl` grows, ready to be appended to again.
+
+    A last line cut by a crash is removed from the file first, so the next append starts on a
+    fresh line. A missing file has no rows.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+    return read_jsonl_rows(path)
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

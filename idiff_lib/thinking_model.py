@@ -576,9 +576,13 @@ def train(
     if settings.max_steps is not None:
         total = min(total, settings.max_steps)
     optimizer = torch.optim.AdamW(_trainable(model), lr=settings.lr, weight_decay=settings.weight_decay)
-    warmup = max(1, int(settings.warmup_frac * total))
+    # accelerate's scheduler wrapper steps the schedule once per process for each optimiser step,
+    # so the schedule is laid out in those units: the same curve for 1 or N processes.
+    per_step = max(1, accelerator.num_processes)
+    warmup = max(1, int(settings.warmup_frac * total)) * per_step
+    sched_total = max(1, total) * per_step
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, total))))))
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 0.5 * (1 + math.cos(math.pi * min(1.0, s / sched_total)))))
     model.train()
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     ckpt = out_dir / "checkpoint"
@@ -705,14 +709,7 @@ def finish_completion(raw: str, answer: str | None = None, fallback_answer: str 
 
 def done_ids(path: str | Path) -> set[str]:
     """Ids already in a resumable output; a line cut by a crash is removed from the file first."""
-    path = Path(path)
-    if not path.exists():
-        return set()
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)
-    return {row["id"] for row in storage.read_jsonl_rows(path)}
+    return {row["id"] for row in storage.read_resumable_jsonl(path)}
 
 
 def write_rationales(
@@ -744,6 +741,21 @@ def write_rationales(
         bar.update(len(part))
     bar.close()
     return {"written": len(todo), "skipped": len(pairs) - len(todo)}
+
+
+def ladder_stage(system: str, stage: str, pairs: Sequence[pairs_mod.Pair],
+                 prompts: Mapping[str, prompts_mod.Prompt], out_path: str | Path, writer,
+                 progress: bool = True) -> dict:
+    """One row of notebook 03's stage ladder: write `system`'s rationales for `pairs` (resumably) and score them.
+
+    Returns ``{"system", "stage", **score_completions(...), "raw_format_pass"}``; ``raw_format_pass``
+    is the share of outputs whose raw text (before `finish_completion`) passed the format check.
+    """
+    write_rationales(pairs, prompts, out_path, writer, progress=progress)
+    written = storage.read_jsonl_rows(out_path)
+    score = score_completions({r["id"]: r["completion"] for r in written}, pairs)
+    score["raw_format_pass"] = sum(bool(r.get("raw_format_ok")) for r in written) / max(1, len(written))
+    return {"system": system, "stage": stage, **score}
 
 
 def model_writer(model, processor, *, batch_size: int = 8, max_new_tokens: int = 256, max_pixels: int | None = None,
@@ -868,7 +880,9 @@ def s4_answers(pairs: Sequence[pairs_mod.Pair], preds_file: str | Path | None, f
     out, missing = {}, 0
     for p in pairs:
         if p.id in predicted:
-            out[p.id] = predicted[p.id]
+            # The verdict only: training prompts carry the reference answer, which has no confidence,
+            # so test prompts must not show one either.
+            out[p.id] = {"answer": predicted[p.id]["answer"], "p_answer": None}
             continue
         missing += 1
         if fallback == "reference" and p.answer in pairs_mod.ANSWERS:

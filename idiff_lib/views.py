@@ -95,7 +95,7 @@ def split_merged(img: np.ndarray, pair: Pair | None = None, path: str | Path | N
     return img[:, : w // 2], img[:, w // 2:]
 
 
-def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize to (width, height) with a good downsampling filter."""
     if (img.shape[1], img.shape[0]) == size:
         return img
@@ -124,12 +124,12 @@ def detail_box(a: np.ndarray, b: np.ndarray, frac: float = 0.5) -> tuple[int, in
 def views_from_separate(a: np.ndarray, b: np.ndarray, global_long: int = 1024, local_frac: float = 0.5) -> Views:
     """Views for a pair given as two images: resized globals and aligned local crops."""
     if a.shape[:2] != b.shape[:2]:
-        b = _resize(b, (a.shape[1], a.shape[0]))
+        b = resize(b, (a.shape[1], a.shape[0]))
     h, w = a.shape[:2]
     scale = min(1.0, global_long / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     x, y, cw, ch = detail_box(a, b, local_frac)
-    return Views(_resize(a, size), _resize(b, size), a[y:y + ch, x:x + cw], b[y:y + ch, x:x + cw])
+    return Views(resize(a, size), resize(b, size), a[y:y + ch, x:x + cw], b[y:y + ch, x:x + cw])
 
 
 def load_views(pair: Pair) -> Views:

@@ -128,3 +128,15 @@ def test_parse_overrides():
         "epochs": 2, "lr": 1e-4, "name": "abc", "flag": True}
     with pytest.raises(ParameterError):
         pipeline.parse_overrides(["epochs"])
+
+
+def test_rerun_with_other_settings_clears_the_step_but_a_resume_keeps_it(chain):
+    _run(chain)
+    step = chain / "run" / "01_first"
+    (step / "checkpoint.pt").write_text("made with value=3")
+    (step / "step.json").unlink()  # as if interrupted: same fingerprint, so the folder is kept
+    _run(chain)
+    assert (step / "checkpoint.pt").exists()
+    _run(chain, overrides={"value": 5})  # other parameters: nothing made with value=3 may be reused
+    assert not (step / "checkpoint.pt").exists()
+    assert (step / "value.txt").read_text() == "5"

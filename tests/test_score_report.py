@@ -90,3 +90,19 @@ def test_attribute_agreement_counts_matched_aspects_only():
     assert agg.loc["texture", "matched"] == 2 and agg.loc["texture", "agreement"] == 0.5
     assert agg.loc["noise", "matched"] == 1 and agg.loc["noise", "agreement"] == 1.0
     assert SR.verdict_confusion(aspects).loc["A", "B"] == 1
+
+
+def test_score_ladder_scores_each_file_against_its_references(tmp_path):
+    refs = _refs()
+    perfect = tmp_path / "template_S4.jsonl"
+    storage_rows = [{"id": r.id, "completion": r.completion} for r in refs]
+    perfect.write_text("".join(f"{__import__('json').dumps(r)}\n" for r in storage_rows))
+    partial = tmp_path / "tiny_S0.jsonl"  # two pairs only, both answered wrongly with an empty rationale
+    partial.write_text("".join(__import__("json").dumps({"id": r.id, "completion": "<thinking></thinking><answer>"
+                                                          + ("B" if r.answer == "A" else "A") + "</answer>"}) + "\n"
+                               for r in refs[:2]))
+    ladder = SR.score_ladder(SR.ladder_files(tmp_path), refs, semantic=False, bootstrap=0)
+    by = {(r["system"], r["stage"]): r for r in ladder.to_dict("records")}
+    assert by[("template", "S4")]["n"] == 4 and by[("template", "S4")]["accuracy"] == 1.0
+    assert by[("template", "S4")]["bleu4"] > 99.9
+    assert by[("tiny", "S0")]["n"] == 2 and by[("tiny", "S0")]["accuracy"] == 0.0

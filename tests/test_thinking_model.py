@@ -299,3 +299,33 @@ def test_swap_augmentation_mirrors_images_text_and_answer(data_file):
     a, b = np.asarray(original[0]), np.asarray(mirrored[0])
     half = a.shape[1] // 2
     assert np.array_equal(a[:, :half], b[:, half:]) and np.array_equal(a[:, half:], b[:, :half])
+
+
+def test_ladder_stage_writes_scores_and_resumes(tmp_path):
+    text = pairs.format_completion("Face Noise: Image A (Left) is noisier, Image B (Right) is cleaner.", "B")
+    refs = [pairs.make_pair([f"p_{i:03d}_merged_c0.jpg", f"p_{i:03d}_merged_c1.jpg"], text) for i in range(3)]
+    built = {p.id: prompts.build_prompt("S0", "person") for p in refs}
+    calls = []
+
+    def writer(part, _prompts):
+        calls.append(len(part))
+        return [(text, {"raw_format_ok": True})] * len(part)
+
+    out = tmp_path / "fixed_S0.jsonl"
+    row = tm.ladder_stage("fixed", "S0", refs, built, out, writer, progress=False)
+    assert row["system"] == "fixed" and row["stage"] == "S0" and row["raw_format_pass"] == 1.0
+    assert row["accuracy"] == 1.0 and row["rouge_l"] > 0.99 and calls == [3]
+    again = tm.ladder_stage("fixed", "S0", refs, built, out, writer, progress=False)
+    assert again == row and calls == [3], "a finished stage is read back, not written again"
+
+
+def test_s4_verdicts_carry_no_confidence_as_in_training(tmp_path):
+    refs = [pairs.make_pair([f"p_{i:03d}_merged_c0.jpg", f"p_{i:03d}_merged_c1.jpg"],
+                            pairs.format_completion("Global Overall: fine.", "A")) for i in range(2)]
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text('{"id": "p_000", "answer": "B", "p_left": 0.2}\n')
+    answers, note = tm.s4_answers(refs, preds, "prior", "A")
+    assert answers["p_000"] == {"answer": "B", "p_answer": None}
+    assert answers["p_001"]["answer"] == "A" and "1 pairs use the prior fallback" in note
+    prompt = prompts.build_prompts(refs, "S4", answers=answers)["p_000"].user
+    assert "confidence" not in prompt and "Image B (Right) is better" in prompt
