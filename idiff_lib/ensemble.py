@@ -463,21 +463,10 @@ def load_step02(step_dir: str | Path, data_dir: str | Path, device: str | None =
 def feature_importances(run: Step02Outputs, repeats: int = 5, seed: int = 0):
     """Permutation importances of the feature member on the test pairs, or None without one.
 
-    Uses ``sklearn.inspection.permutation_importance`` with the member's accuracy as the score.
+    `features.FeatureMember.permutation_importances`: the accuracy drop when a column is shuffled.
     """
-    import pandas as pd
-    from sklearn.inspection import permutation_importance
-
     member = next((m for m in run.ensemble.members if isinstance(m, FeatureMemberAdapter)), None)
     if member is None:
         return None
-    table = member.table_fn(run.test_pairs)
-    frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(np.asarray(table))
-
-    def score(estimator: Any, X: Any, y: np.ndarray) -> float:
-        X = pd.DataFrame(X, columns=frame.columns) if not isinstance(X, pd.DataFrame) else X
-        return accuracy(np.asarray(estimator.predict_proba(X), dtype=float).reshape(-1), y)
-
-    res = permutation_importance(member.member, frame, run.test_labels, scoring=score, n_repeats=repeats, random_state=seed)
-    return pd.DataFrame({"feature": [str(c) for c in frame.columns], "importance": res.importances_mean,
-                         "std": res.importances_std}).sort_values("importance", ascending=False).reset_index(drop=True)
+    return member.member.permutation_importances(member.table_fn(run.test_pairs), run.test_labels,
+                                                 n_repeats=repeats, seed=seed)

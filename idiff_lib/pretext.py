@@ -280,44 +280,65 @@ def _decode(data: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+class SyntheticSource:
+    """Fresh labelled pairs rendered from the training photos: ``generate(n, rng)``.
+
+    When the data folder's ``meta/train.jsonl`` names catalogue photos (the embedded benchmark),
+    pairs are drawn by the benchmark's own generator (`demo_data.make_sample`: crop, scale,
+    defects, detail window) and stored through the same JPEG q80 round trip; otherwise
+    `degrade.sample_pair` renders the stand-in photos of `training_photos` and `views_of` cuts
+    their views. Each pair is ``(c0 bytes, c1 bytes, answer, category)``.
+    """
+
+    def __init__(self, train_split: Any, data_dir: str | Path | None = None, photos: Sequence[Photo] | None = None,
+                 jpeg_quality: int = 80):
+        from . import photos as catalogue
+
+        self.jpeg_quality = jpeg_quality
+        self.names = sorted({v for v in _meta_sources(data_dir).values() if v in catalogue.PHOTOS})
+        self.photos: list[Photo] = []
+        if not self.names:
+            self.photos = list(photos) if photos is not None else training_photos(train_split, data_dir)
+            first = load_views(train_split.pairs[0])
+            self.global_hw, self.local_side = first.global_left.shape[:2], min(first.local_left.shape[:2])
+
+    def generate(self, n: int, rng: np.random.Generator, progress: bool = True) -> list[tuple[bytes, bytes, str, str]]:
+        out = []
+        for k in tqdm(range(n), desc="synthetic pairs", leave=False, disable=not progress or n < 50):
+            if self.names:
+                out.append(_benchmark_sample(self.names[int(rng.integers(len(self.names)))], rng, k, self.jpeg_quality))
+                continue
+            photo = self.photos[int(rng.integers(len(self.photos)))]
+            sample = degrade.sample_pair(photo.rgb, rng, faces=photo.faces, category=photo.category, masks=photo.masks)
+            v = views_of(sample.a, sample.b, self.global_hw, self.local_side)
+            out.append((_encode(np.concatenate([v.global_left, v.global_right], 1), self.jpeg_quality),
+                        _encode(np.concatenate([v.local_left, v.local_right], 1), self.jpeg_quality),
+                        sample.answer, photo.category))
+        return out
+
+
+def decoded_views(c0: bytes, c1: bytes) -> Views:
+    """The four views of a generated pair's encoded merged images."""
+    gl, gr = split_merged(_decode(c0))
+    ll, lr = split_merged(_decode(c1))
+    return Views(gl, gr, ll, lr)
+
+
 def synthetic_factory(train_split: Any, data_dir: str | Path | None = None, photos: Sequence[Photo] | None = None,
                       jpeg_quality: int = 80) -> Callable[[am.MemberConfig], Callable]:
-    """cfg -> (n, rng) -> items: fresh labelled pairs rendered from the training photos.
+    """cfg -> (n, rng) -> items: fresh labelled pairs from `SyntheticSource`, as training items.
 
-    When the data folder's ``meta/train.jsonl`` names catalogue photos (the embedded benchmark), pairs
-    are drawn by the benchmark's own generator (`demo_data.make_sample`: crop, scale, defects, detail
-    window) and stored through the same JPEG q80 round trip; otherwise `degrade.sample_pair` renders
-    the stand-in photos of `training_photos` and `views_of` cuts their views. Draws are cached by the
-    RNG's seed, so members trained with the same seed and epoch share one draw (generated once).
+    Draws are cached by the RNG's seed, so members trained with the same seed and epoch share one
+    draw (generated once).
     """
-    from . import photos as catalogue
-
-    names = sorted({v for v in _meta_sources(data_dir).values() if v in catalogue.PHOTOS})
-    if names:
-        photos = []
-    else:
-        photos = list(photos) if photos is not None else training_photos(train_split, data_dir)
-        first = load_views(train_split.pairs[0])
-        global_hw, local_side = first.global_left.shape[:2], min(first.local_left.shape[:2])
+    source = SyntheticSource(train_split, data_dir, photos, jpeg_quality)
     drawn: dict[tuple, list[tuple[bytes, bytes, str, str]]] = {}
 
     def generate(n: int, rng: np.random.Generator) -> list[tuple[bytes, bytes, str, str]]:
         key = (tuple(np.atleast_1d(rng.bit_generator.seed_seq.entropy).tolist()), n)
-        if key in drawn:
-            return drawn[key]
-        out = []
-        for k in tqdm(range(n), desc="synthetic pairs", leave=False, disable=n < 50):
-            if names:
-                out.append(_benchmark_sample(names[int(rng.integers(len(names)))], rng, k, jpeg_quality))
-                continue
-            photo = photos[int(rng.integers(len(photos)))]
-            sample = degrade.sample_pair(photo.rgb, rng, faces=photo.faces, category=photo.category, masks=photo.masks)
-            v = views_of(sample.a, sample.b, global_hw, local_side)
-            out.append((_encode(np.concatenate([v.global_left, v.global_right], 1), jpeg_quality),
-                        _encode(np.concatenate([v.local_left, v.local_right], 1), jpeg_quality),
-                        sample.answer, photo.category))
-        drawn[key] = out
-        return out
+        if key not in drawn:
+            drawn[key] = source.generate(n, rng)
+        return drawn[key]
 
     def for_member(cfg: am.MemberConfig) -> Callable[[int, np.random.Generator], list[am.Item]]:
         split_cfg = am.MemberConfig(**{**cfg.to_dict(), "mode": "split"})
@@ -326,12 +347,72 @@ def synthetic_factory(train_split: Any, data_dir: str | Path | None = None, phot
         def draw(n: int, rng: np.random.Generator) -> list[am.Item]:
             items = []
             for k, (c0, c1, answer, category) in enumerate(generate(n, rng)):
-                gl, gr = split_merged(_decode(c0))
-                ll, lr = split_merged(_decode(c1))
-                prepared = am.prepare_views(Views(gl, gr, ll, lr), split_cfg)
+                prepared = am.prepare_views(decoded_views(c0, c1), split_cfg)
                 items.append(am.Item(f"syn_{k}", prepared[:n_views], float(answer == "A"), category))
             return items
 
         return draw
 
     return for_member
+
+
+# --------------------------------------------------------------------------- synthetic cue table
+_WORKER_SOURCE: SyntheticSource | None = None
+
+
+def _cue_chunk(seed: int, index: int, size: int) -> pd.DataFrame:
+    """One chunk of synthetic pairs with their pair cues (deterministic in seed and index)."""
+    from . import pair_cues
+
+    assert _WORKER_SOURCE is not None
+    rng = np.random.default_rng([seed, index, 23])
+    rows = []
+    for k, (c0, c1, answer, category) in enumerate(_WORKER_SOURCE.generate(size, rng, progress=False)):
+        row = pair_cues.pair_cues(decoded_views(c0, c1))
+        row.update({"label": float(answer == "A"), "meta.person": float(category == "person")})
+        rows.append(pd.Series(row, name=f"syn_{seed}_{index}_{k}"))
+    return pd.DataFrame(rows)
+
+
+def synthetic_cue_table(source: SyntheticSource, n: int, out_dir: str | Path, seed: int = 0, chunk: int = 250,
+                        workers: int = 2, progress: bool = True) -> pd.DataFrame:
+    """`n` synthetic pairs' `pair_cues` columns plus ``label`` (1 = A better), for the feature member.
+
+    Chunks of `chunk` pairs are written to ``out_dir/chunk_<seed>_<index>.parquet`` atomically as
+    they finish, so an interrupted build resumes and a rerun with the same seed reads them back.
+    `workers` processes share the work (the generator and the cues are single-threaded NumPy/OpenCV).
+    """
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    from . import pair_cues
+
+    global _WORKER_SOURCE
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sizes = [min(chunk, n - i) for i in range(0, n, chunk)]
+    path = lambda i: out_dir / f"chunk_{pair_cues.VERSION}_{seed}_{i:04d}.parquet"  # noqa: E731
+    todo = [i for i in range(len(sizes)) if not path(i).exists()]
+    _WORKER_SOURCE = source
+    bar = tqdm(total=n, initial=n - sum(sizes[i] for i in todo), desc="synthetic cue pairs", unit="pair",
+               disable=not progress)
+
+    def save(i: int, frame: pd.DataFrame) -> None:
+        with storage.atomic_path(path(i)) as tmp:
+            frame.to_parquet(tmp)
+        bar.update(sizes[i])
+
+    try:
+        if workers > 1 and len(todo) > 1 and "fork" in mp.get_all_start_methods():
+            with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+                futures = {pool.submit(_cue_chunk, seed, i, sizes[i]): i for i in todo}
+                for fut in cf.as_completed(futures):
+                    save(futures[fut], fut.result())
+        else:
+            for i in todo:
+                save(i, _cue_chunk(seed, i, sizes[i]))
+    finally:
+        bar.close()
+        _WORKER_SOURCE = None
+    frames = [pd.read_parquet(path(i)) for i in range(len(sizes))]
+    return pd.concat(frames) if frames else pd.DataFrame()
