@@ -3,8 +3,8 @@ for the whole ensemble. Writes ``benchmarks/results/answer_speed.json``.
 
 Weights do not change the speed, so members are built with random weights at the cpu profile's
 input settings (from ``idiff_lib/configs/profiles/02_train_answer_model.yaml``). With ``--data`` a
-JSONL file, the ensemble is also timed end to end (decoding, view splitting, routing, all members)
-through the same code as ``idiff answer predict``.
+JSONL file, the ensemble is also timed end to end (decoding, view splitting, routing, all members,
+the feature member's pair cues computed afresh) through the same code as ``idiff answer predict``.
 
 Usage: .venv/bin/python benchmarks/answer_speed.py [--data data/demo/test_sft.jsonl] [--pairs 32]
 """
@@ -23,6 +23,20 @@ from idiff_lib import answer_model as am
 from idiff_lib import ensemble, paths, pipeline, storage
 from idiff_lib.ladder import LadderSettings
 from idiff_lib.pairs import read_pairs
+
+
+def _feature_member() -> ensemble.FeatureMemberAdapter:
+    """The feature member as the ensemble runs it (pair cues measured per pair, no cache), fitted on random rows."""
+    import functools
+
+    import pandas as pd
+
+    from idiff_lib import features, pair_cues
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(300, len(pair_cues.columns()))), columns=pair_cues.columns())
+    member = features.FeatureMember(kind="hgb").fit(table, rng.integers(0, 2, 300))
+    return ensemble.FeatureMemberAdapter(member, functools.partial(features.feature_table, cache_dir=None, progress=False))
 
 
 def _time(fn, repeats: int) -> float:
@@ -79,6 +93,8 @@ def main() -> None:
     if args.data:
         pairs = read_pairs(args.data, limit=args.pairs)
         members = [ensemble.NetworkMember(n, {"": am.PairwiseModel(settings.member(n)).eval()}) for n in settings.backbones]
+        if settings.feature_member:
+            members.append(_feature_member())
         ens = ensemble.Ensemble(members, ensemble.make_ensembler("mean"))
         t0 = time.perf_counter()
         ensemble.predict_rows(ens, pairs)
