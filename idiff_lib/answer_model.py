@@ -25,7 +25,6 @@ Design choices of this implementation:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random

@@ -9,7 +9,6 @@ challenge images are not public (see the README, "Use your own data / the challe
 from __future__ import annotations
 
 import argparse
-import importlib
 import socket
 import urllib.error
 import urllib.request
@@ -88,13 +87,9 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--data-root", default=None, help="last-resort folder to find images in")
     check.add_argument("--skip-bad", action="store_true", help="report bad samples and keep going")
     check.set_defaults(func=_cli_check)
-    try:
-        demo_data = importlib.import_module("idiff_lib.demo_data")
-    except ModuleNotFoundError as exc:
-        if exc.name != "idiff_lib.demo_data":
-            raise
-    else:
-        demo_data.add_data_commands(data_sub)
+    from . import demo_data  # imported here: building the demo set needs the photo and degradation code
+
+    demo_data.add_data_commands(data_sub)
 
 
 def _cli_fetch(args: argparse.Namespace) -> int:

@@ -96,22 +96,6 @@ class FeatureMemberAdapter:
         return np.asarray(self.member.predict_proba(self.table_fn(list(pairs))), dtype=float).reshape(-1)
 
 
-def feature_member_api() -> tuple[Any, Any] | None:
-    """(FeatureMember class, table function) from `idiff_lib.features`, or None when absent."""
-    import importlib
-
-    try:
-        features = importlib.import_module(f"{__package__}.features")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.features":
-            raise
-        return None
-    cls = getattr(features, "FeatureMember", None)
-    table_fn = next((getattr(features, n) for n in ("feature_table", "pair_table", "build_table", "compute_table")
-                     if callable(getattr(features, n, None))), None)
-    return (cls, table_fn) if cls is not None and table_fn is not None else None
-
-
 # --------------------------------------------------------------------------- ensemblers
 def _logit(p: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=float), eps, 1 - eps)

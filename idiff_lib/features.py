@@ -446,7 +446,7 @@ def feature_table(pairs: Sequence[Pair], features: Sequence[str] = MEMBER_SOURCE
                   cache_dir: str | Path | None = CACHE_DIR / "features", progress: bool = True) -> pd.DataFrame:
     """The Answer member's input: the A − B difference columns of `build_feature_table`.
 
-    The ensemble (`idiff_lib.ensemble.feature_member_api`) calls this with the pairs only, so its
+    The ensemble (`idiff_lib.ensemble.FeatureMemberAdapter`) calls this with the pairs only, so its
     permutation importances are over the difference columns the member uses.
     """
     table = build_feature_table(pairs, features=features, cache_dir=cache_dir, progress=progress)

@@ -139,6 +139,8 @@ class Trainer:
         self.device = device
         self.histories: dict[str, list] = {}
         self.seconds: dict[str, float] = {}
+        self._networks: dict[tuple, ensemble.NetworkMember] = {}
+        self._probs: dict[tuple[int, str], np.ndarray] = {}
 
     def items(self, split: str, cfg: am.MemberConfig) -> list[am.Item]:
         items = am.load_items(self.splits[split].pairs, cfg, desc=f"{split} views", cache=self.cache)
@@ -159,6 +161,13 @@ class Trainer:
         return self.pretext_init.get(backbone, "") if pretext else ""
 
     def network(self, backbone: str, mode: str, specialists: bool, pretext: bool = True) -> ensemble.NetworkMember:
+        """The trained member (loaded once: the ladder's specialists row is also the first ensemble member)."""
+        key = (backbone, mode, specialists, pretext)
+        if key not in self._networks:
+            self._networks[key] = self._network(backbone, mode, specialists, pretext)
+        return self._networks[key]
+
+    def _network(self, backbone: str, mode: str, specialists: bool, pretext: bool) -> ensemble.NetworkMember:
         suffix = "" if pretext or not self.pretext_init else "scratch"
         general = self.s.member(backbone, mode, init=self.init_for(backbone, pretext), suffix=suffix)
         dirs = {"": self.train(general)}
@@ -171,8 +180,12 @@ class Trainer:
         return ensemble.network_member(name, dirs, device=self.device)
 
     def probs(self, member: Any, split: str) -> np.ndarray:
-        sp = self.splits[split]
-        return member.predict(sp.pairs, sp.categories, self.cache)
+        """p_left of every pair of `split` (computed once per member object)."""
+        key = (id(member), split)
+        if key not in self._probs:
+            sp = self.splits[split]
+            self._probs[key] = member.predict(sp.pairs, sp.categories, self.cache)
+        return self._probs[key]
 
 
 def _row(name: str, description: str, pretext: bool, p: np.ndarray, split: Split, members: int) -> dict[str, Any]:
@@ -185,19 +198,18 @@ def _row(name: str, description: str, pretext: bool, p: np.ndarray, split: Split
 
 
 def fit_feature_member(splits: dict[str, Split], synthetic_pairs: int = 0, data_dir: str | Path | None = None,
-                       step_dir: str | Path | None = None, seed: int = 0, workers: int = 2) -> Any | None:
-    """The feature-based member of `idiff_lib.features` (gradient boosting on the pair cues), or None when absent.
+                       step_dir: str | Path | None = None, seed: int = 0, workers: int = 2) -> Any:
+    """The feature-based member of `idiff_lib.features`: gradient boosting on the pair cues.
 
     It is fitted on the train split plus `synthetic_pairs` fresh pairs rendered from the training
     photos (`pretext.synthetic_cue_table`, cached in ``<step_dir>/synthetic_cues``): the cue model
-    needs thousands of pairs (val 0.61 from the 300 train pairs alone, 0.74 with 4,000 more).
+    needs thousands of pairs (val / test 0.69 / 0.62 from the 300 train pairs alone, 0.75 / 0.72 with
+    4,000 more: `benchmarks/pair_cue_member.py`).
     """
-    api = ensemble.feature_member_api()
-    if api is None:
-        return None
-    cls, table_fn = api
+    from . import features
+
     train = splits["train"]
-    table, labels = table_fn(train.pairs), np.asarray(train.labels, dtype=float)
+    table, labels = features.feature_table(train.pairs), np.asarray(train.labels, dtype=float)
     if synthetic_pairs > 0:
         from . import pretext
 
@@ -206,8 +218,8 @@ def fit_feature_member(splits: dict[str, Split], synthetic_pairs: int = 0, data_
                                           workers=workers)
         labels = np.concatenate([labels, syn["label"].to_numpy(dtype=float)])
         table = pd.concat([table, syn[list(table.columns)]])
-    member = cls(kind="hgb", seed=seed).fit(table, labels)
-    return ensemble.FeatureMemberAdapter(member, table_fn)
+    member = features.FeatureMember(kind="hgb", seed=seed).fit(table, labels)
+    return ensemble.FeatureMemberAdapter(member, features.feature_table)
 
 
 def swap_flip_rate(member: ensemble.NetworkMember, split: Split, trainer: Trainer) -> float:
@@ -262,10 +274,9 @@ def run(settings: LadderSettings, splits: dict[str, Split], step_dir: str | Path
 
     ladder_rows(True)
     members = [tr.network(b, "split", True, True) for b in settings.backbones]
-    feat = fit_feature_member(splits, settings.feature_synthetic_pairs, data_dir, step_dir, settings.seed,
-                              settings.threads) if settings.feature_member else None
-    if feat is not None:
-        members.append(feat)
+    if settings.feature_member:
+        members.append(fit_feature_member(splits, settings.feature_synthetic_pairs, data_dir, step_dir, settings.seed,
+                                          settings.threads))
     for m in members:
         add(m.name, m)
     names = [m.name for m in members]

@@ -203,11 +203,9 @@ def make_pair(
     layout: Layout = "merged",
     shape: Shape | None = None,
     base_dir: str | Path | None = None,
-    extra: dict[str, Any] | None = None,
 ) -> Pair:
     """Build a Pair in code (the demo generator, tests). Images resolve against `base_dir`."""
     shape = shape or ("sft" if completion is not None else "test")
-    record: dict[str, Any] = {"images": list(image_refs), **(extra or {})}
     pid = pair_id(image_refs[0])
     parsed = parse_completion(completion) if completion is not None else None
     base = Path(base_dir) if base_dir else None

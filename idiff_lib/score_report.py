@@ -114,6 +114,49 @@ def restrict_references(refs: Sequence[Pair], pred_rows: Iterable[Any]) -> tuple
     return kept, [r.id for r in refs if r.id not in wanted]
 
 
+SELF_CHECK = "SELF-CHECK (references vs themselves and a shuffled copy): validates the scorer, not a result"
+
+
+def prediction_sets(step03: str | Path, references: Sequence[Pair], predictions: str | Path | None = None,
+                    self_check: bool = True, limit: int = 0, seed: int = 0
+                    ) -> tuple[dict[str, list[Any]], list[Pair], str]:
+    """Notebook 05's systems to score: ``({name: prediction rows}, references, source)``.
+
+    Step 03's ``predictions.jsonl`` when it exists, else the `predictions` file, else (with
+    `self_check`) the references scored against themselves and a shuffled copy, on the first `limit`
+    references (0: all); the returned `source` says which.
+
+    Raises:
+        DataError: no predictions anywhere and `self_check` is off.
+    """
+    final_path = Path(step03) / "predictions.jsonl"
+    references = list(references)
+    if final_path.exists():
+        return {"final": scoring.read_predictions(final_path)}, references, f"step 03: {final_path}"
+    if predictions:
+        return {"final": scoring.read_predictions(predictions)}, references, f"predictions parameter: {predictions}"
+    if self_check:
+        references = references[:limit] if limit else references
+        return self_check_predictions(references, seed=seed), references, SELF_CHECK
+    raise DataError(final_path, "no predictions to score",
+                    "run step 03 first, or pass -p predictions PRED.jsonl, or -p self_check True")
+
+
+def score_systems(systems: dict[str, Sequence[Any]], references: Sequence[Pair], judge: Any = None,
+                  judge_dir: str | Path | None = None, **options: Any
+                  ) -> tuple[dict[str, scoring.ScoreResult], dict[str, list[str]]]:
+    """`scoring.score` of every system on the references it covers, and the reference ids each left out.
+
+    With a `judge`, each system's verdicts are cached in ``<judge_dir>/judge_cache_<name>.jsonl``.
+    """
+    results, left_out = {}, {}
+    for name, rows in systems.items():
+        refs, left_out[name] = restrict_references(references, rows)
+        cache = Path(judge_dir) / f"judge_cache_{name}.jsonl" if judge is not None and judge_dir else None
+        results[name] = scoring.score(rows, refs, judge=judge, judge_cache=cache, pred_source=name, **options)
+    return results, left_out
+
+
 # ---------------------------------------------------------------------------------------------
 # Tables
 # ---------------------------------------------------------------------------------------------
@@ -224,6 +267,20 @@ def plot_ladder(ladder: pd.DataFrame, metrics: Sequence[str] = ("bleu4", "rouge_
             ax.plot(part["stage"], part[metric].astype(float), marker="o", label=system)
         ax.set(title=metric, xlabel="stage")
     axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_loss(train_results: dict[str, dict[str, Any]], title: str = "") -> plt.Figure:
+    """The Thinking Model's training loss, stage after stage (`thinking_model.train_ladder`'s results)."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    offset = 0
+    for stage, r in train_results.items():
+        steps, losses = zip(*r["loss_history"])
+        ax.plot([s + offset for s in steps], losses, label=stage)
+        offset += steps[-1]
+    ax.set(xlabel="optimiser step (stages in sequence)", ylabel="training loss", title=title)
+    ax.legend(ncol=max(1, len(train_results)), fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator
 
 import yaml
 
+from .errors import DataError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -67,19 +68,26 @@ def append_jsonl(path: str | Path, row: dict) -> None:
 
 
 def read_jsonl_rows(path: str | Path, tolerate_partial_last: bool = False) -> list[dict]:
-    """Plain JSONL rows (for the workbench's own outputs; input pairs go through `pairs`)."""
+    """Plain JSONL rows (the workbench's own outputs and side inputs; input pairs go through `pairs`).
+
+    Raises:
+        DataError: a missing file, or a malformed line (named by its number).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found", "check the path")
     rows = []
-    text = Path(path).read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
             if tolerate_partial_last and i == len(lines) - 1 and not text.endswith("\n"):
                 break
-            raise
+            raise DataError(path, f"malformed JSON: {exc.msg}", "fix or remove that line", i + 1) from None
     return rows
 
 

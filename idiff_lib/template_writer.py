@@ -12,20 +12,20 @@ ladder as the trained model:
   attribute a cue covers take its winner, and the majority of cue verdicts is the answer;
 - **S4**: the answer is the Answer Model's; lines without a cue favour it.
 
-Cue lines are read with `idiff_lib.rationale.read_verdict` when that module imports, else with a
-small hand-written reader (`_simple_verdict`: an explicit ``A``/``B`` near a comparative word), so
-the writer works while the rationale parser is being built.
+Cue lines are read with `idiff_lib.rationale.read_verdict`.
 """
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections import Counter
 from typing import Mapping, Sequence
 
 from . import pairs as pairs_mod
 from . import prompts as prompts_mod
+from . import templates
+from .errors import ParameterError
+from .rationale import read_verdict
 
 # Comparison phrases per attribute: (what the better image shows, what the worse image shows).
 PHRASES: dict[str, tuple[str, str]] = {
@@ -41,28 +41,9 @@ PHRASES: dict[str, tuple[str, str]] = {
 }
 _SIDE = {"A": "Left", "B": "Right"}
 _OTHER = {"A": "B", "B": "A"}
-_COMPARATIVE = r"(?:better|cleaner|sharper|crisper|finer|richer|more natural|less noisy|less noise|higher|wins?|favou?rs?|preferred)"
-_WORSE = r"(?:worse|noisier|softer|blurrier|smeared|lower|more noise|halos?|artifacts?)"
-
-
-def _simple_verdict(text: str) -> str | None:
-    """A or B when the line names one image as better (or the other as worse), else None."""
-    better = re.findall(rf"\b(?:image\s+)?([AB])\b[^.;,]*?\b{_COMPARATIVE}\b|\b{_COMPARATIVE}\W+(?:image\s+)?([AB])\b",
-                        text, re.IGNORECASE)
-    worse = re.findall(rf"\b(?:image\s+)?([AB])\b[^.;,]*?\b{_WORSE}\b", text, re.IGNORECASE)
-    votes = Counter(a or b for a, b in better)
-    for w in worse:
-        votes[_OTHER[w]] += 1
-    if votes["A"] == votes["B"]:
-        return None
-    return "A" if votes["A"] > votes["B"] else "B"
 
 
 def _verdict(text: str) -> str | None:
-    try:
-        from .rationale import read_verdict
-    except Exception:  # the parser module is absent or mid-edit: use the small reader
-        return _simple_verdict(text)
     verdict, _ = read_verdict(text)
     return verdict if verdict in ("A", "B") else None
 
@@ -106,7 +87,8 @@ def write_template(
     """One completion at `stage` (see the module docstring) and how its answer was chosen.
 
     With `mined_phrasing`, lines are phrased by `idiff_lib.templates.write_rationale` (the RAIM-mined
-    sentence shapes, randomised by `seed`) when that module is present; else by `PHRASES`.
+    sentence shapes, randomised by `seed`) where its regions and attributes cover the template;
+    else by `PHRASES`.
 
     Returns:
         (completion, {"raw_format_ok": True, "answer_source": "prior" | "cues" | "answer_model"}).
@@ -151,18 +133,14 @@ def _with_mined_templates(category: str | None, winners: list[tuple[str, str | N
     """The completion written by `idiff_lib.templates.write_rationale` (the RAIM-mined phrasing), or None.
 
     Headings outside that module's regions/attributes are left out; when no line favours the
-    answer, the first one does, weakly (a rationale needs a reason). None when the module is
-    absent or refuses the input, so the caller falls back to this module's phrase bank.
+    answer, the first one does, weakly (a rationale needs a reason). None when no heading fits or
+    the module refuses the input, so the caller falls back to this module's phrase bank.
     """
-    try:
-        from . import templates
-    except Exception:  # absent or mid-edit
-        return None
-    regions = getattr(templates, "PERSON_REGIONS" if category == "person" else "SCENE_REGIONS", ())
+    regions = templates.PERSON_REGIONS if category == "person" else templates.SCENE_REGIONS
     comparisons = []
     for heading, winner in winners:
         region, attribute = " ".join(heading.split()[:-1]), heading.split()[-1]
-        if region in regions and attribute in getattr(templates, "ATTRIBUTES", ()):
+        if region in regions and attribute in templates.ATTRIBUTES:
             comparisons.append(templates.Comparison(region, attribute, winner or "similar", 1.0 if winner else 0.0))
     if not comparisons or category not in ("person", "scene"):
         return None
@@ -172,7 +150,7 @@ def _with_mined_templates(category: str | None, winners: list[tuple[str, str | N
     try:
         return templates.write_rationale(category, comparisons, answer, rng=seed,
                                          min_lines=len(comparisons) + 1, max_lines=len(comparisons) + 1)
-    except Exception:  # the module refused this input: fall back to the phrase bank
+    except ParameterError:  # the module refused this input: fall back to the phrase bank
         return None
 
 

@@ -34,7 +34,7 @@ import torch
 
 from . import pairs as pairs_mod
 from . import prompts as prompts_mod
-from . import storage
+from . import scoring, storage
 from .errors import DataError, OfflineError, ParameterError, suggest
 
 # The paper profile's checkpoints (Hugging Face Hub names), by short alias.
@@ -56,13 +56,12 @@ CHAT_TEMPLATE = (
     "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-FORMAT_RE = re.compile(r"<thinking>.*?</thinking>\s*<answer>.*?</answer>", re.DOTALL)
 IGNORE_INDEX = -100
 
 
 def format_ok(text: str) -> bool:
-    """The challenge baseline's format check (``<thinking>.*?</thinking>\\s*<answer>.*?</answer>``, DOTALL)."""
-    return bool(FORMAT_RE.search(text or ""))
+    """The challenge baseline's format check (`scoring.format_reward`)."""
+    return scoring.format_reward(text) == 1.0
 
 
 # --------------------------------------------------------------------------- tiny model
@@ -773,28 +772,12 @@ def model_writer(model, processor, *, batch_size: int = 8, max_new_tokens: int =
 
 
 # --------------------------------------------------------------------------- evaluation
-def _consistent(completion: str) -> bool | None:
-    """Whether the rationale's overall verdict agrees with its answer (None: it states none)."""
-    parsed = pairs_mod.parse_completion(completion)
-    try:
-        from .rationale import overall_verdict, parse_rationale
-    except Exception:  # the parser module is absent or mid-edit: use the template writer's reader
-        from .template_writer import cue_verdicts
-
-        votes = [v for _, v in cue_verdicts(parsed.thinking)]
-        verdict = max(("A", "B"), key=votes.count) if votes and votes.count("A") != votes.count("B") else None
-    else:
-        verdict = overall_verdict(parse_rationale(parsed.thinking))
-    return None if verdict is None or parsed.answer is None else verdict == parsed.answer
-
-
 def score_completions(preds: Mapping[str, str], refs: Sequence[pairs_mod.Pair]) -> dict:
     """BLEU-4, ROUGE-L, answer-rationale consistency, format pass and accuracy of `preds` vs labelled `refs`.
 
-    Delegates to `idiff_lib.scoring.score` (the project's scorer) when it imports; else computes
-    sacrebleu's corpus BLEU-4 and rouge-score's ROUGE-L F1 (mean over pairs) on the text inside
-    ``<thinking>`` directly. BLEU-4 is on a 0-1 scale here. Consistency = share of rationales whose
-    overall verdict equals their answer, among those that state one.
+    Computed by `idiff_lib.scoring.score`; BLEU-4 is on a 0-1 scale here (the scorer's 0-100 / 100).
+    Consistency = share of rationales whose overall verdict equals their answer, among those that
+    state one.
 
     Raises:
         ParameterError: a reference pair has no prediction.
@@ -804,50 +787,23 @@ def score_completions(preds: Mapping[str, str], refs: Sequence[pairs_mod.Pair]) 
     if missing:
         raise ParameterError(f"score_completions: {len(missing)} reference ids have no prediction, e.g. {missing[:3]}")
     ids = [r.id for r in refs]
-    try:
-        from . import scoring
-    except Exception:  # the scoring module is absent or mid-edit
-        scoring = None
-    if scoring is not None and hasattr(scoring, "score"):
-        m = scoring.score([{"id": i, "completion": preds[i]} for i in ids], refs,
-                          scorers=["format", "accuracy", "bleu4", "rouge_l", "consistency"], bootstrap=0).metrics
-        fail = m["format"].get("failure_rate")
-        return {"n": len(ids), "bleu4": round(m["bleu4"]["corpus"] / 100.0, 4), "rouge_l": round(m["rouge_l"]["f"], 4),
-                "consistency": m["consistency"]["rate"], "format_pass": None if fail is None else round(1 - fail, 4),
-                "accuracy": m["accuracy"]["overall"]["value"], "scorer": "idiff_lib.scoring"}
-    import sacrebleu
-    from rouge_score import rouge_scorer
-
-    hyp = [pairs_mod.parse_completion(preds[i]).thinking for i in ids]
-    ref = [r.thinking for r in refs]
-    bleu = sacrebleu.corpus_bleu(hyp, [ref]).score / 100.0
-    scorer = rouge_scorer.RougeScorer(["rougeL"])
-    rouge = sum(scorer.score(r, h)["rougeL"].fmeasure for r, h in zip(ref, hyp)) / max(1, len(ids))
-    consistency = [c for c in (_consistent(preds[i]) for i in ids) if c is not None]
-    accuracy = [pairs_mod.parse_completion(preds[r.id]).answer == r.answer for r in refs]
-    return {"n": len(ids), "bleu4": round(bleu, 4), "rouge_l": round(rouge, 4),
-            "consistency": round(sum(consistency) / len(consistency), 4) if consistency else None,
-            "format_pass": round(sum(format_ok(preds[i]) for i in ids) / max(1, len(ids)), 4),
-            "accuracy": round(sum(accuracy) / max(1, len(ids)), 4), "scorer": "sacrebleu + rouge-score"}
+    m = scoring.score([{"id": i, "completion": preds[i]} for i in ids], refs,
+                      scorers=["format", "accuracy", "bleu4", "rouge_l", "consistency"], bootstrap=0).metrics
+    fail = m["format"].get("failure_rate")
+    return {"n": len(ids), "bleu4": round(m["bleu4"]["corpus"] / 100.0, 4), "rouge_l": round(m["rouge_l"]["f"], 4),
+            "consistency": m["consistency"]["rate"], "format_pass": None if fail is None else round(1 - fail, 4),
+            "accuracy": m["accuracy"]["overall"]["value"], "scorer": "idiff_lib.scoring"}
 
 
 # --------------------------------------------------------------------------- side inputs
 def read_id_table(path: str | Path, required: Sequence[str] = ("id",)) -> dict[str, dict]:
     """A JSONL file of rows keyed by ``id`` (answers, cues), with errors naming the file and line."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(path, "file not found", "check the path")
     out: dict[str, dict] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(path, f"malformed JSON: {exc.msg}", "fix or remove that line", lineno) from None
+    for row in storage.read_jsonl_rows(path):
         missing = [k for k in required if k not in row]
         if missing:
-            raise DataError(path, f"row lacks {', '.join(missing)}", f"every row needs {', '.join(required)}", lineno)
+            raise DataError(path, f"row {json.dumps(row)[:80]} lacks {', '.join(missing)}",
+                            f"every row needs {', '.join(required)}")
         out[str(row["id"])] = row
     return out
 
@@ -1094,25 +1050,12 @@ def feature_cues(
     The feature table comes from ``features.build_feature_table`` (cached per image); the cue
     thresholds are calibrated on the `calibration_ids` rows (the train split; default: all) with
     ``features.calibrate_thresholds``; each pair's cues are ``features.render_features(row, style)``
-    lines. IQA cues need pyiqa weights: when they are missing the table is built from the
-    hand-crafted source alone and the note says so. When the module is absent or fails, there are
-    no cues and the note gives the reason (S2/S3 prompts then say "not measured").
+    lines. IQA cues need pyiqa weights: metrics whose weights are missing are left out (with a
+    warning each), so without any the IQA cues are empty and S3 prompts say "not measured".
     """
-    try:
-        from . import features
-    except Exception as exc:  # the features module is absent or mid-edit
-        return {}, f"no feature cues: idiff_lib.features unavailable ({type(exc).__name__}: {exc})"
-    notes = []
-    table = None
-    for use in (tuple(sources), ("cv",)):
-        try:
-            table = features.build_feature_table(list(pairs), features=use, progress=progress)
-            notes.append(f"sources {', '.join(use)}")
-            break
-        except Exception as exc:  # e.g. IQA weights missing offline: retry with hand-crafted cues only
-            notes.append(f"{', '.join(use)} failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})")
-    if table is None:
-        return {}, "no feature cues: " + "; ".join(notes)
+    from . import features
+
+    table = features.build_feature_table(list(pairs), features=tuple(sources), progress=progress)
     ids = [i for i in (calibration_ids or table.index) if i in table.index]
     thresholds = features.calibrate_thresholds(table.loc[ids])
     cues = {}
@@ -1120,8 +1063,8 @@ def feature_cues(
         cues[str(pid)] = {style: "\n".join(features.render_features(row, style=style, thresholds=thresholds))
                           for style in ("cv", "iqa")}
     with_iqa = sum(bool(c["iqa"]) for c in cues.values())
-    return cues, (f"feature cues from idiff_lib.features for {len(cues)} pairs ({'; '.join(notes)}; thresholds "
-                  f"calibrated on {len(ids)} pairs; {with_iqa} pairs have IQA cues)")
+    return cues, (f"feature cues from idiff_lib.features for {len(cues)} pairs (sources {', '.join(sources)}; "
+                  f"thresholds calibrated on {len(ids)} pairs; {with_iqa} pairs have IQA cues)")
 
 
 # --------------------------------------------------------------------------- CLI

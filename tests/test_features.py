@@ -282,11 +282,8 @@ def test_feature_member_errors_and_nan_handling():
         F.FeatureMember().fit(train, y[:10])
 
 
-def test_ensemble_finds_the_member_api(pair_folder):
-    api = ensemble.feature_member_api()
-    assert api is not None
-    cls, table_fn = api
-    assert cls is F.FeatureMember and table_fn is F.feature_table
+def test_ensemble_adapter_predicts_with_the_member(pair_folder):
+    cls = F.FeatureMember
     pairs = read_pairs(pair_folder / "pairs.jsonl")
     with warnings.catch_warnings():
         warnings.simplefilter("error")

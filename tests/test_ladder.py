@@ -54,6 +54,8 @@ def test_ladder_run_saves_a_predictable_run(data, tmp_path):
     assert result.ladder.members.tolist() == [1, 1, 1, 2]
     assert result.swap_flip_rate == 1.0
     assert list(result.test_probs.columns[-2:]) == ["resnet10t", "convnext_atto"]
+    # the specialists row is the first ensemble member: the same predictions, computed once
+    assert np.array_equal(result.test_probs["specialists"], result.test_probs["resnet10t"])
     mean = result.test_probs[["resnet10t", "convnext_atto"]].to_numpy().mean(axis=1)
     assert np.allclose(result.final_test, mean)
     written = ladder.save_outputs(result, splits, tmp_path)
@@ -74,3 +76,17 @@ def test_no_pretext_rows_need_a_pretext_start(data, tmp_path):
     plain = ladder.run(settings, splits, tmp_path / "plain")
     assert list(plain.ladder.row) == ["merged", "split", "specialists", "ensemble"]
     assert not plain.ladder.pretext.any()
+
+
+def test_trainer_loads_and_predicts_a_member_once(data, tmp_path, monkeypatch):
+    settings = ladder.LadderSettings.from_params({**TINY, "backbones": ["resnet10t"]})
+    splits = ladder.load_splits(data)
+    tr = ladder.Trainer(settings, splits, tmp_path)
+    first = tr.network("resnet10t", "split", True)
+    assert tr.network("resnet10t", "split", True) is first
+    assert tr.network("resnet10t", "split", False) is not first
+    calls = []
+    original = ensemble.NetworkMember.predict
+    monkeypatch.setattr(ensemble.NetworkMember, "predict", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    p = tr.probs(first, "test")
+    assert tr.probs(first, "test") is p and len(calls) == 1

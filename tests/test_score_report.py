@@ -106,3 +106,36 @@ def test_score_ladder_scores_each_file_against_its_references(tmp_path):
     assert by[("template", "S4")]["n"] == 4 and by[("template", "S4")]["accuracy"] == 1.0
     assert by[("template", "S4")]["bleu4"] > 99.9
     assert by[("tiny", "S0")]["n"] == 2 and by[("tiny", "S0")]["accuracy"] == 0.0
+
+
+def test_prediction_sets_prefer_step03_then_the_parameter_then_the_self_check(tmp_path):
+    refs = _refs()
+    rows = "".join(__import__("json").dumps({"id": r.id, "completion": r.completion}) + "\n" for r in refs)
+    given = tmp_path / "given.jsonl"
+    given.write_text(rows)
+    systems, kept, source = SR.prediction_sets(tmp_path / "step03", refs, predictions=given)
+    assert list(systems) == ["final"] and source.startswith("predictions parameter") and len(kept) == 4
+    (tmp_path / "step03").mkdir()
+    (tmp_path / "step03" / "predictions.jsonl").write_text(rows)
+    _, _, source = SR.prediction_sets(tmp_path / "step03", refs, predictions=given)
+    assert source.startswith("step 03")
+    systems, kept, source = SR.prediction_sets(tmp_path / "none", refs, limit=3)
+    assert source == SR.SELF_CHECK and len(kept) == 3 and set(systems) == {"self-check: references", "self-check: shuffled"}
+    with pytest.raises(DataError, match="no predictions"):
+        SR.prediction_sets(tmp_path / "none", refs, self_check=False)
+
+
+def test_score_systems_reports_left_out_references():
+    refs = _refs()
+    systems = {"all": [{"id": r.id, "completion": r.completion} for r in refs],
+               "half": [{"id": r.id, "completion": r.completion} for r in refs[:2]]}
+    results, left_out = SR.score_systems(systems, refs, semantic=False, bootstrap=0)
+    assert results["all"].metrics["n"] == 4 and results["half"].metrics["n"] == 2
+    assert left_out == {"all": [], "half": [refs[2].id, refs[3].id]}
+
+
+def test_training_loss_plot_chains_the_stages():
+    fig = SR.plot_training_loss({"S0": {"loss_history": [(1, 2.0), (2, 1.5)]},
+                                 "S1": {"loss_history": [(1, 1.4), (2, 1.2)]}}, title="tiny")
+    lines = fig.axes[0].get_lines()
+    assert [list(line.get_xdata()) for line in lines] == [[1, 2], [3, 4]]
