@@ -7,8 +7,9 @@ pixel budget given:
 
 - training steps (forward + backward + AdamW) with gradient checkpointing: step time,
   tokens/s, peak GPU memory;
-- greedy generation of a fixed number of new tokens: seconds per pair and new tokens/s, beside the
-  paper's 0.75 s per pair on an H20.
+- greedy generation of a fixed number of new tokens, with the LoRA adapter folded into the weights
+  (as `thinking_model.load_run` serves it) and, for comparison, unmerged: seconds per pair, prefill
+  seconds and decode tokens/s, beside the paper's 0.75 s per pair on an H20.
 
 No tokenizer is needed: the token ids are drawn at random around the image placeholders that
 the Qwen2-VL image processor sizes. Timings from random weights are valid for speed and memory,
@@ -95,6 +96,23 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _time_generate(model, inputs: dict, n_tokens: int, device: str) -> dict:
+    """Greedy generation of `n_tokens` (after a warm-up): total seconds, a 1-token run's seconds (prefill), the ids."""
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    with torch.no_grad():
+        model.generate(**inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False, use_cache=True)  # warm-up
+        _sync(device)
+        t = time.perf_counter()
+        model.generate(**inputs, max_new_tokens=1, min_new_tokens=1, do_sample=False, use_cache=True)
+        _sync(device)
+        prefill_s = time.perf_counter() - t
+        t = time.perf_counter()
+        out = model.generate(**inputs, max_new_tokens=n_tokens, min_new_tokens=n_tokens, do_sample=False, use_cache=True)
+        _sync(device)
+    return {"seconds": time.perf_counter() - t, "prefill_seconds": prefill_s, "out": out}
+
+
 def run(args: argparse.Namespace) -> dict:
     sys.path.insert(0, str(ROOT))
     from idiff_lib.thinking_model import LoraSettings, apply_lora
@@ -131,18 +149,13 @@ def run(args: argparse.Namespace) -> dict:
     timed = step_times[args.warmup:]
     train_peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
     model.eval()
+    if device.startswith("cuda"):  # checkpointing turns the KV cache off; generation needs it back
+        model.gradient_checkpointing_disable()
     gen_inputs = {k: v[:, :prompt_len] if k in ("input_ids", "attention_mask") else v
                   for k, v in batch.items() if k != "labels"}
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    with torch.no_grad():
-        model.generate(**gen_inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)  # warm-up
-        _sync(device)
-        t = time.perf_counter()
-        out = model.generate(**gen_inputs, max_new_tokens=args.gen_tokens, min_new_tokens=args.gen_tokens,
-                             do_sample=False)
-        _sync(device)
-        gen_s = time.perf_counter() - t
+    unmerged = _time_generate(model, gen_inputs, args.gen_tokens, device)
+    merged = _time_generate(model.merge_and_unload(), gen_inputs, args.gen_tokens, device)  # as tm.load_run serves it
+    gen_s, prefill_s, out = merged["seconds"], merged["prefill_seconds"], merged["out"]
     new_tokens = out.shape[1] - prompt_len
     return {
         "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
@@ -161,7 +174,12 @@ def run(args: argparse.Namespace) -> dict:
         "generate_new_tokens": int(new_tokens),
         "generate_seconds_per_pair": round(gen_s, 3),
         "generate_new_tokens_per_second": round(new_tokens / gen_s, 1),
+        "generate_prefill_seconds": round(prefill_s, 3),
+        "generate_decode_tokens_per_second": round((new_tokens - 1) / max(1e-9, gen_s - prefill_s), 1),
         "generate_peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else None,
+        "generate_lora_unmerged_seconds_per_pair": round(unmerged["seconds"], 3),
+        "generate_lora_unmerged_decode_tokens_per_second":
+            round((args.gen_tokens - 1) / max(1e-9, unmerged["seconds"] - unmerged["prefill_seconds"]), 1),
         "paper_seconds_per_pair_h20": PAPER_SECONDS_PER_PAIR_H20,
     }
 

@@ -213,3 +213,19 @@ def test_predict_cli_reports_missing_run(tmp_path, capsys):
     code = cli.main(["answer", "predict", "--run", str(tmp_path), "--data", str(tmp_path / "x.jsonl"), "--out", str(tmp_path / "o")])
     assert code == 2
     assert "fix" in capsys.readouterr().err
+
+
+def test_gpu_check_setup_runs_on_cpu_with_small_inputs(pairs_file, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_answer_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_answer_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--device", "cpu", "--img-size", "32", "--steps", "1", "--batch", "2", "--infer-pairs", "2",
+                          "--infer-batch", "2", "--data", str(pairs_file), "--e2e-pairs", "3",
+                          "--out", str(tmp_path / "r.json")])
+    assert set(result["members"]) == {"wide_resnet50_2", "efficientnet_b2", "convnext_small", "swinv2_small", "maxvit_tiny"}
+    assert result["ensemble_end_to_end"]["pairs"] == 3 and result["ensemble_end_to_end"]["pairs_per_s"] > 0
+    assert json.loads((tmp_path / "r.json").read_text())["paper_ensemble_pairs_per_s"] == 4.76

@@ -133,6 +133,12 @@ def test_lora_save_reload_outputs_identical(tiny_dir, data_file, tmp_path):
         after = reloaded(**inputs).logits
     assert not torch.allclose(before, base_logits, atol=1e-4)
     assert torch.allclose(before, after, atol=1e-6)
+    merged, _ = tm.load_model(str(tmp_path / "adapter"), device="cpu", merge_adapter=True)
+    assert not any("lora_" in name for name, _ in merged.named_parameters())  # folded in, no adapter left
+    with torch.no_grad():
+        assert torch.allclose(before, merged.eval()(**inputs).logits, atol=1e-5)
+    with pytest.raises(ParameterError, match="merge_adapter"):
+        tm.load_model(str(tmp_path / "adapter"), device="cpu", merge_adapter=True, trainable_adapter=True)
 
 
 def test_offline_missing_checkpoint_fails_fast_with_the_fix(monkeypatch, tmp_path):
@@ -271,6 +277,7 @@ def test_gpu_check_setup_runs_on_cpu_with_a_tiny_config(tmp_path):
                                        "--prompt-tokens", "8", "--target-tokens", "4", "--gen-tokens", "3",
                                        "--out", str(tmp_path / "r.json")])
     assert result["image_tokens"] == 16 and result["generate_new_tokens"] == 3
+    assert result["generate_lora_unmerged_seconds_per_pair"] > 0
     assert "trainable params" in result["lora"] and json.loads((tmp_path / "r.json").read_text())["train_step_seconds"] > 0
 
 
