@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> dict:
     timed = step_times[args.warmup:]
     train_peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
     model.eval()
-    if device.startswith("cuda"):  # checkpointing turns the KV cache off; generation needs it back
+    if device.startswith("cuda"):  # generate as served: no activation checkpointing, the KV cache on
         model.gradient_checkpointing_disable()
     gen_inputs = {k: v[:, :prompt_len] if k in ("input_ids", "attention_mask") else v
                   for k, v in batch.items() if k != "labels"}
