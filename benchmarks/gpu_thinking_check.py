@@ -97,7 +97,8 @@ def _sync(device: str) -> None:
 
 
 def _time_generate(model, inputs: dict, n_tokens: int, device: str) -> dict:
-    """Greedy generation of `n_tokens` (after a warm-up): total seconds, a 1-token run's seconds (prefill), the ids."""
+    """Greedy generation of `n_tokens` (after a warm-up): total seconds, a 1-token run's seconds
+    (prefill), the new tokens and decode tokens/s after the first one."""
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     with torch.no_grad():
@@ -110,7 +111,10 @@ def _time_generate(model, inputs: dict, n_tokens: int, device: str) -> dict:
         t = time.perf_counter()
         out = model.generate(**inputs, max_new_tokens=n_tokens, min_new_tokens=n_tokens, do_sample=False, use_cache=True)
         _sync(device)
-    return {"seconds": time.perf_counter() - t, "prefill_seconds": prefill_s, "out": out}
+    seconds = time.perf_counter() - t
+    new = out.shape[1] - inputs["input_ids"].shape[1]
+    return {"seconds": seconds, "prefill_seconds": prefill_s, "new_tokens": int(new),
+            "decode_tokens_per_second": (new - 1) / max(1e-9, seconds - prefill_s)}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -155,8 +159,7 @@ def run(args: argparse.Namespace) -> dict:
                   for k, v in batch.items() if k != "labels"}
     unmerged = _time_generate(model, gen_inputs, args.gen_tokens, device)
     merged = _time_generate(model.merge_and_unload(), gen_inputs, args.gen_tokens, device)  # as tm.load_run serves it
-    gen_s, prefill_s, out = merged["seconds"], merged["prefill_seconds"], merged["out"]
-    new_tokens = out.shape[1] - prompt_len
+    gen_s, new_tokens = merged["seconds"], merged["new_tokens"]
     return {
         "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
         "dtype": str(dtype).replace("torch.", ""),
@@ -174,12 +177,11 @@ def run(args: argparse.Namespace) -> dict:
         "generate_new_tokens": int(new_tokens),
         "generate_seconds_per_pair": round(gen_s, 3),
         "generate_new_tokens_per_second": round(new_tokens / gen_s, 1),
-        "generate_prefill_seconds": round(prefill_s, 3),
-        "generate_decode_tokens_per_second": round((new_tokens - 1) / max(1e-9, gen_s - prefill_s), 1),
+        "generate_prefill_seconds": round(merged["prefill_seconds"], 3),
+        "generate_decode_tokens_per_second": round(merged["decode_tokens_per_second"], 1),
         "generate_peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else None,
         "generate_lora_unmerged_seconds_per_pair": round(unmerged["seconds"], 3),
-        "generate_lora_unmerged_decode_tokens_per_second":
-            round((args.gen_tokens - 1) / max(1e-9, unmerged["seconds"] - unmerged["prefill_seconds"]), 1),
+        "generate_lora_unmerged_decode_tokens_per_second": round(unmerged["decode_tokens_per_second"], 1),
         "paper_seconds_per_pair_h20": PAPER_SECONDS_PER_PAIR_H20,
     }
 

@@ -35,11 +35,11 @@ HELDOUT_SEED = 99  # the synthetic training stream uses --seed (42); the committ
 
 def _heldout_table(splits: dict, data: Path, args: argparse.Namespace) -> pd.DataFrame | None:
     """`args.heldout` fresh pairs from the val and test photos (the embedded benchmark only), with their cues."""
-    source = pretext.SyntheticSource(splits["train"], data)
-    if not source.names:
+    if not pretext.SyntheticSource(splits["train"], data).names:
         print("held-out pairs: skipped (not the embedded benchmark, so no catalogue photos outside train)")
         return None
-    source.names = sorted(p.name for split in ("val", "test") for p in photos.catalogue(split))
+    names = [p.name for split in ("val", "test") for p in photos.catalogue(split)]
+    source = pretext.SyntheticSource(splits["train"], data, catalogue_names=names)
     return pretext.synthetic_cue_table(source, args.heldout, paths.CACHE_DIR / "pair_cue_heldout",
                                        seed=HELDOUT_SEED, workers=args.workers)
 

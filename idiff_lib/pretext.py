@@ -288,14 +288,20 @@ class SyntheticSource:
     defects, detail window) and stored through the same JPEG q80 round trip; otherwise
     `degrade.sample_pair` renders the stand-in photos of `training_photos` and `views_of` cuts
     their views. Each pair is ``(c0 bytes, c1 bytes, answer, category)``.
+
+    `catalogue_names` overrides which catalogue photos the benchmark's generator draws from (e.g.
+    the val / test photos, for held-out pairs no training pair shares a photo with).
     """
 
     def __init__(self, train_split: Any, data_dir: str | Path | None = None, photos: Sequence[Photo] | None = None,
-                 jpeg_quality: int = 80):
+                 jpeg_quality: int = 80, catalogue_names: Sequence[str] | None = None):
         from . import photos as catalogue
 
         self.jpeg_quality = jpeg_quality
-        self.names = sorted({v for v in _meta_sources(data_dir).values() if v in catalogue.PHOTOS})
+        if catalogue_names is not None:
+            self.names = sorted(catalogue.check_name(n).name for n in catalogue_names)
+        else:
+            self.names = sorted({v for v in _meta_sources(data_dir).values() if v in catalogue.PHOTOS})
         self.photos: list[Photo] = []
         if not self.names:
             self.photos = list(photos) if photos is not None else training_photos(train_split, data_dir)

@@ -85,3 +85,13 @@ def test_synthetic_stream_gives_fresh_labelled_items(train_split):
     assert not all(np.array_equal(x.views[0], y.views[0]) for x, y in zip(a, b))
     again = draw(3, np.random.default_rng(1))
     assert all(np.array_equal(x.views[2], y.views[2]) and x.label == y.label for x, y in zip(a, again))
+
+
+def test_synthetic_source_draws_only_the_named_catalogue_photos(train_split):
+    from idiff_lib.errors import ParameterError
+
+    folder, split = train_split
+    source = pretext.SyntheticSource(split, folder, catalogue_names=["kodim19", "chelsea"])
+    assert source.names == ["chelsea", "kodim19"] and not source.photos
+    with pytest.raises(ParameterError, match="kodim"):
+        pretext.SyntheticSource(split, folder, catalogue_names=["kodim99"])
