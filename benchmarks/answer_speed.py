@@ -19,10 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from idiff_lib import answer_model as am
-from idiff_lib import ensemble, paths, pipeline, storage
-from idiff_lib.ladder import LadderSettings
-from idiff_lib.pairs import read_pairs
+from idiff_lib.answer import model as am
+from idiff_lib.answer import ensemble
+from idiff_lib.core import paths
+from idiff_lib.chain import runner as pipeline
+from idiff_lib.core import storage
+from idiff_lib.answer.ladder import LadderSettings
+from idiff_lib.data.pairs import read_pairs
 
 
 def _feature_member() -> ensemble.FeatureMemberAdapter:
@@ -31,7 +34,8 @@ def _feature_member() -> ensemble.FeatureMemberAdapter:
 
     import pandas as pd
 
-    from idiff_lib import features, pair_cues
+    from idiff_lib.features import cv as features
+    from idiff_lib.features import pair_cues
 
     rng = np.random.default_rng(0)
     table = pd.DataFrame(rng.normal(size=(300, len(pair_cues.columns()))), columns=pair_cues.columns())

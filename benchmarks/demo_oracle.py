@@ -26,9 +26,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from idiff_lib import demo_data, paths, storage
-from idiff_lib.datasets import load_split
-from idiff_lib.views import load_views
+from idiff_lib.benchmark import build as demo_data
+from idiff_lib.core import paths
+from idiff_lib.core import storage
+from idiff_lib.data.datasets import load_split
+from idiff_lib.data.views import load_views
 
 METRICS = ("ms_ssim", "fsim", "vif")
 

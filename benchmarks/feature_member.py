@@ -22,8 +22,12 @@ import cv2
 import numpy as np
 import torch
 
-from idiff_lib import ensemble, features, iqa_features, paths, storage
-from idiff_lib.pairs import read_pairs
+from idiff_lib.answer import ensemble
+from idiff_lib.features import cv as features
+from idiff_lib.features import iqa as iqa_features
+from idiff_lib.core import paths
+from idiff_lib.core import storage
+from idiff_lib.data.pairs import read_pairs
 
 
 def main(argv: list[str] | None = None) -> int:

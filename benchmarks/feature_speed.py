@@ -31,8 +31,11 @@ from PIL import Image
 from skimage import data as skdata
 from skimage.transform import resize
 
-from idiff_lib import features, iqa_features, paths, storage
-from idiff_lib.pairs import read_pairs
+from idiff_lib.features import cv as features
+from idiff_lib.features import iqa as iqa_features
+from idiff_lib.core import paths
+from idiff_lib.core import storage
+from idiff_lib.data.pairs import read_pairs
 
 
 def synthetic_pairs(folder: Path, n: int, size: tuple[int, int] = (256, 320), local: int = 208) -> list:

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import torch
 
-from idiff_lib import answer_model as am
-from idiff_lib import ensemble, paths, storage
-from idiff_lib.pairs import read_pairs
+from idiff_lib.answer import model as am
+from idiff_lib.answer import ensemble
+from idiff_lib.core import paths
+from idiff_lib.core import storage
+from idiff_lib.data.pairs import read_pairs
 
 PAPER_PAIRS_PER_S = 1 / 0.21
 

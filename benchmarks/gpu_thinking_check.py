@@ -119,7 +119,7 @@ def _time_generate(model, inputs: dict, n_tokens: int, device: str) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     sys.path.insert(0, str(ROOT))
-    from idiff_lib.thinking_model import LoraSettings, apply_lora
+    from idiff_lib.thinking.model import LoraSettings, apply_lora
 
     device = args.device
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32

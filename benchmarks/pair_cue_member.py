@@ -26,8 +26,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from idiff_lib import ensemble, features, ladder, paths, photos, pretext, storage
-from idiff_lib.views import load_views
+from idiff_lib.answer import ensemble
+from idiff_lib.features import cv as features
+from idiff_lib.answer import ladder
+from idiff_lib.core import paths
+from idiff_lib.benchmark import photos
+from idiff_lib.answer import pretext
+from idiff_lib.core import storage
+from idiff_lib.data.views import load_views
 
 
 HELDOUT_SEED = 99  # the synthetic training stream uses --seed (42); the committed demo pairs seed 0

@@ -18,7 +18,9 @@ import shutil
 import time
 from pathlib import Path
 
-from idiff_lib import paths, pipeline, storage
+from idiff_lib.core import paths
+from idiff_lib.chain import runner as pipeline
+from idiff_lib.core import storage
 
 
 def step_times(run_dir: Path) -> list[dict]:

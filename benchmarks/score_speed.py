@@ -21,8 +21,10 @@ import random
 import sys
 import time
 
-from idiff_lib import paths, scoring, storage
-from idiff_lib.pairs import make_pair, read_pairs
+from idiff_lib.core import paths
+from idiff_lib.scoring import metrics as scoring
+from idiff_lib.core import storage
+from idiff_lib.data.pairs import make_pair, read_pairs
 
 
 def source_rationales() -> tuple[list[tuple[str, str]], str]:

@@ -8,8 +8,8 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from idiff_lib.pairs import format_completion, make_pair, write_pairs
-from idiff_lib.views import merge_side_by_side
+from idiff_lib.data.pairs import format_completion, make_pair, write_pairs
+from idiff_lib.data.views import merge_side_by_side
 
 PHOTOS = {"p": ("astronaut",), "s": ("chelsea", "coffee", "rocket")}
 

@@ -11,8 +11,8 @@ from PIL import Image
 from skimage import data as skdata
 from skimage.transform import resize
 
-from idiff_lib import paths
-from idiff_lib.pairs import SYSTEM_PROMPT, USER_PROMPT, format_completion
+from idiff_lib.core import paths
+from idiff_lib.data.pairs import SYSTEM_PROMPT, USER_PROMPT, format_completion
 
 
 def _small(img: np.ndarray, side: int = 128) -> np.ndarray:

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from answer_fixtures import make_pairs_file
-from idiff_lib import answer_model as am
-from idiff_lib import ensemble
-from idiff_lib.errors import OfflineError, ParameterError
-from idiff_lib.pairs import read_pairs
+from idiff_lib.answer import model as am
+from idiff_lib.answer import ensemble
+from idiff_lib.core.errors import OfflineError, ParameterError
+from idiff_lib.data.pairs import read_pairs
 
 torch.set_num_threads(2)
 

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from idiff_lib import pairs, paths, pipeline, report
-from idiff_lib.export import export, side_file
+from idiff_lib.data import pairs
+from idiff_lib.core import paths
+from idiff_lib.chain import runner as pipeline
+from idiff_lib.report import html_report as report
+from idiff_lib.chain.export import export, side_file
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +114,7 @@ def test_export_writes_one_completion_per_pair_in_input_order(runs, tmp_path):
 
 
 def test_export_without_a_trained_run_names_the_fix(tmp_path):
-    from idiff_lib.errors import DataError
+    from idiff_lib.core.errors import DataError
 
     with pytest.raises(DataError, match=r"(?s)no trained Answer Model.*idiff run"):
         export(tmp_path, paths.DEMO_DIR / "test_unlabeled.jsonl", tmp_path / "s.jsonl")

@@ -1,8 +1,8 @@
 import numpy as np
 from skimage import data as skdata
 
-from idiff_lib.content import agreement, detect_content, detect_faces
-from idiff_lib.pairs import make_pair
+from idiff_lib.data.content import agreement, detect_content, detect_faces
+from idiff_lib.data.pairs import make_pair
 
 
 def test_haar_finds_the_astronauts_face():

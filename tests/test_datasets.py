@@ -3,9 +3,9 @@ import time
 
 import pytest
 
-from idiff_lib import datasets
+from idiff_lib.data import datasets
 from idiff_lib.cli import main
-from idiff_lib.errors import DataError, OfflineError
+from idiff_lib.core.errors import DataError, OfflineError
 
 
 def test_fetch_raim_fails_at_once_without_network(tmp_path, monkeypatch):

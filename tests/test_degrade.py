@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from idiff_lib import degrade
-from idiff_lib.content import detect_faces
-from idiff_lib.demo_data import laplacian_variance
-from idiff_lib.errors import ParameterError
+from idiff_lib.benchmark import degrade
+from idiff_lib.data.content import detect_faces
+from idiff_lib.benchmark.build import laplacian_variance
+from idiff_lib.core.errors import ParameterError
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from idiff_lib import cli, demo_data, paths, photos, templates
-from idiff_lib.pairs import read_pairs
-from idiff_lib.views import find_separator, load_views
+from idiff_lib import cli
+from idiff_lib.benchmark import build as demo_data
+from idiff_lib.core import paths
+from idiff_lib.benchmark import photos
+from idiff_lib.benchmark import references as templates
+from idiff_lib.data.pairs import read_pairs
+from idiff_lib.data.views import find_separator, load_views
 
 DEMO = paths.DEMO_DIR
 needs_demo = pytest.mark.skipif(not (DEMO / "train_sft.jsonl").exists(), reason="data/demo is not built")
@@ -52,7 +56,7 @@ def test_make_sample_is_deterministic_and_consistent():
 
 
 def test_comparisons_follow_the_defects():
-    from idiff_lib import degrade
+    from idiff_lib.benchmark import degrade
 
     img = np.zeros((64, 64, 3), np.uint8)
     ps = degrade.PairSample(img, img, [degrade.Defect("luma_noise", 0.9, "face")],

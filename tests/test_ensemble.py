@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from answer_fixtures import make_pairs_file
-from idiff_lib import answer_model as am
-from idiff_lib import ensemble
-from idiff_lib.errors import DataError, ParameterError
-from idiff_lib.pairs import make_pair, read_pairs
+from idiff_lib.answer import model as am
+from idiff_lib.answer import ensemble
+from idiff_lib.core.errors import DataError, ParameterError
+from idiff_lib.data.pairs import make_pair, read_pairs
 
 torch.set_num_threads(2)
 

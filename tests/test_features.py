@@ -18,10 +18,10 @@ from skimage import data as skdata
 from skimage.filters import unsharp_mask
 from skimage.transform import resize
 
-from idiff_lib import ensemble
-from idiff_lib import features as F
-from idiff_lib.errors import DataError, ParameterError
-from idiff_lib.pairs import read_pairs
+from idiff_lib.answer import ensemble
+from idiff_lib.features import cv as F
+from idiff_lib.core.errors import DataError, ParameterError
+from idiff_lib.data.pairs import read_pairs
 
 
 def _smooth_image(side: int = 256) -> np.ndarray:
@@ -307,7 +307,7 @@ def test_select_keeps_the_best_validation_setting():
 
 
 def test_demo_pairs_give_complete_rows():
-    from idiff_lib import paths
+    from idiff_lib.core import paths
 
     demo = paths.DEMO_DIR / "test_sft.jsonl"
     if not demo.exists():

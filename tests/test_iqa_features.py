@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from idiff_lib import features as F
-from idiff_lib import iqa_features as Q
-from idiff_lib.errors import OfflineError, ParameterError
-from idiff_lib.pairs import read_pairs
+from idiff_lib.features import cv as F
+from idiff_lib.features import iqa as Q
+from idiff_lib.core.errors import OfflineError, ParameterError
+from idiff_lib.data.pairs import read_pairs
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from idiff_lib import judge as J
-from idiff_lib import scoring
-from idiff_lib.errors import ParameterError
-from idiff_lib.pairs import make_pair
+from idiff_lib.scoring import judge as J
+from idiff_lib.scoring import metrics as scoring
+from idiff_lib.core.errors import ParameterError
+from idiff_lib.data.pairs import make_pair
 
 GOOD = '{"verdict": 4, "grounding": 3, "specificity": 5, "fluency": 2}'
 
@@ -170,7 +170,7 @@ def test_local_hf_judge_with_tiny_model(tmp_path):
 
 
 def test_missing_local_judge_fails_fast(tmp_path, monkeypatch):
-    from idiff_lib.errors import OfflineError
+    from idiff_lib.core.errors import OfflineError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError, match="Download it"):

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from answer_fixtures import make_pairs_file
-from idiff_lib import ensemble, ladder
-from idiff_lib.errors import ParameterError
+from idiff_lib.answer import ensemble
+from idiff_lib.answer import ladder
+from idiff_lib.core.errors import ParameterError
 
 torch.set_num_threads(2)
 TINY = dict(backbones=["resnet10t", "convnext_atto"], img_size=32, resize=40, local_resize=40, epochs=1,

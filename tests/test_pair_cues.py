@@ -1,4 +1,4 @@
-"""Aligned pair-difference cues (idiff_lib.pair_cues) and the synthetic cue table behind the feature member."""
+"""Aligned pair-difference cues (idiff_lib.features.pair_cues) and the synthetic cue table behind the feature member."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import pandas as pd
 import pytest
 from skimage import data as skdata
 
-from idiff_lib import degrade, features, ladder, pretext
-from idiff_lib import pair_cues as pc
-from idiff_lib.errors import DataError
-from idiff_lib.paths import DEMO_DIR
-from idiff_lib.views import Views
+from idiff_lib.benchmark import degrade
+from idiff_lib.features import cv as features
+from idiff_lib.answer import ladder
+from idiff_lib.answer import pretext
+from idiff_lib.features import pair_cues as pc
+from idiff_lib.core.errors import DataError
+from idiff_lib.core.paths import DEMO_DIR
+from idiff_lib.data.views import Views
 
 
 @pytest.fixture(scope="module")

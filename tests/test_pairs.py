@@ -2,9 +2,16 @@ import json
 
 import pytest
 
-from idiff_lib.errors import DataError
-from idiff_lib.pairs import (
-    category_from_id, format_completion, make_pair, pair_id, parse_completion, read_pairs, summarise, write_pairs,
+from idiff_lib.core.errors import DataError
+from idiff_lib.data.pairs import (
+    category_from_id,
+    format_completion,
+    make_pair,
+    pair_id,
+    parse_completion,
+    read_pairs,
+    summarise,
+    write_pairs,
 )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from idiff_lib import photos
-from idiff_lib.errors import DataError, ParameterError
+from idiff_lib.benchmark import photos
+from idiff_lib.core.errors import DataError, ParameterError
 
 
 def test_catalogue_is_split_disjoint_and_covers_both_categories():

@@ -9,8 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from idiff_lib import pipeline
-from idiff_lib.errors import ParameterError
+from idiff_lib.chain import runner as pipeline
+from idiff_lib.core.errors import ParameterError
 
 
 def _notebook(path: Path, params: str, body: str) -> None:
@@ -39,14 +39,14 @@ def chain(tmp_path: Path) -> Path:
     (tmp_path / "data").mkdir()
     _notebook(nbs / "01_first.ipynb", COMMON + "value: int = 3  # the number\n", """
         from pathlib import Path
-        from idiff_lib import pipeline
+        from idiff_lib.chain import runner as pipeline
         ctx = pipeline.notebook_context(globals(), "01_first")
         (ctx.step_dir / "value.txt").write_text(str(value))
         pipeline.save_metrics(ctx.step_dir, {"value": value})
     """)
     _notebook(nbs / "02_second.ipynb", COMMON + "wait_s: float = 0.0  # how long to work\n", """
         import time
-        from idiff_lib import pipeline
+        from idiff_lib.chain import runner as pipeline
         ctx = pipeline.notebook_context(globals(), "02_second")
         (ctx.step_dir / "started").write_text("yes")
         time.sleep(wait_s)
@@ -73,7 +73,7 @@ def test_chain_runs_then_skips(chain):
 
 
 def test_killed_step_resumes(chain):
-    script = (f"from pathlib import Path; from idiff_lib import pipeline; "
+    script = (f"from pathlib import Path; from idiff_lib.chain import runner as pipeline; "
               f"pipeline.run_chain('cpu', Path({str(chain / 'data')!r}), Path({str(chain / 'run')!r}), "
               f"notebooks_dir=Path({str(chain / 'notebooks')!r}), fig_dir=Path({str(chain / 'fig')!r}), "
               f"overrides={{'wait_s': 60.0}})")

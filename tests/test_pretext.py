@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from answer_fixtures import make_pairs_file
-from idiff_lib import answer_model as am
-from idiff_lib import ladder, pretext
+from idiff_lib.answer import model as am
+from idiff_lib.answer import ladder
+from idiff_lib.answer import pretext
 
 torch.set_num_threads(2)
 
@@ -26,7 +27,7 @@ def test_training_photos_fall_back_to_the_better_rendition(train_split):
     photos = pretext.training_photos(split, folder)
     assert [p.id for p in photos] == [p.id for p in split.pairs]
     for photo, pair in zip(photos, split.pairs):
-        from idiff_lib.views import load_views
+        from idiff_lib.data.views import load_views
 
         views = load_views(pair)
         better = views.global_left if pair.answer == "A" else views.global_right
@@ -35,8 +36,8 @@ def test_training_photos_fall_back_to_the_better_rendition(train_split):
 
 
 def test_training_photos_use_catalogue_photos_named_in_meta(train_split, tmp_path):
-    from idiff_lib import photos as catalogue
-    from idiff_lib import storage
+    from idiff_lib.benchmark import photos as catalogue
+    from idiff_lib.core import storage
 
     folder, split = train_split
     (tmp_path / "meta").mkdir()
@@ -88,7 +89,7 @@ def test_synthetic_stream_gives_fresh_labelled_items(train_split):
 
 
 def test_synthetic_source_draws_only_the_named_catalogue_photos(train_split):
-    from idiff_lib.errors import ParameterError
+    from idiff_lib.core.errors import ParameterError
 
     folder, split = train_split
     source = pretext.SyntheticSource(split, folder, catalogue_names=["kodim19", "chelsea"])

@@ -8,7 +8,8 @@ import nbformat
 import pytest
 import yaml
 
-from idiff_lib import paths, pipeline
+from idiff_lib.core import paths
+from idiff_lib.chain import runner as pipeline
 
 ROOT = paths.PROJ_ROOT
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

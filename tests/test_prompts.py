@@ -2,8 +2,10 @@
 
 import pytest
 
-from idiff_lib import pairs, paths, prompts
-from idiff_lib.errors import ParameterError
+from idiff_lib.data import pairs
+from idiff_lib.core import paths
+from idiff_lib.thinking import prompts
+from idiff_lib.core.errors import ParameterError
 
 HEAD = ("<image><image>\nPlease compare the following image pairs. The first pair is the global view, "
         "followed by detailed crops.")

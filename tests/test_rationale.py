@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from idiff_lib import paths, rationale as R
-from idiff_lib.pairs import read_pairs
+from idiff_lib.core import paths
+from idiff_lib.scoring import parser as R
+from idiff_lib.data.pairs import read_pairs
 
 
 @pytest.mark.parametrize("heading, regions, attributes", [

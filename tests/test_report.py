@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from idiff_lib import report
+from idiff_lib.report import html_report as report
 
 
 @pytest.fixture

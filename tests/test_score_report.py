@@ -9,10 +9,10 @@ matplotlib.use("Agg")
 import pandas as pd
 import pytest
 
-from idiff_lib import score_report as SR
-from idiff_lib import scoring
-from idiff_lib.errors import DataError
-from idiff_lib.pairs import make_pair
+from idiff_lib.report import score_figures as SR
+from idiff_lib.scoring import metrics as scoring
+from idiff_lib.core.errors import DataError
+from idiff_lib.data.pairs import make_pair
 
 TEXTS = [
     ("Face Texture: Image A (Left) keeps fine pores, while Image B (Right) looks waxy.\n"

@@ -11,9 +11,10 @@ import pytest
 import sacrebleu
 from rouge_score import rouge_scorer
 
-from idiff_lib import paths, scoring
-from idiff_lib.errors import DataError, ParameterError
-from idiff_lib.pairs import make_pair, read_pairs
+from idiff_lib.core import paths
+from idiff_lib.scoring import metrics as scoring
+from idiff_lib.core.errors import DataError, ParameterError
+from idiff_lib.data.pairs import make_pair, read_pairs
 
 # A fixed small corpus (rationale-like, with punctuation and case, where tokenisation matters).
 HYPS = [
@@ -129,7 +130,7 @@ def test_bad_predictions_are_format_failures_not_crashes(tmp_path):
 
 
 def _write_refs(tmp_path, refs):
-    from idiff_lib.pairs import write_pairs
+    from idiff_lib.data.pairs import write_pairs
 
     return write_pairs(refs, tmp_path / "ref.jsonl", shape="sft")
 

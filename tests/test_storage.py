@@ -2,7 +2,7 @@
 
 import json
 
-from idiff_lib import storage
+from idiff_lib.core import storage
 
 
 def test_resumable_jsonl_drops_a_line_cut_by_a_crash(tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from idiff_lib import templates
-from idiff_lib.errors import ParameterError
-from idiff_lib.pairs import parse_completion
+from idiff_lib.benchmark import references as templates
+from idiff_lib.core.errors import ParameterError
+from idiff_lib.data.pairs import parse_completion
 
 COMPARISONS = [("Face", "Texture", "A", 0.5, "denoise_smear"), ("Global", "Noise", "B", 0.2, "luma_noise"),
                ("Hair", "Artifacts", "A", 0.1, "oversharpen"), ("Clothing", "Sharpness", "similar", 0.0)]
@@ -60,7 +60,7 @@ def test_rationale_shape_and_agreement(seed):
 
 
 def test_line_verdicts_read_back_with_the_rationale_parser():
-    rationale = pytest.importorskip("idiff_lib.rationale")
+    rationale = pytest.importorskip("idiff_lib.scoring.parser")
     vocab = templates.mine_vocabulary()
     agree = total = 0
     for seed in range(40):

@@ -11,8 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from idiff_lib import pairs, prompts, storage, template_writer, thinking_model as tm, views
-from idiff_lib.errors import OfflineError, ParameterError
+from idiff_lib.data import pairs
+from idiff_lib.thinking import prompts
+from idiff_lib.core import storage
+from idiff_lib.thinking import template_baseline as template_writer
+from idiff_lib.thinking import model as tm
+from idiff_lib.data import views
+from idiff_lib.core.errors import OfflineError, ParameterError
 
 torch.set_num_threads(2)
 TINY = tm.TinySettings(vocab_size=600, hidden_size=64, intermediate_size=128, layers=1, heads=2, kv_heads=1,

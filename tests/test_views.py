@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from idiff_lib.errors import DataError
-from idiff_lib.pairs import read_pairs
-from idiff_lib.views import find_separator, load_views, split_merged, views_from_separate
+from idiff_lib.core.errors import DataError
+from idiff_lib.data.pairs import read_pairs
+from idiff_lib.data.views import find_separator, load_views, split_merged, views_from_separate
 
 
 def test_four_views_from_merged_files(pair_folder):

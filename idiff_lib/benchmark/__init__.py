@@ -1,0 +1,1 @@
+"""The embedded benchmark: source photos, degradations, reference rationales, build and datasheet."""

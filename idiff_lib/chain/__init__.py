@@ -1,0 +1,1 @@
+"""The papermill chain: the runner, the run folder layout, settings, and the export of a run."""

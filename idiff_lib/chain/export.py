@@ -1,0 +1,198 @@
+"""Predictions export: a trained run's answers and rationales as a RAIM JSONL submission.
+
+``idiff export --run RUN_DIR --data PAIRS.jsonl --out submission.jsonl`` writes one line per input
+pair, in input order, in the SFT shape of the public RAIM-PIQA files: the input record with an
+assistant turn holding the full completion ``<thinking>…</thinking>\\n<answer>X</answer>``.
+
+- The verdict comes from the run's Answer Model (``RUN_DIR/02_train_answer_model``, the ensemble
+  that notebook 02 saved), exactly as ``idiff answer predict`` gives it.
+- The rationale comes from the run's Thinking Model (``RUN_DIR/03_tune_thinking_model/model/<stage>``,
+  the last stage trained by default). In the answer-aware stage S4 the model is given the Answer
+  Model's verdict and writes only the supporting rationale, as in iDiff.
+- ``--writer template`` uses the template writer instead of the trained model (no Thinking run needed).
+
+Work is resumable: the answers and the rationales go to side files next to ``--out``
+(``<out>.answers.jsonl``, ``<out>.rationales.jsonl``); a rerun reuses them and only the missing
+pairs are computed. The submission itself is written atomically at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from idiff_lib.data import pairs as pairs_mod
+from idiff_lib.thinking import prompts as prompts_mod
+from idiff_lib.core import storage
+from idiff_lib.core.errors import DataError, ParameterError
+
+ANSWER_STEP = "02_train_answer_model"
+THINKING_STEP = "03_tune_thinking_model"
+
+
+def side_file(out: str | Path, kind: str) -> Path:
+    out = Path(out)
+    return out.with_name(f"{out.stem}.{kind}.jsonl")
+
+
+def thinking_model_dir(run_dir: str | Path, stage: str | None = None) -> Path:
+    """The folder of the Thinking Model for `stage` (default: the last stage trained) in a chain run."""
+    base = Path(run_dir) / THINKING_STEP / "model"
+    if stage:
+        path = base / stage
+        if not (path / "final" / "thinking.json").exists():
+            raise DataError(path, f"no Thinking Model trained for stage {stage}",
+                            f"run notebook 03 with {stage} in its stages, or pick one of "
+                            f"{', '.join(available_stages(run_dir)) or 'none trained yet'}")
+        return path
+    stages = available_stages(run_dir)
+    if not stages:
+        raise DataError(base, "no trained Thinking Model in this run",
+                        "run the chain through notebook 03 (idiff run --profile cpu --out RUN_DIR), "
+                        "or export with --writer template")
+    return base / stages[-1]
+
+
+def available_stages(run_dir: str | Path) -> list[str]:
+    base = Path(run_dir) / THINKING_STEP / "model"
+    return [s for s in prompts_mod.STAGES if (base / s / "final" / "thinking.json").exists()]
+
+
+def predict_answers(run_dir: str | Path, pairs: Sequence[pairs_mod.Pair], path: Path,
+                    batch_size: int = 16, device: str | None = None) -> dict[str, dict[str, Any]]:
+    """The Answer Model's row per pair id, reusing the rows already in `path` (resumable)."""
+    from idiff_lib.answer import ensemble
+
+    done = {r["id"]: r for r in storage.read_resumable_jsonl(path)}
+    todo = [p for p in pairs if p.id not in done]
+    if todo:
+        ens = ensemble.load_run(Path(run_dir) / ANSWER_STEP, device=device)
+        for start in range(0, len(todo), 64):  # saved a chunk at a time, so an interruption loses little
+            for row in ensemble.predict_rows(ens, todo[start:start + 64], batch_size=batch_size):
+                storage.append_jsonl(path, row)
+                done[row["id"]] = row
+    return done
+
+
+def training_pairs(run_dir: str | Path) -> list[pairs_mod.Pair]:
+    """The train split the run's Thinking Model was tuned on (from notebook 03's params.yaml), or []."""
+    params = Path(run_dir) / THINKING_STEP / "params.yaml"
+    if not params.exists():
+        return []
+    import yaml
+
+    data_dir = Path((yaml.safe_load(params.read_text(encoding="utf-8")) or {}).get("data_dir", ""))
+    train = data_dir / "train_sft.jsonl"
+    return list(pairs_mod.read_pairs(train)) if train.exists() else []
+
+
+def cues_for(pairs: Sequence[pairs_mod.Pair], stage: str, calibration: Sequence[pairs_mod.Pair] = (),
+             progress: bool = True) -> tuple[dict, str]:
+    """Feature cue texts for the stages whose prompts carry them (S2 and later).
+
+    The cue thresholds are calibrated on `calibration` (the run's train split, as in notebook 03),
+    or on `pairs` themselves when it is empty (and the note says so).
+    """
+    if prompts_mod.STAGES.index(stage) < prompts_mod.STAGES.index("S2"):
+        return {}, f"stage {stage} uses no feature cues"
+    from idiff_lib.thinking import model as tm
+
+    ids = {p.id for p in pairs}
+    extra = [p for p in calibration if p.id not in ids]
+    cues, note = tm.feature_cues(list(pairs) + extra, [p.id for p in calibration] or None, progress=progress)
+    if not calibration:
+        note += " (no training split found: thresholds calibrated on the exported pairs)"
+    return {pid: cues[pid] for pid in ids if pid in cues}, note
+
+
+def export(
+    run_dir: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    stage: str | None = None,
+    writer: str = "model",
+    data_root: str | Path | None = None,
+    batch_size: int = 16,
+    device: str | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write the submission JSONL for every pair of `data`; returns a summary (counts, accuracy when labelled)."""
+    from idiff_lib.thinking import model as tm
+
+    run_dir, out = Path(run_dir), Path(out)
+    if writer not in ("model", "template"):
+        raise ParameterError(f"--writer must be 'model' or 'template', got {writer!r}")
+    if not (run_dir / ANSWER_STEP / "ensemble.json").exists():
+        raise DataError(run_dir / ANSWER_STEP / "ensemble.json", "no trained Answer Model in this run",
+                        "run the chain through notebook 02 first: idiff run --profile cpu --out RUN_DIR")
+    pairs = pairs_mod.read_pairs(data, data_root=data_root, require_images=True, limit=limit)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    answers = predict_answers(run_dir, pairs, side_file(out, "answers"), batch_size, device)
+
+    if writer == "model":
+        model_dir = thinking_model_dir(run_dir, stage)
+        model, processor, settings, vocabulary = tm.load_run(model_dir)
+        stage = model_dir.name
+        cues, cue_note = cues_for(pairs, stage, training_pairs(run_dir), progress)
+        write = tm.model_writer(model, processor, batch_size=settings.gen_batch_size,
+                                max_new_tokens=settings.max_new_tokens, max_pixels=settings.max_pixels,
+                                no_repeat_ngram_size=settings.no_repeat_ngram_size)
+    else:
+        from idiff_lib.thinking import template_baseline as template_writer
+
+        stage = stage or "S4"
+        vocabulary = prompts_mod.load_vocabulary()
+        cues, cue_note = cues_for(pairs, stage, training_pairs(run_dir), progress)
+        write = template_writer.writer(vocabulary, stage, cues=cues)
+    verdicts, _ = tm.s4_answers(pairs, side_file(out, "answers"))  # the same verdict prompts as notebook 03
+    prompts = prompts_mod.build_prompts(pairs, stage, cues=cues, answers=verdicts, vocabulary=vocabulary)
+    rationales_path = side_file(out, "rationales")
+    tm.write_rationales(pairs, prompts, rationales_path, write, progress=progress)
+    rationales = {r["id"]: r for r in storage.read_jsonl_rows(rationales_path)}
+
+    records, agree, labelled = [], 0, 0
+    for pair in pairs:
+        completion = rationales[pair.id]["completion"]
+        parsed = pairs_mod.parse_completion(completion)
+        verdict = answers[pair.id]["answer"]
+        if parsed.answer != verdict:  # stages without the verdict in the prompt: the Answer Model decides
+            completion = pairs_mod.format_completion(parsed.thinking, verdict)
+        if pair.answer is not None:
+            labelled += 1
+            agree += verdict == pair.answer
+        submitted = dataclasses.replace(pair, completion=completion)
+        records.append(submitted.to_record("sft"))
+    storage.write_jsonl(out, records)
+    summary = {"out": str(out), "pairs": len(records), "stage": stage, "writer": writer, "cues": cue_note,
+               "answers": str(side_file(out, "answers")), "rationales": str(rationales_path)}
+    if labelled:
+        summary["accuracy"] = round(agree / labelled, 4)
+        summary["labelled"] = labelled
+    return summary
+
+
+def add_cli(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a run's answers and rationales as a RAIM JSONL submission")
+    p.add_argument("--run", required=True, help="the chain's run folder (holds 02_train_answer_model, 03_tune_thinking_model)")
+    p.add_argument("--data", required=True, help="the pairs to answer: a RAIM-PIQA JSONL file, labelled or not")
+    p.add_argument("--out", required=True, help="the submission JSONL to write (side files go next to it)")
+    p.add_argument("--stage", choices=prompts_mod.STAGES, help="the Thinking Model stage (default: the last trained)")
+    p.add_argument("--writer", default="model", choices=("model", "template"),
+                   help="'model': the run's Thinking Model; 'template': the template writer")
+    p.add_argument("--data-root", help="a folder to look for images in when the paths do not resolve")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--limit", type=int, help="export the first N pairs only")
+    p.set_defaults(func=_cli_export)
+
+
+def _cli_export(args: argparse.Namespace) -> int:
+    summary = export(args.run, args.data, args.out, stage=args.stage, writer=args.writer, data_root=args.data_root,
+                     batch_size=args.batch_size, device=args.device, limit=args.limit)
+    print(json.dumps(summary, indent=1))
+    return 0

@@ -1,0 +1,1 @@
+"""Foundations every other room uses: errors, paths, atomic storage, the rationale ontology."""

@@ -1,0 +1,42 @@
+"""The chain's run-folder layout: step names and the files each step leaves, defined once.
+
+A run folder ``runs/<name>/`` holds one sub-folder per notebook step. Every module that reads
+another step's outputs (export, notebook 04's analysis, the report) takes the names from here,
+so renaming a notebook or a file is a change in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Step names are the notebooks' file stems.
+EXPLORE_STEP = "01_explore_pairs"
+ANSWER_STEP = "02_train_answer_model"
+THINKING_STEP = "03_tune_thinking_model"
+ANALYSIS_STEP = "04_analyse_ensemble"
+SCORING_STEP = "05_score_rationales"
+REPORT_STEP = "06_report_figures"
+STEPS = (EXPLORE_STEP, ANSWER_STEP, THINKING_STEP, ANALYSIS_STEP, SCORING_STEP, REPORT_STEP)
+
+# Files every step leaves (written by the chain runner and the notebook).
+PARAMS_FILE = "params.yaml"  # the resolved parameters the step ran with
+METRICS_FILE = "metrics.json"  # what the notebook measured
+STEP_MARKER = "step.json"  # the fingerprint of a finished step
+
+# Step 02 (the Answer Model).
+ENSEMBLE_FILE = "ensemble.json"  # the saved ensemble's spec (members, ensembler)
+TEST_PREDICTIONS_FILE = "preds_test.jsonl"  # the ensemble's test-split answers
+
+# Step 03 (the Thinking Model): model/<stage>/final holds each stage's adapter or weights.
+THINKING_MODEL_DIR = "model"
+FINAL_CHECKPOINT = "final"
+
+
+def step_dir(run_dir: str | Path, step: str) -> Path:
+    """The output folder of one step of a run."""
+    return Path(run_dir) / step
+
+
+def stage_model_dir(run_dir: str | Path, stage: str) -> Path:
+    """Where notebook 03 leaves the final model of one prompt stage (S0 ... S4)."""
+    return step_dir(run_dir, THINKING_STEP) / THINKING_MODEL_DIR / stage / FINAL_CHECKPOINT

@@ -1,0 +1,129 @@
+"""Atomic writes and content hashes: nothing half-written survives an interruption."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import yaml
+
+from idiff_lib.core.errors import DataError
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable) + "\n")
+
+
+def write_yaml(path: str | Path, obj: Any) -> Path:
+    return write_text(path, yaml.safe_dump(obj, sort_keys=False, allow_unicode=True))
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
+    lines = [json.dumps(r, ensure_ascii=False, default=_jsonable) for r in rows]
+    return write_text(path, "".join(line + "\n" for line in lines))
+
+
+def append_jsonl(path: str | Path, row: dict) -> None:
+    """Append one line and flush it, for resumable outputs written a row at a time.
+
+    A line cut by a crash is dropped by `read_jsonl_rows(..., tolerate_partial_last=True)`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, ensure_ascii=False, default=_jsonable) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_jsonl_rows(path: str | Path, tolerate_partial_last: bool = False) -> list[dict]:
+    """Plain JSONL rows (the workbench's own outputs and side inputs; input pairs go through `pairs`).
+
+    Raises:
+        DataError: a missing file, or a malformed line (named by its number).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found", "check the path")
+    rows = []
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if tolerate_partial_last and i == len(lines) - 1 and not text.endswith("\n"):
+                break
+            raise DataError(path, f"malformed JSON: {exc.msg}", "fix or remove that line", i + 1) from None
+    return rows
+
+
+def read_resumable_jsonl(path: str | Path) -> list[dict]:
+    """The rows of a file that `append_jsonl` grows, ready to be appended to again.
+
+    A last line cut by a crash is removed from the file first, so the next append starts on a
+    fresh line. A missing file has no rows.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+    return read_jsonl_rows(path)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,1 @@
+"""Pairs, their merged images and four views, content detection and data-set loading."""

@@ -1,0 +1,120 @@
+"""Data sets on disk: split files of a data folder, and the public RAIM-PIQA annotations.
+
+A data folder (``data/demo``, or a user's own) holds ``{train,val,test}_sft.jsonl`` (labelled,
+SFT shape), optionally the GRPO twins and ``test_unlabeled.jsonl``. The public RAIM-PIQA
+annotations (``narthchin/RAIM-PIQA``, ``data/1536/``) are fetched by `fetch_raim`; the
+challenge images are not public (see the README, "Use your own data / the challenge data").
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from idiff_lib.core import paths
+from idiff_lib.core import storage
+from idiff_lib.core.errors import DataError, OfflineError
+from idiff_lib.data.pairs import PairList, read_pairs
+
+SPLITS = ("train", "val", "test")
+RAIM_REPO = "narthchin/RAIM-PIQA"
+RAIM_COMMIT = "a5ff37ca8dfea4f0e21649960aae8d294602222d"  # the commit the shared copy was taken from
+RAIM_FILES = ("train_sft_1536.jsonl", "train_grpo_1536.jsonl")
+RAIM_RAW_URL = "https://raw.githubusercontent.com/{repo}/{ref}/data/1536/{name}"
+
+
+def split_file(data_dir: str | Path, split: str, shape: str = "sft") -> Path:
+    """``<data_dir>/<split>_<shape>.jsonl``, or a DataError that lists what the folder holds."""
+    data_dir = Path(data_dir)
+    name = "test_unlabeled.jsonl" if shape == "unlabeled" else f"{split}_{shape}.jsonl"
+    path = data_dir / name
+    if not path.exists():
+        present = sorted(p.name for p in data_dir.glob("*.jsonl")) if data_dir.exists() else []
+        raise DataError(path, "split file not found" + (f" (the folder holds {', '.join(present)})" if present else ""),
+                        f"name the files {{train,val,test}}_{shape}.jsonl, or rebuild the demo set with "
+                        "`idiff data build-demo`")
+    return path
+
+
+def load_split(data_dir: str | Path, split: str, shape: str = "sft", **kwargs) -> PairList:
+    """Read one split of a data folder (keyword arguments go to `read_pairs`)."""
+    return read_pairs(split_file(data_dir, split, shape), **kwargs)
+
+
+def fetch_raim(out: str | Path | None = None, ref: str = RAIM_COMMIT, timeout: float = 10.0) -> list[Path]:
+    """Download the public RAIM-PIQA annotations (the JSONL files only; the images are not public).
+
+    Raises:
+        OfflineError: at once, when the host cannot be resolved or reached.
+    """
+    out = Path(out) if out else paths.RAIM_DOWNLOAD_DIR
+    host = "raw.githubusercontent.com"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as exc:
+        raise OfflineError(
+            f"cannot reach {host} ({exc}): no network. fix: on a machine with internet run "
+            f"`idiff data fetch-raim`, or download {', '.join(RAIM_FILES)} from github.com/{RAIM_REPO} "
+            f"(folder data/1536/) into {out}"
+        ) from None
+    written = []
+    for name in RAIM_FILES:
+        url = RAIM_RAW_URL.format(repo=RAIM_REPO, ref=ref, name=name)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                body = resp.read()
+        except (urllib.error.URLError, OSError) as exc:
+            raise OfflineError(f"download failed: {url}: {exc}. fix: download it by hand into {out}") from None
+        target = out / name
+        with storage.atomic_path(target) as tmp:
+            tmp.write_bytes(body)
+        read_pairs(target)  # fail now, not later, if what came back is not RAIM JSONL
+        written.append(target)
+    return written
+
+
+def add_cli(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="data sets: fetch the public RAIM-PIQA annotations, build the demo set")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_sub.add_parser("fetch-raim", help="download the public RAIM-PIQA annotations (needs internet)")
+    fetch.add_argument("--out", default=None, help=f"target folder (default {paths.RAIM_DOWNLOAD_DIR})")
+    fetch.add_argument("--ref", default=RAIM_COMMIT, help="git commit or branch of the RAIM-PIQA repository")
+    fetch.set_defaults(func=_cli_fetch)
+    check = data_sub.add_parser("check", help="read a JSONL file and its images, reporting every bad sample")
+    check.add_argument("path")
+    check.add_argument("--data-root", default=None, help="last-resort folder to find images in")
+    check.add_argument("--skip-bad", action="store_true", help="report bad samples and keep going")
+    check.set_defaults(func=_cli_check)
+    from idiff_lib.benchmark import build as demo_data  # imported here: building the demo set needs the photo and degradation code
+
+    demo_data.add_data_commands(data_sub)
+
+
+def _cli_fetch(args: argparse.Namespace) -> int:
+    for path in fetch_raim(args.out, args.ref):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cli_check(args: argparse.Namespace) -> int:
+    from idiff_lib.data.pairs import summarise
+    from idiff_lib.data.views import load_views
+
+    pairs = read_pairs(args.path, data_root=args.data_root, require_images=True, skip_bad=args.skip_bad)
+    bad = list(pairs.skipped)
+    good = 0
+    for pair in pairs:
+        try:
+            load_views(pair)
+            good += 1
+        except DataError as err:
+            if not args.skip_bad:
+                raise
+            bad.append(err)
+    print(f"{args.path}: {good} good pair(s), {len(bad)} bad; {summarise(pairs)}")
+    for err in bad:
+        print(f"  bad: {err}")
+    return 1 if bad else 0

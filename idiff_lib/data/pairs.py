@@ -1,0 +1,407 @@
+"""RAIM-PIQA pairs: the `Pair` record and the JSONL reader/writer for all three file shapes.
+
+The NTIRE 2026 RAIM challenge, Track 1, ships its samples as JSONL (``narthchin/RAIM-PIQA``,
+``data/1536/``). One line is one pair of renditions of a shot:
+
+- **SFT**: ``{"images": [c0, c1], "messages": [system, user, assistant]}``;
+- **GRPO**: ``{"images": [c0, c1], "messages": [system, user], "solution": "..."}``;
+- **test** (unlabeled): ``{"images": [c0, c1], "messages": [system, user]}``.
+
+``c0`` is the merged global view (Image A left, Image B right) and ``c1`` the merged detail
+crops. A pair may instead give two separate images, ``images: [A, B]`` (see `Pair.layout`).
+The labelled text is ``<thinking>Region Attribute: ...</thinking><answer>A|B</answer>``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+from idiff_lib.core import storage
+from idiff_lib.core.errors import DataError
+
+Shape = Literal["sft", "grpo", "test"]
+Layout = Literal["merged", "separate"]
+ANSWERS = ("A", "B")
+
+# The challenge baseline's prompts (RAIM-PIQA data/1536, identical on every public line).
+SYSTEM_PROMPT = (
+    "You are an expert in Image Quality Assessment (IQA). Compare the two images (Image A on the "
+    "left, Image B on the right) provided. Analyze the differences in detail (texture, noise, "
+    "sharpness, etc.) using the <thinking>...</thinking> format, and finally provide a conclusion "
+    "in <answer>A/B</answer>."
+)
+USER_PROMPT = (
+    "<image><image>\nPlease compare the following image pairs. The first pair is the global view, "
+    "followed by detailed crops."
+)
+
+_THINK_RE = re.compile(r"<\s*thinking\s*>(.*?)<\s*/\s*thinking\s*>", re.IGNORECASE | re.DOTALL)
+_THINK_OPEN_RE = re.compile(r"<\s*thinking\s*>(.*)", re.IGNORECASE | re.DOTALL)
+_ANSWER_RE = re.compile(r"<\s*answer\s*>(.*?)<\s*/\s*answer\s*>", re.IGNORECASE | re.DOTALL)
+_ID_SUFFIX_RE = re.compile(r"(?:_merged)?(?:_c\d+)?$|_(?:a|b|left|right)$", re.IGNORECASE)
+_CATEGORY_PREFIX = {"p": "person", "s": "scene"}
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A parsed ``<thinking>...</thinking><answer>X</answer>`` text.
+
+    Attributes:
+        thinking: the text inside ``<thinking>``, stripped ("" when absent).
+        answer: "A" or "B", or None when the answer is missing or not a single A/B letter.
+        raw_answer: the text inside ``<answer>`` as written (None when the tag is missing).
+        problems: what the parser had to tolerate or could not read, e.g. "missing </thinking>".
+    """
+
+    thinking: str
+    answer: str | None
+    raw_answer: str | None
+    problems: tuple[str, ...] = ()
+
+    @property
+    def lines(self) -> list[str]:
+        """The non-empty rationale lines."""
+        return [ln.strip() for ln in self.thinking.splitlines() if ln.strip()]
+
+
+def parse_completion(text: str | None) -> Completion:
+    """Read a completion, tolerating whitespace, tag case and missing tags (all reported)."""
+    problems: list[str] = []
+    text = text or ""
+    if not text.strip():
+        return Completion("", None, None, ("empty completion",))
+    m = _THINK_RE.search(text)
+    if m:
+        thinking = m.group(1)
+    else:
+        opened = _THINK_OPEN_RE.search(text)
+        if opened:
+            problems.append("missing </thinking>")
+            thinking = _ANSWER_RE.split(opened.group(1))[0]
+        else:
+            problems.append("missing <thinking>")
+            thinking = _ANSWER_RE.sub("", text)
+    answers = _ANSWER_RE.findall(text)
+    raw_answer = answers[-1].strip() if answers else None
+    answer = None
+    if not answers:
+        problems.append("missing <answer>")
+    else:
+        if len(answers) > 1:
+            problems.append(f"{len(answers)} <answer> tags, the last one is used")
+        letter = raw_answer.strip().strip(".").strip()
+        if letter.upper() in ANSWERS and len(letter) == 1:
+            answer = letter.upper()
+        else:
+            problems.append(f"answer {raw_answer!r} is not A or B")
+    thinking = re.sub(r"<\s*/?\s*(thinking|answer)\s*>", "", thinking, flags=re.IGNORECASE)
+    return Completion(thinking.strip(), answer, raw_answer, tuple(problems))
+
+
+def format_completion(thinking: str | Iterable[str], answer: str) -> str:
+    """The challenge's completion text: ``<thinking>\\n...\\n</thinking>\\n<answer>X</answer>``."""
+    if answer not in ANSWERS:
+        raise ValueError(f"answer must be 'A' or 'B', got {answer!r}")
+    body = thinking if isinstance(thinking, str) else "\n".join(thinking)
+    return f"<thinking>\n{body.strip()}\n</thinking>\n<answer>{answer}</answer>"
+
+
+def pair_id(image_ref: str) -> str:
+    """The pair id from an image name: ``data/1536/images/p_000_merged_c0.jpg`` -> ``p_000``."""
+    stem = Path(image_ref).stem
+    return _ID_SUFFIX_RE.sub("", stem, count=1) or stem
+
+
+def category_from_id(pid: str) -> str | None:
+    """``person`` for a ``p_`` prefix, ``scene`` for ``s_``, else None."""
+    prefix = pid.split("_", 1)[0].lower() if "_" in pid else ""
+    return _CATEGORY_PREFIX.get(prefix)
+
+
+@dataclass
+class Pair:
+    """One sample: two renditions of a shot, with the expert's verdict when labelled.
+
+    Attributes:
+        id: from the first image's stem (``p_000``).
+        image_refs: the image paths as written in the file.
+        images: the resolved paths (None for an image that was not found).
+        layout: "merged" (``[c0, c1]``, A|B side by side) or "separate" (``[A, B]``).
+        category: "person", "scene", or None when the name carries no prefix.
+        shape: the file shape the record came from.
+        completion: the assistant text or GRPO solution (None when unlabeled).
+        thinking / answer: parsed from `completion`.
+        problems: what the completion parser tolerated.
+        record: the JSON object as read, kept for an exact round trip.
+        source / line: where the record came from (1-based line).
+    """
+
+    id: str
+    image_refs: list[str]
+    images: list[Path | None]
+    layout: Layout = "merged"
+    category: str | None = None
+    shape: Shape = "test"
+    completion: str | None = None
+    thinking: str = ""
+    answer: str | None = None
+    problems: tuple[str, ...] = ()
+    record: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+    line: int | None = None
+
+    @property
+    def labelled(self) -> bool:
+        return self.completion is not None
+
+    def error(self, problem: str, fix: str = "") -> DataError:
+        """A DataError that points at this pair's file and line."""
+        return DataError(self.source, f"pair {self.id}: {problem}", fix, self.line)
+
+    def image_path(self, index: int) -> Path:
+        """The resolved path of image `index`, or a DataError naming the file, line and fix."""
+        path = self.images[index]
+        if path is None:
+            raise self.error(
+                f"image not found: {self.image_refs[index]!r}",
+                "put the image there (relative to the JSONL file or one of its parent folders), "
+                "or pass data_root= / --data-root pointing at the folder that holds it",
+            )
+        return path
+
+    def to_record(self, shape: Shape | None = None) -> dict[str, Any]:
+        """The JSON object for `shape` (default: as read). Unknown keys of the source are kept."""
+        shape = shape or self.shape
+        if shape == self.shape and self.record:
+            return self.record
+        rec = {k: v for k, v in self.record.items() if k not in ("messages", "solution")}
+        rec["images"] = list(self.image_refs)
+        if self.layout == "separate" and not _looks_separate(self.image_refs):
+            rec["layout"] = "separate"
+        messages = _messages_without_answer(self.record)
+        if shape == "sft":
+            if self.completion is None:
+                raise self.error("cannot write an unlabeled pair in the SFT shape")
+            messages.append({"role": "assistant", "content": self.completion})
+        rec["messages"] = messages
+        if shape == "grpo":
+            if self.completion is None:
+                raise self.error("cannot write an unlabeled pair in the GRPO shape")
+            rec["solution"] = self.completion
+        return rec
+
+
+def make_pair(
+    image_refs: list[str],
+    completion: str | None = None,
+    *,
+    layout: Layout = "merged",
+    shape: Shape | None = None,
+    base_dir: str | Path | None = None,
+) -> Pair:
+    """Build a Pair in code (the demo generator, tests). Images resolve against `base_dir`."""
+    shape = shape or ("sft" if completion is not None else "test")
+    pid = pair_id(image_refs[0])
+    parsed = parse_completion(completion) if completion is not None else None
+    base = Path(base_dir) if base_dir else None
+    pair = Pair(
+        id=pid,
+        image_refs=list(image_refs),
+        images=[_resolve(r, base, None) if base else None for r in image_refs],
+        layout=layout,
+        category=category_from_id(pid),
+        shape="test",
+        completion=completion,
+        thinking=parsed.thinking if parsed else "",
+        answer=parsed.answer if parsed else None,
+        problems=parsed.problems if parsed else (),
+        record={},
+    )
+    pair.record = pair.to_record(shape)
+    pair.shape = shape
+    return pair
+
+
+def default_messages() -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": USER_PROMPT}]
+
+
+def _messages_without_answer(record: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = record.get("messages")
+    if not messages:
+        return default_messages()
+    return [dict(m) for m in messages if m.get("role") != "assistant"]
+
+
+def _looks_separate(refs: list[str]) -> bool:
+    stems = [Path(r).stem.lower() for r in refs]
+    return len(stems) == 2 and any(stems[0].endswith(s) for s in ("_a", "_left")) and any(
+        stems[1].endswith(s) for s in ("_b", "_right")
+    )
+
+
+def _layout(record: dict[str, Any], refs: list[str]) -> Layout:
+    if record.get("layout") in ("merged", "separate"):
+        return record["layout"]
+    return "separate" if _looks_separate(refs) else "merged"
+
+
+def _resolve(ref: str, base: Path | None, data_root: Path | None) -> Path | None:
+    """Relative to the JSONL folder, then each parent folder, then `data_root`."""
+    p = Path(ref)
+    if p.is_absolute():
+        return p if p.exists() else None
+    candidates: list[Path] = []
+    if base is not None:
+        candidates += [base / p] + [parent / p for parent in base.parents]
+    if data_root is not None:
+        candidates += [data_root / p, data_root / p.name, data_root / "images" / p.name]
+    for cand in candidates:
+        if cand.exists():
+            return cand
+    return None
+
+
+def _shape_and_completion(record: dict[str, Any]) -> tuple[Shape, str | None]:
+    if "solution" in record:
+        return "grpo", record["solution"]
+    for message in record.get("messages") or []:
+        if isinstance(message, dict) and message.get("role") == "assistant":
+            return "sft", message.get("content")
+    return "test", None
+
+
+class PairList(list):
+    """A list of pairs that also remembers the samples skipped with ``skip_bad=True``."""
+
+    def __init__(self, pairs: Iterable[Pair] = (), skipped: list[DataError] | None = None):
+        super().__init__(pairs)
+        self.skipped: list[DataError] = skipped or []
+
+
+def parse_record(
+    record: Any,
+    *,
+    source: Path | None = None,
+    line: int | None = None,
+    data_root: str | Path | None = None,
+    require_images: bool = False,
+) -> Pair:
+    """Turn one JSON object into a Pair, or raise a DataError that names its file and line."""
+    if not isinstance(record, dict):
+        raise DataError(source, f"expected a JSON object, got {type(record).__name__}",
+                        "each line must be one object with an 'images' list", line)
+    refs = record.get("images")
+    if not isinstance(refs, list) or len(refs) != 2 or not all(isinstance(r, str) for r in refs):
+        raise DataError(source, f"'images' must be a list of two paths, got {refs!r}",
+                        "write [c0, c1] (merged global and detail views) or [A, B] with "
+                        "\"layout\": \"separate\"", line)
+    shape, completion = _shape_and_completion(record)
+    if shape != "test" and not isinstance(completion, str):
+        raise DataError(source, f"the {shape} answer text is {type(completion).__name__}, not a string",
+                        "put the '<thinking>...</thinking><answer>A</answer>' text there", line)
+    pid = str(record.get("id") or pair_id(refs[0]))
+    base = source.parent if source is not None else None
+    root = Path(data_root) if data_root is not None else None
+    images = [_resolve(r, base, root) for r in refs]
+    pair = Pair(
+        id=pid, image_refs=list(refs), images=images, layout=_layout(record, refs),
+        category=record.get("category") or category_from_id(pid), shape=shape,
+        completion=completion, record=record, source=source, line=line,
+    )
+    if completion is not None:
+        parsed = parse_completion(completion)
+        if parsed.answer is None:
+            raise DataError(
+                source, f"pair {pid}: labelled answer is not A or B "
+                f"({'; '.join(parsed.problems)})",
+                "end the text with <answer>A</answer> or <answer>B</answer>, or drop the "
+                "answer to make the line unlabeled", line)
+        pair.thinking, pair.answer, pair.problems = parsed.thinking, parsed.answer, parsed.problems
+    if require_images:
+        for i in range(2):
+            pair.image_path(i)
+    return pair
+
+
+def read_pairs(
+    path: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    require_images: bool = False,
+    skip_bad: bool = False,
+    limit: int | None = None,
+) -> PairList:
+    """Read a RAIM-PIQA JSONL file (SFT, GRPO or unlabeled) into pairs.
+
+    Args:
+        path: the JSONL file.
+        data_root: a last-resort folder to look for images in.
+        require_images: raise (or skip) when an image file is not found.
+        skip_bad: report bad samples as warnings and in `PairList.skipped` instead of raising.
+        limit: read at most this many pairs.
+
+    Raises:
+        DataError: naming the file, the line and the fix, for the first bad sample.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "file not found", "check the --data path (a RAIM-PIQA .jsonl file)")
+    pairs = PairList()
+    seen: dict[str, int] = {}
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if limit is not None and len(pairs) >= limit:
+                break
+            if not raw.strip():
+                continue
+            try:
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(path, f"not UTF-8 ({exc.reason} at byte {exc.start})",
+                                    "save the file as UTF-8", lineno) from None
+                try:
+                    record = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise DataError(path, f"malformed JSON: {exc.msg} at column {exc.colno}",
+                                    "fix or remove that line", lineno) from None
+                pair = parse_record(record, source=path, line=lineno, data_root=data_root,
+                                    require_images=require_images)
+                if pair.id in seen:
+                    raise DataError(path, f"duplicate pair id {pair.id!r} (first on line {seen[pair.id]})",
+                                    "give every pair distinct image names or an explicit 'id'", lineno)
+                seen[pair.id] = lineno
+                pairs.append(pair)
+            except DataError as err:
+                if not skip_bad:
+                    raise
+                pairs.skipped.append(err)
+                warnings.warn(f"skipped bad sample: {err}", stacklevel=2)
+    return pairs
+
+
+def write_pairs(pairs: Iterable[Pair], path: str | Path, shape: Shape | None = None) -> Path:
+    """Write pairs as JSONL, atomically. With `shape=None` each record is written as it was read."""
+    return storage.write_jsonl(path, (p.to_record(shape) for p in pairs))
+
+
+def summarise(pairs: Iterable[Pair]) -> dict[str, Any]:
+    """Counts for a quick look: pairs, per category, per answer, labelled."""
+    pairs = list(pairs)
+    out: dict[str, Any] = {"pairs": len(pairs), "labelled": sum(p.labelled for p in pairs)}
+    out["category"] = _count(p.category or "unknown" for p in pairs)
+    out["answer"] = _count(p.answer or "none" for p in pairs)
+    return out
+
+
+def _count(values: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return dict(sorted(counts.items()))

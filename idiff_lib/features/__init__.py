@@ -1,0 +1,1 @@
+"""Quality cues measured on a pair's views: hand-crafted CV features, pyiqa scores, aligned pair cues."""
