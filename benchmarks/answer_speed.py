@@ -2,7 +2,7 @@
 for the whole ensemble. Writes ``benchmarks/results/answer_speed.json``.
 
 Weights do not change the speed, so members are built with random weights at the cpu profile's
-input settings (from ``idiff_lib/configs/profiles/02_train_answer_model.yaml``). With ``--data`` a
+input settings (``AnswerSettings.for_profile("cpu")``). With ``--data`` a
 JSONL file, the ensemble is also timed end to end (decoding, view splitting, routing, all members,
 the feature member's pair cues computed afresh) through the same code as ``idiff answer predict``.
 
@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from idiff_lib.answer import model as am
 from idiff_lib.answer import ensemble
+from idiff_lib.answer.network import PairwiseModel
+from idiff_lib.answer.settings import AnswerSettings
 from idiff_lib.core import paths
-from idiff_lib.chain import runner as pipeline
 from idiff_lib.core import storage
-from idiff_lib.answer.ladder import LadderSettings
 from idiff_lib.data.pairs import read_pairs
 
 
@@ -34,13 +33,14 @@ def _feature_member() -> ensemble.FeatureMemberAdapter:
 
     import pandas as pd
 
-    from idiff_lib.features import cv as features
+    from idiff_lib.answer.feature_member import FeatureMember
+    from idiff_lib.features.table import feature_table
     from idiff_lib.features import pair_cues
 
     rng = np.random.default_rng(0)
     table = pd.DataFrame(rng.normal(size=(300, len(pair_cues.columns()))), columns=pair_cues.columns())
-    member = features.FeatureMember(kind="hgb").fit(table, rng.integers(0, 2, 300))
-    return ensemble.FeatureMemberAdapter(member, functools.partial(features.feature_table, cache_dir=None, progress=False))
+    member = FeatureMember(kind="hgb").fit(table, rng.integers(0, 2, 300))
+    return ensemble.FeatureMemberAdapter(member, functools.partial(feature_table, cache_dir=None, progress=False))
 
 
 def _time(fn, repeats: int) -> float:
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(paths.PROJ_ROOT / "benchmarks" / "results" / "answer_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    settings = LadderSettings.from_params(pipeline.profile_params("02_train_answer_model", "cpu"))
+    settings = AnswerSettings.for_profile("cpu")
     results: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
                                  "torch": torch.__version__},
                      "settings": {"img_size": settings.img_size, "batch": args.pairs}, "members": {}}
@@ -69,7 +69,7 @@ def main() -> None:
     batch = min(args.pairs, settings.batch_size)  # the training batch actually timed
     for name in settings.backbones:
         cfg = settings.member(name)
-        model = am.PairwiseModel(cfg)
+        model = PairwiseModel(cfg)
         x = torch.from_numpy(rng.random((args.pairs, 4, 3, cfg.img_size, cfg.img_size), dtype=np.float32))
         y = torch.from_numpy((rng.random(args.pairs) > 0.5).astype(np.float32))
         model.eval()
@@ -96,7 +96,7 @@ def main() -> None:
     results["ensemble_model_only_pairs_per_s"] = round(args.pairs / total_infer, 2)
     if args.data:
         pairs = read_pairs(args.data, limit=args.pairs)
-        members = [ensemble.NetworkMember(n, {"": am.PairwiseModel(settings.member(n)).eval()}) for n in settings.backbones]
+        members = [ensemble.NetworkMember(n, {"": PairwiseModel(settings.member(n)).eval()}) for n in settings.backbones]
         if settings.feature_member:
             members.append(_feature_member())
         ens = ensemble.Ensemble(members, ensemble.make_ensembler("mean"))

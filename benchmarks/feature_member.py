@@ -1,7 +1,7 @@
 """Accuracy of the feature-based Answer member on data/demo: fit on train, select on val, report test.
 
 Builds the hand-crafted feature tables of the three splits (cached under ``.cache/features``),
-fits each `features.DEFAULT_GRID` setting on train, keeps the best by validation accuracy, and
+fits each `feature_member.DEFAULT_GRID` setting on train, keeps the best by validation accuracy, and
 reports its test accuracy with a 95% bootstrap interval (overall, person, scene), its swap
 consistency, the top permutation importances on test, and for reference the best single
 difference column (chosen on val, sign only). With ``--iqa`` the offline pyiqa metrics are added
@@ -22,8 +22,10 @@ import cv2
 import numpy as np
 import torch
 
-from idiff_lib.answer import ensemble
-from idiff_lib.features import cv as features
+from idiff_lib.answer import analysis
+from idiff_lib.answer.feature_member import FeatureMember, as_labels
+from idiff_lib.features import cue_text
+from idiff_lib.features import table as feature_tables
 from idiff_lib.features import iqa as iqa_features
 from idiff_lib.core import paths
 from idiff_lib.core import storage
@@ -45,14 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     tables, labels, cats = {}, {}, {}
     for split in ("train", "val", "test"):
         pairs = read_pairs(data / f"{split}_sft.jsonl")
-        tables[split] = features.build_feature_table(pairs, features=sources, iqa_metrics=iqa_features.OFFLINE_METRICS,
+        tables[split] = feature_tables.build_feature_table(pairs, features=sources, iqa_metrics=iqa_features.OFFLINE_METRICS,
                                                      cache_dir=paths.CACHE_DIR / "features")
-        labels[split] = features.as_labels(p.answer for p in pairs)
+        labels[split] = as_labels(p.answer for p in pairs)
         cats[split] = [p.category or "scene" for p in pairs]
     build_s = time.perf_counter() - start
-    member, grid = features.FeatureMember.select(tables["train"], labels["train"], tables["val"], labels["val"])
+    member, grid = FeatureMember.select(tables["train"], labels["train"], tables["val"], labels["val"])
     p_test = member.predict_proba(tables["test"])
-    diffs = features.member_columns(tables["test"])
+    diffs = feature_tables.member_columns(tables["test"])
     swap = member.predict_proba(-diffs)
     val_single = {c: float(np.mean((np.sign(tables["val"][c].fillna(0)) > 0) == (labels["val"] > 0.5)))
                   for c in member.columns_}
@@ -60,14 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     sign = 1 if val_single[best_col] >= 0.5 else -1
     single_test = float(np.mean(((sign * tables["test"][best_col].fillna(0)) > 0) == (labels["test"] > 0.5)))
     importances = member.permutation_importances(tables["test"], labels["test"], n_repeats=5)
-    th = features.calibrate_thresholds(tables["train"])
-    cue_counts = [len(features.render_features(tables["test"].iloc[i], "cv", th)) for i in range(len(tables["test"]))]
+    th = cue_text.calibrate_thresholds(tables["train"])
+    cue_counts = [len(cue_text.render_features(tables["test"].iloc[i], "cv", th)) for i in range(len(tables["test"]))]
     result = {
         "data": str(data), "sources": list(sources), "feature_columns": len(member.columns_),
         "table_build_seconds": build_s, "threads": args.threads, "load_average": os.getloadavg(),
         "selection_grid": grid.to_dict(orient="records"),
         "chosen": {"kind": member.kind, "C": member.C},
-        "test": ensemble.accuracy_table(p_test, labels["test"], cats["test"]),
+        "test": analysis.accuracy_table(p_test, labels["test"], cats["test"]),
         "val_accuracy_of_chosen": float(grid["val_accuracy"].max()),
         "swap_max_abs_error": float(np.max(np.abs(swap - (1 - p_test)))),
         "best_single_column": {"column": best_col, "val_accuracy": max(val_single[best_col], 1 - val_single[best_col]),
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         "top_importances": importances.head(10).to_dict(orient="records"),
         "bad_samples": {s: t.attrs.get("problems", {}) for s, t in tables.items()},
         "cue_lines_per_test_pair": {"mean": float(np.mean(cue_counts)), "zero": int(sum(c == 0 for c in cue_counts))},
-        "example_cues": {tables["test"].index[i]: features.render_features(tables["test"].iloc[i], "cv", th)
+        "example_cues": {tables["test"].index[i]: cue_text.render_features(tables["test"].iloc[i], "cv", th)
                          for i in range(3)},
     }
     storage.write_json(args.out, result)

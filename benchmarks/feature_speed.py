@@ -33,6 +33,7 @@ from skimage.transform import resize
 
 from idiff_lib.features import cv as features
 from idiff_lib.features import iqa as iqa_features
+from idiff_lib.features.table import build_feature_table
 from idiff_lib.core import paths
 from idiff_lib.core import storage
 from idiff_lib.data.pairs import read_pairs
@@ -68,7 +69,7 @@ def source_pairs(n: int, tmp: Path) -> tuple[list, str]:
 
 def time_table(pairs: list, **kwargs) -> float:
     start = time.perf_counter()
-    features.build_feature_table(pairs, progress=False, **kwargs)
+    build_feature_table(pairs, progress=False, **kwargs)
     return time.perf_counter() - start
 
 

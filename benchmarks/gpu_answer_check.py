@@ -19,8 +19,11 @@ from pathlib import Path
 
 import torch
 
-from idiff_lib.answer import model as am
 from idiff_lib.answer import ensemble
+from idiff_lib.answer.backbones import resolve_backbone
+from idiff_lib.answer.network import PairwiseModel
+from idiff_lib.answer.settings import AnswerSettings
+from idiff_lib.answer.training import autocast_for
 from idiff_lib.core import paths
 from idiff_lib.core import storage
 from idiff_lib.data.pairs import read_pairs
@@ -38,7 +41,7 @@ def _end_to_end(cfgs, device: torch.device, args: argparse.Namespace) -> dict:
     pairs = read_pairs(args.data, limit=args.e2e_pairs)
     models = []
     for cfg in cfgs:
-        model = am.PairwiseModel(cfg).to(device).eval()
+        model = PairwiseModel(cfg).to(device).eval()
         models.append(model.to(memory_format=torch.channels_last) if device.type == "cuda" else model)
     ens = ensemble.Ensemble([ensemble.NetworkMember(c.name, {"": m}) for c, m in zip(cfgs, models)],
                             ensemble.make_ensembler("mean"))
@@ -72,10 +75,11 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("no CUDA device: run on a GPU machine, or smoke-test with --device cpu --img-size 64 --steps 1 --batch 2")
     results: dict = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
                      "torch": torch.__version__, "img_size": args.img_size, "batch": args.batch, "members": {}}
-    cfgs = am.profile_members("paper", pretrained=False, img_size=args.img_size, resize=max(args.img_size, 256))
+    settings = AnswerSettings.for_profile("paper", pretrained=False, img_size=args.img_size, resize=max(args.img_size, 256))
+    cfgs = [settings.member(b) for b in settings.backbones]
     total_infer_s = 0.0
     for cfg in cfgs:
-        model = am.PairwiseModel(cfg).to(device)
+        model = PairwiseModel(cfg).to(device)
         if device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
             torch.cuda.reset_peak_memory_stats()
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
             if i == 3:
                 _sync(device)
                 t0 = time.perf_counter()
-            with am._autocast(device):
+            with autocast_for(device):
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -99,18 +103,18 @@ def main(argv: list[str] | None = None) -> dict:
         xi = torch.rand(args.infer_batch, 4, 3, args.img_size, args.img_size, device=device)
         n_batches = max(1, args.infer_pairs // args.infer_batch)
         with torch.no_grad():
-            with am._autocast(device):
+            with autocast_for(device):
                 model(xi)
             _sync(device)
             t0 = time.perf_counter()
             for _ in range(n_batches):
-                with am._autocast(device):
+                with autocast_for(device):
                     model(xi)
             _sync(device)
         infer_s = (time.perf_counter() - t0) / (n_batches * args.infer_batch)
         total_infer_s += infer_s
         results["members"][cfg.name] = {
-            "timm_name": am.resolve_backbone(cfg.backbone),
+            "timm_name": resolve_backbone(cfg.backbone),
             "train_pairs_per_s": round(args.batch / train_s, 1),
             "train_images_per_s": round(4 * args.batch / train_s, 1),
             "inference_pairs_per_s": round(1 / infer_s, 1),

@@ -2,13 +2,13 @@
 
 Builds a randomly initialised model with Qwen2.5-VL-7B's public dimensions
 (``idiff_lib/configs/qwen2_5_vl_7b.json``; no download), attaches LoRA r=16 to every linear layer
-of the language model (`thinking_model.LoraSettings`), and times, with two images per pair at the
+of the language model (`idiff_lib.thinking.lora.LoraSettings`), and times, with two images per pair at the
 pixel budget given:
 
 - training steps (forward + backward + AdamW) with gradient checkpointing: step time,
   tokens/s, peak GPU memory;
 - greedy generation of a fixed number of new tokens, with the LoRA adapter folded into the weights
-  (as `thinking_model.load_run` serves it) and, for comparison, unmerged: seconds per pair, prefill
+  (as `idiff_lib.thinking.run.load_thinking_run` serves it) and, for comparison, unmerged: seconds per pair, prefill
   seconds and decode tokens/s, beside the paper's 0.75 s per pair on an H20.
 
 No tokenizer is needed: the token ids are drawn at random around the image placeholders that
@@ -119,7 +119,7 @@ def _time_generate(model, inputs: dict, n_tokens: int, device: str) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     sys.path.insert(0, str(ROOT))
-    from idiff_lib.thinking.model import LoraSettings, apply_lora
+    from idiff_lib.thinking.lora import LoraSettings, apply_lora
 
     device = args.device
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> dict:
     gen_inputs = {k: v[:, :prompt_len] if k in ("input_ids", "attention_mask") else v
                   for k, v in batch.items() if k != "labels"}
     unmerged = _time_generate(model, gen_inputs, args.gen_tokens, device)
-    merged = _time_generate(model.merge_and_unload(), gen_inputs, args.gen_tokens, device)  # as tm.load_run serves it
+    merged = _time_generate(model.merge_and_unload(), gen_inputs, args.gen_tokens, device)  # as load_thinking_run serves it
     gen_s, new_tokens = merged["seconds"], merged["new_tokens"]
     return {
         "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",

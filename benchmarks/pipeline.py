@@ -18,15 +18,15 @@ import shutil
 import time
 from pathlib import Path
 
-from idiff_lib.core import paths
 from idiff_lib.chain import runner as pipeline
-from idiff_lib.core import storage
+from idiff_lib.core import layout, paths, storage
+from idiff_lib.core.settings import PROFILES
 
 
 def step_times(run_dir: Path) -> list[dict]:
     rows = []
     for step in pipeline.available_steps():
-        record = run_dir / step / "step.json"
+        record = layout.step_dir(run_dir, step) / layout.STEP_MARKER
         info = json.loads(record.read_text()) if record.exists() else {}
         rows.append({"step": step, "seconds": info.get("seconds"), "finished": info.get("finished")})
     return rows
@@ -34,7 +34,7 @@ def step_times(run_dir: Path) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="cpu", choices=pipeline.PROFILES)
+    parser.add_argument("--profile", default="cpu", choices=PROFILES)
     parser.add_argument("--from-run", default=None, help="read an existing run instead of running the chain")
     parser.add_argument("--out", default=str(paths.PROJ_ROOT / "benchmarks" / "results" / "pipeline.json"))
     args = parser.parse_args()

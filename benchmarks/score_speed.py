@@ -1,4 +1,4 @@
-"""How long `idiff_lib.scoring.score` takes on 1,000 pairs, without and with the embedding model.
+"""How long `idiff_lib.scoring.scorers.score` takes on 1,000 pairs, without and with the embedding model.
 
 Targets (issue 7): <= 10 s without the sentence-embedding model, <= 60 s with it, on 2 CPU cores.
 The 1,000 pairs reuse real rationales (the public RAIM-PIQA ones when present, else data/demo's
@@ -22,7 +22,7 @@ import sys
 import time
 
 from idiff_lib.core import paths
-from idiff_lib.scoring import metrics as scoring
+from idiff_lib.scoring import scorers, text_metrics
 from idiff_lib.core import storage
 from idiff_lib.data.pairs import make_pair, read_pairs
 
@@ -71,18 +71,18 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     refs, preds, origin = build(args.pairs)
     t0, c0 = time.perf_counter(), time.process_time()
-    plain = scoring.score(preds, refs)
+    plain = scorers.score(preds, refs)
     t_plain, c_plain = time.perf_counter() - t0, time.process_time() - c0
     t0 = time.perf_counter()
-    scoring.load_semantic_model(None)
+    text_metrics.load_semantic_model(None)
     t_load = time.perf_counter() - t0
     load_before = os.getloadavg()
     t0, c0 = time.perf_counter(), time.process_time()
-    with_sem = scoring.score(preds, refs, semantic=True)
+    with_sem = scorers.score(preds, refs, semantic=True)
     t_sem, c_sem = time.perf_counter() - t0, time.process_time() - c0
     _, preds2, _ = build(args.pairs, seed=1, tag=" b")
     t0 = time.perf_counter()
-    scoring.score(preds2, refs, semantic=True)
+    scorers.score(preds2, refs, semantic=True)
     t_warm = time.perf_counter() - t0
     result = {
         "pairs": args.pairs,

@@ -12,7 +12,7 @@ from PIL import Image
 
 from idiff_lib import cli
 from idiff_lib.benchmark import build as demo_data
-from idiff_lib.core import paths
+from idiff_lib.core import ontology, paths
 from idiff_lib.benchmark import photos
 from idiff_lib.benchmark import references as templates
 from idiff_lib.data.pairs import read_pairs
@@ -147,12 +147,12 @@ def test_committed_rationales_parse_and_agree_with_the_answer(committed):
             assert p.answer == by_id[p.id]["answer"]
             lines = [ln for ln in p.thinking.splitlines() if ln.strip()]
             assert 4 <= len(lines) <= 7, (p.id, lines)
-            assert lines[-1].startswith(templates.SUMMARY_HEADING + ":")
+            assert lines[-1].startswith(ontology.SUMMARY_HEADING + ":")
             assert re.search(_WINNER_RE.format(x=p.answer), lines[-1]), lines[-1]
-            regions = templates.PERSON_REGIONS if p.category == "person" else templates.SCENE_REGIONS
+            regions = ontology.REFERENCE_PERSON_REGIONS if p.category == "person" else ontology.REFERENCE_SCENE_REGIONS
             for ln in lines[:-1]:
                 region, attribute = ln.split(":", 1)[0].split(" ", 1)
-                assert region in regions and attribute in templates.ATTRIBUTES, ln
+                assert region in regions and attribute in ontology.REFERENCE_ATTRIBUTES, ln
 
 
 @needs_demo
@@ -179,6 +179,21 @@ def test_datasheet_reports_the_checks():
         assert needle in text
     for spec in photos.CATALOGUE:
         assert spec.name in text
+
+
+@needs_demo
+def test_datasheet_regenerates_byte_identical():
+    # The datasheet is the template idiff_lib/benchmark/datasheet.md filled in from the build's records.
+    assert demo_data.datasheet_text(DEMO) == (DEMO / "README.md").read_text(encoding="utf-8")
+
+
+def test_datasheet_fills_every_field_and_keeps_the_oracle_section(tmp_path):
+    counts = {s: {"pairs": 2, "person": 1, "scene": 1, "A": 1, "B": 1, "tradeoff": 0, "photos": ["x"]}
+              for s in ("train", "val", "test")}
+    (tmp_path / "README.md").write_text("old\n<!-- oracle:begin -->\nkept section\n<!-- oracle:end -->\n")
+    text = demo_data.datasheet_text(tmp_path, counts, seed=7)
+    assert "$" not in text and "Seed 7;" in text and "| val | 2 | 1 | 1 | 1 | 1 | 0 | - | x |" in text
+    assert "<!-- oracle:begin -->\nkept section\n<!-- oracle:end -->\n" in text
 
 
 def test_stream_yields_fresh_pairs_from_the_splits_own_photos():

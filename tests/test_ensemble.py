@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import pickle
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from answer_fixtures import make_pairs_file
-from idiff_lib.answer import model as am
-from idiff_lib.answer import ensemble
+from idiff_lib.answer import analysis, ensemble, inputs, run_store, training
+from idiff_lib.answer.feature_member import FeatureMember
+from idiff_lib.answer.member_config import MemberConfig
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import make_pair, read_pairs
 
@@ -47,8 +52,8 @@ def test_weighted_and_stacking_favour_the_accurate_member():
     stacked = ensemble.make_ensembler("stacking").fit(P, y)
     assert stacked.coef[0] > abs(stacked.coef[2])
     P_test, y_test = _probs(1)
-    scores = ensemble.compare_ensemblers(P, y, P_test, y_test)
-    assert scores["stacking"] >= ensemble.accuracy(P_test[:, 1], y_test)
+    scores = analysis.compare_ensemblers(P, y, P_test, y_test)
+    assert scores["stacking"] >= analysis.accuracy(P_test[:, 1], y_test)
     assert scores["weighted"] > scores["mean"] - 0.02
 
 
@@ -69,11 +74,11 @@ def test_unfitted_and_unknown_ensemblers_raise():
 
 def test_bootstrap_and_accuracy_table():
     correct = np.array([1] * 80 + [0] * 20)
-    lo, hi = ensemble.bootstrap_ci(correct)
+    lo, hi = analysis.bootstrap_ci(correct)
     assert lo < 0.8 < hi and hi - lo < 0.2
     p = np.array([0.9, 0.2, 0.7, 0.4])
     y = np.array([1, 0, 0, 0])
-    table = ensemble.accuracy_table(p, y, ["person", "person", "scene", "scene"])
+    table = analysis.accuracy_table(p, y, ["person", "person", "scene", "scene"])
     assert table["person"]["acc"] == 1.0 and table["scene"]["acc"] == 0.5 and table["overall"]["acc"] == 0.75
     assert table["overall"]["n"] == 4
 
@@ -82,18 +87,18 @@ def test_reliability_and_ece():
     rng = np.random.default_rng(0)
     p = rng.random(20000)
     y = (rng.random(20000) < p).astype(float)  # calibrated by construction
-    rows, ece = ensemble.reliability(p, y)
+    rows, ece = analysis.reliability(p, y)
     assert ece < 0.02 and sum(r["n"] for r in rows) == 20000
     overconfident = np.where(p > 0.5, 0.999, 0.001)
-    assert ensemble.reliability(overconfident, y)[1] > 0.15
+    assert analysis.reliability(overconfident, y)[1] > 0.15
 
 
 def test_agreement_and_all_wrong():
     P, y = _probs()
-    corr, agree = ensemble.agreement_matrix(P, ["a", "b", "c"])
+    corr, agree = analysis.agreement_matrix(P, ["a", "b", "c"])
     assert corr.shape == agree.shape == (3, 3) and np.allclose(np.diag(agree), 1)
     assert corr[0, 1] > corr[0, 2]
-    wrong = ensemble.all_wrong(P, y)
+    wrong = analysis.all_wrong(P, y)
     assert all(((P[i] > 0.5) != (y[i] > 0.5)).all() for i in wrong)
 
 
@@ -113,7 +118,7 @@ class _Const(torch.nn.Module):
 
     def __init__(self, value):
         super().__init__()
-        self.cfg = am.MemberConfig(name="c", backbone="resnet10t", img_size=32, resize=32, local_resize=32)
+        self.cfg = MemberConfig(name="c", backbone="resnet10t", img_size=32, resize=32, local_resize=32)
         self.value = value
         self.w = torch.nn.Parameter(torch.zeros(1))
 
@@ -132,33 +137,91 @@ def test_specialists_are_routed_by_category(tmp_path):
     assert np.allclose(p, [0.9 if c == "person" else 0.7 for c in cats])
 
 
-class _FakeFeatureMember:
-    def predict_proba(self, table):
-        return np.array([0.8 if pid.startswith("p_") else 0.3 for pid in table])
+def _id_table(pairs):
+    """A one-column feature table: +1 for a person pair, -1 for a scene pair."""
+    return pd.DataFrame({"person.diff": [1.0 if p.id.startswith("p_") else -1.0 for p in pairs]},
+                        index=[p.id for p in pairs])
 
 
-def test_run_round_trip_with_a_feature_member(tmp_path):
+def _trained_run(tmp_path, monkeypatch):
+    """A run folder with one network member and one feature member, and its pairs."""
+    monkeypatch.setattr(run_store, "feature_table_builder", lambda name: {"ids": _id_table}[name])
     pf = make_pairs_file(tmp_path / "d", n=4, side=64)
     pairs = read_pairs(pf)
-    items = am.load_items(pairs, am.MemberConfig(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40))
-    cfg = am.MemberConfig(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
-                          batch_size=4, hidden=8)
-    am.train_member(cfg, items, (), tmp_path / "run" / "members" / "m", progress=False)
+    items = inputs.load_items(pairs, MemberConfig(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40))
+    cfg = MemberConfig(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
+                       batch_size=4, hidden=8)
+    training.train_member(cfg, items, (), tmp_path / "run" / "members" / "m", progress=False)
     net = ensemble.network_member("m", {"": tmp_path / "run" / "members" / "m"})
-    feat = ensemble.FeatureMemberAdapter(_FakeFeatureMember(), _ids)
+    table = _id_table(pairs)
+    member = FeatureMember(kind="hgb", seed=0).fit(table, [p.answer for p in pairs])
+    feat = ensemble.FeatureMemberAdapter(member, _id_table, table_name="ids")
     ens = ensemble.Ensemble([net, feat], ensemble.make_ensembler("mean"))
+    run_store.save_answer_run(tmp_path / "run", [net, feat], ens.ensembler)
+    return ens, pairs
+
+
+def test_run_round_trip_with_a_feature_member(tmp_path, monkeypatch):
+    ens, pairs = _trained_run(tmp_path, monkeypatch)
     rows = ensemble.predict_rows(ens, pairs)
-    ensemble.save_run(tmp_path / "run", [net, feat], ens.ensembler)
-    loaded = ensemble.load_run(tmp_path / "run")
+    loaded = run_store.load_answer_run(tmp_path / "run")
     assert loaded.names == ["m", "features"]
     again = ensemble.predict_rows(loaded, pairs)
     assert [r["p_left"] for r in rows] == [r["p_left"] for r in again]
-    assert all(r["members"]["features"] in (0.8, 0.3) for r in again)
+    assert [r["members"] for r in rows] == [r["members"] for r in again]
     assert all(r["label"] in ("A", "B") for r in again)
+    spec = json.loads((tmp_path / "run" / "ensemble.json").read_text())
+    assert [m["kind"] for m in spec["members"]] == ["network", "feature_member"]
+    assert spec["members"][1]["class"] == "FeatureMember" and spec["members"][1]["weights"].endswith(".skops")
+    assert spec["members"][0]["models"][""]["settings"]["backbone"] == "resnet10t"
 
 
-def _ids(pairs):
-    return [p.id for p in pairs]
+def test_an_old_pickled_run_is_refused_without_unpickling(tmp_path, monkeypatch):
+    _trained_run(tmp_path, monkeypatch)
+    run = tmp_path / "run"
+    (run / "members" / "features.pkl").write_bytes(pickle.dumps(_RunsCode(str(tmp_path / "ran"))))
+    old = {"members": [{"name": "m", "kind": "network", "dirs": {"": "members/m"}},
+                       {"name": "features", "kind": "pickle", "path": "members/features.pkl"}],
+           "ensembler": {"name": "mean", "state": {}}}
+    (run / "ensemble.json").write_text(json.dumps(old))
+    with pytest.raises(DataError, match=r"ensemble\.json.*older version.*features\.pkl(.|\n)*idiff run --only 02_train_answer_model"):
+        run_store.load_answer_run(run)
+    old["members"] = old["members"][:1]  # no serialised member, but a spec of the old layout
+    (run / "ensemble.json").write_text(json.dumps(old))
+    with pytest.raises(DataError, match=r"ensemble\.json.*older version.*'format'"):
+        run_store.load_answer_run(run)
+    old["format"] = run_store.RUN_FORMAT  # the new version number on an old member entry
+    (run / "ensemble.json").write_text(json.dumps(old))
+    with pytest.raises(DataError, match="member 'm' lacks backbone, models"):
+        run_store.load_answer_run(run)
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_crafted_feature_member_file_is_refused(tmp_path, monkeypatch):
+    _trained_run(tmp_path, monkeypatch)
+    target = tmp_path / "run" / "members" / "features.skops"
+    target.write_bytes(pickle.dumps(_RunsCode(str(tmp_path / "ran"))))
+    with pytest.raises(DataError, match=r"features\.skops.*cannot be read"):
+        run_store.load_answer_run(tmp_path / "run")
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_truncated_network_weights_file_is_named(tmp_path, monkeypatch):
+    _trained_run(tmp_path, monkeypatch)
+    best = tmp_path / "run" / "members" / "m" / "best.pt"
+    best.write_bytes(best.read_bytes()[:1000])
+    with pytest.raises(DataError, match=r"best\.pt.*cannot be read(.|\n)*02_train_answer_model"):
+        run_store.load_answer_run(tmp_path / "run")
+
+
+class _RunsCode:
+    """Unpickling this object would create a file: a stand-in for a crafted member."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
 
 
 def test_bad_pairs_are_reported_not_dropped(tmp_path):
@@ -176,4 +239,4 @@ def test_bad_pairs_are_reported_not_dropped(tmp_path):
 
 def test_load_run_without_ensemble_names_the_fix(tmp_path):
     with pytest.raises(DataError, match="notebook 02"):
-        ensemble.load_run(tmp_path)
+        run_store.load_answer_run(tmp_path)

@@ -19,7 +19,11 @@ from skimage.filters import unsharp_mask
 from skimage.transform import resize
 
 from idiff_lib.answer import ensemble
+from idiff_lib.answer.feature_member import DEFAULT_GRID, FeatureMember
+from idiff_lib.core import imaging
+from idiff_lib.features import cue_text as CT
 from idiff_lib.features import cv as F
+from idiff_lib.features import table as T
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import read_pairs
 
@@ -47,7 +51,7 @@ def test_laplacian_variance_and_tenengrad_rise_monotonically_with_sharpening():
     base = gaussian_filter(_camera(), 1.5) / 255.0
     amounts = [0.0, 0.5, 1.0, 2.0, 4.0]
     imgs = [np.clip(unsharp_mask(base, radius=2, amount=a), 0, 1).astype(np.float32) * 255 for a in amounts]
-    lap = [F.laplacian_variance(im) for im in imgs]
+    lap = [imaging.laplacian_variance(im) for im in imgs]
     ten = [F.tenengrad(im) for im in imgs]
     assert all(b > a * 1.05 for a, b in pairwise(lap)), lap
     assert all(b > a for a, b in pairwise(ten)), ten
@@ -79,7 +83,7 @@ def test_entropy_matches_skimage_and_exposure_and_hf_ratio_behave():
 
 def test_cv_features_downscales_to_the_working_size():
     big = np.repeat(_camera(1200).astype(np.uint8)[..., None], 3, 2)
-    assert F.working_size(big).shape[:2] == (F.WORK_SIDE, F.WORK_SIDE)
+    assert imaging.working_size(big, F.WORK_SIDE).shape[:2] == (F.WORK_SIDE, F.WORK_SIDE)
     assert set(F.cv_features(big)) == set(F.CV_FEATURES)
 
 
@@ -122,7 +126,7 @@ def test_bad_sample_is_reported_with_its_row_kept_and_flagged(tmp_path, photos):
     with pytest.raises(DataError, match=r"s_tiny.*local views"):
         F.pair_cv_features(pairs[1])
     with pytest.warns(UserWarning, match="s_tiny"):
-        table = F.build_feature_table(pairs, features=("cv",), cache_dir=None, progress=False)
+        table = T.build_feature_table(pairs, features=("cv",), cache_dir=None, progress=False)
     assert list(table.index) == ["s_good", "s_tiny"]
     assert table.loc["s_tiny", "meta.ok"] == 0 and table.loc["s_good", "meta.ok"] == 1
     assert "s_tiny" in table.attrs["problems"] and "line 2" in table.attrs["problems"]["s_tiny"]
@@ -136,7 +140,7 @@ def test_bad_sample_is_reported_with_its_row_kept_and_flagged(tmp_path, photos):
 
 def test_unknown_source_suggests_a_close_name(pair_folder):
     with pytest.raises(ParameterError, match="Did you mean"):
-        F.build_feature_table(read_pairs(pair_folder / "pairs.jsonl"), features=("cvv",), cache_dir=None)
+        T.build_feature_table(read_pairs(pair_folder / "pairs.jsonl"), features=("cvv",), cache_dir=None)
 
 
 # --------------------------------------------------------------------------- the table
@@ -159,7 +163,7 @@ def test_table_columns_faces_and_swap_antisymmetry(tmp_path):
     lines = [sft_line(_write_png_pair(tmp_path, "p_ab", a, b), "A"),
              sft_line(_write_png_pair(tmp_path, "p_ba", b, a), "B")]
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
-    table = F.build_feature_table(read_pairs(tmp_path / "pairs.jsonl"), features=("cv",), cache_dir=None,
+    table = T.build_feature_table(read_pairs(tmp_path / "pairs.jsonl"), features=("cv",), cache_dir=None,
                                   progress=False)
     for view in ("global", "local", "global_face", "global_rest"):
         for side in ("A", "B", "diff"):
@@ -176,12 +180,12 @@ def test_table_columns_faces_and_swap_antisymmetry(tmp_path):
 def test_cache_hit_computes_nothing_twice_and_content_change_recomputes(pair_folder, monkeypatch, tmp_path):
     pairs = read_pairs(pair_folder / "pairs.jsonl")
     cache = tmp_path / "cache"
-    first = F.build_feature_table(pairs, features=("cv",), cache_dir=cache, progress=False,
+    first = T.build_feature_table(pairs, features=("cv",), cache_dir=cache, progress=False,
                                   out_path=tmp_path / "t.parquet")
     calls = []
     real = F.pair_cv_features
-    monkeypatch.setattr(F, "pair_cv_features", lambda *a, **k: calls.append(1) or real(*a, **k))
-    again = F.build_feature_table(pairs, features=("cv",), cache_dir=cache, progress=False)
+    monkeypatch.setattr(T, "pair_cv_features", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = T.build_feature_table(pairs, features=("cv",), cache_dir=cache, progress=False)
     assert calls == []
     pd.testing.assert_frame_equal(first, again)
     # new pixels in one pair -> only that pair is computed again
@@ -189,14 +193,14 @@ def test_cache_hit_computes_nothing_twice_and_content_change_recomputes(pair_fol
     img = np.asarray(Image.open(path)).copy()
     img[:8] = 0
     Image.fromarray(img).save(path)
-    F.build_feature_table(pairs, features=("cv",), cache_dir=cache, progress=False)
+    T.build_feature_table(pairs, features=("cv",), cache_dir=cache, progress=False)
     assert len(calls) == 1
-    loaded = F.load_table(tmp_path / "t.parquet")
+    loaded = T.load_table(tmp_path / "t.parquet")
     pd.testing.assert_frame_equal(loaded, first, check_like=False)
     assert json.loads((tmp_path / "t.problems.json").read_text()) == {}
-    th = F.calibrate_thresholds(first)
-    F.save_table(first, tmp_path / "t.parquet", thresholds=th)
-    assert F.load_table(tmp_path / "t.parquet").attrs["thresholds"] == th
+    th = CT.calibrate_thresholds(first)
+    T.save_table(first, tmp_path / "t.parquet", thresholds=th)
+    assert T.load_table(tmp_path / "t.parquet").attrs["thresholds"] == th
     assert not list(tmp_path.glob(".t.parquet*.tmp"))  # the atomic write left no temporary file
 
 
@@ -217,29 +221,29 @@ def _cue_table(n: int = 40, seed: int = 0) -> pd.DataFrame:
 
 def test_render_features_words_only_meaningful_differences(tmp_path):
     train = _cue_table()
-    th = F.calibrate_thresholds(train, quantile=0.75)
-    th2 = F.load_thresholds(F.save_thresholds(th, tmp_path / "thresholds.json"))
+    th = CT.calibrate_thresholds(train, quantile=0.75)
+    th2 = CT.load_thresholds(CT.save_thresholds(th, tmp_path / "thresholds.json"))
     assert th2 == th
     row = {"cv.noise_std.global_face.A": 2.1, "cv.noise_std.global_face.B": 4.7,
            "cv.lap_var.global.A": 3.0, "cv.lap_var.global.B": 3.0 * 1.001,
            "iqa.piqe.global.A": 20.0, "iqa.piqe.global.B": 60.0}
-    lines = F.render_features(row, style="cv", thresholds=th)
+    lines = CT.render_features(row, style="cv", thresholds=th)
     assert lines == ["Face noise std: A 2.1 vs B 4.7 (B noisier)"]
-    iqa = F.render_features(row, style="iqa", thresholds=th)
+    iqa = CT.render_features(row, style="iqa", thresholds=th)
     assert iqa == ["Global PIQE: A 20 vs B 60 (A better)"]  # PIQE: lower is better
-    assert len(F.render_features(row, style="all", thresholds=th)) == 2
-    assert F.render_features({**row, "meta.ok": 0.0}, style="cv", thresholds=th) == []
+    assert len(CT.render_features(row, style="all", thresholds=th)) == 2
+    assert CT.render_features({**row, "meta.ok": 0.0}, style="cv", thresholds=th) == []
     with pytest.raises(ParameterError, match="Did you mean"):
-        F.render_features(row, style="cvv", thresholds=th)
+        CT.render_features(row, style="cvv", thresholds=th)
     with pytest.raises(ParameterError, match="thresholds"):
-        F.render_features(row, style="cv")
+        CT.render_features(row, style="cv")
 
 
 def test_calibrated_thresholds_word_about_a_quarter_of_training_pairs():
     train = _cue_table(n=400, seed=1)
-    th = F.calibrate_thresholds(train, quantile=0.75)
+    th = CT.calibrate_thresholds(train, quantile=0.75)
     worded = np.mean([any(line.startswith("Global noise std") for line in
-                          F.render_features(train.loc[i], "cv", th, max_lines=20)) for i in train.index])
+                          CT.render_features(train.loc[i], "cv", th, max_lines=20)) for i in train.index])
     assert 0.2 < worded < 0.3
 
 
@@ -256,7 +260,7 @@ def _member_data(n: int = 200, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]
 def test_feature_member_is_exactly_antisymmetric_and_learns(kind, tmp_path):
     train, y = _member_data()
     test, yt = _member_data(seed=1)
-    member = F.FeatureMember(kind=kind).fit(train, ["A" if v else "B" for v in y])
+    member = FeatureMember(kind=kind).fit(train, ["A" if v else "B" for v in y])
     p = member.predict_proba(test)
     np.testing.assert_allclose(member.predict_proba(-test), 1 - p, atol=1e-12)
     assert np.mean((p > 0.5) == (yt > 0.5)) > 0.8
@@ -264,45 +268,45 @@ def test_feature_member_is_exactly_antisymmetric_and_learns(kind, tmp_path):
     assert list(by_id.index) == list(test.index)
     imp = member.permutation_importances(test, yt, n_repeats=3)
     assert imp.iloc[0]["feature"] == "cv.f0.global.diff" and imp.iloc[0]["importance"] > 0.1
-    loaded = F.FeatureMember.load(member.save(tmp_path / "member.joblib"))
+    loaded = FeatureMember.load(member.save(tmp_path / "member.joblib"))
     np.testing.assert_array_equal(loaded.predict_proba(test), p)
 
 
 def test_feature_member_errors_and_nan_handling():
     train, y = _member_data(60)
-    member = F.FeatureMember().fit(train, y)
+    member = FeatureMember().fit(train, y)
     with pytest.raises(DataError, match="lacks"):
         member.predict_proba(train.drop(columns=["cv.f0.global.diff"]))
     nan_row = train.iloc[:1].copy()
     nan_row[:] = np.nan
     assert member.predict_proba(nan_row)[0] == pytest.approx(0.5)
     with pytest.raises(ParameterError, match="kind"):
-        F.FeatureMember(kind="forest")
+        FeatureMember(kind="forest")
     with pytest.raises(ParameterError, match="labels"):
-        F.FeatureMember().fit(train, y[:10])
+        FeatureMember().fit(train, y[:10])
 
 
 def test_ensemble_adapter_predicts_with_the_member(pair_folder):
-    cls = F.FeatureMember
+    cls = FeatureMember
     pairs = read_pairs(pair_folder / "pairs.jsonl")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        table = F.feature_table(pairs, cache_dir=None, progress=False)
+        table = T.feature_table(pairs, cache_dir=None, progress=False)
     assert all(c.endswith(".diff") for c in table.columns) and len(table) == 3
     member = cls().fit(table, [1.0, 0.0, 1.0])
-    adapter = ensemble.FeatureMemberAdapter(member, lambda ps: F.feature_table(ps, cache_dir=None, progress=False))
+    adapter = ensemble.FeatureMemberAdapter(member, lambda ps: T.feature_table(ps, cache_dir=None, progress=False))
     assert adapter.predict(pairs, ["person", "person", "scene"], {}).shape == (3,)
 
 
 def test_select_keeps_the_best_validation_setting():
     train, y = _member_data(120)
     val, yv = _member_data(60, seed=2)
-    member, grid = F.FeatureMember.select(train, y, val, yv)
-    assert len(grid) == len(F.DEFAULT_GRID) and grid["val_accuracy"].max() > 0.8
+    member, grid = FeatureMember.select(train, y, val, yv)
+    assert len(grid) == len(DEFAULT_GRID) and grid["val_accuracy"].max() > 0.8
     best = grid.loc[grid["val_accuracy"].idxmax()]
     assert member.kind == best["kind"]
     # labels that disagree with the features: the selection still returns a fitted member
-    flipped, _ = F.FeatureMember.select(train, y, val, 1 - yv)
+    flipped, _ = FeatureMember.select(train, y, val, 1 - yv)
     assert flipped.predict_proba(val).shape == (60,)
 
 
@@ -313,7 +317,7 @@ def test_demo_pairs_give_complete_rows():
     if not demo.exists():
         pytest.skip("data/demo is not built (idiff data build-demo)")
     pairs = [p for p in read_pairs(demo) if p.category == "person"][:3]
-    table = F.build_feature_table(pairs, features=("cv",), cache_dir=None, progress=False)
+    table = T.build_feature_table(pairs, features=("cv",), cache_dir=None, progress=False)
     assert (table["meta.ok"] == 1).all() and table.attrs["problems"] == {}
     for pid in table.index:
         flags = table.loc[pid, ["meta.has_face", "meta.has_rest"]]

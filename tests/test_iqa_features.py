@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from idiff_lib.features import cv as F
+from idiff_lib.features import table as T
 from idiff_lib.features import iqa as Q
 from idiff_lib.core.errors import OfflineError, ParameterError
 from idiff_lib.data.pairs import read_pairs
@@ -93,7 +93,7 @@ def test_direction_comes_from_pyiqa():
 
 def test_offline_metrics_fill_the_table_and_cache(pair_folder, tmp_path, no_network, monkeypatch):
     pairs = read_pairs(pair_folder / "pairs.jsonl")[:2]
-    table = F.build_feature_table(pairs, features=("iqa",), iqa_metrics=("entropy", "piqe"),
+    table = T.build_feature_table(pairs, features=("iqa",), iqa_metrics=("entropy", "piqe"),
                                   cache_dir=tmp_path / "cache", progress=False)
     for metric in ("entropy", "piqe"):
         for view in ("global", "local"):
@@ -105,7 +105,7 @@ def test_offline_metrics_fill_the_table_and_cache(pair_folder, tmp_path, no_netw
     assert table.loc["p_000", "iqa.entropy.global.B"] > table.loc["p_000", "iqa.entropy.global.A"]
     assert table.loc["p_001", "iqa.entropy.global.A"] > table.loc["p_001", "iqa.entropy.global.B"]
     monkeypatch.setattr(Q.IQAScorer, "score", lambda *a, **k: pytest.fail("cache miss on rerun"))
-    again = F.build_feature_table(pairs, features=("iqa",), iqa_metrics=("entropy", "piqe"),
+    again = T.build_feature_table(pairs, features=("iqa",), iqa_metrics=("entropy", "piqe"),
                                   cache_dir=tmp_path / "cache", progress=False)
     assert again.equals(table)
 

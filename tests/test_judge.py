@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from idiff_lib.scoring import judge as J
-from idiff_lib.scoring import metrics as scoring
+from idiff_lib.scoring import rewards, scorers
 from idiff_lib.core.errors import ParameterError
 from idiff_lib.data.pairs import make_pair
 
@@ -39,7 +39,7 @@ def test_parse_reply_is_strict(reply, ok):
 
 
 def test_prompt_holds_both_rationales_and_answers():
-    prompt = J.build_prompt("Face Texture: A is sharper.", "A", "Hair Noise: B is cleaner.", "B")
+    prompt = J.build_judge_prompt("Face Texture: A is sharper.", "A", "Hair Noise: B is cleaner.", "B")
     assert "Face Texture: A is sharper." in prompt and "Hair Noise: B is cleaner." in prompt
     assert "EXPERT (answer A)" in prompt and "CANDIDATE (answer B)" in prompt
     for c in J.CRITERIA:
@@ -104,7 +104,7 @@ def test_endpoint_judge_counts_unparseable_and_resumes(fake_endpoint, tmp_path):
     judge = J.make_judge(fake_endpoint, model="fake-judge", api_key_env="")
     refs, preds = _pairs_and_preds(3)
     cache = tmp_path / "judge_cache.jsonl"
-    result = scoring.score(preds, refs, judge=judge, judge_cache=cache, bootstrap=50)
+    result = scorers.score(preds, refs, judge=judge, judge_cache=cache, bootstrap=50)
     summary = result.metrics["judge"]
     assert summary["n"] == 3 and summary["parsed"] == 2 and summary["unparseable"] == 1
     assert summary["failed_calls"] == 0
@@ -113,7 +113,7 @@ def test_endpoint_judge_counts_unparseable_and_resumes(fake_endpoint, tmp_path):
     assert _FakeChat.seen[0]["model"] == "fake-judge" and _FakeChat.seen[0]["temperature"] == 0
     assert len(_FakeChat.seen) == 3
     # A second run reads the cached replies: no new calls, same numbers.
-    again = scoring.score(preds, refs, judge=judge, judge_cache=cache, bootstrap=50)
+    again = scorers.score(preds, refs, judge=judge, judge_cache=cache, bootstrap=50)
     assert len(_FakeChat.seen) == 3
     assert again.metrics["judge"] == summary
     assert 0 < result.metrics["combined"]["value"] <= 1
@@ -161,7 +161,7 @@ def test_local_hf_judge_with_tiny_model(tmp_path):
     assert isinstance(judge, J.HFJudge)
     refs, preds = _pairs_and_preds(2)
     res = J.judge_rationales(judge, [r.thinking for r in refs], ["A", "A"],
-                             [scoring.thinking_text(p["completion"]) for p in preds], ["A", "A"])
+                             [rewards.thinking_text(p["completion"]) for p in preds], ["A", "A"])
     # A random model cannot write the rubric's JSON: both replies are counted as unparseable.
     assert all(isinstance(r, str) for r in res.replies)
     s = res.summary()

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from answer_fixtures import make_pairs_file
-from idiff_lib.answer import ensemble
-from idiff_lib.answer import ladder
+from idiff_lib.answer import ensemble, ladder, run_store
+from idiff_lib.answer.settings import AnswerSettings
+from idiff_lib.answer.splits import load_splits
 from idiff_lib.core.errors import ParameterError
 
 torch.set_num_threads(2)
 TINY = dict(backbones=["resnet10t", "convnext_atto"], img_size=32, resize=40, local_resize=40, epochs=1,
-            specialist_epochs=1, batch_size=4, feature_member=False)
+            specialist_epochs=1, batch_size=4, feature_member=False, ensembler="mean")
 
 
 @pytest.fixture(scope="module")
@@ -28,28 +29,28 @@ def data(tmp_path_factory):
 
 def test_settings_are_validated():
     with pytest.raises(ParameterError, match="Did you mean"):
-        ladder.LadderSettings.from_params({"ensembler": "stacked"})
+        AnswerSettings.from_params({"ensembler": "stacked"})
     with pytest.raises(ParameterError, match="no_pretext_rows"):
-        ladder.LadderSettings.from_params({"no_pretext_rows": ["ensemble"]})
+        AnswerSettings.from_params({"no_pretext_rows": ["ensemble"]})
     with pytest.raises(ParameterError, match="checkpoints"):
-        ladder.LadderSettings.from_params({"backbones": ["resnet10t"], "checkpoints": {"resnet18": "w.pth"}})
+        AnswerSettings.from_params({"backbones": ["resnet10t"], "checkpoints": {"resnet18": "w.pth"}})
     with pytest.raises(ParameterError, match="unknown backbone"):
-        ladder.LadderSettings.from_params({"backbones": ["resnet10tt"]})
-    s = ladder.LadderSettings.from_params({"backbones": ["resnet10t"], "checkpoints": {"resnet10t": "w.pth"}, "lr": 0.003})
+        AnswerSettings.from_params({"backbones": ["resnet10tt"]})
+    s = AnswerSettings.from_params({"backbones": ["resnet10t"], "checkpoints": {"resnet10t": "w.pth"}, "lr": 0.003})
     assert s.member("resnet10t").checkpoint == "w.pth"
     spec = s.member("resnet10t", category="person", init="gen/best.pt")
     assert spec.name == "resnet10t_person" and spec.checkpoint == "" and spec.lr == pytest.approx(0.001)
 
 
 def test_max_pairs_spreads_over_both_categories(data):
-    splits = ladder.load_splits(data, max_pairs=4)
+    splits = load_splits(data, max_pairs=4)
     assert all(len(s.pairs) == 4 for s in splits.values())
     assert set(splits["train"].categories) == {"person", "scene"}
 
 
 def test_ladder_run_saves_a_predictable_run(data, tmp_path):
-    settings = ladder.LadderSettings.from_params(TINY)
-    splits = ladder.load_splits(data)
+    settings = AnswerSettings.from_params(TINY)
+    splits = load_splits(data)
     result = ladder.run(settings, splits, tmp_path)
     assert list(result.ladder.row) == ["merged", "split", "specialists", "ensemble"]
     assert result.ladder.members.tolist() == [1, 1, 1, 2]
@@ -62,7 +63,7 @@ def test_ladder_run_saves_a_predictable_run(data, tmp_path):
     written = ladder.save_outputs(result, splits, tmp_path)
     rows = [json.loads(line) for line in written["preds_test"].read_text().splitlines()]
     assert [r["id"] for r in rows] == [p.id for p in splits["test"].pairs]
-    reloaded = ensemble.predict_rows(ensemble.load_run(tmp_path), splits["test"].pairs)
+    reloaded = ensemble.predict_rows(run_store.load_answer_run(tmp_path), splits["test"].pairs)
     assert np.allclose([r["p_left"] for r in reloaded], [r["p_left"] for r in rows])
     metrics = ladder.metrics(result, splits, 1.0)
     json.dumps(metrics, allow_nan=False)
@@ -72,16 +73,16 @@ def test_ladder_run_saves_a_predictable_run(data, tmp_path):
 
 
 def test_no_pretext_rows_need_a_pretext_start(data, tmp_path):
-    settings = ladder.LadderSettings.from_params({**TINY, "backbones": ["resnet10t"], "no_pretext_rows": ["split"]})
-    splits = ladder.load_splits(data, max_pairs=4)
+    settings = AnswerSettings.from_params({**TINY, "backbones": ["resnet10t"], "no_pretext_rows": ["split"]})
+    splits = load_splits(data, max_pairs=4)
     plain = ladder.run(settings, splits, tmp_path / "plain")
     assert list(plain.ladder.row) == ["merged", "split", "specialists", "ensemble"]
     assert not plain.ladder.pretext.any()
 
 
 def test_trainer_loads_and_predicts_a_member_once(data, tmp_path, monkeypatch):
-    settings = ladder.LadderSettings.from_params({**TINY, "backbones": ["resnet10t"]})
-    splits = ladder.load_splits(data)
+    settings = AnswerSettings.from_params({**TINY, "backbones": ["resnet10t"]})
+    splits = load_splits(data)
     tr = ladder.Trainer(settings, splits, tmp_path)
     first = tr.network("resnet10t", "split", True)
     assert tr.network("resnet10t", "split", True) is first

@@ -8,13 +8,15 @@ import pytest
 from skimage import data as skdata
 
 from idiff_lib.benchmark import degrade
+from idiff_lib.answer.feature_member import FeatureMember
 from idiff_lib.features import cv as features
-from idiff_lib.answer import ladder
-from idiff_lib.answer import pretext
+from idiff_lib.features.table import feature_table
+from idiff_lib.answer import synthetic
+from idiff_lib.answer.splits import load_splits
 from idiff_lib.features import pair_cues as pc
 from idiff_lib.core.errors import DataError
 from idiff_lib.core.paths import DEMO_DIR
-from idiff_lib.data.views import Views
+from idiff_lib.data.views import Views, load_views
 
 
 @pytest.fixture(scope="module")
@@ -67,16 +69,16 @@ def test_bad_views_raise_clear_errors(photo):
 
 
 def test_feature_table_pair_source_is_odd_under_swap(tmp_path):
-    pairs = list(ladder.load_splits(DEMO_DIR, max_pairs=3)["val"].pairs)
-    table = features.feature_table(pairs, cache_dir=None, progress=False)
+    pairs = list(load_splits(DEMO_DIR, max_pairs=3)["val"].pairs)
+    table = feature_table(pairs, cache_dir=None, progress=False)
     assert list(table.columns) == sorted(pc.columns())
-    views = [features.load_views(p) for p in pairs]
+    views = [load_views(p) for p in pairs]
     swapped = [pc.pair_cues(Views(v.global_right, v.global_left, v.local_right, v.local_left)) for v in views]
     assert np.array_equal(table.to_numpy(), -pd.DataFrame(swapped)[table.columns].to_numpy())
 
 
 def test_pair_cue_row_names_the_pair(photo):
-    pair = ladder.load_splits(DEMO_DIR, max_pairs=1)["test"].pairs[0]
+    pair = load_splits(DEMO_DIR, max_pairs=1)["test"].pairs[0]
     small = Views(photo[:20, :20], photo[:20, :20], photo, photo)
     with pytest.raises(DataError, match=pair.id):
         features.pair_cue_row(pair, small)
@@ -86,19 +88,19 @@ def test_hgb_member_is_antisymmetric():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 6))
     y = (x[:, 0] - 0.5 * x[:, 1] + 0.3 * rng.normal(size=200) > 0).astype(float)
-    member = features.FeatureMember(kind="hgb").fit(pd.DataFrame(x, columns=[f"f{i}.diff" for i in range(6)]), y)
+    member = FeatureMember(kind="hgb").fit(pd.DataFrame(x, columns=[f"f{i}.diff" for i in range(6)]), y)
     p, q = member.predict_proba(x), member.predict_proba(-x)
     assert np.allclose(p, 1 - q, atol=1e-12) and np.mean((p > 0.5) == (y > 0.5)) > 0.8
 
 
 def test_synthetic_cue_table_resumes_and_repeats(tmp_path):
-    train = ladder.load_splits(DEMO_DIR, max_pairs=4)["train"]
-    source = pretext.SyntheticSource(train, DEMO_DIR)
-    first = pretext.synthetic_cue_table(source, 5, tmp_path, seed=3, chunk=2, workers=2, progress=False)
+    train = load_splits(DEMO_DIR, max_pairs=4)["train"]
+    source = synthetic.SyntheticSource(train, DEMO_DIR)
+    first = synthetic.synthetic_cue_table(source, 5, tmp_path, seed=3, chunk=2, workers=2, progress=False)
     assert len(first) == 5 and set(first["label"]) <= {0.0, 1.0}
     assert set(pc.columns()) <= set(first.columns) and first.index.is_unique
     chunks = sorted(tmp_path.glob("chunk_*.parquet"))
     assert len(chunks) == 3
     chunks[1].unlink()  # an interrupted build: one chunk missing
-    again = pretext.synthetic_cue_table(source, 5, tmp_path, seed=3, chunk=2, workers=1, progress=False)
+    again = synthetic.synthetic_cue_table(source, 5, tmp_path, seed=3, chunk=2, workers=1, progress=False)
     pd.testing.assert_frame_equal(first, again)

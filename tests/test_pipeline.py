@@ -6,11 +6,19 @@ import textwrap
 import time
 from pathlib import Path
 
+import ast
+import dataclasses
+from typing import ClassVar
+
 import nbformat
 import pytest
+import yaml
 
 from idiff_lib.chain import runner as pipeline
-from idiff_lib.core.errors import ParameterError
+from idiff_lib.chain.steps import STEP_SETTINGS
+from idiff_lib.core import paths
+from idiff_lib.core.errors import IdiffError, ParameterError
+from idiff_lib.core.settings import COMMON_PARAMS, PROFILES, StepSettings
 
 
 def _notebook(path: Path, params: str, body: str) -> None:
@@ -29,6 +37,32 @@ run_dir: str = ""  # run folder
 step_dir: str = ""  # step folder
 fig_dir: str = ""  # figures
 """
+
+
+@dataclasses.dataclass
+class FirstSettings(StepSettings):
+    STEP: ClassVar[str] = "01_first"
+    value: int = 3  # the number
+
+
+@dataclasses.dataclass
+class SecondSettings(StepSettings):
+    STEP: ClassVar[str] = "02_second"
+    wait_s: float = 0.0  # how long to work
+
+
+@dataclasses.dataclass
+class BrokenSettings(StepSettings):
+    STEP: ClassVar[str] = "03_broken"
+
+
+REGISTRY = {"01_first": FirstSettings, "02_second": SecondSettings, "03_broken": BrokenSettings}
+
+
+@pytest.fixture(autouse=True)
+def fixed_code_fingerprint(monkeypatch):
+    """The library's code is the same in every run of a test (other edits may land while it runs)."""
+    monkeypatch.setattr(pipeline, "_code_fingerprint", lambda: "code")
 
 
 @pytest.fixture
@@ -58,7 +92,7 @@ def chain(tmp_path: Path) -> Path:
 
 def _run(chain: Path, **kw):
     return pipeline.run_chain("cpu", chain / "data", chain / "run", notebooks_dir=chain / "notebooks",
-                              fig_dir=chain / "fig", log=lambda m: None, **kw)
+                              fig_dir=chain / "fig", log=lambda m: None, registry=REGISTRY, **kw)
 
 
 def test_chain_runs_then_skips(chain):
@@ -73,10 +107,12 @@ def test_chain_runs_then_skips(chain):
 
 
 def test_killed_step_resumes(chain):
-    script = (f"from pathlib import Path; from idiff_lib.chain import runner as pipeline; "
+    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from test_pipeline import REGISTRY; "
+              f"from pathlib import Path; from idiff_lib.chain import runner as pipeline; "
+              f"pipeline._code_fingerprint = lambda: 'code'; "
               f"pipeline.run_chain('cpu', Path({str(chain / 'data')!r}), Path({str(chain / 'run')!r}), "
               f"notebooks_dir=Path({str(chain / 'notebooks')!r}), fig_dir=Path({str(chain / 'fig')!r}), "
-              f"overrides={{'wait_s': 60.0}})")
+              f"overrides={{'wait_s': 60.0}}, registry=REGISTRY)")
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started = chain / "run" / "02_second" / "started"
@@ -94,14 +130,40 @@ def test_killed_step_resumes(chain):
     assert pipeline.load_metrics(chain / "run", "02_second") == {"double": 6}
 
 
-def test_unknown_parameter_is_named_with_suggestion(chain):
-    with pytest.raises(ParameterError, match=r"unknown parameter 'valeu'.*Did you mean one of: value"):
-        pipeline.validate_params(chain / "notebooks" / "01_first.ipynb", {"valeu": 1})
+def test_unknown_parameter_is_refused_before_any_step_runs(chain):
+    with pytest.raises(ParameterError, match=r"unknown parameter 'valeu'.*Did you mean one of: value.*Known parameters"):
+        _run(chain, overrides={"valeu": 1})
+    assert not (chain / "run" / "01_first").exists()
+
+
+def test_a_key_only_an_unselected_step_knows_is_refused(chain):
+    with pytest.raises(ParameterError, match=r"unknown parameter 'wait_s' for step\(s\) 01_first"):
+        _run(chain, only=["01"], overrides={"wait_s": 1.0})
+
+
+def test_wrong_type_for_a_later_step_is_refused_before_the_first_runs(chain):
+    with pytest.raises(ParameterError, match=r"02_second.*parameter 'wait_s' must be float, got str"):
+        _run(chain, overrides={"wait_s": "long"})
+    assert not (chain / "run" / "01_first").exists()
 
 
 def test_wrong_type_is_named(chain):
     with pytest.raises(ParameterError, match=r"parameter 'value' must be int, got str"):
         _run(chain, overrides={"value": "three"})
+
+
+def test_params_yaml_records_every_setting(chain):
+    _run(chain, overrides={"value": 4})
+    recorded = yaml.safe_load((chain / "run" / "02_second" / "params.yaml").read_text())
+    assert recorded["wait_s"] == 0.0 and "value" not in recorded
+    assert set(COMMON_PARAMS) <= set(recorded)
+    assert yaml.safe_load((chain / "run" / "01_first" / "params.yaml").read_text())["value"] == 4
+
+
+def test_a_step_without_settings_class_is_named(chain):
+    with pytest.raises(IdiffError, match="02_second has no settings class"):
+        pipeline.run_chain("cpu", chain / "data", chain / "run", notebooks_dir=chain / "notebooks",
+                           log=lambda m: None, registry={"01_first": FirstSettings})
 
 
 def test_wrong_type_injected_by_hand_is_caught_in_the_notebook():
@@ -140,3 +202,56 @@ def test_rerun_with_other_settings_clears_the_step_but_a_resume_keeps_it(chain):
     _run(chain, overrides={"value": 5})  # other parameters: nothing made with value=3 may be reused
     assert not (step / "checkpoint.pt").exists()
     assert (step / "value.txt").read_text() == "5"
+
+
+def test_threads_are_applied_once_by_the_context(tmp_path):
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        ns = {"__annotations__": {"threads": int, "run_dir": str}, "threads": 1, "run_dir": str(tmp_path)}
+        pipeline.notebook_context(ns, "02_x")
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        ns["threads"] = 0  # 0 leaves torch's own choice
+        pipeline.notebook_context(ns, "02_x")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def _parameters_cell(step: str) -> dict:
+    nb = nbformat.read(paths.NOTEBOOKS_DIR / f"{step}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code")
+    return {n.target.id: ast.literal_eval(n.value) for n in ast.parse(cell.source).body if isinstance(n, ast.AnnAssign)}
+
+
+@pytest.mark.parametrize("step", pipeline.available_steps())
+def test_every_notebook_has_a_settings_class(step):
+    assert STEP_SETTINGS[step].STEP == step
+
+
+@pytest.mark.parametrize("step", pipeline.available_steps())
+def test_parameters_cell_equals_the_settings_defaults(step):
+    cell = _parameters_cell(step)
+    defaults = STEP_SETTINGS[step]().as_dict()
+    own = {k: v for k, v in cell.items() if k not in COMMON_PARAMS}
+    assert own == defaults
+    assert set(COMMON_PARAMS) <= set(cell)
+
+
+@pytest.mark.parametrize("step", pipeline.available_steps())
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_builds_valid_settings(step, profile):
+    cls = STEP_SETTINGS[step]
+    settings = cls.for_profile(profile)
+    assert isinstance(settings, cls)
+    overlay = cls.profile_overlay(profile)
+    assert {k: getattr(settings, k) for k in overlay} == overlay
+
+
+@pytest.mark.parametrize("step", pipeline.available_steps())
+def test_profile_yaml_has_no_cpu_values(step):
+    path = paths.PROJ_ROOT / "idiff_lib" / "configs" / "profiles" / f"{step}.yaml"
+    table = yaml.safe_load(path.read_text()) or {}
+    assert not table.get("cpu"), "the cpu values are the settings class's defaults"
+    assert set(table) <= set(PROFILES)

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from answer_fixtures import make_pairs_file
-from idiff_lib.answer import model as am
-from idiff_lib.answer import ladder
-from idiff_lib.answer import pretext
+from idiff_lib.answer import network, pretext, synthetic
+from idiff_lib.answer.member_config import MemberConfig
+from idiff_lib.answer.splits import load_splits
+from idiff_lib.answer.training_photos import training_photos
 
 torch.set_num_threads(2)
 
@@ -19,12 +20,12 @@ def train_split(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
     for i, name in enumerate(("train", "val", "test")):
         make_pairs_file(folder, n=4, side=96, seed=i, name=f"{name}_sft.jsonl")
-    return folder, ladder.load_splits(folder)["train"]
+    return folder, load_splits(folder)["train"]
 
 
 def test_training_photos_fall_back_to_the_better_rendition(train_split):
     folder, split = train_split
-    photos = pretext.training_photos(split, folder)
+    photos = training_photos(split, folder)
     assert [p.id for p in photos] == [p.id for p in split.pairs]
     for photo, pair in zip(photos, split.pairs):
         from idiff_lib.data.views import load_views
@@ -42,14 +43,14 @@ def test_training_photos_use_catalogue_photos_named_in_meta(train_split, tmp_pat
     folder, split = train_split
     (tmp_path / "meta").mkdir()
     storage.write_jsonl(tmp_path / "meta" / "train.jsonl", [{"id": p.id, "photo": "chelsea"} for p in split.pairs])
-    photos = pretext.training_photos(split, tmp_path)
+    photos = training_photos(split, tmp_path)
     assert len(photos) == 1 and photos[0].id == "chelsea"
     assert photos[0].rgb.shape == catalogue.load_photo("chelsea").rgb.shape
 
 
 def test_pretext_batch_labels(train_split):
     folder, split = train_split
-    photos = pretext.training_photos(split, folder)
+    photos = training_photos(split, folder)
     x, y = pretext.pretext_batch(photos, 12, 32, np.random.default_rng(0))
     assert x.shape == (12, 3, 32, 32) and 0 <= float(x.min()) and float(x.max()) <= 1
     assert y["kind"].shape == (12,) and int(y["kind"].max()) < len(pretext.KINDS)
@@ -61,11 +62,11 @@ def test_pretext_batch_labels(train_split):
 
 def test_pretrain_writes_a_backbone_that_members_load_and_resumes(train_split, tmp_path):
     folder, split = train_split
-    photos = pretext.training_photos(split, folder)
-    cfg = am.MemberConfig(name="r", backbone="resnet10t", img_size=32, resize=40, local_resize=40)
+    photos = training_photos(split, folder)
+    cfg = MemberConfig(name="r", backbone="resnet10t", img_size=32, resize=40, local_resize=40)
     path = pretext.pretrain(cfg, photos, 2, tmp_path / "r.pt", batch=4, crop=32, save_every=1, progress=False)
-    saved = torch.load(path, weights_only=False)["backbone"]
-    member = am.build_model(am.MemberConfig(**{**cfg.to_dict(), "init": str(path)}))
+    saved = torch.load(path, weights_only=True)["backbone"]
+    member = network.build_model(MemberConfig(**{**cfg.to_dict(), "init": str(path)}))
     assert all(torch.equal(member.backbone.state_dict()[k], v) for k, v in saved.items())
     mtime = path.stat().st_mtime_ns
     assert pretext.pretrain(cfg, photos, 2, tmp_path / "r.pt", batch=4, crop=32, progress=False) == path
@@ -76,8 +77,8 @@ def test_pretrain_writes_a_backbone_that_members_load_and_resumes(train_split, t
 
 def test_synthetic_stream_gives_fresh_labelled_items(train_split):
     folder, split = train_split
-    factory = pretext.synthetic_factory(split, folder)
-    cfg = am.MemberConfig(name="r", backbone="resnet10t", img_size=32, resize=40, local_resize=40)
+    factory = synthetic.synthetic_factory(split, folder)
+    cfg = MemberConfig(name="r", backbone="resnet10t", img_size=32, resize=40, local_resize=40)
     draw = factory(cfg)
     a = draw(3, np.random.default_rng(1))
     b = draw(3, np.random.default_rng(2))
@@ -92,7 +93,7 @@ def test_synthetic_source_draws_only_the_named_catalogue_photos(train_split):
     from idiff_lib.core.errors import ParameterError
 
     folder, split = train_split
-    source = pretext.SyntheticSource(split, folder, catalogue_names=["kodim19", "chelsea"])
+    source = synthetic.SyntheticSource(split, folder, catalogue_names=["kodim19", "chelsea"])
     assert source.names == ["chelsea", "kodim19"] and not source.photos
     with pytest.raises(ParameterError, match="kodim"):
-        pretext.SyntheticSource(split, folder, catalogue_names=["kodim99"])
+        synthetic.SyntheticSource(split, folder, catalogue_names=["kodim99"])

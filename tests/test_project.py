@@ -8,7 +8,7 @@ import nbformat
 import pytest
 import yaml
 
-from idiff_lib.core import paths
+from idiff_lib.core import layout, paths
 from idiff_lib.chain import runner as pipeline
 
 ROOT = paths.PROJ_ROOT
@@ -61,12 +61,16 @@ def test_notebook_is_stripped_and_parameterised(path):
     for name in pipeline.COMMON_PARAMS:
         assert name in annotated, f"missing common parameter {name}"
     source = "\n".join(c.source for c in code)
-    assert f'notebook_context(globals(), "{path.stem}")' in source
+    step = re.search(r"notebook_context\(globals\(\), (layout\.\w+|\"[^\"]+\")\)", source)
+    assert step, "the cell after the parameters must call pipeline.notebook_context(globals(), <step>)"
+    name = step.group(1)
+    assert (getattr(layout, name.split(".", 1)[1]) if name.startswith("layout.") else name.strip('"')) == path.stem
     assert "save_metrics(" in source
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_profiles_only_set_declared_parameters(path):
+    declared = pipeline.declared_params(path)
     for profile in pipeline.PROFILES:
-        params = pipeline.profile_params(path.stem, profile)
-        pipeline.validate_params(path, params)
+        params = pipeline.step_params(path.stem, profile, {}, {})
+        assert set(params) <= set(declared), f"{profile}: not in the parameters cell: {set(params) - set(declared)}"

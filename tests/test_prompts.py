@@ -3,9 +3,10 @@
 import pytest
 
 from idiff_lib.data import pairs
-from idiff_lib.core import paths
+from idiff_lib.core import ontology, paths
 from idiff_lib.thinking import prompts
-from idiff_lib.core.errors import ParameterError
+from idiff_lib.benchmark import references
+from idiff_lib.core.errors import DataError, ParameterError
 
 HEAD = ("<image><image>\nPlease compare the following image pairs. The first pair is the global view, "
         "followed by detailed crops.")
@@ -64,28 +65,72 @@ def test_chat_messages_turn_placeholders_into_image_items():
     assert msgs[0]["content"][0]["text"] == pairs.SYSTEM_PROMPT
 
 
-def test_normalise_heading_maps_synonyms():
-    assert prompts.normalise_heading("Building (Architecture) Sharpness") == "Building Sharpness"
-    assert prompts.normalise_heading("Leaf Texture") == "Vegetation Texture"
-    assert prompts.normalise_heading("Face Skin Texture") == "Face Texture"
-    assert prompts.normalise_heading("Global Overall") is None
+def test_template_heading_maps_synonyms():
+    assert ontology.template_heading("Building (Architecture) Sharpness") == "Building Sharpness"
+    assert ontology.template_heading("Leaf Texture") == "Vegetation Texture"
+    assert ontology.template_heading("Face Skin Texture") == "Face Texture"
+    assert ontology.template_heading("Global Overall") is None
 
 
 def test_mined_templates_have_4_to_7_lines_covering_regions():
     texts = [("person", "Face Texture: a\nHair Sharpness: b\nFace Texture: c\nGlobal Noise: d"),
              ("scene", "Leaf Texture: a\nBackground Noise: b\nBackground Noise: c")]
-    voc = prompts.mine_vocabulary(texts)
-    person, scene = voc.headings["person"], voc.headings["scene"]
+    voc = references.mine_vocabulary(texts)
+    person, scene = voc.templates["person"], voc.templates["scene"]
     assert person[:3] == ("Face Texture", "Hair Sharpness", "Clothing Texture")
     assert scene[:4] == ("Background Noise", "Building Sharpness", "Vegetation Texture", "Edges Sharpness")
     for h in (person, scene):
-        assert prompts.MIN_LINES <= len(h) <= prompts.MAX_LINES - 1
+        assert references.MIN_LINES <= len(h) <= references.MAX_LINES - 1
 
 
-def test_vocabulary_mined_from_public_raim_rationales():
+def test_committed_counts_are_the_public_raim_rationales_ones():
+    voc = prompts.load_vocabulary()  # the default reads only the committed counts
+    assert voc.source == "100 public RAIM-PIQA rationales"
+    assert voc.templates["person"][0] == "Face Texture"  # the most frequent heading of person pairs
+    assert voc.heading_counts["person"]["Face Texture"] >= 30
     if paths.raim_dir() is None:
         pytest.skip("the public RAIM-PIQA rationales are not available")
-    voc = prompts.load_vocabulary()
-    assert "RAIM" in voc.source
-    assert voc.headings["person"][0] == "Face Texture"  # the most frequent heading of person pairs
-    assert voc.counts["person"]["Face Texture"] >= 30
+    mined = prompts.load_vocabulary(raim_dir=paths.raim_dir())
+    assert mined == voc, "re-mine the counts: idiff think mine-vocabulary --raim-dir ../shared/raim_piqa"
+    assert [list(c) for c in mined.counts.values()] == [list(c) for c in voc.counts.values()]  # same draw order
+
+
+def test_counts_file_round_trips_and_holds_no_sentence(tmp_path):
+    if paths.raim_dir() is None:
+        pytest.skip("the public RAIM-PIQA rationales are not available")
+    out = references.remine_raim_vocabulary(paths.raim_dir(), tmp_path / "counts.json")
+    assert out.read_text() == references.RAIM_VOCABULARY_FILE.read_text()
+    stored = references.RAIM_VOCABULARY_FILE.read_text(encoding="utf-8").lower()
+    for line in references.raim_lines(paths.raim_dir()):
+        body = line.split(":", 1)[-1].strip().lower()
+        assert len(body) < 40 or body not in stored
+
+
+def test_train_split_counts_add_to_the_public_ones():
+    text = pairs.format_completion("Hair Sharpness: a\nHair Sharpness: b\nHair Sharpness: c", "A")
+    labelled = [pairs.make_pair(["p_001_merged_c0.jpg", "p_001_merged_c1.jpg"], text)]
+    base = prompts.load_vocabulary()
+    voc = prompts.load_vocabulary(labelled)
+    assert voc.source == "100 public RAIM-PIQA rationales + 1 labelled pairs"
+    assert voc.heading_counts["person"]["Hair Sharpness"] == base.heading_counts["person"].get("Hair Sharpness", 0) + 3
+
+
+def test_nothing_outside_the_repository_is_read_by_default(monkeypatch):
+    def refuse(folder):
+        raise AssertionError(f"read {folder}")
+
+    monkeypatch.setattr(references, "raim_texts", refuse)
+    monkeypatch.setattr(references, "raim_vocabulary", references.raim_vocabulary.__wrapped__)
+    prompts_vocabulary = prompts.load_vocabulary()
+    assert prompts_vocabulary.templates["person"]
+    from idiff_lib.thinking.tiny import rationale_corpus
+
+    labelled = [pairs.make_pair(["p_001_merged_c0.jpg", "p_001_merged_c1.jpg"],
+                                pairs.format_completion("Face Noise: Image A is noisier.", "B"))]
+    corpus = rationale_corpus(labelled)
+    assert [t for t in corpus if t.startswith("<thinking>")] == [labelled[0].completion]  # no RAIM rationale
+
+
+def test_a_raim_folder_without_the_file_is_refused(tmp_path):
+    with pytest.raises(DataError, match="train_sft_1536.jsonl"):
+        prompts.load_vocabulary(raim_dir=tmp_path)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from idiff_lib.core import paths
+from idiff_lib.core import ontology
 from idiff_lib.scoring import parser as R
+from idiff_lib.scoring import verdicts
 from idiff_lib.data.pairs import read_pairs
 
 
@@ -25,10 +27,11 @@ from idiff_lib.data.pairs import read_pairs
     ("Global Naturalness", ("global",), ("realism",)),
     ("Text Edge Definition", ("text",), ("edges",)),
     ("Noise", (), ("noise",)),
-    ("Global Color", ("global",), ("colour",)),
+    ("Global Color", ("global",), ("color",)),
+    ("Global Colour", ("global",), ("color",)),
 ])
 def test_normalise_heading(heading, regions, attributes):
-    assert R.normalise_heading(heading) == (regions, attributes)
+    assert ontology.normalise_heading(heading) == (regions, attributes)
 
 
 def test_parse_line_fields_and_defaults():
@@ -81,7 +84,7 @@ def test_lines_without_heading_are_none(line):
     ("The texture is rendered.", None),
 ])
 def test_read_verdict(text, verdict):
-    assert R.read_verdict(text)[0] == verdict
+    assert verdicts.read_verdict(text)[0] == verdict
 
 
 def test_parse_rationale_accepts_a_whole_completion():
@@ -103,11 +106,17 @@ def test_overall_verdict_prefers_a_conclusion_line():
     assert R.overall_verdict(tie) is None
 
 
-def test_vocabularies_are_consistent():
-    assert "face" in R.REGIONS and "global" in R.REGIONS and "edges" in R.REGIONS
-    assert {"sharpness", "texture", "noise", "artifacts", "realism", "exposure", "colour", "overall"} <= set(R.ATTRIBUTES)
-    assert R.PERSON_REGIONS <= set(R.REGIONS)
-    assert set(R.VERDICTS) == {"A", "B", "similar", "mixed"}
+def test_parsed_names_come_from_the_ontology():
+    text = ("Face Skin Texture: Image A (Left) keeps pores, while Image B (Right) looks waxy.\n"
+            "Background [Noise]: Image B is noisier than Image A.\n"
+            "Global Colour: both images are similar.\n"
+            "Global Overall: Image A is better overall.")
+    aspects = R.parse_rationale(text)
+    assert [a.key for a in aspects] == [("face", "texture"), ("background", "noise"), ("global", "color"),
+                                        ("global", "overall")]
+    for a in aspects:
+        assert set(a.regions) <= set(ontology.REGIONS) and set(a.attributes) <= set(ontology.ATTRIBUTES)
+        assert a.verdict is None or a.verdict in ontology.VERDICTS
 
 
 def _real_pairs():

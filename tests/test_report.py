@@ -6,13 +6,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from idiff_lib.core import layout
 from idiff_lib.report import html_report as report
 
 
 @pytest.fixture
 def run_dir(tmp_path):
     """A run folder holding the recorded outputs the report reads (values made up for the test)."""
-    (tmp_path / report.ANSWER_STEP).mkdir()
+    (tmp_path / layout.ANSWER_STEP).mkdir()
     rows = []  # as notebook 02 writes it: one row per ladder row, <category>_acc/_lo/_hi/_n columns
     for i, name in enumerate(["merged", "split", "specialists", "ensemble", "split"]):
         row = {"row": name, "description": name, "pretext": i < 4, "members": 1}
@@ -20,12 +21,12 @@ def run_dir(tmp_path):
             acc = 0.6 + 0.1 * i if i < 4 else 0.5
             row.update({f"{cat}_acc": acc, f"{cat}_lo": acc - 0.05, f"{cat}_hi": acc + 0.05, f"{cat}_n": 10})
         rows.append(row)
-    pd.DataFrame(rows).to_csv(tmp_path / report.ANSWER_STEP / "ladder.csv", index=False)
-    (tmp_path / report.SCORING_STEP).mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / layout.ANSWER_STEP / layout.ANSWER_LADDER_FILE, index=False)
+    (tmp_path / layout.SCORING_STEP).mkdir()
     # bleu4 on sacrebleu's 0-100 scale, as notebook 05 records it
     rows = [{"system": s, "stage": f"S{k}", "bleu4": 10.0 * k, "rouge_l": 0.2 + 0.05 * k, "aspect_f1": 0.5,
              "consistency": 0.9} for s in ("template", "tiny") for k in range(5)]
-    pd.DataFrame(rows).to_csv(tmp_path / report.SCORING_STEP / "ladder_scores.csv", index=False)
+    pd.DataFrame(rows).to_csv(tmp_path / layout.SCORING_STEP / layout.SCORING_LADDER_FILE, index=False)
     return tmp_path
 
 

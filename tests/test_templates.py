@@ -6,15 +6,17 @@ import numpy as np
 import pytest
 
 from idiff_lib.benchmark import references as templates
-from idiff_lib.core.errors import ParameterError
+from idiff_lib.core import ontology
+from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import parse_completion
+from idiff_lib.scoring.verdicts import read_verdict
 
 COMPARISONS = [("Face", "Texture", "A", 0.5, "denoise_smear"), ("Global", "Noise", "B", 0.2, "luma_noise"),
                ("Hair", "Artifacts", "A", 0.1, "oversharpen"), ("Clothing", "Sharpness", "similar", 0.0)]
 
 
 def test_mining_the_public_rationales(raim_dir):
-    vocab = templates.mine_vocabulary(str(raim_dir))
+    vocab = templates.mine_raim_folder(raim_dir)
     assert vocab.source != "fallback" and vocab.n_lines > 200
     assert vocab.headings["Global Sharpness"] > 10
     assert sum(vocab.counts["side"].values()) > 100
@@ -22,11 +24,13 @@ def test_mining_the_public_rationales(raim_dir):
     assert vocab.counts["term:Texture"]["smearing"] > 0
 
 
-def test_fallback_when_the_rationales_are_absent(tmp_path):
-    vocab = templates.mine_vocabulary(str(tmp_path))
-    assert vocab.source == "fallback"
+def test_the_committed_counts_write_without_the_public_rationales(tmp_path):
+    vocab = templates.raim_vocabulary()
+    assert vocab.n_lines > 0
     text = templates.write_rationale("person", COMPARISONS, "A", 0, vocabulary=vocab)
     assert parse_completion(text).answer == "A"
+    with pytest.raises(DataError, match="train_sft_1536.jsonl"):
+        templates.mine_raim_folder(tmp_path)
 
 
 def test_mine_lines_classifies_shapes():
@@ -44,9 +48,9 @@ def test_mine_lines_classifies_shapes():
 def test_rationale_shape_and_agreement(seed):
     rng = np.random.default_rng(seed)
     answer = "A" if seed % 2 else "B"
-    regions = templates.PERSON_REGIONS if seed % 3 else templates.SCENE_REGIONS
+    regions = ontology.REFERENCE_PERSON_REGIONS if seed % 3 else ontology.REFERENCE_SCENE_REGIONS
     category = "person" if seed % 3 else "scene"
-    comps = [(str(rng.choice(regions)), str(rng.choice(templates.ATTRIBUTES)), str(rng.choice(["A", "B", "similar"])),
+    comps = [(str(rng.choice(regions)), str(rng.choice(ontology.REFERENCE_ATTRIBUTES)), str(rng.choice(["A", "B", "similar"])),
               float(rng.uniform(0, 1))) for _ in range(int(rng.integers(1, 9)))]
     comps.append(("Global", "Sharpness", answer, 0.3))
     parsed = parse_completion(templates.write_rationale(category, comps, answer, rng))
@@ -56,19 +60,18 @@ def test_rationale_shape_and_agreement(seed):
     assert lines[-1].startswith("Global Overall:") and f"Image {answer}" in lines[-1]
     for line in lines[:-1]:
         region, attribute = line.split(":", 1)[0].split(" ", 1)
-        assert region in regions and attribute in templates.ATTRIBUTES
+        assert region in regions and attribute in ontology.REFERENCE_ATTRIBUTES
 
 
 def test_line_verdicts_read_back_with_the_rationale_parser():
-    rationale = pytest.importorskip("idiff_lib.scoring.parser")
-    vocab = templates.mine_vocabulary()
+    vocab = templates.raim_vocabulary()
     agree = total = 0
     for seed in range(40):
         rng = np.random.default_rng(seed)
         for c in (templates.Comparison("Face", "Texture", "A", 0.4, "denoise_smear"),
                   templates.Comparison("Global", "Noise", "B", 0.2, "luma_noise")):
             line = templates.write_line(c, vocab, "paren", rng)
-            verdict, _ = rationale.read_verdict(line.split(":", 1)[1])
+            verdict, _ = read_verdict(line.split(":", 1)[1])
             agree += verdict == c.verdict
             total += 1
     assert agree / total >= 0.9

@@ -11,17 +11,27 @@ import pytest
 import torch
 from PIL import Image
 
+from idiff_lib.benchmark import references
 from idiff_lib.data import pairs
 from idiff_lib.thinking import prompts
 from idiff_lib.core import storage
 from idiff_lib.thinking import template_baseline as template_writer
-from idiff_lib.thinking import model as tm
+from idiff_lib.thinking.checkpoints import load_model, resolve_checkpoint
+from idiff_lib.thinking.encoding import (IGNORE_INDEX, SWAP_SUFFIX, encode, examples_for, load_images, swap_sides_text,
+                                         swapped_pair, target_text)
+from idiff_lib.thinking.evaluation import format_ok, score_completions
+from idiff_lib.thinking.generation import finish_completion, ladder_stage, model_writer, write_rationales
+from idiff_lib.thinking.lora import LoraSettings, apply_lora, lora_target_modules
+from idiff_lib.thinking.run import RunSettings, load_thinking_run, train_run
+from idiff_lib.thinking.side_inputs import s4_answers
+from idiff_lib.thinking.tiny import TinySettings, build_tiny_model, rationale_corpus, train_tokenizer
+from idiff_lib.thinking.training import TrainSettings, train
 from idiff_lib.data import views
 from idiff_lib.core.errors import OfflineError, ParameterError
 
 torch.set_num_threads(2)
-TINY = tm.TinySettings(vocab_size=600, hidden_size=64, intermediate_size=128, layers=1, heads=2, kv_heads=1,
-                       vision_depth=1, vision_embed=32, vision_heads=2, max_pixels=28 * 28 * 8)
+TINY = TinySettings(vocab_size=600, hidden_size=64, intermediate_size=128, layers=1, heads=2, kv_heads=1,
+                    vision_depth=1, vision_embed=32, vision_heads=2, max_pixels=28 * 28 * 8)
 
 
 def make_pairs(folder: Path, n: int = 8) -> Path:
@@ -57,16 +67,16 @@ def data_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory, data_file):
     labelled = pairs.read_pairs(data_file)
-    return tm.build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", tm.rationale_corpus(labelled), TINY)
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", rationale_corpus(labelled), TINY)
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_dir):
-    return tm.load_model(str(tiny_dir), device="cpu")
+    return load_model(str(tiny_dir), device="cpu")
 
 
 def test_tokenizer_round_trip(data_file):
-    tok = tm.train_tokenizer(tm.rationale_corpus(pairs.read_pairs(data_file), use_raim=False), vocab_size=400)
+    tok = train_tokenizer(rationale_corpus(pairs.read_pairs(data_file)), vocab_size=400)
     for text in ("<thinking>\nFace Texture: Image A (Left) is sharper.\n</thinking>\n<answer>A</answer>",
                  "Unseen wörds, digits 12345 and ümlauts — still exact."):
         ids = tok(text, add_special_tokens=False)["input_ids"]
@@ -85,7 +95,7 @@ def test_tiny_model_loads_through_the_auto_classes(tiny, tiny_dir):
 def _example(processor, data_file, stage):
     pair = pairs.read_pairs(data_file)[0]
     prompt = prompts.build_prompt(stage, pair.category, answer=pair.answer)
-    item = tm.encode(processor, prompt, tm.load_images(pair), tm.target_text(pair.thinking, pair.answer))
+    item = encode(processor, prompt, load_images(pair), target_text(pair.thinking, pair.answer))
     return pair, item
 
 
@@ -93,34 +103,34 @@ def test_loss_masking_s4_labels_only_the_rationale(tiny, data_file):
     _, processor = tiny
     tok = processor.tokenizer
     pair, item = _example(processor, data_file, "S4")
-    labelled = item["labels"][0][item["labels"][0] != tm.IGNORE_INDEX]
+    labelled = item["labels"][0][item["labels"][0] != IGNORE_INDEX]
     text = tok.decode(labelled)
     assert text.startswith("<thinking>") and text.endswith("</thinking>")
     assert "<answer>" not in text and pair.thinking.splitlines()[0] in text
     ids = item["input_ids"][0]
-    assert (item["labels"][0][ids == processor.image_token_id] == tm.IGNORE_INDEX).all()
-    assert tok.decode(ids[item["labels"][0] == tm.IGNORE_INDEX]).count(f"<answer>{pair.answer}</answer>") == 2
+    assert (item["labels"][0][ids == processor.image_token_id] == IGNORE_INDEX).all()
+    assert tok.decode(ids[item["labels"][0] == IGNORE_INDEX]).count(f"<answer>{pair.answer}</answer>") == 2
     _, item_s1 = _example(processor, data_file, "S1")  # not answer-aware: the answer is learnt too
-    text_s1 = tok.decode(item_s1["labels"][0][item_s1["labels"][0] != tm.IGNORE_INDEX])
+    text_s1 = tok.decode(item_s1["labels"][0][item_s1["labels"][0] != IGNORE_INDEX])
     assert text_s1.endswith(f"<answer>{pair.answer}</answer>{tok.eos_token}")
 
 
 def test_lora_targets_language_linear_layers_and_optionally_vision(tiny):
     model, _ = tiny
-    text_only = tm.lora_target_modules(model)
-    with_vision = tm.lora_target_modules(model, train_vision=True)
+    text_only = lora_target_modules(model)
+    with_vision = lora_target_modules(model, train_vision=True)
     assert text_only and all("visual" not in n and not n.endswith("lm_head") for n in text_only)
     assert any(n.endswith("q_proj") for n in text_only) and any(n.endswith("down_proj") for n in text_only)
     assert any("visual.merger" in n for n in with_vision) and set(text_only) < set(with_vision)
 
 
 def test_lora_save_reload_outputs_identical(tiny_dir, data_file, tmp_path):
-    model, processor = tm.load_model(str(tiny_dir), device="cpu")
+    model, processor = load_model(str(tiny_dir), device="cpu")
     _, item = _example(processor, data_file, "S4")
     inputs = {k: v for k, v in item.items() if k != "labels"}
     with torch.no_grad():
         base_logits = model(**inputs).logits
-    lora = tm.apply_lora(model, tm.LoraSettings(r=4), log=lambda *_: None)
+    lora = apply_lora(model, LoraSettings(r=4), log=lambda *_: None)
     torch.manual_seed(1)
     for name, p in lora.named_parameters():
         if "lora_B" in name:  # LoRA starts as a no-op (B = 0); make the adapter matter
@@ -132,39 +142,39 @@ def test_lora_save_reload_outputs_identical(tiny_dir, data_file, tmp_path):
     config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = str(tiny_dir)
     (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps(config))
-    reloaded, _ = tm.load_model(str(tmp_path / "adapter"), device="cpu")
+    reloaded, _ = load_model(str(tmp_path / "adapter"), device="cpu")
     reloaded.eval()
     with torch.no_grad():
         after = reloaded(**inputs).logits
     assert not torch.allclose(before, base_logits, atol=1e-4)
     assert torch.allclose(before, after, atol=1e-6)
-    merged, _ = tm.load_model(str(tmp_path / "adapter"), device="cpu", merge_adapter=True)
+    merged, _ = load_model(str(tmp_path / "adapter"), device="cpu", merge_adapter=True)
     assert not any("lora_" in name for name, _ in merged.named_parameters())  # folded in, no adapter left
     with torch.no_grad():
         assert torch.allclose(before, merged.eval()(**inputs).logits, atol=1e-5)
     with pytest.raises(ParameterError, match="merge_adapter"):
-        tm.load_model(str(tmp_path / "adapter"), device="cpu", merge_adapter=True, trainable_adapter=True)
+        load_model(str(tmp_path / "adapter"), device="cpu", merge_adapter=True, trainable_adapter=True)
 
 
 def test_offline_missing_checkpoint_fails_fast_with_the_fix(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError, match=r"hf download Qwen/Qwen3-VL-8B-Instruct"):
-        tm.resolve_checkpoint("qwen3-vl-8b")
+        resolve_checkpoint("qwen3-vl-8b")
     with pytest.raises(OfflineError, match="Did you mean"):
-        tm.resolve_checkpoint("qwen3-vl-8")
+        resolve_checkpoint("qwen3-vl-8")
 
 
 def test_train_then_generate_well_formed_and_resumable(tiny_dir, data_file, tmp_path):
     labelled = pairs.read_pairs(data_file)
-    settings = tm.RunSettings(model=str(tiny_dir), stage="S4", max_new_tokens=24,
-                              train=tm.TrainSettings(epochs=2, batch_size=4, save_every=2))
-    result = tm.train_run(tmp_path / "run", labelled, settings, log=lambda *_: None)
+    settings = RunSettings(model=str(tiny_dir), stage="S4", max_new_tokens=24,
+                           train=TrainSettings(epochs=2, batch_size=4, save_every=2))
+    result = train_run(tmp_path / "run", labelled, settings, log=lambda *_: None)
     assert result["steps"] == 4 and result["loss_history"][-1][1] < result["loss_history"][0][1]
     assert (tmp_path / "run" / "checkpoint").exists()
-    again = tm.train_run(tmp_path / "run", labelled, settings)  # finished: resumes to the same result
+    again = train_run(tmp_path / "run", labelled, settings)  # finished: resumes to the same result
     assert again["steps"] == 4
-    model, processor, st, voc = tm.load_run(tmp_path / "run")
+    model, processor, st, voc = load_thinking_run(tmp_path / "run")
     answers = {p.id: {"answer": "B"} for p in labelled}
     built = prompts.build_prompts(labelled, "S4", answers=answers, vocabulary=voc)
     out = tmp_path / "rationales.jsonl"
@@ -172,24 +182,24 @@ def test_train_then_generate_well_formed_and_resumable(tiny_dir, data_file, tmp_
 
     def counting(part, ps):
         calls.append([p.id for p in part])
-        return tm.model_writer(model, processor, max_new_tokens=24)(part, ps)
+        return model_writer(model, processor, max_new_tokens=24)(part, ps)
 
-    assert tm.write_rationales(labelled[:3], built, out, counting, chunk=2) == {"written": 3, "skipped": 0}
+    assert write_rationales(labelled[:3], built, out, counting, chunk=2) == {"written": 3, "skipped": 0}
     with open(out, "a") as fh:
         fh.write('{"id": "cut-by-a-cra')  # a line cut by an interruption
-    assert tm.write_rationales(labelled, built, out, counting, chunk=4) == {"written": 5, "skipped": 3}
+    assert write_rationales(labelled, built, out, counting, chunk=4) == {"written": 5, "skipped": 3}
     rows = storage.read_jsonl_rows(out)
     assert [r["id"] for r in rows] == [p.id for p in labelled]
     assert sum(len(c) for c in calls) == len(labelled)
     for row in rows:
-        assert tm.format_ok(row["completion"]) and pairs.parse_completion(row["completion"]).answer == "B"
+        assert format_ok(row["completion"]) and pairs.parse_completion(row["completion"]).answer == "B"
 
 
 def test_finish_completion_repairs_and_reports():
-    done, info = tm.finish_completion("<thinking>\nFace Texture: A wins.\n</thinking> trailing", answer="B")
+    done, info = finish_completion("<thinking>\nFace Texture: A wins.\n</thinking> trailing", answer="B")
     assert done == "<thinking>\nFace Texture: A wins.\n</thinking>\n<answer>B</answer>" and info["raw_format_ok"]
-    done, info = tm.finish_completion("Face Texture: no tags", fallback_answer="A")
-    assert tm.format_ok(done) and not info["raw_format_ok"] and info["answer_source"] == "fallback"
+    done, info = finish_completion("Face Texture: no tags", fallback_answer="A")
+    assert format_ok(done) and not info["raw_format_ok"] and info["answer_source"] == "fallback"
 
 
 def test_template_writer_stage_ladder():
@@ -197,26 +207,26 @@ def test_template_writer_stage_ladder():
     s0, i0 = template_writer.write_template("S0", "person", prior_answer="A")
     s2, i2 = template_writer.write_template("S2", "person", cv_cues=cv, mined_phrasing=False)
     mined, _ = template_writer.write_template("S2", "person", cv_cues=cv, seed=1)  # templates.py phrasing
-    assert tm.format_ok(mined) and pairs.parse_completion(mined).answer == "B"
+    assert format_ok(mined) and pairs.parse_completion(mined).answer == "B"
     s4, i4 = template_writer.write_template("S4", "person", cv_cues=cv, iqa_cues="", answer="A")
     assert pairs.parse_completion(s0).answer == "A" and i0["answer_source"] == "prior"
     assert pairs.parse_completion(s2).answer == "B" and i2["answer_source"] == "cues"
     assert "Global Noise: Image B (Right) appears cleaner" in s2
     assert pairs.parse_completion(s4).answer == "A" and i4["answer_source"] == "answer_model"
     lines = pairs.parse_completion(s2).lines
-    assert prompts.MIN_LINES + 1 <= len(lines) <= prompts.MAX_LINES + 1
-    assert all(tm.format_ok(s) for s in (s0, s2, s4))
+    assert references.MIN_LINES + 1 <= len(lines) <= references.MAX_LINES + 1
+    assert all(format_ok(s) for s in (s0, s2, s4))
 
 
 def test_score_completions_rewards_the_reference():
     text = pairs.format_completion("Face Noise: Image A (Left) is noisier, Image B (Right) is cleaner.", "B")
     ref = [pairs.make_pair(["p_001_merged_c0.jpg", "p_001_merged_c1.jpg"], text)]
-    perfect = tm.score_completions({"p_001": text}, ref)
-    other = tm.score_completions({"p_001": pairs.format_completion("Global Sharpness: comparable.", "A")}, ref)
+    perfect = score_completions({"p_001": text}, ref)
+    other = score_completions({"p_001": pairs.format_completion("Global Sharpness: comparable.", "A")}, ref)
     assert perfect["rouge_l"] > 0.99 and perfect["format_pass"] == 1.0 and perfect["accuracy"] == 1.0
     assert other["rouge_l"] < 0.5 and other["accuracy"] == 0.0
     with pytest.raises(ParameterError):
-        tm.score_completions({}, ref)
+        score_completions({}, ref)
 
 
 def test_export_swift_rows(data_file, tmp_path):
@@ -237,7 +247,7 @@ def test_cli_generate_with_template_writer_needs_answers_for_s4(data_file, tmp_p
     out = tmp_path / "r.jsonl"
     assert cli.main(["think", "generate", "--writer", "template", "--data", str(data_file), "--out", str(out),
                      "--stage", "S1"]) == 0
-    assert all(tm.format_ok(r["completion"]) for r in storage.read_jsonl_rows(out))
+    assert all(format_ok(r["completion"]) for r in storage.read_jsonl_rows(out))
     assert cli.main(["think", "generate", "--writer", "template", "--data", str(data_file),
                      "--out", str(tmp_path / "r4.jsonl"), "--stage", "S4"]) == 2
 
@@ -288,26 +298,26 @@ def test_gpu_check_setup_runs_on_cpu_with_a_tiny_config(tmp_path):
 
 def test_interrupted_training_resumes_from_its_checkpoint(tiny_dir, data_file, tmp_path):
     labelled = pairs.read_pairs(data_file)
-    model, processor = tm.load_model(str(tiny_dir), device="cpu")
+    model, processor = load_model(str(tiny_dir), device="cpu")
     built = prompts.build_prompts(labelled, "S1")
-    examples = tm.examples_for(labelled, built, processor, with_targets=True, progress=False)
+    examples = examples_for(labelled, built, processor, with_targets=True, progress=False)
     pad = processor.tokenizer.pad_token_id
-    first = tm.train(model, examples, pad, tmp_path, tm.TrainSettings(epochs=2, batch_size=2, max_steps=3, save_every=1))
+    first = train(model, examples, pad, tmp_path, TrainSettings(epochs=2, batch_size=2, max_steps=3, save_every=1))
     assert first["steps"] == 3 and first["resumed_from"] is None
-    model, _ = tm.load_model(str(tiny_dir), device="cpu")  # a fresh process: weights come from the checkpoint
-    second = tm.train(model, examples, pad, tmp_path, tm.TrainSettings(epochs=2, batch_size=2, max_steps=6, save_every=1),
-                      log=lambda *_: None)
+    model, _ = load_model(str(tiny_dir), device="cpu")  # a fresh process: weights come from the checkpoint
+    second = train(model, examples, pad, tmp_path, TrainSettings(epochs=2, batch_size=2, max_steps=6, save_every=1),
+                   log=lambda *_: None)
     assert second["resumed_from"] == 3 and second["steps"] == 6
     assert [s for s, _ in second["loss_history"]] == [1, 2, 3, 4, 5, 6]
 
 
 def test_swap_augmentation_mirrors_images_text_and_answer(data_file):
     pair = pairs.read_pairs(data_file)[0]
-    swapped = tm.swapped_pair(pair)
-    assert swapped.id == pair.id + tm.SWAP_SUFFIX and swapped.answer != pair.answer
-    assert tm.swap_sides_text(swapped.thinking) == pair.thinking
-    assert tm.swap_sides_text("Image A (Left) beats Image B/Right") == "Image B (Right) beats Image A/Left"
-    original, mirrored = tm.load_images(pair), tm.load_images(swapped)
+    swapped = swapped_pair(pair)
+    assert swapped.id == pair.id + SWAP_SUFFIX and swapped.answer != pair.answer
+    assert swap_sides_text(swapped.thinking) == pair.thinking
+    assert swap_sides_text("Image A (Left) beats Image B/Right") == "Image B (Right) beats Image A/Left"
+    original, mirrored = load_images(pair), load_images(swapped)
     a, b = np.asarray(original[0]), np.asarray(mirrored[0])
     half = a.shape[1] // 2
     assert np.array_equal(a[:, :half], b[:, half:]) and np.array_equal(a[:, half:], b[:, :half])
@@ -324,10 +334,10 @@ def test_ladder_stage_writes_scores_and_resumes(tmp_path):
         return [(text, {"raw_format_ok": True})] * len(part)
 
     out = tmp_path / "fixed_S0.jsonl"
-    row = tm.ladder_stage("fixed", "S0", refs, built, out, writer, progress=False)
+    row = ladder_stage("fixed", "S0", refs, built, out, writer, progress=False)
     assert row["system"] == "fixed" and row["stage"] == "S0" and row["raw_format_pass"] == 1.0
     assert row["accuracy"] == 1.0 and row["rouge_l"] > 0.99 and calls == [3]
-    again = tm.ladder_stage("fixed", "S0", refs, built, out, writer, progress=False)
+    again = ladder_stage("fixed", "S0", refs, built, out, writer, progress=False)
     assert again == row and calls == [3], "a finished stage is read back, not written again"
 
 
@@ -336,7 +346,7 @@ def test_s4_verdicts_carry_no_confidence_as_in_training(tmp_path):
                             pairs.format_completion("Global Overall: fine.", "A")) for i in range(2)]
     preds = tmp_path / "preds.jsonl"
     preds.write_text('{"id": "p_000", "answer": "B", "p_left": 0.2}\n')
-    answers, note = tm.s4_answers(refs, preds, "prior", "A")
+    answers, note = s4_answers(refs, preds, "prior", "A")
     assert answers["p_000"] == {"answer": "B", "p_answer": None}
     assert answers["p_001"]["answer"] == "A" and "1 pairs use the prior fallback" in note
     prompt = prompts.build_prompts(refs, "S4", answers=answers)["p_000"].user

@@ -18,99 +18,29 @@ Every member is resumable: rerunning after an interruption continues where it st
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from idiff_lib.answer import model as am
-from idiff_lib.answer import ensemble
+from idiff_lib.answer.analysis import MEMBER_PROBS_FILE, PREDICTIONS_FILE, accuracy, accuracy_table
+from idiff_lib.answer.ensemble import Ensemble, FeatureMemberAdapter, NetworkMember, make_ensembler, network_member
+from idiff_lib.answer.feature_member import FeatureMember
+from idiff_lib.answer.inputs import Item, load_items
+from idiff_lib.answer.member_config import MemberConfig
+from idiff_lib.answer.run_store import save_answer_run
+from idiff_lib.answer.settings import LADDER_ROWS, AnswerSettings
+from idiff_lib.answer.splits import Split
+from idiff_lib.answer.training import BEST_CHECKPOINT, MEMBERS_DIR, ItemStream, predict_items, train_member
 from idiff_lib.core import storage
-from idiff_lib.data.datasets import load_split
-from idiff_lib.core.errors import ParameterError, suggest
-from idiff_lib.data.pairs import Pair
+from idiff_lib.core.ontology import CATEGORIES
 
-ROWS = ("merged", "split", "specialists", "ensemble")
-
-
-@dataclass
-class LadderSettings:
-    """Notebook 02's parameters (see the notebook's parameters cell for the why of each value)."""
-
-    backbones: list = field(default_factory=lambda: list(am.PROFILE_MEMBERS["cpu"]))
-    pretrained: bool = False
-    checkpoints: dict = field(default_factory=dict)
-    img_size: int = 128
-    resize: int = 160
-    local_resize: int = 0
-    epochs: int = 4
-    batch_size: int = 16
-    lr: float = 5e-4
-    weight_decay: float = 1e-4
-    seed: int = 42
-    synthetic_pairs: int = 0
-    specialist_epochs: int = 2
-    pretext_steps: int = 0
-    pretext_batch: int = 32
-    pretext_crop: int = 96
-    no_pretext_rows: list = field(default_factory=list)
-    ensembler: str = "mean"
-    feature_member: bool = True
-    feature_synthetic_pairs: int = 0
-    max_pairs: int = 0
-    threads: int = 2
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "LadderSettings":
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in params.items() if k in known}
-        settings = cls(**kwargs)
-        for name in settings.backbones:
-            am.resolve_backbone(name)
-        for name in settings.checkpoints:
-            if name not in settings.backbones:
-                raise ParameterError(f"checkpoints: {name!r} is not one of the backbones {settings.backbones}."
-                                     f"{suggest(name, settings.backbones)}")
-        for row in settings.no_pretext_rows:
-            if row not in ROWS[:3]:
-                raise ParameterError(f"no_pretext_rows: {row!r} is not one of {ROWS[:3]}.{suggest(row, ROWS)}")
-        ensemble.make_ensembler(settings.ensembler)
-        return settings
-
-    def member(self, backbone: str, mode: str = "split", category: str = "", init: str = "", suffix: str = "") -> am.MemberConfig:
-        name = "_".join(x for x in (backbone, "merged" if mode == "merged" else "", category, suffix) if x)
-        return am.MemberConfig(
-            name=name, backbone=backbone, mode=mode, pretrained=self.pretrained, init=init, category=category,
-            checkpoint="" if init else str(self.checkpoints.get(backbone, "")),
-            img_size=self.img_size, resize=self.resize, local_resize=self.local_resize,
-            epochs=self.specialist_epochs if category else self.epochs, batch_size=self.batch_size,
-            lr=self.lr / 3 if category else self.lr, weight_decay=self.weight_decay, seed=self.seed,
-            synthetic_pairs=0 if category else self.synthetic_pairs,
-        )
-
-
-@dataclass
-class Split:
-    """One data split: the pairs, their prepared items (per input size) and labels."""
-
-    name: str
-    pairs: list[Pair]
-    labels: np.ndarray
-    categories: list[str]
-
-
-def load_splits(data_dir: str | Path, max_pairs: int = 0) -> dict[str, Split]:
-    """train / val / test of a data folder (``{split}_sft.jsonl``), each capped at `max_pairs` (0 = all)."""
-    out = {}
-    for name in ("train", "val", "test"):
-        pairs = list(load_split(data_dir, name, require_images=True))
-        if max_pairs and len(pairs) > max_pairs:  # spread over the file, so both categories appear
-            pairs = [pairs[i] for i in np.linspace(0, len(pairs) - 1, max_pairs).round().astype(int)]
-        cats = [ensemble.pair_category(p) for p in pairs]
-        out[name] = Split(name, pairs, np.array([am.label_of(p) for p in pairs], dtype=float), cats)
-    return out
+# cfg -> the member's synthetic pair stream (`synthetic.synthetic_factory`).
+SyntheticFactory = Callable[[MemberConfig], ItemStream]
+LADDER_FILE = "ladder.csv"  # one row per ladder row, read by the report
+HISTORIES_FILE = "histories.json"  # every member's epoch history
 
 
 @dataclass
@@ -124,15 +54,16 @@ class LadderResult:
     final_val: np.ndarray
     final_test: np.ndarray
     seconds: dict[str, float]
-    ensemble: ensemble.Ensemble
+    ensemble: Ensemble
     swap_flip_rate: float = float("nan")
 
 
 class Trainer:
     """Trains and caches members inside a step folder, sharing decoded views across members."""
 
-    def __init__(self, settings: LadderSettings, splits: dict[str, Split], step_dir: Path, synthetic=None,
-                 pretext_init: dict[str, str] | None = None, device: str | None = None):
+    def __init__(self, settings: AnswerSettings, splits: dict[str, Split], step_dir: Path,
+                 synthetic: SyntheticFactory | None = None, pretext_init: dict[str, str] | None = None,
+                 device: str | None = None):
         self.s, self.splits, self.step_dir = settings, splits, Path(step_dir)
         self.cache: dict = {}
         self.synthetic = synthetic
@@ -140,47 +71,50 @@ class Trainer:
         self.device = device
         self.histories: dict[str, list] = {}
         self.seconds: dict[str, float] = {}
-        self._networks: dict[tuple, ensemble.NetworkMember] = {}
+        self._networks: dict[tuple, NetworkMember] = {}
         self._probs: dict[tuple[int, str], np.ndarray] = {}
 
-    def items(self, split: str, cfg: am.MemberConfig) -> list[am.Item]:
-        items = am.load_items(self.splits[split].pairs, cfg, desc=f"{split} views", cache=self.cache)
+    def items(self, split: str, cfg: MemberConfig) -> list[Item]:
+        """The split's items for `cfg`'s input size (decoded once), with the routed categories."""
+        items = load_items(self.splits[split].pairs, cfg, desc=f"{split} views", cache=self.cache)
         for it, cat in zip(items, self.splits[split].categories):
             it.category = cat
         return items
 
-    def train(self, cfg: am.MemberConfig) -> Path:
-        member_dir = self.step_dir / "members" / cfg.name
+    def train(self, cfg: MemberConfig) -> Path:
+        """Train (or resume, or reuse) one member; its folder."""
+        member_dir = self.step_dir / MEMBERS_DIR / cfg.name
         synthetic = self.synthetic(cfg) if (self.synthetic and cfg.synthetic_pairs) else None
-        result = am.train_member(cfg, self.items("train", cfg), self.items("val", cfg), member_dir,
+        result = train_member(cfg, self.items("train", cfg), self.items("val", cfg), member_dir,
                                  resume=True, synthetic=synthetic, device=self.device)
         self.histories[cfg.name] = result.history
         self.seconds[cfg.name] = round(sum(h["seconds"] for h in result.history), 1)
         return member_dir
 
     def init_for(self, backbone: str, pretext: bool) -> str:
+        """The pretext checkpoint a member of `backbone` starts from ("" for none)."""
         return self.pretext_init.get(backbone, "") if pretext else ""
 
-    def network(self, backbone: str, mode: str, specialists: bool, pretext: bool = True) -> ensemble.NetworkMember:
+    def network(self, backbone: str, mode: str, specialists: bool, pretext: bool = True) -> NetworkMember:
         """The trained member (loaded once: the ladder's specialists row is also the first ensemble member)."""
         key = (backbone, mode, specialists, pretext)
         if key not in self._networks:
             self._networks[key] = self._network(backbone, mode, specialists, pretext)
         return self._networks[key]
 
-    def _network(self, backbone: str, mode: str, specialists: bool, pretext: bool) -> ensemble.NetworkMember:
+    def _network(self, backbone: str, mode: str, specialists: bool, pretext: bool) -> NetworkMember:
         suffix = "" if pretext or not self.pretext_init else "scratch"
         general = self.s.member(backbone, mode, init=self.init_for(backbone, pretext), suffix=suffix)
         dirs = {"": self.train(general)}
         if specialists:
-            for cat in ("person", "scene"):
+            for cat in CATEGORIES:
                 if any(c == cat for c in self.splits["train"].categories):
-                    spec = self.s.member(backbone, mode, category=cat, init=str(dirs[""] / "best.pt"), suffix=suffix)
+                    spec = self.s.member(backbone, mode, category=cat, init=str(dirs[""] / BEST_CHECKPOINT), suffix=suffix)
                     dirs[cat] = self.train(spec)
         name = "_".join(x for x in (backbone, "merged" if mode == "merged" else "", suffix) if x)
-        return ensemble.network_member(name, dirs, device=self.device)
+        return network_member(name, dirs, device=self.device)
 
-    def probs(self, member: Any, split: str) -> np.ndarray:
+    def probs(self, member: NetworkMember | FeatureMemberAdapter, split: str) -> np.ndarray:
         """p_left of every pair of `split` (computed once per member object)."""
         key = (id(member), split)
         if key not in self._probs:
@@ -190,7 +124,7 @@ class Trainer:
 
 
 def _row(name: str, description: str, pretext: bool, p: np.ndarray, split: Split, members: int) -> dict[str, Any]:
-    table = ensemble.accuracy_table(p, split.labels, split.categories)
+    table = accuracy_table(p, split.labels, split.categories)
     row: dict[str, Any] = {"row": name, "description": description, "pretext": pretext, "members": members}
     for group, stats in table.items():
         row[f"{group}_acc"], row[f"{group}_lo"], row[f"{group}_hi"], row[f"{group}_n"] = (
@@ -199,43 +133,42 @@ def _row(name: str, description: str, pretext: bool, p: np.ndarray, split: Split
 
 
 def fit_feature_member(splits: dict[str, Split], synthetic_pairs: int = 0, data_dir: str | Path | None = None,
-                       step_dir: str | Path | None = None, seed: int = 0, workers: int = 2) -> Any:
-    """The feature-based member of `idiff_lib.features.cv`: gradient boosting on the pair cues.
+                       step_dir: str | Path | None = None, seed: int = 0, workers: int = 2) -> FeatureMemberAdapter:
+    """The feature-based member (`FeatureMember`): gradient boosting on the pair cues.
 
     It is fitted on the train split plus `synthetic_pairs` fresh pairs rendered from the training
-    photos (`pretext.synthetic_cue_table`, cached in ``<step_dir>/synthetic_cues``): the cue model
+    photos (`synthetic.synthetic_cue_table`, cached in ``<step_dir>/synthetic_cues``): the cue model
     needs thousands of pairs (val / test 0.69 / 0.62 from the 300 train pairs alone, 0.75 / 0.72 with
     4,000 more: `benchmarks/pair_cue_member.py`).
     """
-    from idiff_lib.features import cv as features
+    from idiff_lib.answer import synthetic
+    from idiff_lib.features.table import feature_table
 
     train = splits["train"]
-    table, labels = features.feature_table(train.pairs), np.asarray(train.labels, dtype=float)
+    table, labels = feature_table(train.pairs), np.asarray(train.labels, dtype=float)
     if synthetic_pairs > 0:
-        from idiff_lib.answer import pretext
-
-        source = pretext.SyntheticSource(train, data_dir)
-        syn = pretext.synthetic_cue_table(source, synthetic_pairs, Path(step_dir) / "synthetic_cues", seed=seed,
+        source = synthetic.SyntheticSource(train, data_dir)
+        syn = synthetic.synthetic_cue_table(source, synthetic_pairs, Path(step_dir) / "synthetic_cues", seed=seed,
                                           workers=workers)
         labels = np.concatenate([labels, syn["label"].to_numpy(dtype=float)])
         table = pd.concat([table, syn[list(table.columns)]])
-    member = features.FeatureMember(kind="hgb", seed=seed).fit(table, labels)
-    return ensemble.FeatureMemberAdapter(member, features.feature_table)
+    member = FeatureMember(kind="hgb", seed=seed).fit(table, labels)
+    return FeatureMemberAdapter(member, feature_table, table_name="feature_table")
 
 
-def swap_flip_rate(member: ensemble.NetworkMember, split: Split, trainer: Trainer) -> float:
+def swap_flip_rate(member: NetworkMember, split: Split, trainer: Trainer) -> float:
     """Share of pairs whose answer flips when A and B are exchanged (every sub-model of the member)."""
     flipped = []
     for key, model in member.models.items():
         items = [it for it in trainer.items(split.name, model.cfg) if not key or it.category == key]
-        swapped = [am.Item(it.id, tuple(it.views[j ^ 1] for j in range(len(it.views))), None, it.category) for it in items]
+        swapped = [Item(it.id, tuple(it.views[j ^ 1] for j in range(len(it.views))), None, it.category) for it in items]
         if items:
-            p, q = am.predict_items(model, items), am.predict_items(model, swapped)
+            p, q = predict_items(model, items), predict_items(model, swapped)
             flipped.append(((p > 0.5) != (q > 0.5)) | ((p == 0.5) & (q == 0.5)))
     return float(np.concatenate(flipped).mean()) if flipped else float("nan")
 
 
-def run(settings: LadderSettings, splits: dict[str, Split], step_dir: str | Path, *, synthetic=None,
+def run(settings: AnswerSettings, splits: dict[str, Split], step_dir: str | Path, *, synthetic: SyntheticFactory | None = None,
         pretext_init: dict[str, str] | None = None, device: str | None = None,
         data_dir: str | Path | None = None) -> LadderResult:
     """Train every member the ladder needs (resuming finished ones) and score the four rows on test.
@@ -246,23 +179,20 @@ def run(settings: LadderSettings, splits: dict[str, Split], step_dir: str | Path
         data_dir: the data folder (its ``meta/train.jsonl`` names the training photos for the
             feature member's synthetic pairs).
     """
-    import torch
-
-    torch.set_num_threads(max(1, settings.threads))
     step_dir = Path(step_dir)
     tr = Trainer(settings, splits, step_dir, synthetic, pretext_init, device)
     with_pretext = bool(pretext_init)
     first = settings.backbones[0]
     rows, val_cols, test_cols = [], {}, {}
 
-    def add(column: str, member: Any, row: tuple[str, str, bool] | None = None) -> None:
+    def add(column: str, member: NetworkMember | FeatureMemberAdapter, row: tuple[str, str, bool] | None = None) -> None:
         val_cols[column], test_cols[column] = tr.probs(member, "val"), tr.probs(member, "test")
         if row is not None:
             name, desc, pretext = row
             rows.append(_row(name, desc, pretext, test_cols[column], splits["test"], 1))
 
     def ladder_rows(pretext: bool) -> None:
-        wanted = ROWS[:3] if pretext else tuple(settings.no_pretext_rows)
+        wanted = LADDER_ROWS[:3] if pretext else tuple(settings.no_pretext_rows)
         tag = "" if pretext or not with_pretext else "_scratch"
         used = pretext and with_pretext
         if "merged" in wanted:
@@ -283,11 +213,11 @@ def run(settings: LadderSettings, splits: dict[str, Split], step_dir: str | Path
     names = [m.name for m in members]
     pv = np.column_stack([val_cols[n] for n in names])
     pt = np.column_stack([test_cols[n] for n in names])
-    ens = ensemble.make_ensembler(settings.ensembler).fit(pv, splits["val"].labels)
+    ens = make_ensembler(settings.ensembler).fit(pv, splits["val"].labels)
     final_val, final_test = ens.predict(pv), ens.predict(pt)
     rows.append(_row("ensemble", f"{settings.ensembler} of {', '.join(names)}", with_pretext, final_test,
                      splits["test"], len(names)))
-    ensemble.save_run(step_dir, members, ens)
+    save_answer_run(step_dir, members, ens)
     if with_pretext and settings.no_pretext_rows:
         ladder_rows(False)  # the comparison rows last: the main result is saved first
     result = LadderResult(
@@ -295,9 +225,9 @@ def run(settings: LadderSettings, splits: dict[str, Split], step_dir: str | Path
         val_probs=pd.DataFrame(val_cols, index=[p.id for p in splits["val"].pairs]),
         test_probs=pd.DataFrame(test_cols, index=[p.id for p in splits["test"].pairs]),
         final_val=final_val, final_test=final_test, seconds=tr.seconds,
-        ensemble=ensemble.Ensemble(members, ens, step_dir),
+        ensemble=Ensemble(members, ens, step_dir),
         swap_flip_rate=float(np.mean([swap_flip_rate(m, splits["test"], tr) for m in members
-                                      if isinstance(m, ensemble.NetworkMember)])),
+                                      if isinstance(m, NetworkMember)])),
     )
     return result
 
@@ -318,12 +248,15 @@ def save_outputs(result: LadderResult, splits: dict[str, Split], step_dir: str |
     """preds_val.jsonl, preds_test.jsonl, ladder.csv, member_probs_{val,test}.csv, histories.json."""
     step_dir = Path(step_dir)
     out = {
-        "preds_val": storage.write_jsonl(step_dir / "preds_val.jsonl", prediction_rows(result, splits["val"], result.final_val)),
-        "preds_test": storage.write_jsonl(step_dir / "preds_test.jsonl", prediction_rows(result, splits["test"], result.final_test)),
-        "histories": storage.write_json(step_dir / "histories.json", result.histories),
+        "preds_val": storage.write_jsonl(step_dir / PREDICTIONS_FILE.format(split="val"),
+                                         prediction_rows(result, splits["val"], result.final_val)),
+        "preds_test": storage.write_jsonl(step_dir / PREDICTIONS_FILE.format(split="test"),
+                                          prediction_rows(result, splits["test"], result.final_test)),
+        "histories": storage.write_json(step_dir / HISTORIES_FILE, result.histories),
+        "ladder": storage.write_text(step_dir / LADDER_FILE, result.ladder.to_csv(index=False)),
     }
-    for name, frame in (("ladder", result.ladder), ("member_probs_val", result.val_probs), ("member_probs_test", result.test_probs)):
-        out[name] = storage.write_text(step_dir / f"{name}.csv", frame.to_csv(index=name != "ladder"))
+    for split, frame in (("val", result.val_probs), ("test", result.test_probs)):
+        out[f"member_probs_{split}"] = storage.write_text(step_dir / MEMBER_PROBS_FILE.format(split=split), frame.to_csv())
     return out
 
 
@@ -341,12 +274,12 @@ def _finite(obj: Any) -> Any:
 def metrics(result: LadderResult, splits: dict[str, Split], seconds: float) -> dict[str, Any]:
     """The numbers notebook 02 records in metrics.json."""
     test = splits["test"]
-    table = ensemble.accuracy_table(result.final_test, test.labels, test.categories)
-    singles = {n: ensemble.accuracy(result.test_probs[n].to_numpy(), test.labels) for n in result.ensemble.names}
+    table = accuracy_table(result.final_test, test.labels, test.categories)
+    singles = {n: accuracy(result.test_probs[n].to_numpy(), test.labels) for n in result.ensemble.names}
     return _finite({
         "test_accuracy": table["overall"]["acc"], "test_ci": [table["overall"]["lo"], table["overall"]["hi"]],
         "test_person_accuracy": table["person"]["acc"], "test_scene_accuracy": table["scene"]["acc"],
-        "val_accuracy": ensemble.accuracy(result.final_val, splits["val"].labels),
+        "val_accuracy": accuracy(result.final_val, splits["val"].labels),
         "member_test_accuracy": singles, "best_single": max(singles.values()) if singles else None,
         "ladder": result.ladder[["row", "pretext", "overall_acc", "person_acc", "scene_acc"]].to_dict("records"),
         "swap_flip_rate": result.swap_flip_rate, "train_seconds": result.seconds, "seconds": round(seconds, 1),

@@ -20,7 +20,6 @@ an interrupted build resumes where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Iterable, Iterator
@@ -32,16 +31,17 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from idiff_lib.benchmark import degrade
+from idiff_lib.benchmark import datasheet, degrade
 from idiff_lib.core import paths
 from idiff_lib.benchmark import photos
 from idiff_lib.core import storage
 from idiff_lib.benchmark import references as templates
 from idiff_lib.data import views
 from idiff_lib.core.errors import DataError, ParameterError
+from idiff_lib.core.imaging import laplacian_variance, to_grey
+from idiff_lib.data.datasets import SPLITS, load_split
 from idiff_lib.data.pairs import make_pair
 
-SPLITS = ("train", "val", "test")
 SPLIT_SIZES = {"train": 300, "val": 100, "test": 100}
 PERSON_SHARE = 0.75  # as in the public RAIM-PIQA set (75 person / 25 scene)
 MARGIN = 0.08  # smallest quality-model penalty gap emitted
@@ -386,23 +386,20 @@ def load_meta(data_dir: str | Path, split: str) -> list[dict]:
     return storage.read_jsonl_rows(path)
 
 
-def laplacian_variance(rgb: np.ndarray) -> float:
-    """Variance of the Laplacian of the grey image: the classic "sharper" cue (Pech-Pacheco et
-    al., ICPR 2000), used as the single-cue baseline the demo set must not be solvable by."""
-    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
-    return float(cv2.Laplacian(grey, cv2.CV_32F).var())
+def baseline_sharpness(rgb: np.ndarray) -> float:
+    """The single-cue baseline the demo set must not be solvable by: the Laplacian variance of the
+    grey image (the classic "sharper" cue, Pech-Pacheco et al., ICPR 2000), 4-neighbour kernel."""
+    return laplacian_variance(to_grey(rgb), ksize=1)
 
 
 def laplacian_pick(left: np.ndarray, right: np.ndarray) -> str:
     """ "A" when the left image has the larger Laplacian variance, else "B"."""
-    return "A" if laplacian_variance(left) > laplacian_variance(right) else "B"
+    return "A" if baseline_sharpness(left) > baseline_sharpness(right) else "B"
 
 
 def laplacian_baseline(data_dir: str | Path, split: str) -> dict[str, float]:
     """Accuracy of the "sharper by Laplacian variance" pick on one split's written files, on the
     global (c0) and detail (c1) views."""
-    from idiff_lib.data.datasets import load_split
-
     hits = {"laplacian_global": [], "laplacian_detail": []}
     for pair in load_split(data_dir, split, require_images=True):
         v = views.load_views(pair)
@@ -411,16 +408,15 @@ def laplacian_baseline(data_dir: str | Path, split: str) -> dict[str, float]:
     return {k: round(float(np.mean(h)), 4) for k, h in hits.items()}
 
 
-# ---------------------------------------------------------------------------------------------
-# Datasheet
-# ---------------------------------------------------------------------------------------------
-_ORACLE_BEGIN = "<!-- oracle:begin -->"
-_ORACLE_END = "<!-- oracle:end -->"
-
-
 def write_datasheet(out: str | Path, counts: dict | None = None, seed: int = 0, oracle: dict | None = None) -> Path:
-    """Write ``README.md`` (the datasheet). `oracle` (from ``benchmarks/demo_oracle.py``) fills
-    the agreement section; without it an existing section is kept."""
+    """Write ``README.md`` (the datasheet, `idiff_lib.benchmark.datasheet`). `oracle` (from
+    ``benchmarks/demo_oracle.py``) fills the agreement section; without it an existing section is kept."""
+    return storage.write_text(Path(out) / "README.md", datasheet_text(out, counts, seed, oracle))
+
+
+def datasheet_text(out: str | Path, counts: dict | None = None, seed: int = 0, oracle: dict | None = None) -> str:
+    """The datasheet of the demo folder `out`, as `write_datasheet` writes it (counts default to
+    ``meta/build.json``, or are recounted from ``meta/``)."""
     out = Path(out)
     readme = out / "README.md"
     old = readme.read_text(encoding="utf-8") if readme.exists() else ""
@@ -431,144 +427,13 @@ def write_datasheet(out: str | Path, counts: dict | None = None, seed: int = 0, 
             counts, seed = info["counts"], info["seed"]
         else:
             counts = {s: _count({"meta": m} for m in load_meta(out, s)) for s in SPLITS}
-    if oracle is not None:
-        section = oracle_markdown(oracle)
-    elif _ORACLE_BEGIN in old:
-        section = old[old.index(_ORACLE_BEGIN) + len(_ORACLE_BEGIN):old.index(_ORACLE_END)].strip("\n")
-    else:
-        section = "Not computed yet: run `python benchmarks/demo_oracle.py`."
+    section = datasheet.oracle_markdown(oracle) if oracle is not None else datasheet.kept_oracle_section(old)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file() and f.name != "README.md")
-    lines = [
-        "# The iDiff demo benchmark (`data/demo`)", "",
-        "A professional-grade pairwise image-quality set in the RAIM-PIQA layout (NTIRE 2026 RAIM, Track 1), "
-        "built from real photographs by `idiff data build-demo` (`idiff_lib/benchmark/build.py`). "
-        "Every answer and every reference rationale is known by construction.", "",
-        f"Seed {seed}; {size / 1e6:.1f} MB on disk; rebuilt from scratch in {counts.get('seconds', '?')} s on the "
-        "build machine. Regeneration is deterministic (each pair has its own seed `[seed, split, index]`).", "",
-        "## Counts", "",
-        "| split | pairs | person | scene | A | B | trade-off pairs | Laplacian baseline c0 / c1 | photos |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for s in SPLITS:
-        c = counts[s]
-        lap = (f"{c['laplacian_global']:.3f} / {c['laplacian_detail']:.3f}" if "laplacian_global" in c else "-")
-        lines.append(f"| {s} | {c['pairs']} | {c['person']} | {c['scene']} | {c['A']} | {c['B']} | "
-                     f"{c['tradeoff']} | {lap} | {', '.join(c['photos'])} |")
-    lines += [
-        "", "No source photo is shared between splits (the split of each photo is fixed in "
-        "`idiff_lib.photos.CATALOGUE`). A trade-off pair is one whose loser is better on at least one "
-        "region/attribute (e.g. A sharper but noisier). Laplacian baseline: the accuracy of picking the side whose "
-        "global (c0) or detail (c1) view has the larger variance of the Laplacian (\"sharper\"); it must stay "
-        "clearly below 90%, or a single hand-crafted cue would solve the set.", "",
-        "## Files", "",
-        "- `{train,val,test}_sft.jsonl`, `{train,val,test}_grpo.jsonl`, `test_unlabeled.jsonl`: RAIM-PIQA JSONL.",
-        f"- `images/<id>_merged_c0.jpg`: global views, A left | B right at the midline (no separator), each half "
-        f"{GLOBAL_LONG} px on its long side; `images/<id>_merged_c1.jpg`: the same square detail crop of A and B, "
-        f"{DETAIL_SIDE} px each, taken from the {WORK_LONG} px-max working rendition (a higher scale than c0). "
-        f"JPEG quality {JPEG_QUALITY}, 4:2:0 chroma.",
-        "- `meta/{split}.jsonl`: per pair the photo and its SHA-256, crop, flip, working size, detail box and focus "
-        "region, face boxes, the defects of A and B (kind, severity, region), shared defects, penalties, margin, "
-        "answer, trade-off flag and the region/attribute comparisons behind the rationale.",
-        "- Ids: `p_<split>_NNN` (person) and `s_<split>_NNN` (scene).", "",
-        "## Quality model (ground truth)", "",
-        f"penalty(side) = sum over its defects of weight(kind) x severity^{degrade.GAMMA} x weight(region); "
-        f"the winner has the lower penalty; pairs whose gap is below {MARGIN} are redrawn. Defects applied "
-        "identically to both sides (a shared pipeline trait, in a quarter of pairs) cancel out.", "",
-        "| defect | weight | attributes | parameters at severity 0..1 |", "| --- | --- | --- | --- |",
-    ]
-    for k in degrade.DEFECTS.values():
-        lines.append(f"| {k.name} | {k.weight} | {', '.join(k.attributes)} | {k.description} |")
-    lines += ["", "| category | region weights |", "| --- | --- |"]
-    for cat, w in degrade.REGION_WEIGHTS.items():
-        lines.append(f"| {cat} | {', '.join(f'{r} {v}' for r, v in w.items())} |")
-    lines += [
-        "", "Faces count more in portraits: a face defect costs 0.85 of a global one although the face covers a "
-        "small part of the frame. Regions come from Haar face boxes (`content.detect_faces`, or boxes checked by "
-        "hand in the catalogue): face ellipse, skin (face and neck), hair cap, clothing below the chin, "
-        "background; scenes use smooth background areas, strong edges and the busiest detail areas. Each side "
-        "carries one to three defects; 45% of draws pit crisp defects (over-sharpening, noise) against soft ones "
-        "(smearing, defocus, compression) so that no single sharpness cue decides.", "",
-        "## Rationales", "",
-        "Each reference rationale has 4-7 lines: `Region Attribute: comparison` lines (person regions Face, Hair, "
-        "Clothing, Skin, Global; scene regions Global, Background, Building, Vegetation, Edges; attributes "
-        "Sharpness, Texture, Noise, Artifacts, Realism) and a `Global Overall:` line that agrees with the answer. "
-        "They are composed by `idiff_lib.benchmark.references` from the comparisons in `meta/`, with headings, side "
-        "references, sentence shapes, contrast words, verbs and descriptor terms weighted by their frequencies "
-        "in the 100 public RAIM-PIQA rationales (mined by code; no sentence is copied). A rebuild without "
-        "`../shared/raim_piqa` uses the small fallback vocabulary in `templates.py`: the images and labels are "
-        "the same, the wording differs.", "",
-        "## Source photos", "",
-        "Real photographs shipped inside pip packages (none is downloaded). Portraits are scarce, so each portrait "
-        "is used at several crops and scales: a face is chosen, the crop spans 2-5 face widths (head shot to half "
-        "figure) in a 4:5, 3:4, 1:1 or 5:4 aspect with the face off centre, scaled by 0.8-1.0 and flipped at "
-        "random; scenes are random crops of 45-100% of the area.", "",
-        "| photo | category | split | pairs | package | file | source | licence |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
     per_photo: dict[str, int] = {}
     for s in SPLITS:
         if (out / "meta" / f"{s}.jsonl").exists():
             for m in load_meta(out, s):
                 per_photo[m["photo"]] = per_photo.get(m["photo"], 0) + 1
-    for p in photos.CATALOGUE:
-        lines.append(f"| {p.name} | {p.category} | {p.split} | {per_photo.get(p.name, 0)} | {p.dist} | `{p.path}` | "
-                     f"{p.source} | {p.licence} |")
-    lines += ["", "The ultralytics photos need `pip install --no-deps ultralytics` (only its two sample images are "
-              "read; the package is never imported). The pyiqa photos are data files of the pyiqa 0.1.16 wheel."]
-    lines += ["", "## Outside checks", "", _ORACLE_BEGIN, section, _ORACLE_END, ""]
-    return storage.write_text(readme, "\n".join(lines))
-
-
-def oracle_markdown(oracle: dict) -> str:
-    """The datasheet section for the results of ``benchmarks/demo_oracle.py``."""
-    rows = ["FR-oracle: each side's full-reference score against its pristine rendition (pyiqa); the side "
-            "with the better score is the oracle's pick. Laplacian baseline: the side whose grey image has the "
-            "larger variance of the Laplacian (\"sharper\") is picked. Agreement = fraction of pairs where the "
-            "pick equals the label.", "",
-            "| check | view | " + " | ".join(oracle["splits"]) + " | all |",
-            "| --- | --- | " + " | ".join("---" for _ in oracle["splits"]) + " | --- |"]
-    for r in oracle["rows"]:
-        cells = [f"{r[s]:.3f}" if r.get(s) is not None else "-" for s in oracle["splits"] + ["all"]]
-        rows.append(f"| {r['check']} | {r['view']} | " + " | ".join(cells) + " |")
-    rows += ["", f"Computed by `{oracle.get('command', 'python benchmarks/demo_oracle.py')}` in "
-             f"{oracle.get('seconds', '?')} s ({oracle.get('n', '?')} pairs).", "",
-             "The quality model is not a fidelity measure: it weights each defect by how much an expert minds it. "
-             "Fidelity metrics favour smoothing over noise, so a large share of the disagreements are pairs whose "
-             "labelled winner keeps its texture with some noise or halos while the loser is smeared, blurred or "
-             "compressed, the trade-off that the RAIM experts mostly settle in favour of preserved texture."]
-    return "\n".join(rows)
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-# ---------------------------------------------------------------------------------------------
-def add_data_commands(data_sub: argparse._SubParsersAction) -> None:
-    """Add ``build-demo`` to the ``idiff data`` group."""
-    p = data_sub.add_parser("build-demo", help="build the embedded demo benchmark (data/demo) from real photos")
-    p.add_argument("--seed", type=int, default=0, help="master seed (default 0, the committed set)")
-    p.add_argument("--out", default=None, help=f"target folder (default {paths.DEMO_DIR})")
-    p.add_argument("--sizes", default=None, help="pairs per split as train,val,test (default 300,100,100)")
-    p.add_argument("--no-resume", action="store_true", help="regenerate every pair even if a partial build exists")
-    p.set_defaults(func=_cli_build)
-
-
-def add_cli(sub: argparse._SubParsersAction) -> None:
-    """Nothing: ``build-demo`` is added to the ``data`` group by `datasets.add_cli`."""
-
-
-def _cli_build(args: argparse.Namespace) -> int:
-    sizes = None
-    if args.sizes:
-        try:
-            values = [int(v) for v in args.sizes.split(",")]
-        except ValueError:
-            values = []
-        if len(values) != 3 or min(values) < 2:
-            raise ParameterError(f"--sizes must be three integers >= 2 as train,val,test, got {args.sizes!r}")
-        sizes = dict(zip(SPLITS, values, strict=True))
-    counts = build_demo(args.out, args.seed, sizes, resume=not args.no_resume)
-    for s in SPLITS:
-        print(f"{s}: {counts[s]['pairs']} pairs ({counts[s]['person']} person, {counts[s]['scene']} scene; "
-              f"{counts[s]['A']} A / {counts[s]['B']} B)")
-    print(f"built in {counts['seconds']} s -> {args.out or paths.DEMO_DIR}")
-    return 0
+    sizes = {"global_long": GLOBAL_LONG, "detail_side": DETAIL_SIDE, "work_long": WORK_LONG,
+             "jpeg_quality": JPEG_QUALITY, "margin": MARGIN}
+    return datasheet.render_datasheet(counts, SPLITS, seed, size, per_photo, section, sizes)

@@ -29,13 +29,11 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
+from idiff_lib.core.imaging import Box
 from idiff_lib.core.errors import ParameterError, suggest
 
-Box = tuple[int, int, int, int]
 DefectFn = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
 
-PERSON_REGIONS = ("global", "face", "skin", "hair", "clothing", "background")
-SCENE_REGIONS = ("global", "background", "edges", "detail")
 # Severity is mapped through this power before weighting: doubling a subtle defect more than
 # doubles how much an expert minds it.
 GAMMA = 1.3

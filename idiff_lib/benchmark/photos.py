@@ -17,9 +17,8 @@ from importlib import metadata
 import numpy as np
 from PIL import Image
 
+from idiff_lib.core.imaging import Box
 from idiff_lib.core.errors import DataError, ParameterError, suggest
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,25 @@
 """RAIM-style rationale templates mined from the public rationales, and the writer that fills them.
 
 A RAIM-PIQA rationale (NTIRE 2026 RAIM challenge, Track 1) is a few ``Region Attribute:
-comparison`` lines and a closing ``Global Overall:`` line. `mine_vocabulary` reads the 100
-public rationales in place (``paths.raim_dir()``) and measures, by code:
+comparison`` lines and a closing ``Global Overall:`` line. `mine_vocabulary` measures, by code,
+in (category, rationale) texts:
 
-- which ``Region Attribute`` headings occur and how often;
+- which ``Region Attribute`` headings occur and how often (per content category, for the
+  Thinking Model's S1 templates);
 - how the images are referred to ("Image A (Left)", "Image A/Left", "Image A");
 - the sentence shapes (winner first / loser first with a contrast word, "compared to",
   "both ... similar") and the contrast words and verbs they use;
 - which descriptor terms of each attribute occur ("smearing", "halos", "mid-to-dark", ...).
 
+The counts mined from the 100 public RAIM-PIQA rationales are committed, counts only, in
+``idiff_lib/configs/raim_vocabulary.json`` (`raim_vocabulary()`), so every clone writes the same
+text whether or not the public files sit beside it; `remine_raim_vocabulary` (``idiff think
+mine-vocabulary``) rewrites that file from a RAIM-PIQA folder.
+
 No sentence is copied: the writer composes its own sentences from skeletons (`SHAPES`) and a
-phrase bank (`PHRASES`), choosing among them with the mined frequencies. When the public
-rationales are absent, `FALLBACK_COUNTS` (a small vocabulary written into this module, with
-counts of one) stands in. The phrase bank and the shape classifier are hand-written: no
-maintained library generates or classifies these domain sentences offline.
+phrase bank (`PHRASES`), choosing among them with the mined frequencies. The phrase bank and the
+shape classifier are hand-written: no maintained library generates or classifies these domain
+sentences offline.
 
 `write_rationale(category, comparisons, answer)` is the general template writer: the demo-set
 generator uses it for its reference rationales, and the Thinking Model can use it as a baseline.
@@ -31,15 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from idiff_lib.core import paths
-from idiff_lib.core.errors import ParameterError
+from idiff_lib.core.errors import DataError, ParameterError
+from idiff_lib.core.ontology import (REFERENCE_ATTRIBUTES, REFERENCE_PERSON_REGIONS, REFERENCE_SCENE_REGIONS,
+                                    REFERENCE_VERDICTS, SUMMARY_HEADING)
+from idiff_lib.core.ontology import CATEGORIES, TEMPLATE_REGION_WORDS, headings_of, template_heading
 from idiff_lib.data.pairs import ANSWERS, format_completion
-
-PERSON_REGIONS = ("Face", "Hair", "Clothing", "Skin", "Global")
-SCENE_REGIONS = ("Global", "Background", "Building", "Vegetation", "Edges")
-ATTRIBUTES = ("Sharpness", "Texture", "Noise", "Artifacts", "Realism")
-VERDICTS = ("A", "B", "similar")
-SUMMARY_HEADING = "Global Overall"
 
 # Phrase bank: (key term looked up in the mined corpus, phrase). "good" phrases follow a verb for
 # the better image, "bad" ones follow a verb (and an intensity word) for the worse image.
@@ -107,11 +108,23 @@ BAD_VERBS = ("shows", "exhibits", "displays", "suffers from", "presents")
 INTENSITY = {0: ("slight", "minor", "mild"), 1: ("noticeable", "visible", "moderate"),
              2: ("significant", "heavy", "pronounced", "severe")}
 SHAPES = ("winner_first", "loser_first", "comparative", "similar")
-FALLBACK_COUNTS: dict[str, dict[str, int]] = {
-    "side": {s: 1 for s in SIDE_STYLES}, "connective": {c: 1 for c in CONNECTIVES[:2]},
-    "good_verb": {v: 1 for v in GOOD_VERBS[:4]}, "bad_verb": {v: 1 for v in BAD_VERBS[:3]},
-    "shape": {s: 1 for s in SHAPES}, "intensity": {w: 1 for ws in INTENSITY.values() for w in ws},
+# The S1 template of a category has 4-7 ``Region Attribute`` lines before the summary line.
+MIN_LINES, MAX_LINES = 4, 7
+# Template headings for a region no mined rationale names (most frequent headings of the public
+# RAIM-PIQA rationales, per category, completed with the required regions); also the Thinking
+# Model's prompt template when no vocabulary is given.
+FALLBACK_HEADINGS: dict[str, tuple[str, ...]] = {
+    "person": ("Face Texture", "Face Sharpness", "Hair Texture", "Clothing Texture", "Global Sharpness", "Global Noise"),
+    "scene": ("Background Texture", "Building Sharpness", "Vegetation Texture", "Edges Sharpness", "Global Sharpness",
+              "Global Noise"),
+    "generic": ("Global Sharpness", "Global Texture", "Global Noise", "Global Artifacts"),
 }
+# The public rationales' file in a RAIM-PIQA folder, and the committed counts mined from it.
+RAIM_SFT_FILE = "train_sft_1536.jsonl"
+RAIM_VOCABULARY_FILE = Path(__file__).resolve().parents[1] / "configs" / "raim_vocabulary.json"
+RAIM_ORIGIN = ("train_sft_1536.jsonl of the public RAIM-PIQA training annotations (NTIRE 2026 RAIM challenge, "
+               "Track 1): github.com/narthchin/RAIM-PIQA, folder data/1536/, commit "
+               "a5ff37ca8dfea4f0e21649960aae8d294602222d, MIT licence, Copyright (c) 2026 Guanyi Qin")
 
 _GOOD_WORDS = re.compile(r"\b(better|superior|cleaner|sharper|finer|richer|more natural|crisper|clearer|preserv\w*|"
                          r"maintain\w*|excel\w*|advantage|higher|realistic)\b", re.IGNORECASE)
@@ -121,14 +134,53 @@ _SIDE_RE = {"paren": re.compile(r"Image [AB] \((?:Left|Right)\)"), "slash": re.c
             "bare": re.compile(r"Image [AB](?! ?[(/])")}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Vocabulary:
-    """Mined frequencies (name -> Counter) and the heading counts; `source` says where they came from."""
+    """What `mine_vocabulary` counted in rationales, and the S1 templates chosen from those counts.
 
-    counts: dict[str, Counter]
+    Attributes:
+        counts: phrasing frequencies by kind ("side", "connective", "good_verb", "bad_verb", "shape",
+            "intensity", "term:<Attribute>") -> Counter; `weights` and `pick` read them.
+        headings: line headings as written -> count.
+        source: where the counts came from (for the notebooks' narrative).
+        n_lines: how many ``Heading: text`` lines were counted.
+        heading_counts: category ("person", "scene", "generic") -> normalised template heading
+            (``"Face Texture"``) -> count.
+        templates: category -> the template headings, most frequent first (4-7, covering the
+            category's required regions); None = chosen from `heading_counts`.
+    """
+
+    counts: dict[str, Counter] = field(default_factory=dict)
     headings: Counter = field(default_factory=Counter)
     source: str = "fallback"
     n_lines: int = 0
+    heading_counts: dict[str, Counter] = field(default_factory=dict)
+    templates: dict[str, tuple[str, ...]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.templates is None:
+            object.__setattr__(self, "templates", choose_templates(self.heading_counts))
+
+    def for_category(self, category: str | None) -> tuple[str, ...]:
+        """The template headings of a category ("generic" for None or an unknown category)."""
+        found = self.templates.get(category or "generic") or self.templates.get("generic")
+        return found or FALLBACK_HEADINGS["generic"]
+
+    def plus(self, other: "Vocabulary") -> "Vocabulary":
+        """Both vocabularies' counts added (as if mined from both texts at once), templates chosen afresh."""
+
+        def added(a: Counter, b: Counter) -> Counter:
+            out = Counter(a)
+            out.update(b)  # a's keys keep their order, b's new keys follow: ties rank as in one pass
+            return out
+
+        kinds = {**self.counts, **other.counts}
+        categories = {**self.heading_counts, **other.heading_counts}
+        return Vocabulary({k: added(self.counts.get(k, Counter()), other.counts.get(k, Counter())) for k in kinds},
+                          added(self.headings, other.headings), f"{self.source} + {other.source}",
+                          self.n_lines + other.n_lines,
+                          {c: added(self.heading_counts.get(c, Counter()), other.heading_counts.get(c, Counter()))
+                           for c in categories})
 
     def weights(self, kind: str, options: Sequence[str]) -> np.ndarray:
         """Sampling weights of `options` (one plus the mined count, so unseen options stay possible
@@ -167,7 +219,11 @@ def _shape_of(line: str) -> str:
 
 
 def mine_lines(lines: Iterable[str], source: str = "lines") -> Vocabulary:
-    """Count headings, side styles, shapes, contrast words, verbs and descriptor terms in `lines`."""
+    """Count headings, side styles, shapes, contrast words, verbs and descriptor terms in `lines`.
+
+    The lines carry no category, so the templates are the fallback ones; `mine_vocabulary` also
+    counts the template headings per category.
+    """
     counts: dict[str, Counter] = {k: Counter() for k in ("side", "connective", "good_verb", "bad_verb", "shape",
                                                           "intensity")}
     headings: Counter = Counter()
@@ -191,7 +247,7 @@ def mine_lines(lines: Iterable[str], source: str = "lines") -> Vocabulary:
             for w in ws:
                 counts["intensity"][w] += len(re.findall(rf"\b{w}\b", low))
         counts["shape"][_shape_of(line)] += 1
-        for attribute in ATTRIBUTES:
+        for attribute in REFERENCE_ATTRIBUTES:
             key = f"term:{attribute}"
             counts.setdefault(key, Counter())
             if attribute.lower() in heading.lower():
@@ -201,23 +257,124 @@ def mine_lines(lines: Iterable[str], source: str = "lines") -> Vocabulary:
     return Vocabulary(counts, headings, source, n)
 
 
-def raim_lines(folder: str | Path | None = None) -> list[str]:
-    """The rationale lines of the public RAIM-PIQA SFT file (read in place), or [] when absent."""
+def _template_heading_counts(texts: Iterable[tuple[str | None, str]]) -> dict[str, Counter]:
+    """Normalised template headings per category ("generic" for a pair of unknown category)."""
+    counts: dict[str, Counter] = {c: Counter() for c in (*CATEGORIES, "generic")}
+    for category, text in texts:
+        for raw in headings_of(text):
+            heading = template_heading(raw)
+            if heading is not None:  # None: no attribute word, e.g. the "Global Overall" summary
+                counts[category if category in CATEGORIES else "generic"][heading] += 1
+    return counts
+
+
+def choose_templates(heading_counts: dict[str, Counter]) -> dict[str, tuple[str, ...]]:
+    """Each category's S1 template from the heading counts.
+
+    For each category, every required region gets its most frequent attribute (the fallback's
+    when the region never occurs), then the most frequent other headings fill the template up to
+    `MAX_LINES - 1`; the summary line is added by the prompt. At least `MIN_LINES` headings result.
+    """
+    counts = {c: heading_counts.get(c, Counter()) for c in (*CATEGORIES, "generic")}
+    templates: dict[str, tuple[str, ...]] = {}
+    for category in CATEGORIES:
+        chosen: list[str] = []
+        ranked = [h for h, _ in sorted(counts[category].items(), key=lambda kv: (-kv[1], kv[0]))]
+        for region in TEMPLATE_REGION_WORDS[category]:
+            mine = [h for h in ranked if h.split()[0] == region]
+            fallback = [h for h in FALLBACK_HEADINGS[category] if h.split()[0] == region]
+            chosen.append((mine or fallback)[0])
+        for h in ranked + list(FALLBACK_HEADINGS[category]):
+            if len(chosen) >= MAX_LINES - 1:
+                break
+            if h not in chosen and (len(chosen) < MIN_LINES or counts[category][h] >= 2):
+                chosen.append(h)
+        templates[category] = tuple(chosen)
+    all_counts = counts["person"] + counts["scene"] + counts["generic"]
+    generic = [h for h, _ in all_counts.most_common() if h.startswith("Global ")][: MAX_LINES - 1]
+    templates["generic"] = tuple(generic) if len(generic) >= MIN_LINES else FALLBACK_HEADINGS["generic"]
+    return templates
+
+
+def mine_vocabulary(texts: Iterable[tuple[str | None, str]], source: str = "mined") -> Vocabulary:
+    """Everything the writers and the prompts learn from (category, rationale) texts: phrasing and templates."""
+    texts = list(texts)
+    phrasing = mine_lines([ln for _, text in texts for ln in text.splitlines() if ln.strip()], source)
+    return Vocabulary(phrasing.counts, phrasing.headings, source, phrasing.n_lines, _template_heading_counts(texts))
+
+
+def raim_texts(folder: str | Path) -> list[tuple[str | None, str]]:
+    """(category, rationale) of the public RAIM-PIQA SFT file in `folder` (read in place).
+
+    Raises:
+        DataError: the folder has no ``train_sft_1536.jsonl``.
+    """
     from idiff_lib.data.pairs import read_pairs
 
-    folder = Path(folder) if folder else paths.raim_dir()
-    if folder is None or not (folder / "train_sft_1536.jsonl").exists():
-        return []
-    return [ln for p in read_pairs(folder / "train_sft_1536.jsonl") for ln in p.thinking.splitlines() if ln.strip()]
+    path = Path(folder).expanduser() / RAIM_SFT_FILE
+    if not path.exists():
+        raise DataError(path, "the public RAIM-PIQA rationales are not here",
+                        "point raim_dir to the folder holding train_sft_1536.jsonl (idiff data fetch-raim downloads "
+                        "it), or leave it empty to use the committed counts")
+    return [(p.category, p.thinking) for p in read_pairs(path, skip_bad=True) if p.thinking]
+
+
+def raim_lines(folder: str | Path) -> list[str]:
+    """The rationale lines of the public RAIM-PIQA SFT file in `folder` (read in place)."""
+    return [ln for _, text in raim_texts(folder) for ln in text.splitlines() if ln.strip()]
+
+
+def mine_raim_folder(folder: str | Path) -> Vocabulary:
+    """The vocabulary mined afresh from the public rationales in `folder`."""
+    texts = raim_texts(folder)
+    return mine_vocabulary(texts, f"{len(texts)} public RAIM-PIQA rationales")
+
+
+def _counter_table(table: dict[str, Counter]) -> dict[str, dict[str, int]]:
+    return {k: dict(v) for k, v in table.items()}
+
+
+def vocabulary_counts(vocabulary: Vocabulary) -> dict:
+    """The JSON form of a vocabulary's counts (no text but headings and single words)."""
+    return {"source": vocabulary.source, "n_lines": vocabulary.n_lines,
+            "phrasing": _counter_table(vocabulary.counts), "line_headings": dict(vocabulary.headings),
+            "template_heading_counts": _counter_table(vocabulary.heading_counts)}
+
+
+def remine_raim_vocabulary(folder: str | Path, out: str | Path = RAIM_VOCABULARY_FILE) -> Path:
+    """Maintainers: re-mine the committed counts from a RAIM-PIQA folder and rewrite `out`."""
+    from idiff_lib.core import storage
+
+    data = {"about": f"Counts mined by idiff_lib.benchmark.references.mine_vocabulary from {RAIM_ORIGIN}. "
+                     "Counts only: no sentence of the rationales is stored. Rewrite with "
+                     "`idiff think mine-vocabulary --raim-dir FOLDER`.",
+            **vocabulary_counts(mine_raim_folder(folder))}
+    return storage.write_json(out, data)
+
+
+def read_vocabulary_counts(path: str | Path) -> Vocabulary:
+    """A vocabulary from counts written by `remine_raim_vocabulary` (the key order is the mining order)."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return Vocabulary({k: Counter(v) for k, v in data["phrasing"].items()}, Counter(data["line_headings"]),
+                          data["source"], int(data["n_lines"]),
+                          {k: Counter(v) for k, v in data["template_heading_counts"].items()})
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise DataError(path, f"cannot read the vocabulary counts ({exc})", "restore the file from git, or "
+                        "rewrite it: idiff think mine-vocabulary --raim-dir FOLDER") from exc
 
 
 @lru_cache(maxsize=4)
-def mine_vocabulary(folder: str | None = None) -> Vocabulary:
-    """The vocabulary mined from the public rationales, or the fallback when they are absent."""
-    lines = raim_lines(folder)
-    if not lines:
-        return Vocabulary({k: Counter(v) for k, v in FALLBACK_COUNTS.items()}, Counter(), "fallback", 0)
-    return mine_lines(lines, source=str(folder or paths.raim_dir()))
+def raim_vocabulary(folder: str | None = None) -> Vocabulary:
+    """The public rationales' vocabulary: the committed counts, or mined afresh from `folder` when given.
+
+    Nothing outside the repository is read unless `folder` is given.
+    """
+    if folder:
+        return mine_raim_folder(folder)
+    return read_vocabulary_counts(RAIM_VOCABULARY_FILE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,14 +390,14 @@ def _check(category: str, comparisons: Sequence[Comparison], answer: str) -> Non
         raise ParameterError(f"answer must be 'A' or 'B', got {answer!r}")
     if category not in ("person", "scene"):
         raise ParameterError(f"category must be 'person' or 'scene', got {category!r}")
-    regions = PERSON_REGIONS if category == "person" else SCENE_REGIONS
+    regions = REFERENCE_PERSON_REGIONS if category == "person" else REFERENCE_SCENE_REGIONS
     for c in comparisons:
         if c.region not in regions:
             raise ParameterError(f"region {c.region!r} is not a {category} region ({', '.join(regions)})")
-        if c.attribute not in ATTRIBUTES:
-            raise ParameterError(f"attribute {c.attribute!r} is not one of {', '.join(ATTRIBUTES)}")
-        if c.verdict not in VERDICTS:
-            raise ParameterError(f"verdict must be one of {VERDICTS}, got {c.verdict!r}")
+        if c.attribute not in REFERENCE_ATTRIBUTES:
+            raise ParameterError(f"attribute {c.attribute!r} is not one of {', '.join(REFERENCE_ATTRIBUTES)}")
+        if c.verdict not in REFERENCE_VERDICTS:
+            raise ParameterError(f"verdict must be one of {REFERENCE_VERDICTS}, got {c.verdict!r}")
 
 
 def _phrase(vocab: Vocabulary, attribute: str, polarity: str, rng: np.random.Generator) -> str:
@@ -323,7 +480,7 @@ def write_rationale(category: str, comparisons: Iterable[Comparison | tuple], an
             the strongest decisive ones are written first, then "similar" ones to fill.
         answer: "A" or "B".
         rng: randomness for the phrasing (a Generator or a seed).
-        vocabulary: defaults to `mine_vocabulary()`.
+        vocabulary: defaults to `raim_vocabulary()` (the committed counts).
         min_lines / max_lines: bounds on the line count, the summary line included.
 
     Returns:
@@ -333,7 +490,7 @@ def write_rationale(category: str, comparisons: Iterable[Comparison | tuple], an
         ParameterError: unknown category, region, attribute, verdict or answer.
     """
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    vocab = vocabulary or mine_vocabulary()
+    vocab = vocabulary or raim_vocabulary()
     comps = [c if isinstance(c, Comparison) else Comparison(*c) for c in comparisons]
     _check(category, comps, answer)
     decisive = sorted((c for c in comps if c.verdict != "similar"), key=lambda c: -c.strength)
@@ -356,9 +513,9 @@ def write_rationale(category: str, comparisons: Iterable[Comparison | tuple], an
         if len(chosen) < n_content and (c.region, c.attribute) not in seen:
             chosen.append(c)
             seen.add((c.region, c.attribute))
-    regions = PERSON_REGIONS if category == "person" else SCENE_REGIONS
+    regions = REFERENCE_PERSON_REGIONS if category == "person" else REFERENCE_SCENE_REGIONS
     while len(chosen) < n_content:  # pad with neutral lines on headings not yet used
-        free = [(r, a) for r in regions for a in ATTRIBUTES if (r, a) not in seen]
+        free = [(r, a) for r in regions for a in REFERENCE_ATTRIBUTES if (r, a) not in seen]
         r, a = free[int(rng.integers(len(free)))]
         chosen.append(Comparison(r, a, "similar"))
         seen.add((r, a))

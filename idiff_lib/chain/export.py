@@ -18,32 +18,31 @@ pairs are computed. The submission itself is written atomically at the end.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 from idiff_lib.data import pairs as pairs_mod
 from idiff_lib.thinking import prompts as prompts_mod
-from idiff_lib.core import storage
+from idiff_lib.core import layout, storage
 from idiff_lib.core.errors import DataError, ParameterError
 
-ANSWER_STEP = "02_train_answer_model"
-THINKING_STEP = "03_tune_thinking_model"
+# The file in model/<stage>/final that marks a finished Thinking Model stage.
+_STAGE_SPEC = "thinking.json"
 
 
 def side_file(out: str | Path, kind: str) -> Path:
+    """The resumable side file ``<out stem>.<kind>.jsonl`` next to the submission."""
     out = Path(out)
     return out.with_name(f"{out.stem}.{kind}.jsonl")
 
 
 def thinking_model_dir(run_dir: str | Path, stage: str | None = None) -> Path:
     """The folder of the Thinking Model for `stage` (default: the last stage trained) in a chain run."""
-    base = Path(run_dir) / THINKING_STEP / "model"
+    base = layout.step_dir(run_dir, layout.THINKING_STEP) / layout.THINKING_MODEL_DIR
     if stage:
         path = base / stage
-        if not (path / "final" / "thinking.json").exists():
+        if not (layout.stage_model_dir(run_dir, stage) / _STAGE_SPEC).exists():
             raise DataError(path, f"no Thinking Model trained for stage {stage}",
                             f"run notebook 03 with {stage} in its stages, or pick one of "
                             f"{', '.join(available_stages(run_dir)) or 'none trained yet'}")
@@ -57,19 +56,19 @@ def thinking_model_dir(run_dir: str | Path, stage: str | None = None) -> Path:
 
 
 def available_stages(run_dir: str | Path) -> list[str]:
-    base = Path(run_dir) / THINKING_STEP / "model"
-    return [s for s in prompts_mod.STAGES if (base / s / "final" / "thinking.json").exists()]
+    """The prompt stages whose final Thinking Model the run holds, in ladder order."""
+    return [s for s in prompts_mod.STAGES if (layout.stage_model_dir(run_dir, s) / _STAGE_SPEC).exists()]
 
 
 def predict_answers(run_dir: str | Path, pairs: Sequence[pairs_mod.Pair], path: Path,
                     batch_size: int = 16, device: str | None = None) -> dict[str, dict[str, Any]]:
     """The Answer Model's row per pair id, reusing the rows already in `path` (resumable)."""
-    from idiff_lib.answer import ensemble
+    from idiff_lib.answer import ensemble, run_store
 
     done = {r["id"]: r for r in storage.read_resumable_jsonl(path)}
     todo = [p for p in pairs if p.id not in done]
     if todo:
-        ens = ensemble.load_run(Path(run_dir) / ANSWER_STEP, device=device)
+        ens = run_store.load_answer_run(layout.step_dir(run_dir, layout.ANSWER_STEP), device=device)
         for start in range(0, len(todo), 64):  # saved a chunk at a time, so an interruption loses little
             for row in ensemble.predict_rows(ens, todo[start:start + 64], batch_size=batch_size):
                 storage.append_jsonl(path, row)
@@ -79,7 +78,7 @@ def predict_answers(run_dir: str | Path, pairs: Sequence[pairs_mod.Pair], path: 
 
 def training_pairs(run_dir: str | Path) -> list[pairs_mod.Pair]:
     """The train split the run's Thinking Model was tuned on (from notebook 03's params.yaml), or []."""
-    params = Path(run_dir) / THINKING_STEP / "params.yaml"
+    params = layout.step_dir(run_dir, layout.THINKING_STEP) / layout.PARAMS_FILE
     if not params.exists():
         return []
     import yaml
@@ -98,11 +97,11 @@ def cues_for(pairs: Sequence[pairs_mod.Pair], stage: str, calibration: Sequence[
     """
     if prompts_mod.STAGES.index(stage) < prompts_mod.STAGES.index("S2"):
         return {}, f"stage {stage} uses no feature cues"
-    from idiff_lib.thinking import model as tm
+    from idiff_lib.thinking.side_inputs import feature_cues
 
     ids = {p.id for p in pairs}
     extra = [p for p in calibration if p.id not in ids]
-    cues, note = tm.feature_cues(list(pairs) + extra, [p.id for p in calibration] or None, progress=progress)
+    cues, note = feature_cues(list(pairs) + extra, [p.id for p in calibration] or None, progress=progress)
     if not calibration:
         note += " (no training split found: thresholds calibrated on the exported pairs)"
     return {pid: cues[pid] for pid in ids if pid in cues}, note
@@ -122,13 +121,16 @@ def export(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write the submission JSONL for every pair of `data`; returns a summary (counts, accuracy when labelled)."""
-    from idiff_lib.thinking import model as tm
+    from idiff_lib.thinking.generation import model_writer, write_rationales
+    from idiff_lib.thinking.run import load_thinking_run
+    from idiff_lib.thinking.side_inputs import s4_answers
 
     run_dir, out = Path(run_dir), Path(out)
     if writer not in ("model", "template"):
         raise ParameterError(f"--writer must be 'model' or 'template', got {writer!r}")
-    if not (run_dir / ANSWER_STEP / "ensemble.json").exists():
-        raise DataError(run_dir / ANSWER_STEP / "ensemble.json", "no trained Answer Model in this run",
+    spec = layout.step_dir(run_dir, layout.ANSWER_STEP) / layout.ENSEMBLE_FILE
+    if not spec.exists():
+        raise DataError(spec, "no trained Answer Model in this run",
                         "run the chain through notebook 02 first: idiff run --profile cpu --out RUN_DIR")
     pairs = pairs_mod.read_pairs(data, data_root=data_root, require_images=True, limit=limit)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -136,12 +138,12 @@ def export(
 
     if writer == "model":
         model_dir = thinking_model_dir(run_dir, stage)
-        model, processor, settings, vocabulary = tm.load_run(model_dir)
+        model, processor, settings, vocabulary = load_thinking_run(model_dir)
         stage = model_dir.name
         cues, cue_note = cues_for(pairs, stage, training_pairs(run_dir), progress)
-        write = tm.model_writer(model, processor, batch_size=settings.gen_batch_size,
-                                max_new_tokens=settings.max_new_tokens, max_pixels=settings.max_pixels,
-                                no_repeat_ngram_size=settings.no_repeat_ngram_size)
+        write = model_writer(model, processor, batch_size=settings.gen_batch_size,
+                             max_new_tokens=settings.max_new_tokens, max_pixels=settings.max_pixels,
+                             no_repeat_ngram_size=settings.no_repeat_ngram_size)
     else:
         from idiff_lib.thinking import template_baseline as template_writer
 
@@ -149,10 +151,10 @@ def export(
         vocabulary = prompts_mod.load_vocabulary()
         cues, cue_note = cues_for(pairs, stage, training_pairs(run_dir), progress)
         write = template_writer.writer(vocabulary, stage, cues=cues)
-    verdicts, _ = tm.s4_answers(pairs, side_file(out, "answers"))  # the same verdict prompts as notebook 03
+    verdicts, _ = s4_answers(pairs, side_file(out, "answers"))  # the same verdict prompts as notebook 03
     prompts = prompts_mod.build_prompts(pairs, stage, cues=cues, answers=verdicts, vocabulary=vocabulary)
     rationales_path = side_file(out, "rationales")
-    tm.write_rationales(pairs, prompts, rationales_path, write, progress=progress)
+    write_rationales(pairs, prompts, rationales_path, write, progress=progress)
     rationales = {r["id"]: r for r in storage.read_jsonl_rows(rationales_path)}
 
     records, agree, labelled = [], 0, 0
@@ -175,24 +177,3 @@ def export(
         summary["labelled"] = labelled
     return summary
 
-
-def add_cli(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write a run's answers and rationales as a RAIM JSONL submission")
-    p.add_argument("--run", required=True, help="the chain's run folder (holds 02_train_answer_model, 03_tune_thinking_model)")
-    p.add_argument("--data", required=True, help="the pairs to answer: a RAIM-PIQA JSONL file, labelled or not")
-    p.add_argument("--out", required=True, help="the submission JSONL to write (side files go next to it)")
-    p.add_argument("--stage", choices=prompts_mod.STAGES, help="the Thinking Model stage (default: the last trained)")
-    p.add_argument("--writer", default="model", choices=("model", "template"),
-                   help="'model': the run's Thinking Model; 'template': the template writer")
-    p.add_argument("--data-root", help="a folder to look for images in when the paths do not resolve")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--limit", type=int, help="export the first N pairs only")
-    p.set_defaults(func=_cli_export)
-
-
-def _cli_export(args: argparse.Namespace) -> int:
-    summary = export(args.run, args.data, args.out, stage=args.stage, writer=args.writer, data_root=args.data_root,
-                     batch_size=args.batch_size, device=args.device, limit=args.limit)
-    print(json.dumps(summary, indent=1))
-    return 0

@@ -1,9 +1,9 @@
 """The notebook chain: ``notebooks/NN_*.ipynb`` executed in order with papermill.
 
-Every step writes into ``RUN_DIR/<notebook stem>/``:
+Every step writes into ``RUN_DIR/<notebook stem>/`` (names in `idiff_lib.core.layout`):
 
 - ``executed.ipynb``: the executed notebook (kept on failure too, to read the error);
-- ``params.yaml``: the resolved parameters it ran with;
+- ``params.yaml``: the full resolved parameters it ran with (every field of its settings);
 - ``metrics.json``: what the notebook measured (written by the notebook, `save_metrics`);
 - ``step.json``: the fingerprint of the notebook, its parameters, its inputs, the library code
   and the upstream steps, written last. A step whose ``step.json`` matches is skipped, so a
@@ -13,38 +13,31 @@ Every step writes into ``RUN_DIR/<notebook stem>/``:
   checkpoints; one started with another fingerprint (other parameters, code, data or upstream
   results) first has its folder cleared, so nothing made under other settings is reused.
 
-Inside a notebook, the cell after ``parameters`` calls `notebook_context`, which validates the
-injected values and resolves the default folders. Per-profile parameter values live in
-``idiff_lib/configs/profiles/<notebook stem>.yaml`` (keys ``cpu``, ``paper``, ``tiny``; ``tiny``
-is for the tests).
+Each step's parameters are one `StepSettings` subclass (`idiff_lib.chain.steps.STEP_SETTINGS`):
+defaults are the cpu profile, ``idiff_lib/configs/profiles/<notebook stem>.yaml`` overlays the
+``paper`` and ``tiny`` profiles (``tiny`` is for the tests), and ``--param`` overrides go on top.
+Every step's settings are built and validated before the first step starts. Inside a notebook,
+the cell after ``parameters`` calls `notebook_context`, which validates the injected values,
+applies the step's ``threads`` setting and resolves the default folders.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import yaml
 
-from idiff_lib.core import paths
-from idiff_lib.core import storage
+from idiff_lib.chain.steps import STEP_SETTINGS
+from idiff_lib.core import layout, paths, storage
 from idiff_lib.core.errors import IdiffError, ParameterError, suggest
+from idiff_lib.core.settings import COMMON_PARAMS, PROFILES, StepSettings, check_type
 
-PROFILES = ("cpu", "paper", "tiny")
-COMMON_PARAMS: dict[str, type] = {
-    "profile": str,
-    "data_dir": str,
-    "run_dir": str,
-    "step_dir": str,
-    "fig_dir": str,
-}
-PROFILE_DIR = Path(__file__).resolve().parents[1] / "configs" / "profiles"
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
 
 
@@ -55,7 +48,11 @@ class StepFailed(IdiffError):
 # --------------------------------------------------------------------------- notebook side
 @dataclass
 class Context:
-    """What a notebook needs from the chain: resolved folders and its parameters."""
+    """What a notebook needs from the chain: resolved folders, its parameters and its settings.
+
+    Attributes:
+        settings: the step's typed settings (None for a notebook the chain has no class for).
+    """
 
     step: str
     profile: str
@@ -64,104 +61,171 @@ class Context:
     step_dir: Path
     fig_dir: Path
     params: dict[str, Any] = field(default_factory=dict)
+    settings: StepSettings | None = None
 
     def upstream(self, step: str) -> Path:
         """The output folder of an earlier step of the same run."""
-        return self.run_dir / step
-
-
-def _check_type(name: str, value: Any, expected: type, where: str) -> None:
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return
-    if expected is int and isinstance(value, bool):
-        ok = False
-    else:
-        ok = isinstance(value, expected)
-    if not ok:
-        raise ParameterError(
-            f"{where}: parameter {name!r} must be {expected.__name__}, got {type(value).__name__} {value!r}. "
-            f"fix: pass a {expected.__name__} (e.g. -p {name} <value> with papermill, or --param {name}=<value>)"
-        )
+        return layout.step_dir(self.run_dir, step)
 
 
 def notebook_context(namespace: dict[str, Any], step: str) -> Context:
-    """Validate a notebook's parameters (from its annotations) and resolve the chain folders.
+    """Validate a notebook's parameters, apply its ``threads`` setting and resolve the chain folders.
 
     Call it in the cell after ``parameters`` as ``ctx = pipeline.notebook_context(globals(), "NN_name")``.
+    The values are checked against the annotations of the parameters cell and, for a chain step,
+    against its settings class (unknown keys, types and the class's own cross checks).
+
+    Raises:
+        ParameterError: a value of the wrong type, an unknown key or an unknown profile.
     """
-    annotations = namespace.get("__annotations__", {})
+    params = _annotated_params(namespace, step)
+    profile = params.get("profile", "cpu")
+    if profile not in PROFILES:
+        raise ParameterError(f"{step}: unknown profile {profile!r}.{suggest(profile, PROFILES)} Choose one of {PROFILES}.")
+    settings_class = STEP_SETTINGS.get(step)
+    settings = settings_class.from_params(params, step) if settings_class is not None else None
+    apply_threads(params.get("threads", 0))
+    data_dir = Path(params.get("data_dir") or paths.DEMO_DIR).expanduser().resolve()
+    run_dir = Path(params.get("run_dir") or paths.RUNS_DIR / "interactive").expanduser().resolve()
+    step_dir = Path(params.get("step_dir") or layout.step_dir(run_dir, step)).expanduser().resolve()
+    fig_dir = Path(params.get("fig_dir") or paths.FIGURES_DIR).expanduser().resolve()
+    for folder in (run_dir, step_dir, fig_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    return Context(step, profile, data_dir, run_dir, step_dir, fig_dir, params, settings)
+
+
+def _annotated_params(namespace: dict[str, Any], step: str) -> dict[str, Any]:
+    """The parameters cell's values (its annotated names), each checked against its annotation."""
     params: dict[str, Any] = {}
-    for name, annotation in annotations.items():
+    for name, annotation in namespace.get("__annotations__", {}).items():
         if name.startswith("_") or name not in namespace:
             continue
         expected = annotation if isinstance(annotation, type) else _TYPES.get(str(annotation))
         value = namespace[name]
         if expected is not None and value is not None:
-            _check_type(name, value, expected, step)
+            check_type(name, value, expected, step)
         params[name] = value
-    profile = params.get("profile", "cpu")
-    if profile not in PROFILES:
-        raise ParameterError(f"{step}: unknown profile {profile!r}.{suggest(profile, PROFILES)} Choose one of {PROFILES}.")
-    data_dir = Path(params.get("data_dir") or paths.DEMO_DIR).expanduser().resolve()
-    run_dir = Path(params.get("run_dir") or paths.RUNS_DIR / "interactive").expanduser().resolve()
-    step_dir = Path(params.get("step_dir") or run_dir / step).expanduser().resolve()
-    fig_dir = Path(params.get("fig_dir") or paths.FIGURES_DIR).expanduser().resolve()
-    for folder in (run_dir, step_dir, fig_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    return Context(step, profile, data_dir, run_dir, step_dir, fig_dir, params)
+    return params
+
+
+def apply_threads(threads: int) -> None:
+    """Set torch's thread count once per step; 0 (or no ``threads`` setting) leaves torch's own choice.
+
+    torch is imported only when a count is given, so steps without one never load it.
+    """
+    if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def save_metrics(step_dir: str | Path, metrics: dict[str, Any]) -> Path:
     """Write a step's ``metrics.json`` atomically (the chain checks it exists)."""
-    return storage.write_json(Path(step_dir) / "metrics.json", metrics)
+    return storage.write_json(Path(step_dir) / layout.METRICS_FILE, metrics)
 
 
 def load_metrics(run_dir: str | Path, step: str) -> dict[str, Any]:
-    path = Path(run_dir) / step / "metrics.json"
+    """A finished step's ``metrics.json``.
+
+    Raises:
+        IdiffError: the step has not run in this run folder.
+    """
+    path = layout.step_dir(run_dir, step) / layout.METRICS_FILE
     if not path.exists():
         raise IdiffError(f"{path} not found: run step {step} first (idiff run --only {step})")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-# --------------------------------------------------------------------------- runner side
+# --------------------------------------------------------------------------- parameters
 def available_steps(notebooks_dir: Path | None = None) -> list[str]:
+    """The chain's step names: the stems of ``NN_*.ipynb`` in the notebooks folder, in order."""
     folder = notebooks_dir or paths.NOTEBOOKS_DIR
     return sorted(p.stem for p in folder.glob("[0-9][0-9]_*.ipynb"))
 
 
-def profile_params(step: str, profile: str) -> dict[str, Any]:
-    """The parameter values of `step` under `profile` (empty when the step has no profile file)."""
-    if profile not in PROFILES:
-        raise ParameterError(f"unknown profile {profile!r}.{suggest(profile, PROFILES)} Choose one of {PROFILES}.")
-    path = PROFILE_DIR / f"{step}.yaml"
-    if not path.exists():
-        return {}
-    table = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return dict(table.get(profile) or {})
-
-
 def declared_params(notebook: Path) -> dict[str, dict[str, Any]]:
-    """The notebook's ``parameters`` cell: name -> {"type": name, "default": literal text}."""
+    """The notebook's ``parameters`` cell as papermill reads it: name -> {"type": name, "default": text}."""
     import papermill
 
     declared = papermill.inspect_notebook(str(notebook))
     return {name: {"type": spec.get("inferred_type_name"), "default": spec.get("default")} for name, spec in declared.items()}
 
 
-def validate_params(notebook: Path, params: dict[str, Any]) -> None:
-    """Unknown keys and wrong types raise a ParameterError naming the notebook, the key and the fix."""
-    declared = declared_params(notebook)
-    for name, value in params.items():
-        if name not in declared:
+def settings_class(step: str, registry: Mapping[str, type[StepSettings]] = STEP_SETTINGS) -> type[StepSettings]:
+    """The settings class of a step.
+
+    Raises:
+        IdiffError: the step has no settings class (a notebook added without one).
+    """
+    if step not in registry:
+        raise IdiffError(f"step {step} has no settings class. fix: add a StepSettings subclass for it to "
+                         "STEP_SETTINGS in idiff_lib/chain/steps.py")
+    return registry[step]
+
+
+def check_overrides(overrides: Mapping[str, Any], steps: list[str],
+                    registry: Mapping[str, type[StepSettings]] = STEP_SETTINGS) -> None:
+    """Refuse an override that no step of `steps` knows, naming the known keys and a close match.
+
+    Raises:
+        ParameterError: an unknown key.
+    """
+    known: dict[str, None] = dict.fromkeys(COMMON_PARAMS)
+    for step in steps:
+        known.update(dict.fromkeys(settings_class(step, registry).known_keys()))
+    for name in overrides:
+        if name not in known:
             raise ParameterError(
-                f"{notebook.name}: unknown parameter {name!r}.{suggest(name, declared)} "
-                f"Known parameters: {', '.join(sorted(declared))}."
+                f"--param {name}: unknown parameter {name!r} for step(s) {', '.join(steps)}.{suggest(name, known)} "
+                f"Known parameters: {', '.join(sorted(known))}."
             )
-        expected = _TYPES.get(str(declared[name]["type"]))
-        if expected is not None and value is not None and declared[name]["default"] != "None":
-            _check_type(name, value, expected, notebook.name)
 
 
+def step_params(step: str, profile: str, chain_params: Mapping[str, Any], overrides: Mapping[str, Any],
+                registry: Mapping[str, type[StepSettings]] = STEP_SETTINGS) -> dict[str, Any]:
+    """Every parameter of one step: the chain's folders plus its full settings (defaults, profile, overrides).
+
+    Overrides whose key the step does not know are left out (they are for other steps).
+
+    Raises:
+        ParameterError: a wrongly typed override or one the settings class refuses.
+    """
+    cls = settings_class(step, registry)
+    own = set(cls.known_keys())
+    mine = {k: v for k, v in overrides.items() if k in own}
+    settings = cls.from_params({**cls.profile_overlay(profile), **mine}, f"{step} ({profile})")
+    common = {k: v for k, v in mine.items() if k in COMMON_PARAMS}
+    return {**chain_params, **common, **settings.as_dict()}
+
+
+def resolve_chain(steps: list[str], selected: list[str], profile: str, chain_params: Callable[[str], dict[str, Any]],
+                  overrides: Mapping[str, Any],
+                  registry: Mapping[str, type[StepSettings]] = STEP_SETTINGS) -> dict[str, dict[str, Any]]:
+    """The parameters of every step, all validated before any step runs.
+
+    Raises:
+        ParameterError: an override no selected step knows, or a bad value for any step.
+    """
+    check_overrides(overrides, selected, registry)
+    return {step: step_params(step, profile, chain_params(step), overrides, registry) for step in steps}
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``key=value`` pairs; values are Python literals (1, 1e-4, True, [1, 2]), true/false, or text."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ParameterError(f"--param {item!r}: expected key=value, e.g. --param epochs=1")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = yaml.safe_load(value) if value.strip() else ""
+            out[key.strip()] = parsed if isinstance(parsed, (bool, type(None))) else value
+    return out
+
+
+# --------------------------------------------------------------------------- runner side
 def _code_fingerprint() -> str:
     pkg = Path(__file__).resolve().parents[1]
     files = sorted(p for p in pkg.rglob("*") if p.suffix in (".py", ".json", ".yaml") and "__pycache__" not in p.parts)
@@ -182,10 +246,48 @@ def _data_fingerprint(data_dir: Path) -> str:
 
 @dataclass
 class StepResult:
+    """What the chain did with one step."""
+
     step: str
     status: str  # "ran" | "skipped"
     seconds: float
     step_dir: Path
+
+
+@dataclass
+class _ChainPlan:
+    """The resolved chain: folders, the steps to run and every step's parameters."""
+
+    profile: str
+    nb_dir: Path
+    data_dir: Path
+    run_dir: Path
+    steps: list[str]
+    selected: list[str]
+    params: dict[str, dict[str, Any]]
+
+
+def _plan(profile: str, data_dir: str | Path | None, out: str | Path | None, from_step: str | None,
+          only: list[str] | None, overrides: Mapping[str, Any], fig_dir: str | Path | None,
+          nb_dir: Path, registry: Mapping[str, type[StepSettings]]) -> _ChainPlan:
+    """Check the folders and resolve every step's parameters; nothing runs yet."""
+    steps = available_steps(nb_dir)
+    if not steps:
+        raise IdiffError(f"no notebooks NN_*.ipynb in {nb_dir}")
+    selected = _select(steps, from_step, only)
+    data = Path(data_dir or paths.DEMO_DIR).expanduser().resolve()
+    if not data.exists():
+        raise ParameterError(f"--data {data} does not exist. fix: give a folder holding train_sft.jsonl etc. "
+                             "(`idiff data build-demo` rebuilds data/demo)")
+    run_dir = Path(out or paths.RUNS_DIR / profile).expanduser().resolve()
+    figures = Path(fig_dir or paths.FIGURES_DIR).expanduser().resolve()
+
+    def chain_params(step: str) -> dict[str, Any]:
+        return {"profile": profile, "data_dir": str(data), "run_dir": str(run_dir),
+                "step_dir": str(layout.step_dir(run_dir, step)), "fig_dir": str(figures)}
+
+    params = resolve_chain(steps, selected, profile, chain_params, overrides, registry)
+    return _ChainPlan(profile, nb_dir, data, run_dir, steps, selected, params)
 
 
 def run_chain(
@@ -200,77 +302,65 @@ def run_chain(
     force: bool = False,
     notebooks_dir: Path | None = None,
     log: Callable[[str], None] = print,
+    registry: Mapping[str, type[StepSettings]] = STEP_SETTINGS,
 ) -> list[StepResult]:
     """Execute the chain's notebooks in order, skipping steps that are up to date.
+
+    Every step's parameters are resolved and validated before the first step starts.
 
     Args:
         profile: "cpu" (small, runs here), "paper" (real backbones and MLLM) or "tiny" (tests).
         data_dir: the data folder (default ``data/demo``).
         out: the run folder (default ``runs/<profile>``).
         from_step / only: a step name or its two-digit prefix to start from / to run alone.
-        overrides: parameter values for every step that declares them (``--param k=v``).
+        overrides: parameter values for every step that knows them (``--param k=v``).
         force: rerun steps even when up to date.
+        registry: step name -> settings class (the tests pass their own).
+
+    Raises:
+        ParameterError: an unknown step, folder or parameter, or a bad value, before anything runs.
+        StepFailed: a notebook raised.
     """
-    nb_dir = notebooks_dir or paths.NOTEBOOKS_DIR
-    steps = available_steps(nb_dir)
-    if not steps:
-        raise IdiffError(f"no notebooks NN_*.ipynb in {nb_dir}")
-    selected = _select(steps, from_step, only)
-    data_dir = Path(data_dir or paths.DEMO_DIR).expanduser().resolve()
-    if not data_dir.exists():
-        raise ParameterError(f"--data {data_dir} does not exist. fix: give a folder holding train_sft.jsonl etc. "
-                             "(`idiff data build-demo` rebuilds data/demo)")
-    run_dir = Path(out or paths.RUNS_DIR / profile).expanduser().resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    figures = Path(fig_dir or paths.FIGURES_DIR).expanduser().resolve()
-    overrides = dict(overrides or {})
-    used_overrides: set[str] = set()
-    code_fp, data_fp = _code_fingerprint(), _data_fingerprint(data_dir)
+    plan = _plan(profile, data_dir, out, from_step, only, dict(overrides or {}), fig_dir,
+                 notebooks_dir or paths.NOTEBOOKS_DIR, registry)
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    code_fp = _code_fingerprint()
+    data_fp = _data_fingerprint(plan.data_dir)
     upstream_fp = ""
     results: list[StepResult] = []
     t_chain = time.monotonic()
-    for index, step in enumerate(steps, start=1):
-        nb = nb_dir / f"{step}.ipynb"
-        step_dir = run_dir / step
-        declared = declared_params(nb)
-        params: dict[str, Any] = {
-            "profile": profile, "data_dir": str(data_dir), "run_dir": str(run_dir),
-            "step_dir": str(step_dir), "fig_dir": str(figures),
-        }
-        params = {k: v for k, v in params.items() if k in declared}
-        params.update(profile_params(step, profile))
-        for key, value in overrides.items():
-            if key in declared:
-                params[key] = value
-                used_overrides.add(key)
-        validate_params(nb, params)
+    for index, step in enumerate(plan.steps, start=1):
+        nb = plan.nb_dir / f"{step}.ipynb"
         fingerprint = storage.text_sha256(json.dumps(
-            {"notebook": storage.file_sha256(nb), "params": params, "code": code_fp, "data": data_fp,
+            {"notebook": storage.file_sha256(nb), "params": plan.params[step], "code": code_fp, "data": data_fp,
              "upstream": upstream_fp}, sort_keys=True, default=str))
         upstream_fp = fingerprint
-        if step not in selected:
-            continue
-        prefix = f"[{index}/{len(steps)}] {step}"
-        marker = step_dir / "step.json"
-        if not force and _up_to_date(marker, fingerprint):
-            log(f"{prefix}: up to date, skipped  (total {_fmt(time.monotonic() - t_chain)})")
-            results.append(StepResult(step, "skipped", 0.0, step_dir))
-            continue
-        if _clear_if_stale(step_dir, fingerprint):
-            log(f"{prefix}: outputs made with other parameters, code or data removed")
-        log(f"{prefix}: running ...")
-        t0 = time.monotonic()
-        storage.write_json(step_dir / "started.json", {"fingerprint": fingerprint})
-        _execute(nb, step_dir, params)
-        seconds = time.monotonic() - t0
-        storage.write_json(marker, {"step": step, "fingerprint": fingerprint, "profile": profile,
-                                    "seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
-        log(f"{prefix}: done in {_fmt(seconds)}  (total {_fmt(time.monotonic() - t_chain)})")
-        results.append(StepResult(step, "ran", seconds, step_dir))
-    unused = set(overrides) - used_overrides
-    if unused:
-        log(f"warning: --param {', '.join(sorted(unused))} matched no parameter of the steps run")
+        if step in plan.selected:
+            prefix = f"[{index}/{len(plan.steps)}] {step}"
+            results.append(_run_step(nb, plan, fingerprint, prefix, force, log, t_chain))
     return results
+
+
+def _run_step(nb: Path, plan: _ChainPlan, fingerprint: str, prefix: str, force: bool,
+              log: Callable[[str], None], t_chain: float) -> StepResult:
+    """Run one step, or skip it when its marker holds the same fingerprint."""
+    step = nb.stem
+    step_dir = layout.step_dir(plan.run_dir, step)
+    marker = step_dir / layout.STEP_MARKER
+    if not force and _up_to_date(marker, fingerprint):
+        log(f"{prefix}: up to date, skipped  (total {format_seconds(time.monotonic() - t_chain)})")
+        return StepResult(step, "skipped", 0.0, step_dir)
+    if _clear_if_stale(step_dir, fingerprint):
+        log(f"{prefix}: outputs made with other parameters, code or data removed")
+    log(f"{prefix}: running ...")
+    t0 = time.monotonic()
+    storage.write_json(step_dir / layout.STARTED_MARKER, {"fingerprint": fingerprint})
+    _execute(nb, step_dir, plan.params[step])
+    seconds = time.monotonic() - t0
+    storage.write_json(marker, {"step": step, "fingerprint": fingerprint, "profile": plan.profile,
+                                "seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    log(f"{prefix}: done in {format_seconds(seconds)}  (total {format_seconds(time.monotonic() - t_chain)})")
+    return StepResult(step, "ran", seconds, step_dir)
 
 
 def _select(steps: list[str], from_step: str | None, only: list[str] | None) -> list[str]:
@@ -288,7 +378,7 @@ def _select(steps: list[str], from_step: str | None, only: list[str] | None) -> 
 
 
 def _up_to_date(marker: Path, fingerprint: str) -> bool:
-    if not marker.exists() or not (marker.parent / "metrics.json").exists():
+    if not marker.exists() or not (marker.parent / layout.METRICS_FILE).exists():
         return False
     try:
         return json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == fingerprint
@@ -301,7 +391,7 @@ def _clear_if_stale(step_dir: Path, fingerprint: str) -> bool:
     if not step_dir.exists() or not any(step_dir.iterdir()):
         return False
     try:
-        started = json.loads((step_dir / "started.json").read_text(encoding="utf-8")).get("fingerprint")
+        started = json.loads((step_dir / layout.STARTED_MARKER).read_text(encoding="utf-8")).get("fingerprint")
     except (FileNotFoundError, json.JSONDecodeError):
         started = None
     if started == fingerprint:
@@ -315,10 +405,10 @@ def _execute(nb: Path, step_dir: Path, params: dict[str, Any]) -> None:
     from papermill.exceptions import PapermillExecutionError
 
     step_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("step.json", "metrics.json"):
+    for stale in (layout.STEP_MARKER, layout.METRICS_FILE):
         (step_dir / stale).unlink(missing_ok=True)
-    storage.write_yaml(step_dir / "params.yaml", params)
-    executed = step_dir / "executed.ipynb"
+    storage.write_yaml(step_dir / layout.PARAMS_FILE, params)
+    executed = step_dir / layout.EXECUTED_NOTEBOOK
     try:
         papermill.execute_notebook(
             str(nb), str(executed), parameters=params, kernel_name="python3",
@@ -329,97 +419,44 @@ def _execute(nb: Path, step_dir: Path, params: dict[str, Any]) -> None:
             f"step {nb.stem} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
             f"  the executed notebook, with the traceback, is {executed}"
         ) from None
-    if not (step_dir / "metrics.json").exists():
-        raise StepFailed(f"step {nb.stem} finished without writing {step_dir / 'metrics.json'} "
+    if not (step_dir / layout.METRICS_FILE).exists():
+        raise StepFailed(f"step {nb.stem} finished without writing {step_dir / layout.METRICS_FILE} "
                          "(the notebook must end with pipeline.save_metrics(ctx.step_dir, ...))")
 
 
-def _fmt(seconds: float) -> str:
+def format_seconds(seconds: float) -> str:
+    """``12.3s`` under a minute, ``4m05s`` above."""
     m, s = divmod(int(round(seconds)), 60)
     return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
 
 
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``key=value`` pairs; values are Python literals (1, 1e-4, True, [1, 2]), true/false, or text."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ParameterError(f"--param {item!r}: expected key=value, e.g. --param epochs=1")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            parsed = yaml.safe_load(value) if value.strip() else ""
-            out[key.strip()] = parsed if isinstance(parsed, (bool, type(None))) else value
-    return out
-
 
 def prepare_notebooks(out: str | Path, profile: str = "tiny", data_dir: str | Path | None = None,
-                      overrides: dict[str, Any] | None = None, notebooks_dir: Path | None = None) -> list[Path]:
+                      overrides: dict[str, Any] | None = None, notebooks_dir: Path | None = None,
+                      registry: Mapping[str, type[StepSettings]] = STEP_SETTINGS) -> list[Path]:
     """Write copies of the notebooks with the profile's parameters injected (for ``pytest --nbval-lax``).
 
-    All copies share one run folder ``out/run``, so executed in order they form a chain.
+    All copies share one run folder ``out/run``, so executed in order they form a chain. Every
+    step's parameters are validated before the first copy is written.
     """
     import papermill
 
     out = Path(out).resolve()
     nb_dir = notebooks_dir or paths.NOTEBOOKS_DIR
     run_dir = out / "run"
-    data_dir = Path(data_dir or paths.DEMO_DIR).resolve()
+    data = Path(data_dir or paths.DEMO_DIR).resolve()
+    steps = available_steps(nb_dir)
+
+    def chain_params(step: str) -> dict[str, Any]:
+        return {"profile": profile, "data_dir": str(data), "run_dir": str(run_dir),
+                "step_dir": str(layout.step_dir(run_dir, step)), "fig_dir": str(out / "figures")}
+
+    params = resolve_chain(steps, steps, profile, chain_params, dict(overrides or {}), registry)
     written = []
-    for step in available_steps(nb_dir):
-        nb = nb_dir / f"{step}.ipynb"
-        declared = declared_params(nb)
-        params = {"profile": profile, "data_dir": str(data_dir), "run_dir": str(run_dir),
-                  "step_dir": str(run_dir / step), "fig_dir": str(out / "figures")}
-        params = {k: v for k, v in params.items() if k in declared}
-        params.update(profile_params(step, profile))
-        params.update({k: v for k, v in (overrides or {}).items() if k in declared})
-        validate_params(nb, params)
+    for step in steps:
         target = out / f"{step}.ipynb"
         out.mkdir(parents=True, exist_ok=True)
-        papermill.execute_notebook(str(nb), str(target), parameters=params, prepare_only=True,
-                                   kernel_name="python3", progress_bar=False)
+        papermill.execute_notebook(str(nb_dir / f"{step}.ipynb"), str(target), parameters=params[step],
+                                   prepare_only=True, kernel_name="python3", progress_bar=False)
         written.append(target)
     return written
-
-
-# --------------------------------------------------------------------------- CLI
-def add_cli(sub: argparse._SubParsersAction) -> None:
-    run = sub.add_parser("run", help="run the notebook chain with papermill (resumes; skips up-to-date steps)")
-    run.add_argument("--profile", default="cpu", choices=PROFILES, help="cpu: small, runs on a laptop; "
-                     "paper: the paper's backbones and MLLM (GPU); tiny: for tests")
-    run.add_argument("--data", default=None, help="data folder with {train,val,test}_sft.jsonl (default data/demo)")
-    run.add_argument("--out", default=None, help="run folder (default runs/<profile>)")
-    run.add_argument("--from", dest="from_step", default=None, help="start at this step (name or NN)")
-    run.add_argument("--only", action="append", default=None, help="run only this step (repeatable)")
-    run.add_argument("--param", action="append", default=None, metavar="KEY=VALUE",
-                     help="set a parameter in every step that declares it")
-    run.add_argument("--fig-dir", default=None, help="where figures go (default figures/)")
-    run.add_argument("--force", action="store_true", help="rerun steps even when up to date")
-    run.set_defaults(func=_cli_run)
-
-    prep = sub.add_parser("prepare-notebooks", help="write parameterised copies of the notebooks (for nbval)")
-    prep.add_argument("--out", required=True)
-    prep.add_argument("--profile", default="tiny", choices=PROFILES)
-    prep.add_argument("--data", default=None)
-    prep.add_argument("--param", action="append", default=None, metavar="KEY=VALUE")
-    prep.set_defaults(func=_cli_prepare)
-
-
-def _cli_run(args: argparse.Namespace) -> int:
-    t0 = time.monotonic()
-    results = run_chain(args.profile, args.data, args.out, from_step=args.from_step, only=args.only,
-                        overrides=parse_overrides(args.param), fig_dir=args.fig_dir, force=args.force,
-                        log=lambda m: print(m, flush=True))
-    ran = sum(r.status == "ran" for r in results)
-    print(f"chain finished: {ran} step(s) run, {len(results) - ran} up to date, {_fmt(time.monotonic() - t0)}",
-          flush=True)
-    return 0
-
-
-def _cli_prepare(args: argparse.Namespace) -> int:
-    for path in prepare_notebooks(args.out, args.profile, args.data, parse_overrides(args.param)):
-        print(path)
-    return 0
-

@@ -11,13 +11,12 @@ from idiff_lib.core.errors import IdiffError
 # Modules that contribute subcommands: each defines add_cli(subparsers) and sets
 # `func` on its parsers (func(args) -> int exit code).
 CLI_MODULES = (
-    "idiff_lib.chain.runner",
-    "idiff_lib.data.datasets",
-    "idiff_lib.benchmark.build",
-    "idiff_lib.answer.model",
-    "idiff_lib.thinking.model",
-    "idiff_lib.scoring.metrics",
-    "idiff_lib.chain.export",
+    "idiff_lib.cli.run",
+    "idiff_lib.cli.data",
+    "idiff_lib.cli.answer",
+    "idiff_lib.cli.think",
+    "idiff_lib.cli.score",
+    "idiff_lib.cli.export",
 )
 
 

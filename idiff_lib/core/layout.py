@@ -22,14 +22,21 @@ STEPS = (EXPLORE_STEP, ANSWER_STEP, THINKING_STEP, ANALYSIS_STEP, SCORING_STEP, 
 PARAMS_FILE = "params.yaml"  # the resolved parameters the step ran with
 METRICS_FILE = "metrics.json"  # what the notebook measured
 STEP_MARKER = "step.json"  # the fingerprint of a finished step
+STARTED_MARKER = "started.json"  # the fingerprint a step was last started with
+EXECUTED_NOTEBOOK = "executed.ipynb"  # the executed copy of the notebook (kept on failure)
 
 # Step 02 (the Answer Model).
 ENSEMBLE_FILE = "ensemble.json"  # the saved ensemble's spec (members, ensembler)
 TEST_PREDICTIONS_FILE = "preds_test.jsonl"  # the ensemble's test-split answers
+ANSWER_LADDER_FILE = "ladder.csv"  # one row per ladder row: accuracy with its interval per category
 
 # Step 03 (the Thinking Model): model/<stage>/final holds each stage's adapter or weights.
 THINKING_MODEL_DIR = "model"
 FINAL_CHECKPOINT = "final"
+RATIONALES_FILE = "predictions.jsonl"  # the last stage's test rationales ({"id", "completion"} rows)
+
+# Step 05 (the scores).
+SCORING_LADDER_FILE = "ladder_scores.csv"  # one row per (system, stage): BLEU-4, ROUGE-L, aspect F1, accuracy
 
 
 def step_dir(run_dir: str | Path, step: str) -> Path:

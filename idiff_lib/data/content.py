@@ -12,9 +12,8 @@ from typing import Iterable
 
 import numpy as np
 
+from idiff_lib.core.imaging import Box
 from idiff_lib.data.pairs import Pair
-
-Box = tuple[int, int, int, int]  # x, y, w, h in the pixels of the image given
 
 
 @dataclass

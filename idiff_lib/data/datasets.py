@@ -8,7 +8,6 @@ challenge images are not public (see the README, "Use your own data / the challe
 
 from __future__ import annotations
 
-import argparse
 import socket
 import urllib.error
 import urllib.request
@@ -74,47 +73,3 @@ def fetch_raim(out: str | Path | None = None, ref: str = RAIM_COMMIT, timeout: f
         read_pairs(target)  # fail now, not later, if what came back is not RAIM JSONL
         written.append(target)
     return written
-
-
-def add_cli(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="data sets: fetch the public RAIM-PIQA annotations, build the demo set")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
-    fetch = data_sub.add_parser("fetch-raim", help="download the public RAIM-PIQA annotations (needs internet)")
-    fetch.add_argument("--out", default=None, help=f"target folder (default {paths.RAIM_DOWNLOAD_DIR})")
-    fetch.add_argument("--ref", default=RAIM_COMMIT, help="git commit or branch of the RAIM-PIQA repository")
-    fetch.set_defaults(func=_cli_fetch)
-    check = data_sub.add_parser("check", help="read a JSONL file and its images, reporting every bad sample")
-    check.add_argument("path")
-    check.add_argument("--data-root", default=None, help="last-resort folder to find images in")
-    check.add_argument("--skip-bad", action="store_true", help="report bad samples and keep going")
-    check.set_defaults(func=_cli_check)
-    from idiff_lib.benchmark import build as demo_data  # imported here: building the demo set needs the photo and degradation code
-
-    demo_data.add_data_commands(data_sub)
-
-
-def _cli_fetch(args: argparse.Namespace) -> int:
-    for path in fetch_raim(args.out, args.ref):
-        print(f"wrote {path}")
-    return 0
-
-
-def _cli_check(args: argparse.Namespace) -> int:
-    from idiff_lib.data.pairs import summarise
-    from idiff_lib.data.views import load_views
-
-    pairs = read_pairs(args.path, data_root=args.data_root, require_images=True, skip_bad=args.skip_bad)
-    bad = list(pairs.skipped)
-    good = 0
-    for pair in pairs:
-        try:
-            load_views(pair)
-            good += 1
-        except DataError as err:
-            if not args.skip_bad:
-                raise
-            bad.append(err)
-    print(f"{args.path}: {good} good pair(s), {len(bad)} bad; {summarise(pairs)}")
-    for err in bad:
-        print(f"  bad: {err}")
-    return 1 if bad else 0

@@ -18,6 +18,7 @@ from idiff_lib.core.errors import DataError
 from idiff_lib.data.pairs import Pair
 
 VIEW_NAMES = ("global_left", "global_right", "local_left", "local_right")
+VIEWS = ("global", "local")  # the two merged images of a pair: c0 (global) and c1 (detail)
 
 
 @dataclass

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from idiff_lib.core.errors import OfflineError, ParameterError, suggest
+from idiff_lib.core.imaging import MIN_SIDE, to_rgb, working_size
 from idiff_lib.data.pairs import Pair
 
 OFFLINE_METRICS = ("piqe",)
@@ -224,8 +225,6 @@ def to_tensor(img: np.ndarray, max_side: int = IQA_SIDE):
     """(1, 3, H, W) float tensor in [0, 1] from an RGB/grey uint8 image, at the IQA working size."""
     import torch
 
-    from idiff_lib.features.cv import to_rgb, working_size
-
     rgb = working_size(to_rgb(img), max_side)
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
 
@@ -262,8 +261,6 @@ class IQAScorer:
         Raises:
             DataError: naming the pair, when the metric fails on a view or returns a non-finite score.
         """
-        from idiff_lib.features.cv import MIN_SIDE
-
         out: dict[str, float] = {}
         for view, (a, b) in {"global": (views.global_left, views.global_right),
                              "local": (views.local_left, views.local_right)}.items():

@@ -30,13 +30,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from idiff_lib.data.views import VIEWS
+
 VERSION = "pair-1"  # bump when a cue changes: cached values are then recomputed
 TILE = 16
 LUMA_SIGMAS = (0.7, 1.4, 2.8, 5.6)
 CHROMA_SIGMAS = (1.0, 3.0, 8.0)
 TAILS = (0.5, 1.5)  # log-energy ratios counted as "clearly more on one side"
 CLASSES = ("flat_dark", "flat_mid", "flat_bright", "textured", "edges")
-VIEWS = ("global", "local")
 
 
 def _names() -> list[str]:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from idiff_lib.answer import ensemble
+from idiff_lib.answer import analysis
 from idiff_lib.report.style import CATEGORY_COLOURS
 from idiff_lib.data.pairs import Pair
 from idiff_lib.data.views import load_views
@@ -32,8 +32,8 @@ def plot_curves(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def plot_ladder(ladder: pd.DataFrame) -> plt.Figure:
-    """Test accuracy of the ladder rows per person / scene / overall, with 95% bootstrap intervals."""
+def plot_answer_ladder_accuracy(ladder: pd.DataFrame) -> plt.Figure:
+    """The Answer-model ladder: test accuracy of its rows per person / scene / overall, with 95% bootstrap intervals."""
     groups = ("person", "scene", "overall")
     labels = [f"{r.row}{'' if r.pretext else ' (no pretext)'}" if "pretext" in ladder else r.row for r in ladder.itertuples()]
     x = np.arange(len(ladder))
@@ -173,7 +173,7 @@ def plot_importances(frame: pd.DataFrame) -> plt.Figure:
 
 def reliability_curves(probs: pd.DataFrame, final: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[str, Any]:
     """Reliability rows and ECE for the final ensemble and each member."""
-    curves = {"ensemble": ensemble.reliability(final, labels, bins)}
+    curves = {"ensemble": analysis.reliability(final, labels, bins)}
     for name in probs.columns:
-        curves[name] = ensemble.reliability(probs[name].to_numpy(), labels, bins)
+        curves[name] = analysis.reliability(probs[name].to_numpy(), labels, bins)
     return curves

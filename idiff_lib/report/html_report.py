@@ -19,12 +19,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from idiff_lib.core import storage
+from idiff_lib.core import layout, storage
+from idiff_lib.core.ontology import CATEGORIES
 from idiff_lib.report.style import CATEGORY_COLOURS
-
-ANSWER_STEP = "02_train_answer_model"
-THINKING_STEP = "03_tune_thinking_model"
-SCORING_STEP = "05_score_rationales"
 
 # iDiff's reported validation accuracy (overall) for each rung of the Answer-model ladder.
 PAPER_ANSWER_LADDER = {
@@ -66,7 +63,8 @@ RUNG_NAMES = {
     "specialists": "+ person/scene specialists",
     "ensemble": "+ backbone ensemble",
 }
-CATEGORIES = ("person", "scene", "overall")
+# The groups of Table A: each content category, then all pairs.
+TABLE_GROUPS = (*CATEGORIES, "overall")
 
 
 def answer_ladder(run_dir: str | Path) -> pd.DataFrame:
@@ -76,14 +74,14 @@ def answer_ladder(run_dir: str | Path) -> pd.DataFrame:
     ``<category>_acc/_lo/_hi/_n`` columns and a ``pretext`` flag). Rows trained without the pretext
     start, kept for comparison, become extra rungs marked "(no pretext)".
     """
-    wide = pd.read_csv(Path(run_dir) / ANSWER_STEP / "ladder.csv")
+    wide = pd.read_csv(layout.step_dir(run_dir, layout.ANSWER_STEP) / layout.ANSWER_LADDER_FILE)
     main_pretext = bool(wide["pretext"].iloc[0]) if "pretext" in wide and len(wide) else True
     rows = []
     for _, r in wide.iterrows():
         rung = RUNG_NAMES.get(r["row"], r["row"])
         if "pretext" in wide and bool(r["pretext"]) != main_pretext:
             rung += " (no pretext)" if main_pretext else " (pretext)"
-        for cat in CATEGORIES:
+        for cat in TABLE_GROUPS:
             if f"{cat}_acc" in wide:
                 rows.append({"rung": rung, "category": cat, "accuracy": r[f"{cat}_acc"], "ci_low": r[f"{cat}_lo"],
                              "ci_high": r[f"{cat}_hi"], "n": r.get(f"{cat}_n")})
@@ -96,7 +94,7 @@ def answer_table(run_dir: str | Path) -> pd.DataFrame:
     rows = []
     for rung in dict.fromkeys(ladder["rung"]):
         row = {"rung": rung}
-        for cat in CATEGORIES:
+        for cat in TABLE_GROUPS:
             hit = ladder[(ladder["rung"] == rung) & (ladder["category"] == cat)]
             row[f"ours {cat}"] = (_fmt_ci(*hit[["accuracy", "ci_low", "ci_high"]].iloc[0].tolist())
                                   if len(hit) else "–")
@@ -112,7 +110,7 @@ def thinking_scores(run_dir: str | Path) -> pd.DataFrame:
     Notebook 05 records sacrebleu's corpus BLEU, which is on a 0–100 scale; the paper (and Table B)
     give BLEU-4 as a fraction, so it is divided by 100 here.
     """
-    scores = pd.read_csv(Path(run_dir) / SCORING_STEP / "ladder_scores.csv")
+    scores = pd.read_csv(layout.step_dir(run_dir, layout.SCORING_STEP) / layout.SCORING_LADDER_FILE)
     scores["bleu4"] = scores["bleu4"].astype(float) / 100.0
     return scores
 
@@ -150,7 +148,7 @@ def plot_answer_ladder(run_dir: str | Path) -> plt.Figure:
     """Grouped bars: accuracy per rung and category with 95% CIs; the paper's overall as markers."""
     ladder = answer_ladder(run_dir)
     rungs = list(dict.fromkeys(ladder["rung"]))
-    cats = CATEGORIES
+    cats = TABLE_GROUPS
     fig, ax = plt.subplots(figsize=(8, 3.8))
     width = 0.8 / len(cats)
     x = np.arange(len(rungs))
@@ -202,8 +200,8 @@ def build_html_report(run_dir: str | Path, out_dir: str | Path | None = None,
     exporter = HTMLExporter()
     rows = []
     for step_dir in sorted(p for p in run_dir.iterdir() if p.is_dir() and p.name[:2].isdigit()):
-        executed = step_dir / "executed.ipynb"
-        record = step_dir / "step.json"
+        executed = step_dir / layout.EXECUTED_NOTEBOOK
+        record = step_dir / layout.STEP_MARKER
         info = json.loads(record.read_text()) if record.exists() else {}
         link = ""
         if executed.exists():
@@ -263,7 +261,7 @@ def update_readme_results(readme: str | Path, table_a: pd.DataFrame, table_b: pd
             continue
         links.append(f"![{Path(fig).stem}]({rel.as_posix()})")
     steps = []
-    for record in sorted(Path(run_dir).glob("*/step.json")):
+    for record in sorted(Path(run_dir).glob(f"*/{layout.STEP_MARKER}")):
         info = json.loads(record.read_text())
         steps.append(f"{info['step']} {info['seconds'] / 60:.1f} min")
     body = "\n".join([
@@ -289,11 +287,11 @@ def update_readme_results(readme: str | Path, table_a: pd.DataFrame, table_b: pd
 
 
 def _profile_of(run_dir: str | Path) -> str:
-    for record in Path(run_dir).glob("*/step.json"):
+    for record in Path(run_dir).glob(f"*/{layout.STEP_MARKER}"):
         return json.loads(record.read_text()).get("profile", "?")
     return "?"
 
 
 def _finished_of(run_dir: str | Path) -> str:
-    times = [json.loads(r.read_text()).get("finished", "") for r in Path(run_dir).glob("*/step.json")]
+    times = [json.loads(r.read_text()).get("finished", "") for r in Path(run_dir).glob(f"*/{layout.STEP_MARKER}")]
     return max(times) if times else "?"

@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from idiff_lib.scoring import metrics as scoring
+from idiff_lib.core import layout
 from idiff_lib.core.errors import DataError
+from idiff_lib.scoring import rewards, scorers
+from idiff_lib.scoring.predictions import as_predictions, read_predictions
 from idiff_lib.data.pairs import Pair
 
 # Per-sample metrics on a 0-1 scale (BLEU is divided by 100), in display order.
@@ -67,15 +69,15 @@ def ladder_files(ladder_dir: str | Path) -> list[tuple[str, str, Path]]:
 
 
 def score_ladder(ladder_inputs: Sequence[tuple[str, str, Path]], references: Sequence[Pair], **options: Any) -> pd.DataFrame:
-    """Notebook 03's stage ladder scored by `scoring.score`: one `summary_row` per (system, stage, file).
+    """Notebook 03's stage ladder scored by `scorers.score`: one `summary_row` per (system, stage, file).
 
-    Each file is scored against the references it has predictions for; `options` go to `scoring.score`.
+    Each file is scored against the references it has predictions for; `options` go to `scorers.score`.
     """
     rows = []
     for system, stage, path in ladder_inputs:
-        preds = scoring.read_predictions(path)
+        preds = read_predictions(path)
         refs, _ = restrict_references(references, preds)
-        result = scoring.score(preds, refs, pred_source=path, **options)
+        result = scorers.score(preds, refs, pred_source=path, **options)
         rows.append({"system": system, "stage": stage, **summary_row(result.metrics)})
     return pd.DataFrame(rows)
 
@@ -105,11 +107,11 @@ def restrict_references(refs: Sequence[Pair], pred_rows: Iterable[Any]) -> tuple
     """The reference pairs that have a prediction, and the ids left out (to report, not hide).
 
     Args:
-        pred_rows: anything `scoring.score` accepts as predictions.
+        pred_rows: anything `scorers.score` accepts as predictions.
 
-    Predictions whose id has no reference are still an error, raised by `scoring.score`.
+    Predictions whose id has no reference are still an error, raised by `scorers.score`.
     """
-    wanted = {p.id for p in scoring.as_predictions(pred_rows)}
+    wanted = {p.id for p in as_predictions(pred_rows)}
     kept = [r for r in refs if r.id in wanted]
     return kept, [r.id for r in refs if r.id not in wanted]
 
@@ -129,12 +131,12 @@ def prediction_sets(step03: str | Path, references: Sequence[Pair], predictions:
     Raises:
         DataError: no predictions anywhere and `self_check` is off.
     """
-    final_path = Path(step03) / "predictions.jsonl"
+    final_path = Path(step03) / layout.RATIONALES_FILE
     references = list(references)
     if final_path.exists():
-        return {"final": scoring.read_predictions(final_path)}, references, f"step 03: {final_path}"
+        return {"final": read_predictions(final_path)}, references, f"step 03: {final_path}"
     if predictions:
-        return {"final": scoring.read_predictions(predictions)}, references, f"predictions parameter: {predictions}"
+        return {"final": read_predictions(predictions)}, references, f"predictions parameter: {predictions}"
     if self_check:
         references = references[:limit] if limit else references
         return self_check_predictions(references, seed=seed), references, SELF_CHECK
@@ -144,8 +146,8 @@ def prediction_sets(step03: str | Path, references: Sequence[Pair], predictions:
 
 def score_systems(systems: dict[str, Sequence[Any]], references: Sequence[Pair], judge: Any = None,
                   judge_dir: str | Path | None = None, **options: Any
-                  ) -> tuple[dict[str, scoring.ScoreResult], dict[str, list[str]]]:
-    """`scoring.score` of every system on the references it covers, and the reference ids each left out.
+                  ) -> tuple[dict[str, scorers.ScoreResult], dict[str, list[str]]]:
+    """`scorers.score` of every system on the references it covers, and the reference ids each left out.
 
     With a `judge`, each system's verdicts are cached in ``<judge_dir>/judge_cache_<name>.jsonl``.
     """
@@ -153,18 +155,18 @@ def score_systems(systems: dict[str, Sequence[Any]], references: Sequence[Pair],
     for name, rows in systems.items():
         refs, left_out[name] = restrict_references(references, rows)
         cache = Path(judge_dir) / f"judge_cache_{name}.jsonl" if judge is not None and judge_dir else None
-        results[name] = scoring.score(rows, refs, judge=judge, judge_cache=cache, pred_source=name, **options)
+        results[name] = scorers.score(rows, refs, judge=judge, judge_cache=cache, pred_source=name, **options)
     return results, left_out
 
 
 # ---------------------------------------------------------------------------------------------
 # Tables
 # ---------------------------------------------------------------------------------------------
-def best_and_worst(result: scoring.ScoreResult, preds: Sequence[Any], refs: Sequence[Pair], n: int = 3) -> pd.DataFrame:
+def best_and_worst(result: scorers.ScoreResult, preds: Sequence[Any], refs: Sequence[Pair], n: int = 3) -> pd.DataFrame:
     """The `n` best and `n` worst rationales by `sample_score`, beside their references."""
     per = result.per_sample.copy()
     per["sample_score"] = sample_score(per)
-    texts = {p.id: scoring.thinking_text(p.completion) for p in scoring.as_predictions(preds)}
+    texts = {p.id: rewards.thinking_text(p.completion) for p in as_predictions(preds)}
     ref_text = {r.id: r.thinking for r in refs}
     ranked = per.sort_values("sample_score", ascending=False)
     rows = []
@@ -258,8 +260,9 @@ def plot_correlations(per_sample: pd.DataFrame, title: str = "") -> plt.Figure:
     return fig
 
 
-def plot_ladder(ladder: pd.DataFrame, metrics: Sequence[str] = ("bleu4", "rouge_l", "aspect_f1", "accuracy")) -> plt.Figure:
-    """One panel per metric, one line per system across the stages."""
+def plot_stage_ladder_scores(ladder: pd.DataFrame,
+                              metrics: Sequence[str] = ("bleu4", "rouge_l", "aspect_f1", "accuracy")) -> plt.Figure:
+    """The Thinking-model stage ladder: one panel per metric, one line per system across the stages."""
     metrics = [m for m in metrics if m in ladder]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.0), squeeze=False)
     for ax, metric in zip(axes[0], metrics):

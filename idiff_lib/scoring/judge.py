@@ -61,7 +61,7 @@ class Judge(Protocol):
     def reply(self, system: str, user: str) -> str: ...
 
 
-def build_prompt(reference: str, ref_answer: str | None, candidate: str, cand_answer: str | None) -> str:
+def build_judge_prompt(reference: str, ref_answer: str | None, candidate: str, cand_answer: str | None) -> str:
     """The rubric filled in for one pair."""
     return RUBRIC.format(reference=(reference or "").strip() or "(empty)", ref_answer=ref_answer or "none",
                          candidate=(candidate or "").strip() or "(empty)", cand_answer=cand_answer or "none")
@@ -260,7 +260,7 @@ def judge_rationales(judge: Judge, references: Sequence[str], ref_answers: Seque
     scores, replies, problems, errors = [], [], [], []
     for pid, ref, ra, cand, ca in tqdm(list(zip(ids, references, ref_answers, candidates, cand_answers)),
                                       desc="judge", disable=len(ids) < 20):
-        prompt = build_prompt(ref, ra, cand, ca)
+        prompt = build_judge_prompt(ref, ra, cand, ca)
         key = (judge.name, pid, storage.text_sha256(SYSTEM + prompt))
         call_error = ""
         if key in cache and not cache[key].get("error"):

@@ -1,1 +1,8 @@
-"""The Thinking Model: prompt stages, model build, LoRA, training, generation, baselines and export."""
+"""The Thinking Model room: the rationale writer and everything it is trained and run with.
+
+- `prompts`: the prompt stages S0 -> S4; `template_baseline`: the template-filling writer;
+- `settings`: notebook 03's `ThinkingSettings`; `run`: one training run and the stage ladder;
+- `tiny`: the tiny CPU model and its tokenizer; `checkpoints`: loading any checkpoint; `lora`: adapters;
+- `encoding`: examples and batches; `training`: the accelerate loop; `generation`: writing rationales;
+- `evaluation`: scoring them; `side_inputs`: cue texts and S4 verdicts; `swift_export`: ms-swift rows.
+"""

@@ -17,16 +17,15 @@ so prompts do not depend on the features module being present.
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
 from idiff_lib.data import pairs as pairs_mod
 from idiff_lib.core.errors import ParameterError, suggest
+from idiff_lib.core.ontology import CATEGORIES, STAGES, SUMMARY_HEADING
+from idiff_lib.benchmark.references import FALLBACK_HEADINGS, Vocabulary, mine_vocabulary, raim_vocabulary
 
-STAGES = ("S0", "S1", "S2", "S3", "S4")
 STAGE_LABELS = {
     "S0": "baseline prompt",
     "S1": "+ expert templates",
@@ -34,141 +33,24 @@ STAGE_LABELS = {
     "S3": "+ IQA cues",
     "S4": "+ answer-aware",
 }
-CATEGORIES = ("person", "scene")
-SUMMARY_HEADING = "Global Overall"
-MIN_LINES, MAX_LINES = 4, 7  # region x attribute lines, before the summary line
-
-# The regions each category's template must cover, with the words that name them in real rationales.
-REQUIRED_REGIONS: dict[str, dict[str, tuple[str, ...]]] = {
-    "person": {
-        "Face": ("face", "skin", "facial"),
-        "Hair": ("hair",),
-        "Clothing": ("clothing", "clothes", "shirt", "fabric", "dress"),
-    },
-    "scene": {
-        "Background": ("background", "sky"),
-        "Building": ("building", "architecture", "wall", "window"),
-        "Vegetation": ("vegetation", "leaf", "leaves", "tree", "grass", "greenery", "flower", "foliage"),
-        "Edges": ("edge", "edges", "text", "outline", "contour"),
-    },
-}
-ATTRIBUTES = ("Texture", "Sharpness", "Noise", "Artifacts", "Realism", "Color", "Exposure", "Detail", "Quality")
-# Used when neither the public RAIM rationales nor a labelled split is at hand (most frequent
-# headings of the public RAIM-PIQA rationales, per category, completed with the required regions).
-FALLBACK_HEADINGS: dict[str, tuple[str, ...]] = {
-    "person": ("Face Texture", "Face Sharpness", "Hair Texture", "Clothing Texture", "Global Sharpness", "Global Noise"),
-    "scene": ("Background Texture", "Building Sharpness", "Vegetation Texture", "Edges Sharpness", "Global Sharpness",
-              "Global Noise"),
-    "generic": ("Global Sharpness", "Global Texture", "Global Noise", "Global Artifacts"),
-}
-
-_PAREN_RE = re.compile(r"\s*[\(\[][^)\]]*[\)\]]\s*")
-_HEADING_RE = re.compile(r"^\s*([A-Z][A-Za-z ,/&\-\(\)\[\]]{1,60}?)\s*:\s*\S")
+# The template headings of a prompt when no vocabulary is given (`references.FALLBACK_HEADINGS`).
+FALLBACK_VOCABULARY = Vocabulary(source="fallback", templates=dict(FALLBACK_HEADINGS))
 
 
-@dataclass(frozen=True)
-class Vocabulary:
-    """Template headings per category ("Region Attribute"), most frequent first.
+def load_vocabulary(extra_pairs: Iterable[pairs_mod.Pair] = (), raim_dir: str | Path | None = None) -> Vocabulary:
+    """The template vocabulary: the public RAIM rationales' counts plus those of `extra_pairs`' rationales.
 
-    Attributes:
-        headings: category -> ordered headings (4-7 of them, covering the required regions).
-        counts: category -> how often each normalised heading was seen.
-        source: where the headings came from (for the notebook's narrative).
+    Args:
+        extra_pairs: labelled pairs (the train split) whose headings join the counts.
+        raim_dir: a RAIM-PIQA folder to mine the public rationales from afresh; None = the counts
+            committed in ``idiff_lib/configs/raim_vocabulary.json`` (the same numbers), so nothing
+            outside the repository is read.
     """
-
-    headings: dict[str, tuple[str, ...]]
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    source: str = "fallback"
-
-    def for_category(self, category: str | None) -> tuple[str, ...]:
-        return self.headings.get(category or "generic") or self.headings.get("generic") or FALLBACK_HEADINGS["generic"]
-
-
-FALLBACK_VOCABULARY = Vocabulary(dict(FALLBACK_HEADINGS), {}, "fallback")
-
-
-def normalise_heading(heading: str) -> str | None:
-    """``"Building (Architecture) Sharpness"`` -> ``"Building Sharpness"``; None when it has no attribute.
-
-    The attribute is the last word when it is one of `ATTRIBUTES`; the region is what precedes it,
-    mapped to a required region's name when one of its words matches (``Leaf`` -> ``Vegetation``).
-    """
-    words = _PAREN_RE.sub(" ", heading).replace(",", " ").split()
-    if len(words) < 2 or words[-1].capitalize() not in ATTRIBUTES:
-        return None
-    attribute = words[-1].capitalize()
-    region_words = [w.lower() for w in words[:-1]]
-    for regions in REQUIRED_REGIONS.values():
-        for region, keys in regions.items():
-            if any(w in keys for w in region_words):
-                return f"{region} {attribute}"
-    return f"{' '.join(w.capitalize() for w in words[:-1])} {attribute}"
-
-
-def headings_of(thinking: str) -> list[str]:
-    """The raw ``Region Attribute`` headings of a rationale's lines."""
-    out = []
-    for line in thinking.splitlines():
-        m = _HEADING_RE.match(line)
-        if m:
-            out.append(m.group(1).strip())
-    return out
-
-
-def mine_vocabulary(texts: Iterable[tuple[str | None, str]], source: str = "mined") -> Vocabulary:
-    """Build each category's template from (category, rationale) pairs.
-
-    For each category, every required region gets its most frequent attribute (the fallback's
-    when the region never occurs), then the most frequent other headings fill the template up to
-    `MAX_LINES - 1`; the summary line is added by the prompt. At least `MIN_LINES` headings result.
-    """
-    counts: dict[str, Counter] = {c: Counter() for c in (*CATEGORIES, "generic")}
-    for category, text in texts:
-        for raw in headings_of(text):
-            heading = normalise_heading(raw)
-            if heading is not None:  # None: no attribute word, e.g. the "Global Overall" summary
-                counts[category if category in CATEGORIES else "generic"][heading] += 1
-    headings: dict[str, tuple[str, ...]] = {}
-    for category in CATEGORIES:
-        chosen: list[str] = []
-        ranked = [h for h, _ in sorted(counts[category].items(), key=lambda kv: (-kv[1], kv[0]))]
-        for region in REQUIRED_REGIONS[category]:
-            mine = [h for h in ranked if h.split()[0] == region]
-            fallback = [h for h in FALLBACK_HEADINGS[category] if h.split()[0] == region]
-            chosen.append((mine or fallback)[0])
-        for h in ranked + list(FALLBACK_HEADINGS[category]):
-            if len(chosen) >= MAX_LINES - 1:
-                break
-            if h not in chosen and (len(chosen) < MIN_LINES or counts[category][h] >= 2):
-                chosen.append(h)
-        headings[category] = tuple(chosen)
-    all_counts = counts["person"] + counts["scene"] + counts["generic"]
-    generic = [h for h, _ in all_counts.most_common() if h.startswith("Global ")][: MAX_LINES - 1]
-    headings["generic"] = tuple(generic) if len(generic) >= MIN_LINES else FALLBACK_HEADINGS["generic"]
-    return Vocabulary(headings, {c: dict(v) for c, v in counts.items()}, source)
-
-
-def load_vocabulary(extra_pairs: Iterable[pairs_mod.Pair] = (), use_raim: bool = True) -> Vocabulary:
-    """The template vocabulary from the public RAIM rationales (read in place) and `extra_pairs`.
-
-    Falls back to `FALLBACK_VOCABULARY` when neither has a labelled rationale.
-    """
-    from idiff_lib.core import paths
-
-    texts: list[tuple[str | None, str]] = []
-    sources = []
-    folder = paths.raim_dir() if use_raim else None
-    if folder is not None:
-        raim = pairs_mod.read_pairs(Path(folder) / "train_sft_1536.jsonl", skip_bad=True)
-        texts += [(p.category, p.thinking) for p in raim if p.thinking]
-        sources.append(f"{len(raim)} public RAIM-PIQA rationales")
+    vocabulary = raim_vocabulary(str(raim_dir) if raim_dir else None)
     extra = [(p.category, p.thinking) for p in extra_pairs if p.thinking]
     if extra:
-        texts += extra
-        sources.append(f"{len(extra)} labelled pairs")
-    if not texts:
-        return FALLBACK_VOCABULARY
-    return mine_vocabulary(texts, " + ".join(sources))
+        vocabulary = vocabulary.plus(mine_vocabulary(extra, f"{len(extra)} labelled pairs"))
+    return vocabulary
 
 
 @dataclass(frozen=True)
@@ -208,7 +90,7 @@ def check_stage(stage: str) -> str:
 
 def template_block(category: str | None, vocabulary: Vocabulary = FALLBACK_VOCABULARY) -> str:
     """The S1 expert template: the headings to write for this content, then the summary line."""
-    kind = {"person": "a person photo", "scene": "a scene photo"}.get(category or "", "a photo")
+    kind = {c: f"a {c} photo" for c in CATEGORIES}.get(category or "", "a photo")
     lines = [
         f"Expert template for {kind}: write one line per region and attribute, as "
         "\"Region Attribute: comparison of Image A (Left) and Image B (Right)\", covering:",

@@ -2,7 +2,7 @@
 
 It is the Thinking Model's strong baseline and fallback, and the teaching example of what the
 "expert templates" of iDiff's stage S1 mean (NTIRE 2026 RAIM challenge, Track 1 winner): each
-line of the content's template (`prompts.Vocabulary`) is filled with a comparison phrase for the
+line of the content's template (`references.Vocabulary`) is filled with a comparison phrase for the
 image the evidence favours, and a summary line states the verdict. It follows the same stage
 ladder as the trained model:
 
@@ -12,7 +12,7 @@ ladder as the trained model:
   attribute a cue covers take its winner, and the majority of cue verdicts is the answer;
 - **S4**: the answer is the Answer Model's; lines without a cue favour it.
 
-Cue lines are read with `idiff_lib.rationale.read_verdict`.
+Cue lines are read with `idiff_lib.scoring.verdicts.read_verdict`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ from idiff_lib.data import pairs as pairs_mod
 from idiff_lib.thinking import prompts as prompts_mod
 from idiff_lib.benchmark import references as templates
 from idiff_lib.core.errors import ParameterError
-from idiff_lib.scoring.parser import read_verdict
+from idiff_lib.core.ontology import (REFERENCE_ATTRIBUTES, REFERENCE_PERSON_REGIONS, REFERENCE_SCENE_REGIONS,
+                                    SUMMARY_HEADING, TEMPLATE_ATTRIBUTE_WORDS, TEMPLATE_CUE_KEYWORDS)
+from idiff_lib.scoring.verdicts import read_verdict
 
-# Comparison phrases per attribute: (what the better image shows, what the worse image shows).
-PHRASES: dict[str, tuple[str, str]] = {
+# Comparison phrases per template attribute word (`TEMPLATE_ATTRIBUTE_WORDS`, same order): (what the
+# better image shows, what the worse image shows).
+BASELINE_PHRASES: dict[str, tuple[str, str]] = {
     "Texture": ("preserves finer, more natural texture", "shows smoothed or smeared texture"),
     "Sharpness": ("renders crisper, well-defined detail", "appears softer with weaker detail"),
     "Noise": ("appears cleaner with less noise", "exhibits visible noise"),
@@ -56,16 +59,15 @@ def cue_verdicts(cues: str) -> list[tuple[str | None, str]]:
         if verdict is None:
             continue
         low = line.lower()
-        attribute = next((a for a in PHRASES if a.lower() in low or (a == "Artifacts" and "halo" in low)
-                          or (a == "Sharpness" and ("blur" in low or "sharp" in low))
-                          or (a == "Texture" and ("smear" in low or "waxy" in low))), None)
+        attribute = next((a for a in TEMPLATE_ATTRIBUTE_WORDS if a.lower() in low
+                          or any(k in low for k in TEMPLATE_CUE_KEYWORDS.get(a, ()))), None)
         out.append((attribute, verdict))
     return out
 
 
 def _line(heading: str, winner: str | None) -> str:
     attribute = heading.split()[-1]
-    good, bad = PHRASES.get(attribute, PHRASES["Quality"])
+    good, bad = BASELINE_PHRASES.get(attribute, BASELINE_PHRASES["Quality"])
     if winner is None:
         return f"{heading}: Both images show comparable {attribute.lower()} with no clear difference."
     loser = _OTHER[winner]
@@ -79,16 +81,16 @@ def write_template(
     cv_cues: str = "",
     iqa_cues: str = "",
     answer: str | None = None,
-    vocabulary: prompts_mod.Vocabulary = prompts_mod.FALLBACK_VOCABULARY,
+    vocabulary: templates.Vocabulary = prompts_mod.FALLBACK_VOCABULARY,
     prior_answer: str = "A",
     seed: int = 0,
     mined_phrasing: bool = True,
 ) -> tuple[str, dict]:
     """One completion at `stage` (see the module docstring) and how its answer was chosen.
 
-    With `mined_phrasing`, lines are phrased by `idiff_lib.templates.write_rationale` (the RAIM-mined
+    With `mined_phrasing`, lines are phrased by `idiff_lib.benchmark.references.write_rationale` (the RAIM-mined
     sentence shapes, randomised by `seed`) where its regions and attributes cover the template;
-    else by `PHRASES`.
+    else by `BASELINE_PHRASES`.
 
     Returns:
         (completion, {"raw_format_ok": True, "answer_source": "prior" | "cues" | "answer_model"}).
@@ -123,24 +125,24 @@ def write_template(
     if mined is not None:
         return mined, info
     lines = [_line(heading, winner) for heading, winner in winners]
-    lines.append(f"{prompts_mod.SUMMARY_HEADING}: Image {final} ({_SIDE[final]}) is better overall, with the "
+    lines.append(f"{SUMMARY_HEADING}: Image {final} ({_SIDE[final]}) is better overall, with the "
                  f"stronger rendering of the regions above.")
     return pairs_mod.format_completion(lines, final), info
 
 
 def _with_mined_templates(category: str | None, winners: list[tuple[str, str | None]], answer: str,
                           seed: int) -> str | None:
-    """The completion written by `idiff_lib.templates.write_rationale` (the RAIM-mined phrasing), or None.
+    """The completion written by `idiff_lib.benchmark.references.write_rationale` (the RAIM-mined phrasing), or None.
 
     Headings outside that module's regions/attributes are left out; when no line favours the
     answer, the first one does, weakly (a rationale needs a reason). None when no heading fits or
     the module refuses the input, so the caller falls back to this module's phrase bank.
     """
-    regions = templates.PERSON_REGIONS if category == "person" else templates.SCENE_REGIONS
+    regions = REFERENCE_PERSON_REGIONS if category == "person" else REFERENCE_SCENE_REGIONS
     comparisons = []
     for heading, winner in winners:
         region, attribute = " ".join(heading.split()[:-1]), heading.split()[-1]
-        if region in regions and attribute in templates.ATTRIBUTES:
+        if region in regions and attribute in REFERENCE_ATTRIBUTES:
             comparisons.append(templates.Comparison(region, attribute, winner or "similar", 1.0 if winner else 0.0))
     if not comparisons or category not in ("person", "scene"):
         return None
@@ -154,9 +156,9 @@ def _with_mined_templates(category: str | None, winners: list[tuple[str, str | N
         return None
 
 
-def writer(vocabulary: prompts_mod.Vocabulary, stage: str, prior_answer: str = "A",
+def writer(vocabulary: templates.Vocabulary, stage: str, prior_answer: str = "A",
            cues: Mapping[str, Mapping[str, str]] | None = None):
-    """A `thinking_model.write_rationales` writer that fills templates instead of running a model."""
+    """A writer for `idiff_lib.thinking.generation.write_rationales` that fills templates instead of running a model."""
     cues = cues or {}
 
     def run(part: Sequence[pairs_mod.Pair], prompts: Mapping[str, prompts_mod.Prompt]) -> list[tuple[str, dict]]:

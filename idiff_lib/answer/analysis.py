@@ -1,0 +1,157 @@
+"""Notebook 04's statistics of a trained Answer run: accuracy with intervals, calibration, agreement.
+
+`load_step02` reads what notebook 02 left in its step folder; the other functions take plain
+arrays (p_left per pair, labels 1.0 = A better), so notebook 02's ladder uses them as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from idiff_lib.answer.ensemble import ENSEMBLERS, Ensemble, FeatureMemberAdapter, make_ensembler, prob_logit
+from idiff_lib.answer.run_store import load_answer_run
+from idiff_lib.core import layout, storage
+from idiff_lib.core.errors import DataError
+from idiff_lib.data.pairs import Pair
+
+# Step 02's per-split outputs beside ensemble.json (`split` is "val" or "test").
+MEMBER_PROBS_FILE = "member_probs_{split}.csv"  # p_left of every member, one row per pair id
+PREDICTIONS_FILE = "preds_{split}.jsonl"  # the final ensemble's rows (`ensemble.predict_rows` format)
+
+
+def accuracy(p: np.ndarray, labels: np.ndarray) -> float:
+    """Share of pairs where p_left > 0.5 agrees with label > 0.5 (NaN for no pairs)."""
+    p, labels = np.asarray(p), np.asarray(labels)
+    return float(np.mean((p > 0.5) == (labels > 0.5))) if len(p) else float("nan")
+
+
+def bootstrap_ci(correct: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean of 0/1 outcomes (`scoring.stats.bootstrap_mean`'s interval)."""
+    from idiff_lib.scoring.stats import bootstrap_mean
+
+    ci = bootstrap_mean(np.asarray(correct, dtype=float), n_boot=n_boot, seed=seed, level=level)
+    return (float("nan"), float("nan")) if ci["n"] == 0 else (ci["ci_low"], ci["ci_high"])
+
+
+def accuracy_table(p: np.ndarray, labels: np.ndarray, categories: Sequence[str], seed: int = 0) -> dict[str, dict[str, float]]:
+    """Accuracy with a 95% bootstrap interval for person, scene and overall."""
+    p, labels, categories = np.asarray(p), np.asarray(labels), np.asarray(categories)
+    out = {}
+    for group in ("person", "scene", "overall"):
+        mask = np.ones(len(p), bool) if group == "overall" else categories == group
+        correct = (p[mask] > 0.5) == (labels[mask] > 0.5)
+        lo, hi = bootstrap_ci(correct, seed=seed)
+        out[group] = {"acc": float(correct.mean()) if mask.any() else float("nan"), "lo": lo, "hi": hi, "n": int(mask.sum())}
+    return out
+
+
+def reliability(p: np.ndarray, labels: np.ndarray, bins: int = 10) -> tuple[list[dict[str, float]], float]:
+    """Reliability bins on the confidence max(p, 1 - p) and the expected calibration error (ECE)."""
+    p, labels = np.asarray(p, float), np.asarray(labels, float)
+    conf = np.maximum(p, 1 - p)
+    correct = ((p > 0.5) == (labels > 0.5)).astype(float)
+    edges = np.linspace(0.5, 1.0, bins + 1)
+    rows, ece = [], 0.0
+    for i in range(bins):
+        mask = (conf >= edges[i]) & ((conf < edges[i + 1]) if i < bins - 1 else (conf <= edges[i + 1]))
+        if not mask.any():
+            continue
+        acc, mean_conf = float(correct[mask].mean()), float(conf[mask].mean())
+        ece += mask.mean() * abs(acc - mean_conf)
+        rows.append({"lo": float(edges[i]), "hi": float(edges[i + 1]), "confidence": mean_conf, "accuracy": acc, "n": int(mask.sum())})
+    return rows, float(ece)
+
+
+def agreement_matrix(probs: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(Pearson correlation of the members' logits, share of pairs where their answers agree)."""
+    probs = np.asarray(probs, float)
+    z = prob_logit(probs)
+    corr = np.corrcoef(z.T) if probs.shape[1] > 1 else np.ones((1, 1))
+    answers = probs > 0.5
+    agree = (answers[:, :, None] == answers[:, None, :]).mean(axis=0)
+    return np.nan_to_num(corr, nan=0.0), agree
+
+
+def compare_ensemblers(val_probs: np.ndarray, val_labels: np.ndarray, test_probs: np.ndarray,
+                       test_labels: np.ndarray) -> dict[str, float]:
+    """Test accuracy of every ensembler, each fitted on val only."""
+    return {name: accuracy(make_ensembler(name).fit(val_probs, val_labels).predict(test_probs), test_labels)
+            for name in ENSEMBLERS}
+
+
+def all_wrong(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Indices of the pairs every member gets wrong."""
+    wrong = (np.asarray(probs) > 0.5) != (np.asarray(labels)[:, None] > 0.5)
+    return np.flatnonzero(wrong.all(axis=1))
+
+
+@dataclass
+class Step02Outputs:
+    """What notebook 04 reads from step 02: member and final probabilities, labels and pairs."""
+
+    names: list[str]
+    val_probs: pd.DataFrame
+    test_probs: pd.DataFrame
+    val_labels: np.ndarray
+    test_labels: np.ndarray
+    final_val: np.ndarray
+    final_test: np.ndarray
+    test_categories: list[str]
+    test_pairs: list[Pair]
+    ensemble: Ensemble
+
+
+def _labels(rows: list[dict]) -> np.ndarray:
+    return np.array([float(r["label"] == "A") for r in rows])
+
+
+def load_step02(step_dir: str | Path, data_dir: str | Path, device: str | None = None) -> Step02Outputs:
+    """Read notebook 02's outputs (member_probs_*.csv, preds_*.jsonl, ensemble.json) and the test pairs.
+
+    Raises:
+        DataError: naming the missing file and the step to run.
+    """
+    from idiff_lib.data.datasets import load_split
+
+    step_dir = Path(step_dir)
+    need = [MEMBER_PROBS_FILE.format(split="val"), MEMBER_PROBS_FILE.format(split="test"),
+            PREDICTIONS_FILE.format(split="val"), PREDICTIONS_FILE.format(split="test"), layout.ENSEMBLE_FILE]
+    for name in need:
+        if not (step_dir / name).exists():
+            raise DataError(step_dir / name, "step 02 output not found",
+                            "run notebook 02 first in the same run folder (idiff run --only 02)")
+    val_probs = pd.read_csv(step_dir / MEMBER_PROBS_FILE.format(split="val"), index_col=0)
+    test_probs = pd.read_csv(step_dir / MEMBER_PROBS_FILE.format(split="test"), index_col=0)
+    ens = load_answer_run(step_dir, device=device)
+    val_rows = storage.read_jsonl_rows(step_dir / PREDICTIONS_FILE.format(split="val"))
+    test_file = step_dir / PREDICTIONS_FILE.format(split="test")
+    test_rows = storage.read_jsonl_rows(test_file)
+    by_id = {p.id: p for p in load_split(data_dir, "test")}
+    missing = [r["id"] for r in test_rows if r["id"] not in by_id]
+    if missing:
+        raise DataError(test_file, f"{len(missing)} test ids (e.g. {missing[0]}) are not in {data_dir}",
+                        "pass the data_dir that step 02 was run with")
+    names = ens.names
+    return Step02Outputs(
+        names=names, val_probs=val_probs.loc[[r["id"] for r in val_rows], names],
+        test_probs=test_probs.loc[[r["id"] for r in test_rows], names],
+        val_labels=_labels(val_rows), test_labels=_labels(test_rows),
+        final_val=np.array([r["p_left"] for r in val_rows]), final_test=np.array([r["p_left"] for r in test_rows]),
+        test_categories=[r["category"] for r in test_rows], test_pairs=[by_id[r["id"]] for r in test_rows], ensemble=ens)
+
+
+def feature_importances(run: Step02Outputs, repeats: int = 5, seed: int = 0) -> pd.DataFrame | None:
+    """Permutation importances of the feature member on the test pairs, or None without one.
+
+    `FeatureMember.permutation_importances`: the accuracy drop when a column is shuffled.
+    """
+    member = next((m for m in run.ensemble.members if isinstance(m, FeatureMemberAdapter)), None)
+    if member is None:
+        return None
+    return member.member.permutation_importances(member.table_fn(run.test_pairs), run.test_labels,
+                                                 n_repeats=repeats, seed=seed)

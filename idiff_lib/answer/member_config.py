@@ -1,0 +1,91 @@
+"""One trained member's settings (`MemberConfig`), saved beside its checkpoints and in a run's spec.
+
+A member is built from notebook 02's `idiff_lib.answer.settings.AnswerSettings` (its
+``member`` method); the dataclass defaults below are the paper's optimisation values and only
+matter when a member is built by hand (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from idiff_lib.core.errors import ParameterError, suggest
+from idiff_lib.core.ontology import CATEGORIES
+
+# "split": the four views (the iDiff input); "merged": one image A|B (the ladder's first row).
+MODES = ("split", "merged")
+
+
+@dataclass
+class MemberConfig:
+    """Everything that defines one trained member (saved beside its checkpoints).
+
+    Attributes:
+        name: the member's folder name inside the run (e.g. ``resnet10t``, ``resnet10t_person``).
+        backbone: a key of ANSWER_BACKBONES or any timm model name.
+        mode: "split" (four views, the iDiff input) or "merged" (one image A|B, ladder row 1).
+        pretrained: load timm's ImageNet weights (needs them in the Hugging Face cache, or
+            `checkpoint`).
+        checkpoint: a local weights file to load into the backbone instead of downloading.
+        init: a state dict of the backbone from the degradation pretext task (`idiff_lib.answer.pretext`),
+            or a member's ``best.pt`` to fine-tune (specialists start from the generalist).
+        category: "" for a generalist, "person" or "scene" for a specialist (trains on that
+            category only).
+        img_size: crop side fed to the backbone.
+        resize: short side the global view is resized to before cropping.
+        local_resize: short side the detail view is resized to; 0 keeps its native pixels, so
+            noise and halos are seen at the resolution the expert saw them.
+        epochs / batch_size / lr / weight_decay / warmup_frac: optimisation (AdamW + cosine).
+        hidden / dropout: the difference-aware head.
+        seed: seeds Python, NumPy and torch; each epoch reseeds from (seed, epoch).
+        synthetic_pairs: fresh pairs per epoch drawn from the training photos by the degradation
+            generator (0 = only the fixed training pairs).
+        swap_aug: randomly exchange A and B (and the label) in training.
+    """
+
+    name: str
+    backbone: str
+    mode: str = "split"
+    pretrained: bool = False
+    checkpoint: str = ""
+    init: str = ""
+    category: str = ""
+    img_size: int = 224
+    resize: int = 256
+    local_resize: int = 256
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    warmup_frac: float = 0.05
+    hidden: int = 256
+    dropout: float = 0.1
+    seed: int = 42
+    synthetic_pairs: int = 0
+    swap_aug: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ParameterError(f"member {self.name}: mode {self.mode!r} is not one of {MODES}.{suggest(self.mode, MODES)}")
+        if self.category not in ("", *CATEGORIES):
+            raise ParameterError(f"member {self.name}: category {self.category!r} must be '', 'person' or 'scene'")
+        for key in ("img_size", "resize", "epochs", "batch_size"):
+            if int(getattr(self, key)) < 1:
+                raise ParameterError(f"member {self.name}: {key} must be >= 1, got {getattr(self, key)}")
+        if self.resize < self.img_size:
+            raise ParameterError(f"member {self.name}: resize ({self.resize}) must be >= img_size ({self.img_size})")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MemberConfig:
+        """The config of a saved dict; an unknown key is refused with close matches."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            key = sorted(unknown)[0]
+            raise ParameterError(f"unknown member setting {key!r}.{suggest(key, known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON values (saved in config.json, checkpoints and the run's spec)."""
+        return asdict(self)

@@ -1,0 +1,127 @@
+"""Notebook 02's and notebook 04's settings, defined once (defaults = what the cpu chain runs with).
+
+`AnswerSettings` holds every parameter of notebook 02 (training the Answer Model's members and
+rebuilding the ablation ladder); `AnalysisSettings` those of notebook 04 (analysing the trained
+ensemble). The ``paper`` and ``tiny`` profiles overlay them from
+``idiff_lib/configs/profiles/<step>.yaml``; each notebook's parameters cell repeats the defaults as
+literals, and every member's `MemberConfig` is built from these settings by `AnswerSettings.member`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from idiff_lib.answer.backbones import resolve_backbone
+from idiff_lib.answer.ensemble import make_ensembler
+from idiff_lib.answer.member_config import MemberConfig
+from idiff_lib.core import layout
+from idiff_lib.core.errors import ParameterError, suggest
+from idiff_lib.core.settings import StepSettings
+
+# The ablation ladder's rows, in order (notebook 02); the first three can be rebuilt without pretext.
+LADDER_ROWS = ("merged", "split", "specialists", "ensemble")
+
+
+@dataclass
+class AnswerSettings(StepSettings):
+    """Notebook 02's parameters; the defaults are the cpu profile (2 cores, no pretrained weights)."""
+
+    STEP: ClassVar[str] = layout.ANSWER_STEP
+
+    # three small CNN families: their errors differ, so the ensemble gains
+    backbones: list[str] = field(default_factory=lambda: ["resnet10t", "convnext_atto", "efficientnet_b0"])
+    pretrained: bool = False  # ImageNet weights cannot be downloaded here; the pretext task gives the quality-aware start
+    checkpoints: dict[str, str] = field(default_factory=dict)  # backbone -> a local weights file instead of downloading
+    img_size: int = 96  # crop side: 2 cores train a 4-view pair at 96 px about 5x faster than at 224
+    resize: int = 120  # the global view's short side before the random 96 crop (keeps most of the frame)
+    local_resize: int = 0  # 0: detail crops kept at native pixels, where noise, halos and smearing are visible
+    epochs: int = 3  # what fits the 15-minute CPU budget for the whole ladder on 2 cores
+    batch_size: int = 16  # small batches: more updates per epoch on a small data set
+    lr: float = 0.0005  # AdamW peak rate for a small network
+    weight_decay: float = 0.0001  # the paper's value
+    warmup_frac: float = 0.05  # share of the steps with a linear warm-up before the cosine decay
+    hidden: int = 256  # width of the difference-aware head's hidden layer
+    dropout: float = 0.1  # dropout in the difference-aware head
+    swap_aug: bool = True  # exchange A and B (and the label) at random in training
+    seed: int = 42  # the paper's seed; every epoch reseeds from (seed, epoch) so resumed runs match
+    synthetic_pairs: int = 0  # fresh pairs per epoch generated from the training photos (0: the fixed train split only)
+    specialist_epochs: int = 1  # person/scene specialists start from the generalist, so a short fine-tune
+    specialist_lr_divisor: float = 3.0  # specialists fine-tune the generalist at lr/3
+    specialist_synthetic_pairs: int = 0  # specialists fine-tune on their category's real pairs only
+    pretext_steps: int = 40  # optimiser steps of degradation recognition per backbone (0: start from scratch)
+    pretext_batch: int = 32  # crops per pretext step
+    pretext_crop: int = 64  # pretext crop side: defects are local, small crops are cheap
+    no_pretext_rows: list[str] = field(default_factory=lambda: ["split"])  # ladder rows trained again without pretext
+    # "mean" (the paper's equal weights) | "weighted" | "stacking", fitted on val only. The CPU networks
+    # stay near chance on the demo (0.44-0.53) and one is overconfident, so an equal mean drags the
+    # feature member down (test 0.64 vs 0.72); stacking weighs each member by what it is worth on val.
+    ensembler: str = "stacking"
+    feature_member: bool = True  # add the feature-based member (gradient boosting on the pair cues) to the ensemble
+    feature_synthetic_pairs: int = 4000  # fresh pairs for the feature member (about 80 ms each on one core; 0: train only)
+    max_pairs: int = 0  # cap on pairs per split (0: all; the tiny profile uses a few)
+    threads: int = 2  # torch threads (applied once by the chain) and feature-cue workers: the machine has 2 cores
+
+    def validate(self) -> None:
+        """Known backbones, checkpoints only for those backbones, known ladder rows and ensembler.
+
+        Raises:
+            ParameterError: naming the parameter, the bad value and close matches.
+        """
+        for name in self.backbones:
+            resolve_backbone(name)
+        for name in self.checkpoints:
+            if name not in self.backbones:
+                raise ParameterError(f"checkpoints: {name!r} is not one of the backbones {self.backbones}."
+                                     f"{suggest(name, self.backbones)}")
+        for row in self.no_pretext_rows:
+            if row not in LADDER_ROWS[:3]:
+                raise ParameterError(f"no_pretext_rows: {row!r} is not one of {LADDER_ROWS[:3]}.{suggest(row, LADDER_ROWS)}")
+        make_ensembler(self.ensembler)
+
+    def member(self, backbone: str, mode: str = "split", category: str = "", init: str = "",
+               suffix: str = "") -> MemberConfig:
+        """The settings of one member: a generalist, or a person/scene specialist when `category` is set.
+
+        Args:
+            backbone: a key of ANSWER_BACKBONES or a timm name.
+            mode: "split" (four views) or "merged" (the ladder's first row).
+            category: "" for a generalist, "person" or "scene" for a specialist.
+            init: a pretext checkpoint or a generalist's ``best.pt`` to start from (then no `checkpoints` file).
+            suffix: appended to the member's name (e.g. "scratch" for the rows without pretext).
+        """
+        name = "_".join(x for x in (backbone, "merged" if mode == "merged" else "", category, suffix) if x)
+        return MemberConfig(
+            name=name, backbone=backbone, mode=mode, pretrained=self.pretrained, init=init, category=category,
+            checkpoint="" if init else str(self.checkpoints.get(backbone, "")),
+            img_size=self.img_size, resize=self.resize, local_resize=self.local_resize,
+            epochs=self.specialist_epochs if category else self.epochs, batch_size=self.batch_size,
+            lr=self.lr / self.specialist_lr_divisor if category else self.lr, weight_decay=self.weight_decay,
+            warmup_frac=self.warmup_frac, hidden=self.hidden, dropout=self.dropout, seed=self.seed,
+            synthetic_pairs=self.specialist_synthetic_pairs if category else self.synthetic_pairs,
+            swap_aug=self.swap_aug,
+        )
+
+
+@dataclass
+class AnalysisSettings(StepSettings):
+    """Notebook 04's parameters; the defaults are the cpu profile."""
+
+    STEP: ClassVar[str] = layout.ANALYSIS_STEP
+
+    bins: int = 10  # reliability bins over confidence 0.5..1 (about 10 pairs per bin on a 100-pair test split)
+    confidence_groups: int = 4  # quantile groups for accuracy by confidence
+    max_wrong_shown: int = 6  # pairs missed by every member drawn as their four views
+    importance_repeats: int = 5  # permutation repeats for the feature member's importances
+
+    def validate(self) -> None:
+        """Counts of at least one (none shown is allowed for `max_wrong_shown`).
+
+        Raises:
+            ParameterError: naming the parameter and its value.
+        """
+        for name in ("bins", "confidence_groups", "importance_repeats"):
+            if getattr(self, name) < 1:
+                raise ParameterError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_wrong_shown < 0:
+            raise ParameterError(f"max_wrong_shown must be >= 0, got {self.max_wrong_shown}")

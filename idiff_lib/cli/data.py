@@ -1,0 +1,76 @@
+"""``idiff data ...``: fetch the public RAIM-PIQA annotations, check a JSONL file, build the demo set."""
+
+from __future__ import annotations
+
+import argparse
+
+from idiff_lib.benchmark.build import build_demo
+from idiff_lib.core import paths
+from idiff_lib.core.errors import DataError, ParameterError
+from idiff_lib.data.datasets import RAIM_COMMIT, SPLITS, fetch_raim
+from idiff_lib.data.pairs import read_pairs, summarise
+from idiff_lib.data.views import load_views
+
+
+def add_cli(sub: argparse._SubParsersAction) -> None:
+    """Add the ``data`` group (``fetch-raim``, ``check``, ``build-demo``) to the ``idiff`` command."""
+    data = sub.add_parser("data", help="data sets: fetch the public RAIM-PIQA annotations, build the demo set")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_sub.add_parser("fetch-raim", help="download the public RAIM-PIQA annotations (needs internet)")
+    fetch.add_argument("--out", default=None, help=f"target folder (default {paths.RAIM_DOWNLOAD_DIR})")
+    fetch.add_argument("--ref", default=RAIM_COMMIT, help="git commit or branch of the RAIM-PIQA repository")
+    fetch.set_defaults(func=_cli_fetch)
+    check = data_sub.add_parser("check", help="read a JSONL file and its images, reporting every bad sample")
+    check.add_argument("path")
+    check.add_argument("--data-root", default=None, help="last-resort folder to find images in")
+    check.add_argument("--skip-bad", action="store_true", help="report bad samples and keep going")
+    check.set_defaults(func=_cli_check)
+    build = data_sub.add_parser("build-demo", help="build the embedded demo benchmark (data/demo) from real photos")
+    build.add_argument("--seed", type=int, default=0, help="master seed (default 0, the committed set)")
+    build.add_argument("--out", default=None, help=f"target folder (default {paths.DEMO_DIR})")
+    build.add_argument("--sizes", default=None, help="pairs per split as train,val,test (default 300,100,100)")
+    build.add_argument("--no-resume", action="store_true",
+                       help="regenerate every pair even if a partial build exists")
+    build.set_defaults(func=_cli_build)
+
+
+def _cli_fetch(args: argparse.Namespace) -> int:
+    for path in fetch_raim(args.out, args.ref):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cli_check(args: argparse.Namespace) -> int:
+    pairs = read_pairs(args.path, data_root=args.data_root, require_images=True, skip_bad=args.skip_bad)
+    bad = list(pairs.skipped)
+    good = 0
+    for pair in pairs:
+        try:
+            load_views(pair)
+            good += 1
+        except DataError as err:
+            if not args.skip_bad:
+                raise
+            bad.append(err)
+    print(f"{args.path}: {good} good pair(s), {len(bad)} bad; {summarise(pairs)}")
+    for err in bad:
+        print(f"  bad: {err}")
+    return 1 if bad else 0
+
+
+def _cli_build(args: argparse.Namespace) -> int:
+    sizes = None
+    if args.sizes:
+        try:
+            values = [int(v) for v in args.sizes.split(",")]
+        except ValueError:
+            values = []
+        if len(values) != 3 or min(values) < 2:
+            raise ParameterError(f"--sizes must be three integers >= 2 as train,val,test, got {args.sizes!r}")
+        sizes = dict(zip(SPLITS, values, strict=True))
+    counts = build_demo(args.out, args.seed, sizes, resume=not args.no_resume)
+    for s in SPLITS:
+        print(f"{s}: {counts[s]['pairs']} pairs ({counts[s]['person']} person, {counts[s]['scene']} scene; "
+              f"{counts[s]['A']} A / {counts[s]['B']} B)")
+    print(f"built in {counts['seconds']} s -> {args.out or paths.DEMO_DIR}")
+    return 0

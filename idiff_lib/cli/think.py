@@ -1,0 +1,188 @@
+"""``idiff think {build-tiny, train, generate, export-swift, mine-vocabulary}``: the Thinking Model's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from idiff_lib.benchmark.references import RAIM_VOCABULARY_FILE, remine_raim_vocabulary
+from idiff_lib.core import storage
+from idiff_lib.core.errors import ParameterError
+from idiff_lib.data import pairs as pairs_mod
+from idiff_lib.thinking import prompts as prompts_mod
+from idiff_lib.thinking import template_baseline
+from idiff_lib.thinking.generation import model_writer, write_rationales
+from idiff_lib.thinking.run import RunSettings, build_run_settings, load_thinking_run, train_run
+from idiff_lib.thinking.settings import ThinkingSettings
+from idiff_lib.thinking.side_inputs import read_answers, read_id_table
+from idiff_lib.thinking.swift_export import swift_records
+from idiff_lib.thinking.tiny import TinySettings, build_tiny_model, rationale_corpus
+from idiff_lib.thinking.training import TrainSettings
+
+# What `idiff think train` runs with besides its flags: the RunSettings / TinySettings defaults it
+# has always used (notebook 03's settings differ: swaps, a wider tiny model, longer generation).
+_TRAIN_DEFAULTS = {
+    "max_new_tokens": RunSettings.max_new_tokens,
+    "gen_batch_size": RunSettings.gen_batch_size,
+    "no_repeat_ngram_size": RunSettings.no_repeat_ngram_size,
+    "swap_augment": RunSettings.swap_augment,
+    "tiny_hidden": TinySettings.hidden_size,
+    "tiny_layers": TinySettings.layers,
+    "tiny_vocab": TinySettings.vocab_size,
+    "seed": TrainSettings.seed,
+}
+
+
+def _cues_arg(path: str | None) -> dict:
+    return read_id_table(path) if path else {}
+
+
+def train_settings_of(args: argparse.Namespace) -> RunSettings:
+    """The run settings of ``idiff think train`` (through `build_run_settings`, as notebook 03)."""
+    settings = ThinkingSettings(model_name=args.model, epochs_per_stage=args.epochs, batch_size=args.batch_size,
+                                lr=args.lr, lora=args.lora, max_pixels=args.max_pixels or 0,
+                                raim_dir=args.raim_dir or "", **_TRAIN_DEFAULTS)
+    settings.validate()
+    return build_run_settings(settings, stage=prompts_mod.check_stage(args.stage),
+                              mixed_precision=args.mixed_precision, max_steps=args.max_steps,
+                              save_every=args.save_every, tiny_max_pixels=TinySettings.max_pixels)
+
+
+def _cmd_build_tiny(args: argparse.Namespace) -> int:
+    labelled = pairs_mod.read_pairs(args.data) if args.data else []
+    corpus = rationale_corpus(labelled, args.raim_dir)
+    out = build_tiny_model(args.out, corpus, TinySettings(vocab_size=args.vocab_size))
+    print(f"tiny Qwen2-VL written to {out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    train_pairs = pairs_mod.read_pairs(args.data, limit=args.limit)
+    result = train_run(args.out, train_pairs, train_settings_of(args), cues=_cues_arg(args.cues),
+                       init_from=args.init_from, resume=not args.no_resume)
+    if result.get("is_main_process", True):
+        print(json.dumps({k: v for k, v in result.items() if k != "loss_history"}))
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    torch.set_num_threads(args.threads)
+    pairs = pairs_mod.read_pairs(args.data, limit=args.limit)
+    answers = read_answers(args.answers) if args.answers else {}
+    if args.writer == "template":
+        vocabulary = prompts_mod.load_vocabulary()
+        stage = args.stage or "S4"
+        prompts = prompts_mod.build_prompts(pairs, stage, cues=_cues_arg(args.cues), answers=answers,
+                                            vocabulary=vocabulary)
+        writer = template_baseline.writer(vocabulary, stage, cues=_cues_arg(args.cues))
+    else:
+        if not args.run:
+            raise ParameterError("idiff think generate: --run RUN_DIR is required with --writer model. fix: pass the "
+                                 "folder written by `idiff think train`, or use --writer template")
+        model, processor, settings, vocabulary = load_thinking_run(args.run)
+        stage = args.stage or settings.stage
+        prompts = prompts_mod.build_prompts(pairs, stage, cues=_cues_arg(args.cues), answers=answers,
+                                            vocabulary=vocabulary)
+        writer = model_writer(model, processor, batch_size=settings.gen_batch_size,
+                              max_new_tokens=settings.max_new_tokens, max_pixels=settings.max_pixels,
+                              no_repeat_ngram_size=settings.no_repeat_ngram_size)
+    stats = write_rationales(pairs, prompts, args.out, writer)
+    print(json.dumps({"out": str(args.out), "stage": stage, **stats}))
+    return 0
+
+
+def _cmd_export_swift(args: argparse.Namespace) -> int:
+    pairs = pairs_mod.read_pairs(args.data, require_images=True, limit=args.limit)
+    vocabulary = prompts_mod.load_vocabulary(pairs)
+    answers = read_answers(args.answers) if args.answers else {p.id: {"answer": p.answer} for p in pairs}
+    prompts = prompts_mod.build_prompts(pairs, args.stage, cues=_cues_arg(args.cues), answers=answers,
+                                        vocabulary=vocabulary)
+    storage.write_jsonl(args.out, swift_records(pairs, prompts, args.shape))
+    print(f"{len(pairs)} {args.shape.upper()} rows for ms-swift -> {args.out}")
+    return 0
+
+
+def _cmd_mine_vocabulary(args: argparse.Namespace) -> int:
+    out = remine_raim_vocabulary(args.raim_dir, args.out)
+    print(f"RAIM vocabulary counts mined from {args.raim_dir} -> {out}")
+    return 0
+
+
+def _add_build_tiny(sub) -> None:
+    p = sub.add_parser("build-tiny", help="build the tiny Qwen2-VL-architecture model and its tokenizer")
+    p.add_argument("--data", help="a labelled JSONL whose rationales join the tokenizer corpus")
+    p.add_argument("--out", required=True, help="the model folder to write")
+    p.add_argument("--vocab-size", type=int, default=TinySettings.vocab_size)
+    p.add_argument("--raim-dir", help="a RAIM-PIQA folder whose public rationales join the tokenizer corpus")
+    p.set_defaults(func=_cmd_build_tiny)
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train the Thinking Model at one stage (runs under `accelerate launch` too)")
+    p.add_argument("--data", required=True, help="the labelled training JSONL (SFT or GRPO shape)")
+    p.add_argument("--out", required=True, help="the run folder (checkpoints, final/)")
+    p.add_argument("--model", default="tiny", help="'tiny', a Hub name, an alias (qwen3-vl-8b, qwen2.5-vl-7b) or a folder")
+    p.add_argument("--stage", default="S4", choices=prompts_mod.STAGES)
+    p.add_argument("--cues", help="JSONL rows {id, cv, iqa} of feature cue texts (S2, S3)")
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters (r=16, all linear layers)")
+    p.add_argument("--init-from", help="start from an earlier run's final/ folder (progressive stages)")
+    p.add_argument("--epochs", type=int, default=TrainSettings.epochs)
+    p.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
+    p.add_argument("--lr", type=float, default=TrainSettings.lr)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--save-every", type=int, default=TrainSettings.save_every)
+    p.add_argument("--max-pixels", type=int, help="per-image pixel budget")
+    p.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"))
+    p.add_argument("--limit", type=int, help="train on the first N pairs")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--raim-dir", help="a RAIM-PIQA folder whose public rationales join the tokenizer corpus and "
+                                      "the template counts (default: the committed counts only)")
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="write rationales (resumable: ids already in --out are skipped)")
+    p.add_argument("--run", help="a training run folder (holds final/)")
+    p.add_argument("--data", required=True, help="the pairs JSONL")
+    p.add_argument("--answers", help="Answer Model predictions JSONL (id, answer[, p_left]); needed for S4")
+    p.add_argument("--cues", help="JSONL rows {id, cv, iqa} of feature cue texts")
+    p.add_argument("--out", required=True, help="the rationales JSONL to write")
+    p.add_argument("--stage", choices=prompts_mod.STAGES, help="default: the run's training stage")
+    p.add_argument("--writer", default="model", choices=("model", "template"))
+    p.add_argument("--limit", type=int)
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=_cmd_generate)
+
+
+def _add_export_swift(sub) -> None:
+    p = sub.add_parser("export-swift", help="write the SFT/GRPO JSONL that ms-swift takes")
+    p.add_argument("--data", required=True, help="a labelled pairs JSONL")
+    p.add_argument("--out", required=True)
+    p.add_argument("--shape", default="sft", choices=("sft", "grpo"))
+    p.add_argument("--stage", default="S4", choices=prompts_mod.STAGES)
+    p.add_argument("--cues", help="JSONL rows {id, cv, iqa}")
+    p.add_argument("--answers", help="answers for S4 prompts (default: the reference answers)")
+    p.add_argument("--limit", type=int)
+    p.set_defaults(func=_cmd_export_swift)
+
+
+def _add_mine_vocabulary(sub) -> None:
+    p = sub.add_parser("mine-vocabulary", help="maintainers: re-mine the committed RAIM vocabulary counts")
+    p.add_argument("--raim-dir", required=True, help="the folder holding the public train_sft_1536.jsonl")
+    p.add_argument("--out", default=str(RAIM_VOCABULARY_FILE), help="the counts file to write")
+    p.set_defaults(func=_cmd_mine_vocabulary)
+
+
+def add_cli(subparsers) -> None:
+    """``idiff think {build-tiny, train, generate, export-swift, mine-vocabulary}``."""
+    think = subparsers.add_parser("think", help="the Thinking Model: rationales (train, generate, export)")
+    sub = think.add_subparsers(dest="think_command", required=True)
+    _add_build_tiny(sub)
+    _add_train(sub)
+    _add_generate(sub)
+    _add_export_swift(sub)
+    _add_mine_vocabulary(sub)

@@ -1,0 +1,232 @@
+"""One Thinking Model training run, and the progressive ladder of runs S0 -> S4.
+
+Reference: iDiff, the winning method of the NTIRE 2026 RAIM challenge, Track 1 (Professional Image
+Quality Assessment), fine-tunes Qwen3-VL-8B-Instruct with LoRA through progressive prompt stages
+S0 -> S4 (`idiff_lib.thinking.prompts`). A run folder holds ``checkpoint/`` (resume) and
+``final/`` (the weights or adapter, the processor, ``vocabulary.json`` and ``thinking.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from idiff_lib.benchmark.references import Vocabulary
+from idiff_lib.core import layout, storage
+from idiff_lib.core.errors import DataError, ParameterError, suggest
+from idiff_lib.data import pairs as pairs_mod
+from idiff_lib.thinking import prompts as prompts_mod
+from idiff_lib.thinking.checkpoints import load_model, staging_dir
+from idiff_lib.thinking.encoding import SWAP_SUFFIX, examples_for, swap_sides_text, swapped_pair
+from idiff_lib.thinking.lora import LoraSettings, apply_lora
+from idiff_lib.thinking.settings import ThinkingSettings
+from idiff_lib.thinking.tiny import TinySettings, build_tiny_model, rationale_corpus
+from idiff_lib.thinking.training import TrainSettings, train
+
+# The run's record in ``final/``: its settings and training result (a finished run is not retrained).
+RUN_INFO_FILE = "thinking.json"
+
+
+@dataclass
+class RunSettings:
+    """Everything one Thinking Model training run needs, saved as ``thinking.json`` in its folder.
+
+    Attributes:
+        model: a Hub name, alias or folder; ``"tiny"`` builds the tiny model in ``RUN/base``.
+        stage: the prompt stage (S0..S4).
+        lora: train LoRA adapters (True) or all weights (False, the tiny model's default).
+        max_pixels: per-image pixel budget at encoding time (None = the processor's).
+        max_new_tokens / gen_batch_size / no_repeat_ngram_size: generation.
+        swap_augment: also train on every pair with A and B exchanged (`swapped_pair`).
+        raim_dir: a RAIM-PIQA folder whose public rationales join the tiny tokenizer's corpus and
+            the template counts (mined afresh); empty = the committed counts only.
+    """
+
+    model: str = "tiny"
+    stage: str = "S4"
+    lora: bool = False
+    max_pixels: int | None = None
+    max_new_tokens: int = 256
+    gen_batch_size: int = 8
+    no_repeat_ngram_size: int = 0
+    swap_augment: bool = False
+    raim_dir: str = ""
+    tiny: TinySettings = field(default_factory=TinySettings)
+    lora_settings: LoraSettings = field(default_factory=LoraSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunSettings":
+        nested = {"tiny": TinySettings, "lora_settings": LoraSettings, "train": TrainSettings}
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ParameterError(f"unknown thinking setting {name!r}.{suggest(name, known)}")
+        kwargs = {}
+        for key, value in data.items():
+            if key in nested and isinstance(value, Mapping):
+                sub = nested[key]
+                sub_known = {f.name for f in fields(sub)}
+                bad = set(value) - sub_known
+                if bad:
+                    b = sorted(bad)[0]
+                    raise ParameterError(f"unknown {key} setting {b!r}.{suggest(b, sub_known)}")
+                value = sub(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+            kwargs[key] = value
+        return cls(**kwargs)
+
+
+def build_run_settings(
+    settings: ThinkingSettings,
+    *,
+    stage: str = "S4",
+    mixed_precision: str | None = None,
+    max_steps: int | None = None,
+    save_every: int = TrainSettings.save_every,
+    tiny_max_pixels: int | None = None,
+) -> RunSettings:
+    """The `RunSettings` of a training run with notebook 03's `settings` (the notebook and ``idiff think train``).
+
+    Args:
+        settings: the step's settings (``max_pixels`` 0 = the processor's own budget).
+        stage: the prompt stage (`train_ladder` sets each stage's own).
+        mixed_precision: "no", "bf16" or "fp16"; None = bf16 on a GPU, else no.
+        max_steps / save_every: stop after this many optimiser steps; checkpoint every this many.
+        tiny_max_pixels: the tiny image processor's pixel budget; None = `settings.max_pixels` (or the
+            tiny default when that is 0).
+    """
+    max_pixels = settings.max_pixels or None
+    if mixed_precision is None:
+        mixed_precision = "bf16" if torch.cuda.is_available() else "no"
+    tiny = TinySettings(vocab_size=settings.tiny_vocab, hidden_size=settings.tiny_hidden, layers=settings.tiny_layers,
+                        intermediate_size=3 * settings.tiny_hidden,  # Qwen's MLP ratio, kept by the tiny model
+                        max_pixels=tiny_max_pixels or max_pixels or TinySettings.max_pixels, seed=settings.seed)
+    train_settings = TrainSettings(epochs=settings.epochs_per_stage, batch_size=settings.batch_size, lr=settings.lr,
+                                   max_steps=max_steps, save_every=save_every, seed=settings.seed,
+                                   mixed_precision=mixed_precision)
+    return RunSettings(model=settings.model_name, stage=prompts_mod.check_stage(stage), lora=settings.lora,
+                       max_pixels=max_pixels, max_new_tokens=settings.max_new_tokens,
+                       gen_batch_size=settings.gen_batch_size, no_repeat_ngram_size=settings.no_repeat_ngram_size,
+                       swap_augment=settings.swap_augment, raim_dir=settings.raim_dir, tiny=tiny,
+                       train=train_settings)
+
+
+def prepare_model(run_dir: Path, settings: RunSettings, corpus_pairs: Sequence[pairs_mod.Pair] = (),
+                  init_from: str | Path | None = None, log=print):
+    """Model + processor for training.
+
+    From `init_from` (an earlier stage's weights) when given, else the tiny model built in
+    ``run_dir/base`` (tokenizer corpus: `corpus_pairs`), else the named checkpoint; LoRA adapters
+    are added when the settings ask for them and the model has none yet.
+    """
+    if init_from is not None:
+        model, processor = load_model(str(init_from), trainable_adapter=True)
+    elif settings.model == "tiny":
+        from accelerate import PartialState
+
+        base = run_dir / "base"
+        # Under `accelerate launch` the main process builds the model; the others wait, then load it.
+        with PartialState(cpu=not torch.cuda.is_available()).main_process_first():
+            if not (base / "config.json").exists():
+                build_tiny_model(base, rationale_corpus(corpus_pairs, settings.raim_dir or None), settings.tiny)
+        model, processor = load_model(str(base))
+    else:
+        model, processor = load_model(settings.model)
+    if settings.lora and not hasattr(model, "peft_config"):
+        model = apply_lora(model, settings.lora_settings, log=log)
+    return model, processor
+
+
+def train_run(
+    run_dir: str | Path,
+    train_pairs: Sequence[pairs_mod.Pair],
+    settings: RunSettings,
+    *,
+    cues: Mapping[str, Mapping[str, str]] | None = None,
+    vocabulary: Vocabulary | None = None,
+    init_from: str | Path | None = None,
+    resume: bool = True,
+    log=print,
+) -> dict:
+    """Train the Thinking Model at one stage and save it to ``run_dir/final`` (resumable).
+
+    In S4 the prompt's verdict during training is the reference answer (teacher forcing); at test
+    time it is the Answer Model's.
+    """
+    run_dir = Path(run_dir)
+    final = run_dir / layout.FINAL_CHECKPOINT
+    if resume and (final / RUN_INFO_FILE).exists():
+        return json.loads((final / RUN_INFO_FILE).read_text())["train"]
+    vocabulary = vocabulary or prompts_mod.load_vocabulary(train_pairs, settings.raim_dir or None)
+    examples_pairs = list(train_pairs)
+    cues = dict(cues or {})
+    if settings.swap_augment:
+        swapped = [swapped_pair(p) for p in train_pairs]
+        for p in train_pairs:
+            if p.id in cues:
+                cues[p.id + SWAP_SUFFIX] = {k: swap_sides_text(str(v)) for k, v in cues[p.id].items()}
+        examples_pairs += swapped
+    answers = {p.id: {"answer": p.answer} for p in examples_pairs}
+    prompts = prompts_mod.build_prompts(examples_pairs, settings.stage, cues=cues, answers=answers,
+                                        vocabulary=vocabulary)
+    model, processor = prepare_model(run_dir, settings, train_pairs, init_from, log)
+    examples = examples_for(examples_pairs, prompts, processor, with_targets=True, max_pixels=settings.max_pixels)
+    result = train(model, examples, processor.tokenizer.pad_token_id, run_dir, settings.train, resume=resume, log=log)
+    if result["is_main_process"]:
+        with staging_dir(final) as tmp:
+            model.save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+            storage.write_json(tmp / "vocabulary.json", {"headings": vocabulary.templates, "source": vocabulary.source})
+            storage.write_json(tmp / RUN_INFO_FILE, {"settings": asdict(settings), "train": result,
+                                                     "train_pairs": len(train_pairs)})
+    return result
+
+
+def load_thinking_run(run_dir: str | Path, merge_adapter: bool = True):
+    """(model, processor, settings, vocabulary) of a finished training run (``RUN/final``), for inference.
+
+    Args:
+        merge_adapter: fold the LoRA adapter into the base weights (same outputs, faster decoding).
+    """
+    final = Path(run_dir) / layout.FINAL_CHECKPOINT
+    meta = final / RUN_INFO_FILE
+    if not meta.exists():
+        raise DataError(final, f"no trained Thinking Model here ({RUN_INFO_FILE} missing)",
+                        "train first: idiff think train --data TRAIN.jsonl --out RUN_DIR")
+    info = json.loads(meta.read_text())
+    settings = RunSettings.from_dict(info["settings"])
+    voc = json.loads((final / "vocabulary.json").read_text())
+    vocabulary = Vocabulary(source=voc["source"], templates={k: tuple(v) for k, v in voc["headings"].items()})
+    model, processor = load_model(str(final), merge_adapter=merge_adapter)
+    return model, processor, settings, vocabulary
+
+
+def train_ladder(
+    root: str | Path,
+    train_pairs: Sequence[pairs_mod.Pair],
+    stages: Sequence[str],
+    settings: RunSettings,
+    *,
+    cues: Mapping[str, Mapping[str, str]] | None = None,
+    vocabulary: Vocabulary | None = None,
+    log=print,
+) -> dict[str, dict]:
+    """Train the stages progressively: ``root/<stage>``, each initialised from the previous stage's weights.
+
+    Returns:
+        stage -> the `train` result of that stage (a finished stage is not retrained).
+    """
+    results = {}
+    previous = None
+    for stage in stages:
+        stage_settings = RunSettings.from_dict({**asdict(settings), "stage": prompts_mod.check_stage(stage)})
+        log(f"-- stage {stage} ({prompts_mod.STAGE_LABELS[stage]})")
+        results[stage] = train_run(Path(root) / stage, train_pairs, stage_settings, cues=cues, vocabulary=vocabulary,
+                                   init_from=previous, log=log)
+        previous = Path(root) / stage / layout.FINAL_CHECKPOINT
+    return results

@@ -1,0 +1,97 @@
+"""Notebook 03's settings (tune the Thinking Model), defined once: the defaults are the cpu profile.
+
+The ``paper`` and ``tiny`` overlays are in ``idiff_lib/configs/profiles/03_tune_thinking_model.yaml``.
+`idiff_lib.thinking.run.build_run_settings` turns these settings into the `RunSettings` of one
+training run; the notebook and ``idiff think train`` both go through it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import ClassVar
+
+from idiff_lib.benchmark.references import RAIM_SFT_FILE
+from idiff_lib.core import layout
+from idiff_lib.core.errors import ParameterError, suggest
+from idiff_lib.core.ontology import STAGES
+from idiff_lib.core.settings import StepSettings
+
+# Where the S4 verdict of a test pair comes from when the Answer Model did not predict it.
+ANSWERS_FALLBACKS = ("reference", "prior")
+# Settings that count something and may not be negative (0 has a meaning for each, see the fields).
+_NON_NEGATIVE = ("max_pixels", "train_limit", "test_limit", "no_repeat_ngram_size", "seed", "threads")
+# Settings that must be at least one.
+_POSITIVE = ("epochs_per_stage", "batch_size", "max_new_tokens", "gen_batch_size", "tiny_hidden", "tiny_layers",
+             "tiny_vocab")
+
+
+@dataclasses.dataclass
+class ThinkingSettings(StepSettings):
+    """What notebook 03 trains and generates with.
+
+    Attributes:
+        model_name: "tiny" builds the CPU model; else a Hub name, an alias or a local checkpoint folder.
+        stages: the prompt stages, trained progressively in this order.
+        epochs_per_stage / batch_size / lr: the optimiser of each stage.
+        lora: train LoRA adapters (True) or all weights (False).
+        max_pixels: per-image pixel budget at encoding time (0 = the processor's own).
+        max_new_tokens / gen_batch_size / no_repeat_ngram_size: greedy decoding.
+        train_limit / test_limit: use the first N pairs of a split (0 = all).
+        tiny_hidden / tiny_layers / tiny_vocab: the tiny model's width, depth and BPE vocabulary.
+        swap_augment: also train on every pair with A and B exchanged.
+        use_feature_cues: compute the S2/S3 cue texts from `idiff_lib.features`.
+        answers_fallback: the S4 verdict of a pair the Answer Model did not predict: "reference" or "prior".
+        seed: shuffling and initialisation.
+        threads: torch's CPU threads, applied once by the chain (0 = torch's own choice).
+        raim_dir: a folder holding the public RAIM-PIQA ``train_sft_1536.jsonl`` to mine the template
+            headings from, with the train split; empty = the committed counts
+            (``idiff_lib/configs/raim_vocabulary.json``), so results do not depend on a folder outside
+            the repository.
+    """
+
+    STEP: ClassVar[str] = layout.THINKING_STEP
+
+    model_name: str = "tiny"  # the CPU model; the paper profile names Qwen3-VL-8B-Instruct
+    stages: list[str] = dataclasses.field(default_factory=lambda: list(STAGES))  # the whole ladder S0 -> S4
+    epochs_per_stage: int = 1  # each stage continues from the previous one; with swaps 5 stages fit about 10 min
+    batch_size: int = 8  # fits 2 CPU cores' cache with the tiny model's ~500-token sequences
+    lr: float = 0.002  # random-init tiny transformer; LoRA on the 8B model uses 0.0001
+    lora: bool = False  # the tiny model trains in full; the paper profile trains rank-16 LoRA adapters
+    max_pixels: int = 25088  # 28 x 28 x 32: 32 visual tokens per image keep CPU training under 10 minutes
+    max_new_tokens: int = 200  # the reference rationales are 4-7 lines, well under 200 tokens
+    gen_batch_size: int = 16  # batched greedy decoding with left padding
+    train_limit: int = 0  # the whole train split; the tiny profile uses a few pairs
+    test_limit: int = 0  # the whole test split
+    tiny_hidden: int = 160  # big enough to learn the templated references
+    tiny_layers: int = 2  # a few layers: trains in minutes on CPU
+    tiny_vocab: int = 1200  # BPE vocabulary learnt on the rationale corpus
+    swap_augment: bool = True  # letters then follow the images and the verdict, not a side prior
+    no_repeat_ngram_size: int = 10  # greedy decoding guard against the loops of a small model
+    use_feature_cues: bool = True  # cached per image; off in the tiny profile to stay fast
+    answers_fallback: str = "reference"  # an upper bound on the Answer Model, said in metrics.json
+    seed: int = 0  # shuffling and initialisation
+    threads: int = 2  # the 2 CPU cores of the demo machine
+    raim_dir: str = ""  # never read a folder outside the repository unless asked
+
+    def validate(self) -> None:
+        """Refuse unknown stages, an unknown fallback, negative counts and a missing `raim_dir`."""
+        where = f"{self.STEP}: parameter"
+        for stage in self.stages:
+            if stage not in STAGES:
+                raise ParameterError(f"{where} 'stages': unknown stage {stage!r}.{suggest(stage, STAGES)} "
+                                     f"Choose among {', '.join(STAGES)}.")
+        if not self.stages:
+            raise ParameterError(f"{where} 'stages' is empty. fix: list at least one of {', '.join(STAGES)}")
+        if self.answers_fallback not in ANSWERS_FALLBACKS:
+            raise ParameterError(f"{where} 'answers_fallback' must be 'reference' or 'prior', got "
+                                 f"{self.answers_fallback!r}")
+        for name in _NON_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise ParameterError(f"{where} {name!r} must be >= 0, got {getattr(self, name)}")
+        for name in _POSITIVE:
+            if getattr(self, name) < 1:
+                raise ParameterError(f"{where} {name!r} must be >= 1, got {getattr(self, name)}")
+        if self.raim_dir and not (Path(self.raim_dir).expanduser() / RAIM_SFT_FILE).exists():
+            raise ParameterError(f"{where} 'raim_dir': {self.raim_dir} holds no {RAIM_SFT_FILE}. fix: point "
+                                 "it to the public RAIM-PIQA folder, or leave it empty to use the committed counts")

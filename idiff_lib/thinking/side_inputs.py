@@ -1,0 +1,98 @@
+"""The side inputs of the prompt stages: feature cue texts (S2, S3) and the Answer Model's verdicts (S4)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from idiff_lib.core import storage
+from idiff_lib.core.errors import DataError, ParameterError
+from idiff_lib.data import pairs as pairs_mod
+
+
+def read_id_table(path: str | Path, required: Sequence[str] = ("id",)) -> dict[str, dict]:
+    """A JSONL file of rows keyed by ``id`` (answers, cues), with errors naming the file and line."""
+    out: dict[str, dict] = {}
+    for row in storage.read_jsonl_rows(path):
+        missing = [k for k in required if k not in row]
+        if missing:
+            raise DataError(path, f"row {json.dumps(row)[:80]} lacks {', '.join(missing)}",
+                            f"every row needs {', '.join(required)}")
+        out[str(row["id"])] = row
+    return out
+
+
+def read_answers(path: str | Path) -> dict[str, dict]:
+    """Answer Model predictions (rows ``id, answer[, p_left]``) -> id -> {"answer", "p_answer"}."""
+    table = read_id_table(path, ("id", "answer"))
+    out = {}
+    for pid, row in table.items():
+        if row["answer"] not in pairs_mod.ANSWERS:
+            raise DataError(path, f"pair {pid}: answer {row['answer']!r} is not A or B", "write 'A' or 'B'")
+        p_left = row.get("p_left")
+        p = None if p_left is None else (float(p_left) if row["answer"] == "A" else 1 - float(p_left))
+        out[pid] = {"answer": row["answer"], "p_answer": p}
+    return out
+
+
+def s4_answers(pairs: Sequence[pairs_mod.Pair], preds_file: str | Path | None, fallback: str = "reference",
+               prior: str = "A") -> tuple[dict[str, dict], str]:
+    """The verdicts that answer-aware prompts (S4) carry for `pairs`, and a note on where they came from.
+
+    The Answer Model's predictions (`preds_file`, rows ``id, answer, p_left``) come first. Pairs
+    they do not cover (no file, or a run that predicted a subset) get the `fallback`: "reference"
+    (the pair's own answer, an upper bound that says nothing about the Answer Model) or "prior"
+    (the most common training answer `prior`). The note counts each source, so nothing is hidden.
+    """
+    if fallback not in ("reference", "prior"):
+        raise ParameterError(f"answers_fallback must be 'reference' or 'prior', got {fallback!r}")
+    predicted = read_answers(preds_file) if preds_file and Path(preds_file).exists() else {}
+    out, missing = {}, 0
+    for p in pairs:
+        if p.id in predicted:
+            # The verdict only: training prompts carry the reference answer, which has no confidence,
+            # so test prompts must not show one either.
+            out[p.id] = {"answer": predicted[p.id]["answer"], "p_answer": None}
+            continue
+        missing += 1
+        if fallback == "reference" and p.answer in pairs_mod.ANSWERS:
+            out[p.id] = {"answer": p.answer, "p_answer": None}
+        else:
+            out[p.id] = {"answer": prior, "p_answer": None}
+    used = len(pairs) - missing
+    note = f"answer model ({Path(preds_file).name}) for {used} of {len(pairs)} pairs" if preds_file and predicted \
+        else "no Answer Model predictions"
+    if missing:
+        note += f"; {missing} pairs use the {fallback} fallback" + (f" ({prior})" if fallback == "prior" else "")
+    return out, note
+
+
+def feature_cues(
+    pairs: Sequence[pairs_mod.Pair],
+    calibration_ids: Iterable[str] | None = None,
+    *,
+    sources: Sequence[str] = ("cv", "iqa"),
+    progress: bool = True,
+) -> tuple[dict[str, dict[str, str]], str]:
+    """Cue texts per pair from `idiff_lib.features`: ``{id: {"cv": lines, "iqa": lines}}`` and a note.
+
+    The feature table comes from ``features.table.build_feature_table`` (cached per image); the cue
+    thresholds are calibrated on the `calibration_ids` rows (the train split; default: all) with
+    ``features.cue_text.calibrate_thresholds``; each pair's cues are
+    ``features.cue_text.render_features(row, style)`` lines. IQA cues need pyiqa weights: metrics
+    whose weights are missing are left out (with a warning each), so without any the IQA cues are
+    empty and S3 prompts say "not measured".
+    """
+    from idiff_lib.features import cue_text, table as features
+
+    table = features.build_feature_table(list(pairs), features=tuple(sources), progress=progress)
+    ids = [i for i in (calibration_ids or table.index) if i in table.index]
+    thresholds = cue_text.calibrate_thresholds(table.loc[ids])
+    cues = {}
+    for pid, row in table.iterrows():
+        cues[str(pid)] = {style: "\n".join(cue_text.render_features(row, style=style, thresholds=thresholds))
+                          for style in ("cv", "iqa")}
+    with_iqa = sum(bool(c["iqa"]) for c in cues.values())
+    return cues, (f"feature cues from idiff_lib.features.cv for {len(cues)} pairs (sources {', '.join(sources)}; "
+                  f"thresholds calibrated on {len(ids)} pairs; {with_iqa} pairs have IQA cues)")

@@ -1,0 +1,205 @@
+"""Training a Thinking Model on encoded examples with accelerate: optimiser, schedule, checkpoints, resume.
+
+The same code runs in one process or under ``accelerate launch`` (DDP, or DeepSpeed ZeRO with
+``idiff_lib/configs/deepspeed_zero2.json``), with a progress bar, checkpoints and resume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from idiff_lib.core import storage
+from idiff_lib.thinking.encoding import collate
+
+
+@dataclass
+class TrainSettings:
+    """How to train (full weights of the tiny model, or LoRA adapters of a real one).
+
+    Attributes:
+        epochs / batch_size / grad_accum / lr / weight_decay / warmup_frac / max_grad_norm: the optimiser.
+        max_steps: stop after this many optimiser steps (None = all epochs).
+        save_every: checkpoint every this many steps (and at the end of each epoch).
+        seed: shuffling seed.
+        mixed_precision: "no" or "bf16" (GPU).
+    """
+
+    epochs: int = 3
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup_frac: float = 0.05
+    max_grad_norm: float = 1.0
+    max_steps: int | None = None
+    save_every: int = 50
+    seed: int = 0
+    mixed_precision: str = "no"
+
+
+def _trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _data_loader(examples: Sequence[dict], pad_id: int, settings: TrainSettings) -> torch.utils.data.DataLoader:
+    """Shuffled, right-padded batches; the generator's seed fixes the order of the batches."""
+    items = [{k: v for k, v in ex.items() if k != "id"} for ex in examples]
+    return torch.utils.data.DataLoader(items, batch_size=settings.batch_size, shuffle=True,
+                                       collate_fn=lambda b: collate(b, pad_id, "right"),
+                                       generator=torch.Generator().manual_seed(settings.seed))
+
+
+def _total_steps(loader, processes: int, settings: TrainSettings) -> int:
+    """Optimiser steps of the whole run: all epochs, capped by `max_steps`."""
+    steps_per_epoch = math.ceil(len(loader) / max(1, processes) / settings.grad_accum)
+    total = settings.epochs * steps_per_epoch
+    if settings.max_steps is not None:
+        total = min(total, settings.max_steps)
+    return total
+
+
+def _optimiser(model: torch.nn.Module, settings: TrainSettings, total: int, processes: int):
+    """AdamW and its schedule: linear warm-up, then cosine decay to 5% of the learning rate."""
+    optimizer = torch.optim.AdamW(_trainable(model), lr=settings.lr, weight_decay=settings.weight_decay)
+    # accelerate's scheduler wrapper steps the schedule once per process for each optimiser step,
+    # so the schedule is laid out in those units: the same curve for 1 or N processes.
+    per_step = max(1, processes)
+    warmup = max(1, int(settings.warmup_frac * total)) * per_step
+    sched_total = max(1, total) * per_step
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 0.5 * (1 + math.cos(math.pi * min(1.0, s / sched_total)))))
+    return optimizer, scheduler
+
+
+class _Loop:
+    """The prepared objects of one training run, its resumable state and its checkpoint files."""
+
+    def __init__(self, accelerator, model, optimizer, loader, scheduler, settings: TrainSettings, total: int,
+                 out_dir: Path):
+        self.accelerator, self.model, self.optimizer = accelerator, model, optimizer
+        self.loader, self.scheduler, self.settings, self.total = loader, scheduler, settings, total
+        self.ckpt = out_dir / "checkpoint"
+        self.state_file = out_dir / "train_state.json"
+        self.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "loss_history": []}
+        self.bar = None
+
+    def restore(self, log) -> int | None:
+        """Load the checkpoint and its state when both exist; the step it resumes from, or None."""
+        if not (self.state_file.exists() and self.ckpt.exists()):
+            return None
+        self.accelerator.load_state(str(self.ckpt))
+        self.state = json.loads(self.state_file.read_text())
+        log(f"resuming from step {self.state['step']} (epoch {self.state['epoch']})")
+        return self.state["step"]
+
+    def save(self) -> None:
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(self.ckpt))
+        if self.accelerator.is_main_process:
+            storage.write_json(self.state_file, self.state)
+
+    def run(self) -> None:
+        """Train epoch after epoch until `total` steps or the last epoch; checkpoint after each epoch."""
+        from tqdm.auto import tqdm
+
+        state = self.state
+        self.bar = tqdm(total=self.total, initial=state["step"], desc="train",
+                        disable=not self.accelerator.is_main_process)
+        done = state["step"] >= self.total
+        while not done and state["epoch"] < self.settings.epochs:
+            done = self.epoch()
+            if not done or state["batch_in_epoch"] >= len(self.loader):
+                state["epoch"] += 1
+                state["batch_in_epoch"] = 0
+            self.save()
+        self.bar.close()
+
+    def epoch(self) -> bool:
+        """The rest of the current epoch (skipping the batches a resumed run already saw); True once at `total`."""
+        accelerator, state, settings = self.accelerator, self.state, self.settings
+        epoch_loader = self.loader
+        if hasattr(self.loader, "set_epoch"):
+            self.loader.set_epoch(state["epoch"])
+        if state["batch_in_epoch"]:
+            epoch_loader = accelerator.skip_first_batches(self.loader, state["batch_in_epoch"])
+        for batch in epoch_loader:
+            loss = self.step(batch)
+            state["batch_in_epoch"] += 1
+            if accelerator.sync_gradients:
+                state["step"] += 1
+                value = accelerator.gather(loss.detach()[None]).mean().item()
+                state["loss_history"].append([state["step"], round(value, 5)])
+                self.bar.update(1)
+                self.bar.set_postfix(loss=f"{value:.3f}")
+                if state["step"] % settings.save_every == 0:
+                    self.save()
+                if state["step"] >= self.total:
+                    return True
+        return False
+
+    def step(self, batch: dict) -> torch.Tensor:
+        """One forward/backward pass; the optimiser steps when the accumulation is complete."""
+        accelerator = self.accelerator
+        with accelerator.accumulate(self.model):
+            loss = self.model(**batch).loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and self.settings.max_grad_norm:
+                accelerator.clip_grad_norm_(_trainable(self.model), self.settings.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad()
+        return loss
+
+
+def train(
+    model: torch.nn.Module,
+    examples: Sequence[dict],
+    pad_id: int,
+    out_dir: str | Path,
+    settings: TrainSettings | None = None,
+    *,
+    resume: bool = True,
+    log=print,
+) -> dict:
+    """Train on encoded examples with accelerate; checkpoint to ``out_dir/checkpoint``; resume from it.
+
+    The same function runs in one process or under ``accelerate launch`` (DDP across processes,
+    or DeepSpeed ZeRO with ``--config_file`` naming a DeepSpeed plugin); each process sees its own
+    shard of the batches.
+
+    Returns:
+        {"steps", "epochs", "loss_history": [[step, loss], ...], "seconds", "resumed_from",
+        "processes", "is_main_process"}.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    settings = settings or TrainSettings()
+    # cpu=True without CUDA: under `accelerate launch --multi_gpu` (torchrun) that selects DDP over gloo.
+    accelerator = Accelerator(gradient_accumulation_steps=settings.grad_accum,
+                              mixed_precision=settings.mixed_precision, cpu=not torch.cuda.is_available())
+    set_seed(settings.seed)
+    loader = _data_loader(examples, pad_id, settings)
+    total = _total_steps(loader, accelerator.num_processes, settings)
+    optimizer, scheduler = _optimiser(model, settings, total, accelerator.num_processes)
+    model.train()
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    loop = _Loop(accelerator, model, optimizer, loader, scheduler, settings, total, Path(out_dir))
+    resumed_from = loop.restore(log) if resume else None
+    t0 = time.monotonic()
+    loop.run()
+    accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(loop.model)
+    model.eval()
+    state = loop.state
+    return {"steps": state["step"], "epochs": state["epoch"], "loss_history": state["loss_history"],
+            "seconds": round(time.monotonic() - t0, 2), "resumed_from": resumed_from,
+            "processes": accelerator.num_processes, "is_main_process": accelerator.is_main_process}

@@ -1,0 +1,74 @@
+"""Notebook 02's and 04's settings: one definition, every profile builds, the notebooks repeat the defaults."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+
+import pytest
+
+from idiff_lib.answer.settings import AnalysisSettings, AnswerSettings
+from idiff_lib.core import layout, paths
+from idiff_lib.core.errors import ParameterError
+from idiff_lib.core.settings import COMMON_PARAMS, PROFILES
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("cls", [AnswerSettings, AnalysisSettings])
+def test_every_profile_builds_valid_settings(cls, profile):
+    settings = cls.for_profile(profile)
+    overlay = cls.profile_overlay(profile)
+    assert all(getattr(settings, k) == v for k, v in overlay.items())
+    if profile == "cpu":
+        assert settings == cls()
+
+
+def test_profiles_hold_the_values_the_chain_ran_with():
+    cpu, paper, tiny = (AnswerSettings.for_profile(p) for p in ("cpu", "paper", "tiny"))
+    assert (cpu.pretext_steps, cpu.threads, cpu.ensembler, cpu.feature_synthetic_pairs) == (40, 2, "stacking", 4000)
+    assert paper.backbones == ["wide_resnet50_2", "efficientnet_b2", "convnext_small", "swinv2_small", "maxvit_tiny"]
+    assert (paper.pretrained, paper.ensembler, paper.specialist_epochs, paper.threads) == (True, "mean", 3, 16)
+    assert (tiny.img_size, tiny.max_pairs, tiny.pretext_steps) == (32, 8, 2)
+    assert AnalysisSettings.for_profile("tiny").importance_repeats == 1
+
+
+def _parameters_cell(step: str) -> dict[str, object]:
+    nb = json.loads((paths.NOTEBOOKS_DIR / f"{step}.ipynb").read_text(encoding="utf-8"))
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    assert all(isinstance(node, ast.AnnAssign) for node in tree.body), "the parameters cell holds annotated literals only"
+    return {node.target.id: ast.literal_eval(node.value) for node in tree.body}
+
+
+@pytest.mark.parametrize("cls", [AnswerSettings, AnalysisSettings])
+def test_the_notebook_parameters_equal_the_defaults(cls):
+    cell = _parameters_cell(cls.STEP)
+    own = {k: v for k, v in cell.items() if k not in COMMON_PARAMS}
+    assert own == dataclasses.asdict(cls())
+
+
+def test_members_are_built_from_the_settings():
+    s = AnswerSettings(lr=0.003, hidden=64, dropout=0.2, warmup_frac=0.1, swap_aug=False, synthetic_pairs=5)
+    general = s.member("resnet10t")
+    assert (general.lr, general.hidden, general.dropout, general.warmup_frac, general.swap_aug) == (0.003, 64, 0.2, 0.1, False)
+    assert general.synthetic_pairs == 5 and general.epochs == s.epochs
+    spec = s.member("resnet10t", category="scene", init="g/best.pt")
+    assert spec.lr == 0.003 / 3 and spec.epochs == s.specialist_epochs and spec.synthetic_pairs == 0
+    assert spec.name == "resnet10t_scene"
+
+
+def test_bad_values_are_refused_with_the_parameter_named():
+    with pytest.raises(ParameterError, match="pretext_step"):
+        AnswerSettings.from_params({"pretext_step": 3})
+    with pytest.raises(ParameterError, match="hidden"):
+        AnswerSettings.from_params({"hidden": "wide"})
+    with pytest.raises(ParameterError, match="bins"):
+        AnalysisSettings.from_params({"bins": 0})
+    assert AnswerSettings.STEP == layout.ANSWER_STEP and AnalysisSettings.STEP == layout.ANALYSIS_STEP
+
+
+def test_step02_file_names_agree_with_the_run_layout():
+    from idiff_lib.answer.analysis import PREDICTIONS_FILE
+
+    assert PREDICTIONS_FILE.format(split="test") == layout.TEST_PREDICTIONS_FILE

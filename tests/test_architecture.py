@@ -1,0 +1,179 @@
+"""The library's architecture, checked from its source (no import is executed).
+
+- Rooms (subpackages) are layered; a module imports only from its own room or from lower rooms.
+- The import graph between modules has no cycle (imports inside functions count too).
+- No public name is defined at the top level of two modules.
+- No module over 600 lines, no function over 80.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from idiff_lib.core import paths
+
+LIB = paths.PROJ_ROOT / "idiff_lib"
+# Lowest first. `cli` sits on top; the notebooks and benchmarks are outside the package.
+LAYERS = ("core", "data", "benchmark", "features", "scoring", "answer", "thinking", "report", "chain", "cli")
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 80
+# Names every command-group module of the CLI defines on purpose (one per `idiff` command group).
+SHARED_BY_DESIGN = {"add_cli"}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(LIB.rglob("*.py")):
+        rel = path.relative_to(LIB.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _room(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def _resolve(module: str, path: Path, node: ast.ImportFrom) -> list[str]:
+    """The idiff_lib modules one `from ... import ...` statement loads."""
+    if node.level:
+        package = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+    else:
+        base = node.module or ""
+    if not base.startswith("idiff_lib"):
+        return []
+    targets = []
+    for alias in node.names:
+        candidate = f"{base}.{alias.name}"
+        targets.append(candidate if candidate in MODULES else base)
+    return [t for t in targets if t in MODULES]
+
+
+def _imports() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for module, path in MODULES.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                edges.update(_resolve(module, path, node))
+            elif isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names if a.name in MODULES)
+        # A package's __init__ is imported with any of its modules: that edge is not a dependency.
+        graph[module] = {e for e in edges if e != module and not module.startswith(e + ".")}
+    return graph
+
+
+GRAPH = _imports()
+
+
+def test_every_module_is_in_a_known_room():
+    rooms = {_room(m) for m in MODULES} - {None}
+    assert rooms <= set(LAYERS), f"rooms without a layer: {rooms - set(LAYERS)}"
+
+
+def test_imports_go_down_the_layers_only():
+    upward = []
+    for module, targets in GRAPH.items():
+        room = _room(module)
+        if room is None:
+            continue
+        for target in targets:
+            other = _room(target)
+            if other is not None and LAYERS.index(other) > LAYERS.index(room):
+                upward.append(f"{module} -> {target}")
+    assert not upward, "upward imports:\n" + "\n".join(sorted(upward))
+
+
+def test_the_import_graph_has_no_cycle():
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(GRAPH.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def _public_definitions(tree: ast.Module) -> list[str]:
+    names = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append(node.name)
+        elif isinstance(node, ast.Assign):
+            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+    return [n for n in names if not n.startswith("_")]
+
+
+def test_no_public_name_is_defined_twice():
+    where = defaultdict(list)
+    for module, path in MODULES.items():
+        for name in _public_definitions(ast.parse(path.read_text(encoding="utf-8"))):
+            where[name].append(module)
+    twice = {n: ms for n, ms in where.items() if len(ms) > 1 and n not in SHARED_BY_DESIGN}
+    assert not twice, "defined in several modules:\n" + "\n".join(f"{n}: {ms}" for n, ms in sorted(twice.items()))
+
+
+def test_add_cli_lives_only_in_the_cli():
+    outside = [m for m, path in MODULES.items() if not m.startswith("idiff_lib.cli")
+               and "add_cli" in _public_definitions(ast.parse(path.read_text(encoding="utf-8")))]
+    assert not outside, f"command-line code in domain modules: {outside}"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_module_and_function_sizes(module):
+    source = MODULES[module].read_text(encoding="utf-8")
+    assert len(source.splitlines()) <= MAX_MODULE_LINES, f"{module}: over {MAX_MODULE_LINES} lines"
+    long = [f"{n.name} ({n.end_lineno - n.lineno + 1} lines)" for n in ast.walk(ast.parse(source))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, f"{module}: functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_no_global_state_is_changed_at_import():
+    """Thread counts and the umask are set by the chain, never as a side effect of importing a module."""
+    offenders = []
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            for call in ast.walk(node):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    break
+                if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
+                        and call.func.attr in ("umask", "set_num_threads", "set_num_interop_threads"):
+                    offenders.append(f"{module}: {call.func.attr}")
+    assert not offenders, offenders
+
+
+def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path):
+    """The graph builder itself: a made-up module importing upward is resolved to its target."""
+    fake = tmp_path / "x.py"
+    fake.write_text("from idiff_lib.chain import runner\n")
+    node = ast.parse(fake.read_text()).body[0]
+    assert _resolve("idiff_lib.core.x", LIB / "core" / "x.py", node) == ["idiff_lib.chain.runner"]
+    rel = ast.parse("from ..data import pairs\n").body[0]
+    assert _resolve("idiff_lib.core.x", LIB / "core" / "x.py", rel) == ["idiff_lib.data.pairs"]
