@@ -14,7 +14,6 @@ from idiff_lib import cli
 from idiff_lib.benchmark import build as demo_data
 from idiff_lib.core import ontology, paths
 from idiff_lib.benchmark import photos
-from idiff_lib.benchmark import references as templates
 from idiff_lib.data.pairs import read_pairs
 from idiff_lib.data.views import find_separator, load_views
 

@@ -97,8 +97,9 @@ def _find_spec(run_dir: Path) -> Path:
 
 
 def _old_layout(path: Path, problem: str) -> DataError:
+    run = Path(path).resolve().parent.parent  # <run>/02_train_answer_model/ensemble.json
     return DataError(path, f"written by an older version of the Answer Model ({problem}); it is not opened",
-                     RETRAIN_HINT)
+                     RETRAIN_HINT.replace("<run folder>", str(run)))
 
 
 def _check_spec(path: Path, spec: Any) -> None:

@@ -23,6 +23,6 @@ class ExploreSettings(StepSettings):
     STEP: ClassVar[str] = layout.EXPLORE_STEP
 
     dataset: str = ""  # empty: explore the chain's data folder
-    raim_dir: str = ""  # empty: ../shared/raim_piqa when present
+    raim_dir: str = ""  # empty: the committed heading counts (nothing outside the repository is read)
     grid_pairs: int = 4  # four pairs fill one figure without shrinking the views
     face_check_pairs: int = 40  # enough pairs to see the detector's agreement, seconds on 2 cores

@@ -28,7 +28,6 @@ in RAIM-PIQA, so any mapping would be a guess.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import cv2
 import numpy as np
@@ -39,7 +38,7 @@ from skimage.restoration import estimate_sigma
 from idiff_lib.core.imaging import MIN_SIDE, Box, laplacian_variance, to_grey, to_rgb, working_size
 from idiff_lib.data.content import detect_faces
 from idiff_lib.data.pairs import Pair
-from idiff_lib.data.views import VIEWS, load_views
+from idiff_lib.data.views import VIEWS, Views, load_views
 from idiff_lib.features import pair_cues
 
 CV_FEATURES = (
@@ -193,7 +192,7 @@ def _crop(img: np.ndarray, box: Box) -> np.ndarray:
     return img[y:y + h, x:x + w]
 
 
-def pair_cv_features(pair: Pair, views: Any | None = None, faces: bool | None = None) -> dict[str, float]:
+def pair_cv_features(pair: Pair, views: Views | None = None, faces: bool | None = None) -> dict[str, float]:
     """``cv.*`` columns of one pair (A, B and diff for every view and region), plus ``meta.has_face/has_rest``.
 
     Args:
@@ -238,7 +237,7 @@ def pair_cv_features(pair: Pair, views: Any | None = None, faces: bool | None = 
     return row
 
 
-def pair_cue_row(pair: Pair, views: Any) -> dict[str, float]:
+def pair_cue_row(pair: Pair, views: Views) -> dict[str, float]:
     """`pair_cues.pair_cues` of one pair, with a bad view reported as a `DataError` naming the pair."""
     try:
         return pair_cues.pair_cues(views)

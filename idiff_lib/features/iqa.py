@@ -34,6 +34,7 @@ import numpy as np
 from idiff_lib.core.errors import OfflineError, ParameterError, suggest
 from idiff_lib.core.imaging import MIN_SIDE, to_rgb, working_size
 from idiff_lib.data.pairs import Pair
+from idiff_lib.data.views import Views
 
 OFFLINE_METRICS = ("piqe",)
 WEIGHTLESS_METRICS = OFFLINE_METRICS + ("entropy",)  # run offline; entropy only when asked for by name
@@ -255,7 +256,7 @@ class IQAScorer:
         with torch.no_grad():
             return float(self.metric(name)(to_tensor(img).to(self.device)).reshape(-1)[0])
 
-    def pair_scores(self, pair: Pair, views: Any, name: str) -> dict[str, float]:
+    def pair_scores(self, pair: Pair, views: Views, name: str) -> dict[str, float]:
         """``iqa.<metric>.<view>.<A|B|diff>`` for the global and local views of a pair.
 
         Raises:

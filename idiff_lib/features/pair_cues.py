@@ -25,12 +25,11 @@ Cost: about 28 ms per pair (a 320x256 global and a 208 px detail view) on one co
 
 from __future__ import annotations
 
-from typing import Any
 
 import cv2
 import numpy as np
 
-from idiff_lib.data.views import VIEWS
+from idiff_lib.data.views import VIEWS, Views
 
 VERSION = "pair-1"  # bump when a cue changes: cached values are then recomputed
 TILE = 16
@@ -131,7 +130,7 @@ def columns() -> list[str]:
     return [f"pair.{name}.{view}.diff" for view in VIEWS for name in NAMES]
 
 
-def pair_cues(views: Any) -> dict[str, float]:
+def pair_cues(views: Views) -> dict[str, float]:
     """All cues of a pair's `Views` (global and local), keyed by `columns()`.
 
     Raises:

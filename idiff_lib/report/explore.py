@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -56,10 +56,14 @@ def heading(line: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
+def counts_series(counts: Mapping[str, int]) -> pd.Series:
+    """Heading counts as a Series, most frequent first (ties keep their first-seen order)."""
+    return pd.Series(dict(Counter(counts).most_common()), name="count", dtype=int)
+
+
 def heading_counts(pairs: Iterable[Pair]) -> pd.Series:
     """How often each ``Region Attribute`` heading occurs, most frequent first."""
-    counts = Counter(h for p in pairs for ln in p.thinking.splitlines() if (h := heading(ln)))
-    return pd.Series(dict(counts.most_common()), name="count", dtype=int)
+    return counts_series(Counter(h for p in pairs for ln in p.thinking.splitlines() if (h := heading(ln))))
 
 
 def plot_counts(df: pd.DataFrame) -> plt.Figure:
