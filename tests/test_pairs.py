@@ -58,7 +58,7 @@ def test_parse_completion_tolerates_and_reports(text, answer, problems):
 
 def test_two_answers_are_reported():
     parsed = parse_completion("<thinking>x</thinking><answer>A</answer><answer>B</answer>")
-    assert parsed.answer == "B" and "2 <answer> tags" in parsed.problems[0]
+    assert parsed.answer == "A" and "2 <answer> tags, the first one counts" in parsed.problems[0]
 
 
 def test_format_completion_parses_back():

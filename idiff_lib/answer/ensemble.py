@@ -263,7 +263,8 @@ def predict_rows(ens: Ensemble, pairs: Sequence[Pair], batch_size: int = 16, ski
         except DataError as err:
             if not skip_bad:
                 raise
-            bad.append({"id": pair.id, "answer": None, "p_left": None, "category": pair.category, "error": str(err)})
+            bad.append({"id": pair.id, "answer": None, "p_left": None, "category": pair.category, "line": pair.line,
+                        "error": str(err)})
     probs, categories = ens.member_probs(good, cache, batch_size)
     p = ens.ensembler.predict(probs) if len(good) else np.zeros(0)
     rows = {r["id"]: r for r in bad}

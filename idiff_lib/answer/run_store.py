@@ -90,8 +90,10 @@ def save_answer_run(step_dir: str | Path, members: Sequence[NetworkMember | Feat
 
 def _find_spec(run_dir: Path) -> Path:
     for folder in (run_dir, layout.step_dir(run_dir, layout.ANSWER_STEP)):
-        if (folder / layout.ENSEMBLE_FILE).exists():
+        if (folder / layout.ENSEMBLE_FILE).is_file():
             return folder / layout.ENSEMBLE_FILE
+        if (folder / layout.ENSEMBLE_FILE).exists():
+            raise DataError(folder / layout.ENSEMBLE_FILE, "is not a file", RETRAIN_HINT)
     raise DataError(run_dir / layout.ENSEMBLE_FILE, "no trained ensemble here",
                     f"pass --run <run folder> or <run folder>/{layout.ANSWER_STEP} after running notebook 02")
 
@@ -110,6 +112,11 @@ def _check_spec(path: Path, spec: Any) -> None:
             raise _old_layout(path, f"member {m.get('name')!r} is a serialised object, {m.get('path')}")
     if not isinstance(spec, dict) or spec.get("format") != RUN_FORMAT or not isinstance(spec.get("members"), list):
         raise _old_layout(path, f"no 'format': {RUN_FORMAT} spec")
+    if not spec["members"]:
+        raise DataError(path, "lists no members", RETRAIN_HINT)
+    ens = spec.get("ensembler")
+    if not (isinstance(ens, dict) and isinstance(ens.get("name"), str) and isinstance(ens.get("state") or {}, dict)):
+        raise DataError(path, "'ensembler' must be an object with a 'name' and a 'state' object", RETRAIN_HINT)
     need = {"network": ("name", "backbone", "models"), "feature_member": ("name", "class", "weights", "settings", "table")}
     for m in spec["members"]:
         kind = m.get("kind") if isinstance(m, dict) else None
@@ -118,9 +125,21 @@ def _check_spec(path: Path, spec: Any) -> None:
         missing = [k for k in need[kind] if k not in m]
         if missing:
             raise _old_layout(path, f"member {m.get('name')!r} lacks {', '.join(missing)}")
-        if kind == "network" and not all(isinstance(v, dict) and {"weights", "settings"} <= set(v)
-                                         for v in m["models"].values()):
+        if kind == "network" and not (isinstance(m["models"], dict) and m["models"] and all(
+                isinstance(v, dict) and {"weights", "settings"} <= set(v) for v in m["models"].values())):
             raise _old_layout(path, f"member {m['name']!r} lacks weights/settings per model")
+        _check_types(path, m)
+
+
+def _check_types(path: Path, member: dict[str, Any]) -> None:
+    """Refuse a member entry whose fields have the wrong JSON types (a hand-edited or damaged spec)."""
+    files = [member.get("weights")] if member["kind"] == "feature_member" else \
+        [v["weights"] for v in member["models"].values()]
+    settings = [member.get("settings")] if member["kind"] == "feature_member" else \
+        [v["settings"] for v in member["models"].values()]
+    if not all(isinstance(f, str) and f for f in files) or not all(isinstance(v, dict) for v in settings):
+        raise DataError(path, f"member {member.get('name')!r}: each 'weights' must be a file name and each "
+                        "'settings' an object", RETRAIN_HINT)
 
 
 def _load_network(spec: dict[str, Any], folder: Path, device: str | None) -> NetworkMember:
@@ -130,7 +149,13 @@ def _load_network(spec: dict[str, Any], folder: Path, device: str | None) -> Net
         state = load_weights(weights)
         if "model" not in state:
             raise DataError(weights, "holds no 'model' state dict", RETRAIN_HINT)
-        models[key] = model_from_checkpoint({"config": model_spec["settings"], "model": state["model"]}, device)[1]
+        try:
+            models[key] = model_from_checkpoint({"config": model_spec["settings"], "model": state["model"]}, device)[1]
+        except RuntimeError as err:  # load_state_dict: the weights do not fit the network the settings describe
+            raise DataError(weights, f"does not fit the settings in {layout.ENSEMBLE_FILE} "
+                            f"({str(err).strip().splitlines()[0][:200]})", RETRAIN_HINT) from None
+        except ParameterError as err:  # a setting the member does not know, or of the wrong type
+            raise DataError(folder / layout.ENSEMBLE_FILE, f"member {spec['name']!r}: {err}", RETRAIN_HINT) from None
         dirs[key] = str(weights.parent)
     return NetworkMember(spec["name"], models, dirs)
 
@@ -160,6 +185,8 @@ def load_answer_run(run_dir: str | Path, device: str | None = None) -> Ensemble:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise DataError(path, f"not valid JSON ({err.msg}, line {err.lineno})", RETRAIN_HINT, line=err.lineno) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(path, f"cannot be read ({type(err).__name__}: {err})", RETRAIN_HINT) from None
     _check_spec(path, spec)
     members: list[NetworkMember | FeatureMemberAdapter] = [
         _load_network(m, folder, device) if m["kind"] == "network" else _load_feature(m, folder, path)

@@ -13,12 +13,17 @@ assistant turn holding the full completion ``<thinking>…</thinking>\\n<answer>
 
 Work is resumable: the answers and the rationales go to side files next to ``--out``
 (``<out>.answers.jsonl``, ``<out>.rationales.jsonl``); a rerun reuses them and only the missing
-pairs are computed. The submission itself is written atomically at the end.
+pairs are computed. The side files belong to one export: ``<out>.export.json`` records the run
+(its ensemble and step markers), the input file's content hash and the settings; an export to the
+same ``--out`` with another run, other data or other settings removes the old side files (they are
+only a cache of this run's outputs) and starts afresh. The submission itself is written atomically
+at the end. ``--out`` is checked before any work: not a folder, not the input, in a writable folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,6 +40,52 @@ def side_file(out: str | Path, kind: str) -> Path:
     """The resumable side file ``<out stem>.<kind>.jsonl`` next to the submission."""
     out = Path(out)
     return out.with_name(f"{out.stem}.{kind}.jsonl")
+
+
+def export_manifest(out: str | Path) -> Path:
+    """``<out stem>.export.json``: what the side files were computed from (run, data hash, settings)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.export.json")
+
+
+def _file_digest(path: Path) -> str | None:
+    return storage.file_sha256(path) if path.is_file() else None
+
+
+def export_key(run_dir: Path, data: str | Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """What the side files depend on: the run (its models' specs and step markers), the input's content, the settings."""
+    answer, thinking = layout.step_dir(run_dir, layout.ANSWER_STEP), layout.step_dir(run_dir, layout.THINKING_STEP)
+    stage = settings.get("stage")
+    return {
+        "run": str(run_dir.resolve()),
+        "ensemble": _file_digest(answer / layout.ENSEMBLE_FILE),
+        "answer_step": _file_digest(answer / layout.STEP_MARKER),
+        "thinking_model": _file_digest(layout.stage_model_dir(run_dir, stage) / _STAGE_SPEC)
+        if settings.get("writer") == "model" and stage else None,
+        "thinking_step": _file_digest(thinking / layout.STEP_MARKER) if settings.get("writer") == "model" else None,
+        "data": storage.file_sha256(data),
+        "settings": settings,
+    }
+
+
+def _start_side_files(out: Path, key: dict[str, Any]) -> str | None:
+    """Keep the side files of this very export; remove those of another (stale) one. Returns a note or None."""
+    manifest = export_manifest(out)
+    sides = [side_file(out, kind) for kind in ("answers", "rationales")]
+    try:
+        old = json.loads(manifest.read_text(encoding="utf-8")) if manifest.exists() else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        old = None
+    if old == key:
+        return None
+    stale = [p for p in sides if p.exists()]
+    for path in stale:
+        path.unlink()
+    storage.write_json(manifest, key)
+    if stale:
+        return (f"side files of an earlier export with another run, data or settings removed "
+                f"({', '.join(p.name for p in stale)}); computing afresh")
+    return None
 
 
 def thinking_model_dir(run_dir: str | Path, stage: str | None = None) -> Path:
@@ -107,6 +158,24 @@ def cues_for(pairs: Sequence[pairs_mod.Pair], stage: str, calibration: Sequence[
     return {pid: cues[pid] for pid in ids if pid in cues}, note
 
 
+def _submission(pairs: Sequence[pairs_mod.Pair], answers: dict[str, dict[str, Any]],
+                rationales: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], int, int]:
+    """The SFT records carrying the model's rationale and verdict, and (agreeing, labelled) counts."""
+    records, agree, labelled = [], 0, 0
+    for pair in pairs:
+        completion = rationales[pair.id]["completion"]
+        parsed = pairs_mod.parse_completion(completion)
+        verdict = answers[pair.id]["answer"]
+        if parsed.answer != verdict:  # stages without the verdict in the prompt: the Answer Model decides
+            completion = pairs_mod.format_completion(parsed.thinking, verdict)
+        if pair.answer is not None:
+            labelled += 1
+            agree += verdict == pair.answer
+        submitted = dataclasses.replace(pair, completion=completion)
+        records.append(submitted.to_record("sft"))
+    return records, agree, labelled
+
+
 def export(
     run_dir: str | Path,
     data: str | Path,
@@ -128,18 +197,23 @@ def export(
     run_dir, out = Path(run_dir), Path(out)
     if writer not in ("model", "template"):
         raise ParameterError(f"--writer must be 'model' or 'template', got {writer!r}")
+    for path in (out, *(side_file(out, kind) for kind in ("answers", "rationales")), export_manifest(out)):
+        storage.check_output_file(path, "--out", inputs=(data,))
     spec = layout.step_dir(run_dir, layout.ANSWER_STEP) / layout.ENSEMBLE_FILE
     if not spec.exists():
         raise DataError(spec, "no trained Answer Model in this run",
                         "run the chain through notebook 02 first: idiff run --profile cpu --out RUN_DIR")
     pairs = pairs_mod.read_pairs(data, data_root=data_root, require_images=True, limit=limit)
+    model_dir = thinking_model_dir(run_dir, stage) if writer == "model" else None
+    stage = model_dir.name if model_dir is not None else (stage or "S4")
     out.parent.mkdir(parents=True, exist_ok=True)
+    key = export_key(run_dir, data, {"writer": writer, "stage": stage,
+                                     "data_root": str(data_root) if data_root else None})
+    note = _start_side_files(out, key)
     answers = predict_answers(run_dir, pairs, side_file(out, "answers"), batch_size, device)
 
-    if writer == "model":
-        model_dir = thinking_model_dir(run_dir, stage)
+    if model_dir is not None:
         model, processor, settings, vocabulary = load_thinking_run(model_dir)
-        stage = model_dir.name
         cues, cue_note = cues_for(pairs, stage, training_pairs(run_dir), progress)
         write = model_writer(model, processor, batch_size=settings.gen_batch_size,
                              max_new_tokens=settings.max_new_tokens, max_pixels=settings.max_pixels,
@@ -147,7 +221,6 @@ def export(
     else:
         from idiff_lib.thinking import template_baseline as template_writer
 
-        stage = stage or "S4"
         vocabulary = prompts_mod.load_vocabulary()
         cues, cue_note = cues_for(pairs, stage, training_pairs(run_dir), progress)
         write = template_writer.writer(vocabulary, stage, cues=cues)
@@ -157,21 +230,12 @@ def export(
     write_rationales(pairs, prompts, rationales_path, write, progress=progress)
     rationales = {r["id"]: r for r in storage.read_jsonl_rows(rationales_path)}
 
-    records, agree, labelled = [], 0, 0
-    for pair in pairs:
-        completion = rationales[pair.id]["completion"]
-        parsed = pairs_mod.parse_completion(completion)
-        verdict = answers[pair.id]["answer"]
-        if parsed.answer != verdict:  # stages without the verdict in the prompt: the Answer Model decides
-            completion = pairs_mod.format_completion(parsed.thinking, verdict)
-        if pair.answer is not None:
-            labelled += 1
-            agree += verdict == pair.answer
-        submitted = dataclasses.replace(pair, completion=completion)
-        records.append(submitted.to_record("sft"))
+    records, agree, labelled = _submission(pairs, answers, rationales)
     storage.write_jsonl(out, records)
     summary = {"out": str(out), "pairs": len(records), "stage": stage, "writer": writer, "cues": cue_note,
                "answers": str(side_file(out, "answers")), "rationales": str(rationales_path)}
+    if note:
+        summary["note"] = note
     if labelled:
         summary["accuracy"] = round(agree / labelled, 4)
         summary["labelled"] = labelled

@@ -11,7 +11,13 @@ Every step writes into ``RUN_DIR/<notebook stem>/`` (names in `idiff_lib.core.la
 - ``started.json``: the fingerprint the step was started with. A step started again with the
   same fingerprint (it was interrupted) keeps its folder, so its trainers resume from their
   checkpoints; one started with another fingerprint (other parameters, code, data or upstream
-  results) first has its folder cleared, so nothing made under other settings is reused.
+  results) first has its folder moved aside to ``RUN_DIR/.superseded/<step>-<UTC time>/`` (never
+  deleted: trained work is kept), so nothing made under other settings is reused.
+
+Both markers also hold the fingerprint's parts (notebook, parameters, code, data, upstream), so
+``idiff run --status`` (`chain_status`) can say why a step is out of date. The data part is a hash
+of the data folder's file contents (cached per file by path, size and times in
+``.cache/idiff/data_hashes.json``).
 
 Each step's parameters are one `StepSettings` subclass (`idiff_lib.chain.steps.STEP_SETTINGS`):
 defaults are the cpu profile, ``idiff_lib/configs/profiles/<notebook stem>.yaml`` overlays the
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 import ast
 import json
-import shutil
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +43,10 @@ from idiff_lib.chain.steps import STEP_SETTINGS
 from idiff_lib.core import layout, paths, storage
 from idiff_lib.core.errors import IdiffError, ParameterError, suggest
 from idiff_lib.core.settings import COMMON_PARAMS, PROFILES, StepSettings, check_type
+from idiff_lib.data.datasets import check_data_folder
+
+# Where a step's folder made under other settings is kept (inside the run folder).
+SUPERSEDED_DIR = ".superseded"
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
 
@@ -233,15 +243,54 @@ def _code_fingerprint() -> str:
 
 
 def _data_fingerprint(data_dir: Path) -> str:
-    """A hash of the data folder's JSONL files and the images they name (size + mtime for speed)."""
+    """A hash of the contents of the data folder's files (JSONL files and images).
+
+    Each file's content hash is cached by its path, size, mtime, ctime and inode
+    (``.cache/idiff/data_hashes.json``), so an unchanged folder is not read again; any write to a
+    file changes its ctime, so the cached hash is never stale. The fingerprint itself is the content.
+    """
     if not data_dir.exists():
         return "missing"
-    parts = []
+    cache_path = paths.CACHE_DIR / "idiff" / "data_hashes.json"
+    try:
+        cache = json.loads(cache_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cache = {}
+    cache = cache if isinstance(cache, dict) else {}
+    parts, hashes = [], {}
     for f in sorted(data_dir.rglob("*")):
         if f.is_file() and not f.name.startswith("."):
             st = f.stat()
-            parts.append(f"{f.relative_to(data_dir)}:{st.st_size}:{int(st.st_mtime)}")
+            key = f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+            hashes[key] = cache.get(key) or storage.file_sha256(f)
+            parts.append(f"{f.relative_to(data_dir)}:{hashes[key]}")
+    prefix = f"{data_dir.resolve()}{os.sep}"  # entries of files here that changed or went are dropped
+    kept = {k: v for k, v in cache.items() if not k.startswith(prefix)}
+    if {**kept, **hashes} != cache:
+        cache = {**kept, **hashes}
+        try:
+            storage.write_json(cache_path, cache)
+        except OSError:
+            pass  # only a cache
     return storage.text_sha256("\n".join(parts))
+
+
+def step_fingerprints(plan: _ChainPlan) -> dict[str, tuple[str, dict[str, str]]]:
+    """Every step's fingerprint and its parts (hashes of notebook, parameters, code, data, upstream)."""
+    code_fp = _code_fingerprint()
+    data_fp = _data_fingerprint(plan.data_dir)
+    upstream_fp = ""
+    out: dict[str, tuple[str, dict[str, str]]] = {}
+    for step in plan.steps:
+        nb_fp = storage.file_sha256(plan.nb_dir / f"{step}.ipynb")
+        fingerprint = storage.text_sha256(json.dumps(
+            {"notebook": nb_fp, "params": plan.params[step], "code": code_fp, "data": data_fp,
+             "upstream": upstream_fp}, sort_keys=True, default=str))
+        params_fp = storage.text_sha256(json.dumps(plan.params[step], sort_keys=True, default=str))
+        out[step] = (fingerprint, {"notebook": nb_fp, "params": params_fp, "code": code_fp, "data": data_fp,
+                                   "upstream": upstream_fp})
+        upstream_fp = fingerprint
+    return out
 
 
 @dataclass
@@ -279,6 +328,8 @@ def _plan(profile: str, data_dir: str | Path | None, out: str | Path | None, fro
     if not data.exists():
         raise ParameterError(f"--data {data} does not exist. fix: give a folder holding train_sft.jsonl etc. "
                              "(`idiff data build-demo` rebuilds data/demo)")
+    if layout.ANSWER_STEP in selected:
+        check_data_folder(data)  # a missing split stops step 02: say so before anything runs
     run_dir = Path(out or paths.RUNS_DIR / profile).expanduser().resolve()
     figures = Path(fig_dir or paths.FIGURES_DIR).expanduser().resolve()
 
@@ -324,41 +375,38 @@ def run_chain(
     plan = _plan(profile, data_dir, out, from_step, only, dict(overrides or {}), fig_dir,
                  notebooks_dir or paths.NOTEBOOKS_DIR, registry)
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    code_fp = _code_fingerprint()
-    data_fp = _data_fingerprint(plan.data_dir)
-    upstream_fp = ""
+    fingerprints = step_fingerprints(plan)
     results: list[StepResult] = []
     t_chain = time.monotonic()
     for index, step in enumerate(plan.steps, start=1):
-        nb = plan.nb_dir / f"{step}.ipynb"
-        fingerprint = storage.text_sha256(json.dumps(
-            {"notebook": storage.file_sha256(nb), "params": plan.params[step], "code": code_fp, "data": data_fp,
-             "upstream": upstream_fp}, sort_keys=True, default=str))
-        upstream_fp = fingerprint
         if step in plan.selected:
             prefix = f"[{index}/{len(plan.steps)}] {step}"
-            results.append(_run_step(nb, plan, fingerprint, prefix, force, log, t_chain))
+            results.append(_run_step(plan.nb_dir / f"{step}.ipynb", plan, fingerprints[step], prefix, force,
+                                     log, t_chain))
     return results
 
 
-def _run_step(nb: Path, plan: _ChainPlan, fingerprint: str, prefix: str, force: bool,
+def _run_step(nb: Path, plan: _ChainPlan, fingerprint_parts: tuple[str, dict[str, str]], prefix: str, force: bool,
               log: Callable[[str], None], t_chain: float) -> StepResult:
     """Run one step, or skip it when its marker holds the same fingerprint."""
     step = nb.stem
+    fingerprint, parts = fingerprint_parts
     step_dir = layout.step_dir(plan.run_dir, step)
     marker = step_dir / layout.STEP_MARKER
     if not force and _up_to_date(marker, fingerprint):
         log(f"{prefix}: up to date, skipped  (total {format_seconds(time.monotonic() - t_chain)})")
         return StepResult(step, "skipped", 0.0, step_dir)
-    if _clear_if_stale(step_dir, fingerprint):
-        log(f"{prefix}: outputs made with other parameters, code or data removed")
+    kept = _supersede_if_stale(step_dir, fingerprint, plan.run_dir)
+    if kept is not None:
+        log(f"{prefix}: outputs made with other parameters, code or data moved aside to {kept}")
     log(f"{prefix}: running ...")
     t0 = time.monotonic()
-    storage.write_json(step_dir / layout.STARTED_MARKER, {"fingerprint": fingerprint})
+    storage.write_json(step_dir / layout.STARTED_MARKER, {"fingerprint": fingerprint, "parts": parts})
     _execute(nb, step_dir, plan.params[step])
     seconds = time.monotonic() - t0
     storage.write_json(marker, {"step": step, "fingerprint": fingerprint, "profile": plan.profile,
-                                "seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                                "seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                "parts": parts})
     log(f"{prefix}: done in {format_seconds(seconds)}  (total {format_seconds(time.monotonic() - t_chain)})")
     return StepResult(step, "ran", seconds, step_dir)
 
@@ -386,18 +434,28 @@ def _up_to_date(marker: Path, fingerprint: str) -> bool:
         return False
 
 
-def _clear_if_stale(step_dir: Path, fingerprint: str) -> bool:
-    """Empty `step_dir` unless it was last started with `fingerprint` (an interrupted run of this very step)."""
+def _supersede_if_stale(step_dir: Path, fingerprint: str, run_dir: Path) -> Path | None:
+    """Move `step_dir` aside unless it was last started with `fingerprint` (an interrupted run of this very step).
+
+    The folder goes to ``run_dir/.superseded/<step>-<UTC time>/`` (never deleted); returns that path, or None.
+    """
     if not step_dir.exists() or not any(step_dir.iterdir()):
-        return False
+        return None
     try:
         started = json.loads((step_dir / layout.STARTED_MARKER).read_text(encoding="utf-8")).get("fingerprint")
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (OSError, ValueError, AttributeError):
         started = None
     if started == fingerprint:
-        return False
-    shutil.rmtree(step_dir)
-    return True
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = run_dir / SUPERSEDED_DIR / f"{step_dir.name}-{stamp}"
+    n = 1
+    while target.exists():
+        n += 1
+        target = run_dir / SUPERSEDED_DIR / f"{step_dir.name}-{stamp}-{n}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(step_dir, target)  # same file system: a rename, nothing copied or lost
+    return target
 
 
 def _execute(nb: Path, step_dir: Path, params: dict[str, Any]) -> None:

@@ -1,11 +1,22 @@
-"""The ``idiff`` command. Each feature module adds its own subcommands through ``add_cli``."""
+"""The ``idiff`` command. Each feature module adds its own subcommands through ``add_cli``.
+
+What reaches the user is one line, never a traceback: ``idiff: error: ...`` (exit 2) for bad input,
+``idiff: interrupted ...`` (exit 130) for Ctrl-C, and for an unexpected (internal) error one line
+with the path of a log file holding the traceback (exit 1), under ``.cache/idiff/logs/``
+(`paths.CACHE_DIR`), or the system temp folder when that cannot be written.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
 
+from idiff_lib.core import paths
 from idiff_lib.core.errors import IdiffError
 
 # Modules that contribute subcommands: each defines add_cli(subparsers) and sets
@@ -28,13 +39,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = ("idiff: interrupted. Everything finished so far is kept (written atomically; finished steps "
+               "and saved chunks stay); rerun the same command to resume.")
+
+
+def write_crash_log(argv: list[str]) -> Path:
+    """Write the current exception's traceback (and the command) to a new log file; returns its path."""
+    text = f"idiff {' '.join(argv)}\n\n{traceback.format_exc()}"
+    name = f"idiff-{time.strftime('%Y%m%dT%H%M%S')}-{id(text):x}.log"
+    for folder in (paths.CACHE_DIR / "idiff" / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text, encoding="utf-8")
+            return folder / name
+        except OSError:
+            continue
+    raise OSError("no folder to write the log to")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except IdiffError as exc:
         print(f"idiff: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - an internal error: one line for the user, the traceback in a log
+        try:
+            where = f"the traceback is in {write_crash_log(argv)}; please report it with that file"
+        except OSError:
+            where = "no log file could be written"
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"idiff: internal error ({type(exc).__name__}: {first}); {where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 
 from idiff_lib.benchmark.build import build_demo
 from idiff_lib.core import paths
@@ -22,8 +23,12 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     fetch.set_defaults(func=_cli_fetch)
     check = data_sub.add_parser("check", help="read a JSONL file and its images, reporting every bad sample")
     check.add_argument("path")
-    check.add_argument("--data-root", default=None, help="last-resort folder to find images in")
-    check.add_argument("--skip-bad", action="store_true", help="report bad samples and keep going")
+    check.add_argument("--data-root", default=None,
+                       help="folder to find images in, after the JSONL file's folder")
+    check.add_argument("--skip-bad", action="store_true",
+                       help="exit 1 instead of 2 when there are bad samples (every one is reported either way)")
+    check.add_argument("--allow-outside-root", action="store_true",
+                       help="accept absolute image paths and paths that climb out of the data folder with '..'")
     check.set_defaults(func=_cli_check)
     build = data_sub.add_parser("build-demo", help="build the embedded demo benchmark (data/demo) from real photos")
     build.add_argument("--seed", type=int, default=0, help="master seed (default 0, the committed set)")
@@ -41,7 +46,10 @@ def _cli_fetch(args: argparse.Namespace) -> int:
 
 
 def _cli_check(args: argparse.Namespace) -> int:
-    pairs = read_pairs(args.path, data_root=args.data_root, require_images=True, skip_bad=args.skip_bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # every skipped sample is listed below
+        pairs = read_pairs(args.path, data_root=args.data_root, require_images=True, skip_bad=True,
+                           allow_outside_root=args.allow_outside_root or None)
     bad = list(pairs.skipped)
     good = 0
     for pair in pairs:
@@ -49,12 +57,14 @@ def _cli_check(args: argparse.Namespace) -> int:
             load_views(pair)
             good += 1
         except DataError as err:
-            if not args.skip_bad:
-                raise
             bad.append(err)
+    bad.sort(key=lambda err: err.line or 0)
     print(f"{args.path}: {good} good pair(s), {len(bad)} bad; {summarise(pairs)}")
     for err in bad:
         print(f"  bad: {err}")
+    if bad and not args.skip_bad:
+        raise DataError(args.path, f"{len(bad)} bad sample(s), every one listed above",
+                        "fix them, or pass --skip-bad to report them with exit status 1")
     return 1 if bad else 0
 
 

@@ -6,6 +6,7 @@ import argparse
 import time
 
 from idiff_lib.chain.runner import format_seconds, parse_overrides, prepare_notebooks, run_chain
+from idiff_lib.chain.status import chain_status
 from idiff_lib.core.settings import PROFILES
 
 
@@ -22,6 +23,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
                      help="set a parameter in every step that declares it")
     run.add_argument("--fig-dir", default=None, help="where figures go (default figures/)")
     run.add_argument("--force", action="store_true", help="rerun steps even when up to date")
+    run.add_argument("--status", action="store_true", help="run nothing: show for each step whether it is "
+                     "up to date and, if not, why (never run, notebook / parameters / code / data / upstream changed)")
     run.set_defaults(func=_cli_run)
 
     prep = sub.add_parser("prepare-notebooks", help="write parameterised copies of the notebooks (for nbval)")
@@ -33,6 +36,11 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
 
 
 def _cli_run(args: argparse.Namespace) -> int:
+    if args.status:
+        for status in chain_status(args.profile, args.data, args.out, from_step=args.from_step, only=args.only,
+                                   overrides=parse_overrides(args.param), fig_dir=args.fig_dir):
+            print(status.line(), flush=True)
+        return 0
     t0 = time.monotonic()
     results = run_chain(args.profile, args.data, args.out, from_step=args.from_step, only=args.only,
                         overrides=parse_overrides(args.param), fig_dir=args.fig_dir, force=args.force,

@@ -85,6 +85,8 @@ def read_jsonl_rows(path: str | Path, tolerate_partial_last: bool = False) -> li
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found", "check the path")
+    if path.is_dir():
+        raise DataError(path, "is a folder, not a JSONL file", "pass the path of a .jsonl file")
     rows = []
     text = path.read_text(encoding="utf-8")
     lines = text.splitlines()
@@ -114,6 +116,28 @@ def read_resumable_jsonl(path: str | Path) -> list[dict]:
         with open(path, "r+b") as fh:
             fh.truncate(data.rfind(b"\n") + 1)
     return read_jsonl_rows(path)
+
+
+def check_output_file(out: str | Path, option: str = "--out", inputs: Iterable[str | Path] = ()) -> Path:
+    """Refuse an output path that cannot be written, before any work: a folder, an input file or a read-only folder.
+
+    Raises:
+        DataError: naming `out`, the problem and the fix.
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise DataError(out, f"{option} is a folder", f"pass {option} <folder>/<name>.jsonl, a file to write")
+    for given in inputs:
+        if Path(given).exists() and out.exists() and out.resolve() == Path(given).resolve():
+            raise DataError(out, f"{option} is the input file {given}; writing it would replace the input",
+                            f"pass another {option} path")
+    parent = out.resolve().parent
+    while not parent.exists():  # the folders still to create must be creatable
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(out, f"cannot write here: {parent} is not a writable folder",
+                        f"pass {option} in a folder you can write to")
+    return out
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -38,6 +38,26 @@ def split_file(data_dir: str | Path, split: str, shape: str = "sft") -> Path:
     return path
 
 
+# Why the chain needs each split of a data folder (said when one is missing, before anything runs).
+SPLIT_USES = {
+    "train": "step 02 (02_train_answer_model) trains the Answer Model on it",
+    "val": "step 02 (02_train_answer_model) picks each network's best epoch and fits the ensemble on it",
+    "test": "step 02 scores the ensemble on it, and steps 03-06 report on it",
+}
+
+
+def check_data_folder(data_dir: str | Path) -> None:
+    """Refuse a data folder that lacks one of ``{train,val,test}_sft.jsonl``, saying which steps need it."""
+    data_dir = Path(data_dir)
+    missing = [s for s in SPLITS if not (data_dir / f"{s}_sft.jsonl").exists()]
+    if missing:
+        uses = "; ".join(f"{s}_sft.jsonl: {SPLIT_USES[s]}" for s in missing)
+        raise DataError(data_dir, f"no {', '.join(f'{s}_sft.jsonl' for s in missing)} in the data folder, so step 02 "
+                        f"and the steps after it would stop ({uses})",
+                        "add the missing split file(s) (e.g. move some labelled pairs of train_sft.jsonl to "
+                        "val_sft.jsonl), or run only step 01 with --only 01")
+
+
 def load_split(data_dir: str | Path, split: str, shape: str = "sft", **kwargs) -> PairList:
     """Read one split of a data folder (keyword arguments go to `read_pairs`)."""
     return read_pairs(split_file(data_dir, split, shape), **kwargs)

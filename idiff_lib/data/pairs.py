@@ -14,7 +14,9 @@ The labelled text is ``<thinking>Region Attribute: ...</thinking><answer>A|B</an
 
 from __future__ import annotations
 
+import codecs
 import json
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -69,6 +71,13 @@ class Completion:
         return [ln.strip() for ln in self.thinking.splitlines() if ln.strip()]
 
 
+def answer_tags(text: str | None) -> list[str]:
+    """The text inside every ``<answer>...</answer>`` tag, in order (whitespace and case in the tags
+    tolerated). The project's one rule: the first tag counts, and more than one is a problem (a
+    DataError in a reference, a format failure in a prediction)."""
+    return _ANSWER_RE.findall(text) if isinstance(text, str) else []
+
+
 def parse_completion(text: str | None) -> Completion:
     """Read a completion, tolerating whitespace, tag case and missing tags (all reported)."""
     problems: list[str] = []
@@ -86,14 +95,14 @@ def parse_completion(text: str | None) -> Completion:
         else:
             problems.append("missing <thinking>")
             thinking = _ANSWER_RE.sub("", text)
-    answers = _ANSWER_RE.findall(text)
-    raw_answer = answers[-1].strip() if answers else None
+    answers = answer_tags(text)
+    raw_answer = answers[0].strip() if answers else None
     answer = None
     if not answers:
         problems.append("missing <answer>")
     else:
         if len(answers) > 1:
-            problems.append(f"{len(answers)} <answer> tags, the last one is used")
+            problems.append(f"{len(answers)} <answer> tags, the first one counts")
         letter = raw_answer.strip().strip(".").strip()
         if letter.upper() in ANSWERS and len(letter) == 1:
             answer = letter.upper()
@@ -169,7 +178,7 @@ class Pair:
         if path is None:
             raise self.error(
                 f"image not found: {self.image_refs[index]!r}",
-                "put the image there (relative to the JSONL file or one of its parent folders), "
+                "put the image there (relative to the JSONL file, or one or two folders above it), "
                 "or pass data_root= / --data-root pointing at the folder that holds it",
             )
         return path
@@ -177,7 +186,8 @@ class Pair:
     def to_record(self, shape: Shape | None = None) -> dict[str, Any]:
         """The JSON object for `shape` (default: as read). Unknown keys of the source are kept."""
         shape = shape or self.shape
-        if shape == self.shape and self.record:
+        # The record as read, unless the completion was replaced (e.g. by a model's answer).
+        if shape == self.shape and self.record and _shape_and_completion(self.record)[1] == self.completion:
             return self.record
         rec = {k: v for k, v in self.record.items() if k not in ("messages", "solution")}
         rec["images"] = list(self.image_refs)
@@ -245,25 +255,50 @@ def _looks_separate(refs: list[str]) -> bool:
     )
 
 
-def _layout(record: dict[str, Any], refs: list[str]) -> Layout:
-    if record.get("layout") in ("merged", "separate"):
-        return record["layout"]
-    return "separate" if _looks_separate(refs) else "merged"
+LAYOUTS = ("merged", "separate")
+
+
+def _layout(record: dict[str, Any], refs: list[str], source: Path | None, line: int | None) -> Layout:
+    if "layout" not in record:
+        return "separate" if _looks_separate(refs) else "merged"
+    if record["layout"] not in LAYOUTS:
+        raise DataError(source, f"unknown \"layout\" {record['layout']!r}",
+                        f"write one of {', '.join(repr(k) for k in LAYOUTS)}, or leave it out to infer it "
+                        "from the image names", line)
+    return record["layout"]
+
+
+# How many parent folders of the JSONL file's folder an image path is also tried against: the
+# RAIM-PIQA files name `data/1536/images/...` relative to their repository root, two folders above
+# `data/raim_piqa/train_sft_1536.jsonl` (and above `../shared/raim_piqa/`).
+PARENT_LEVELS = 2
 
 
 def _resolve(ref: str, base: Path | None, data_root: Path | None) -> Path | None:
-    """Relative to the JSONL folder, then each parent folder, then `data_root`."""
+    """Relative to the JSONL folder, then `data_root`, then `PARENT_LEVELS` parent folders."""
     p = Path(ref)
     if p.is_absolute():
         return p if p.exists() else None
     candidates: list[Path] = []
     if base is not None:
-        candidates += [base / p] + [parent / p for parent in base.parents]
+        candidates.append(base / p)
     if data_root is not None:
         candidates += [data_root / p, data_root / p.name, data_root / "images" / p.name]
+    if base is not None:
+        candidates += [parent / p for parent in base.absolute().parents[:PARENT_LEVELS]
+                       if parent != parent.parent]  # never the filesystem root
     for cand in candidates:
         if cand.exists():
             return cand
+    return None
+
+
+def _outside_root(ref: str) -> str | None:
+    """Why an image path may reach outside the data folders (absolute, or `..` above its folder), or None."""
+    if Path(ref).is_absolute():
+        return "is an absolute path"
+    if os.path.normpath(ref).split(os.sep)[0] == os.pardir:
+        return "climbs above its folder with '..'"
     return None
 
 
@@ -291,6 +326,7 @@ def parse_record(
     line: int | None = None,
     data_root: str | Path | None = None,
     require_images: bool = False,
+    allow_outside_root: bool = False,
 ) -> Pair:
     """Turn one JSON object into a Pair, or raise a DataError that names its file and line."""
     if not isinstance(record, dict):
@@ -306,15 +342,26 @@ def parse_record(
         raise DataError(source, f"the {shape} answer text is {type(completion).__name__}, not a string",
                         "put the '<thinking>...</thinking><answer>A</answer>' text there", line)
     pid = str(record.get("id") or pair_id(refs[0]))
+    for ref in refs:
+        why = _outside_root(ref) if not allow_outside_root else None
+        if why:
+            raise DataError(source, f"image path {ref!r} {why}, so it may point outside the data folders",
+                            "write it relative to the JSONL file's folder (or to --data-root), or, if you "
+                            "mean it, pass --allow-outside-root to `idiff data check` or set "
+                            "IDIFF_ALLOW_OUTSIDE_ROOT=1 (every command)", line)
     base = source.parent if source is not None else None
     root = Path(data_root) if data_root is not None else None
     images = [_resolve(r, base, root) for r in refs]
     pair = Pair(
-        id=pid, image_refs=list(refs), images=images, layout=_layout(record, refs),
+        id=pid, image_refs=list(refs), images=images, layout=_layout(record, refs, source, line),
         category=record.get("category") or category_from_id(pid), shape=shape,
         completion=completion, record=record, source=source, line=line,
     )
     if completion is not None:
+        n_answers = len(answer_tags(completion))
+        if n_answers > 1:
+            raise DataError(source, f"pair {pid}: the labelled text has {n_answers} <answer> tags",
+                            "keep exactly one <answer>A</answer> or <answer>B</answer> at the end", line)
         parsed = parse_completion(completion)
         if parsed.answer is None:
             raise DataError(
@@ -336,30 +383,45 @@ def read_pairs(
     require_images: bool = False,
     skip_bad: bool = False,
     limit: int | None = None,
+    allow_outside_root: bool | None = None,
 ) -> PairList:
     """Read a RAIM-PIQA JSONL file (SFT, GRPO or unlabeled) into pairs.
 
     Args:
         path: the JSONL file.
-        data_root: a last-resort folder to look for images in.
+        data_root: a folder to look for images in, after the JSONL file's folder.
         require_images: raise (or skip) when an image file is not found.
         skip_bad: report bad samples as warnings and in `PairList.skipped` instead of raising.
         limit: read at most this many pairs.
+        allow_outside_root: accept absolute image paths and ones that climb out with ``..``
+            (default: when the environment variable ``IDIFF_ALLOW_OUTSIDE_ROOT`` is ``1``, which
+            every command and the notebook chain then follow).
+
+    Image paths resolve relative to the JSONL file's folder, then `data_root`, then at most
+    `PARENT_LEVELS` parent folders of the JSONL file's folder.
 
     Raises:
         DataError: naming the file, the line and the fix, for the first bad sample.
     """
     path = Path(path)
+    if allow_outside_root is None:
+        allow_outside_root = os.environ.get("IDIFF_ALLOW_OUTSIDE_ROOT", "") == "1"
     if not path.exists():
         raise DataError(path, "file not found", "check the --data path (a RAIM-PIQA .jsonl file)")
+    if path.is_dir():
+        raise DataError(path, "is a folder, not a JSONL file", "pass the path of a RAIM-PIQA .jsonl file")
     pairs = PairList()
     seen: dict[str, int] = {}
+    any_line = False
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             if limit is not None and len(pairs) >= limit:
                 break
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]  # a UTF-8 byte-order mark is accepted (as utf-8-sig)
             if not raw.strip():
                 continue
+            any_line = True
             try:
                 try:
                     text = raw.decode("utf-8")
@@ -369,10 +431,10 @@ def read_pairs(
                 try:
                     record = json.loads(text)
                 except json.JSONDecodeError as exc:
-                    raise DataError(path, f"malformed JSON: {exc.msg} at column {exc.colno}",
+                    raise DataError(path, f"malformed JSON: {exc.msg} (column {exc.colno})",
                                     "fix or remove that line", lineno) from None
                 pair = parse_record(record, source=path, line=lineno, data_root=data_root,
-                                    require_images=require_images)
+                                    require_images=require_images, allow_outside_root=allow_outside_root)
                 if pair.id in seen:
                     raise DataError(path, f"duplicate pair id {pair.id!r} (first on line {seen[pair.id]})",
                                     "give every pair distinct image names or an explicit 'id'", lineno)
@@ -383,6 +445,9 @@ def read_pairs(
                     raise
                 pairs.skipped.append(err)
                 warnings.warn(f"skipped bad sample: {err}", stacklevel=2)
+    if not any_line and limit != 0:
+        raise DataError(path, "the file is empty (no JSON lines)",
+                        "point at a RAIM-PIQA .jsonl file with one JSON object per pair")
     return pairs
 
 

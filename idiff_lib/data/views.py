@@ -8,13 +8,15 @@ and local views by cropping both images at the same coordinates.
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from idiff_lib.core.errors import DataError
+from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import Pair
 
 VIEW_NAMES = ("global_left", "global_right", "local_left", "local_right")
@@ -38,18 +40,73 @@ class Views:
         return {name: getattr(self, name) for name in VIEW_NAMES}
 
 
-def load_rgb(path: str | Path, pair: Pair | None = None) -> np.ndarray:
-    """Read an image as RGB uint8; unreadable or truncated files raise a DataError."""
+# The largest image `load_rgb` decodes, in pixels: 100 megapixels (e.g. 12000 x 8333), far above
+# the challenge's 1536 px views, and below Pillow's own decompression-bomb refusal (2 x 89.5 MP).
+# An RGB image this size takes 300 MB decoded; a larger one is refused with a DataError naming the
+# file, the line and the size. The environment variable IDIFF_MAX_IMAGE_PIXELS overrides it.
+MAX_IMAGE_PIXELS = 100_000_000
+
+
+def max_image_pixels() -> int:
+    """`MAX_IMAGE_PIXELS`, or the integer in the environment variable ``IDIFF_MAX_IMAGE_PIXELS``."""
+    value = os.environ.get("IDIFF_MAX_IMAGE_PIXELS", "").strip()
+    if not value:
+        return MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as im:
-            im.load()  # decodes fully: a truncated JPEG fails here, not later
-            return np.asarray(im.convert("RGB"))
+        limit = int(value)
+    except ValueError:
+        raise ParameterError(f"IDIFF_MAX_IMAGE_PIXELS must be a positive integer, got {value!r}") from None
+    if limit < 1:
+        raise ParameterError(f"IDIFF_MAX_IMAGE_PIXELS must be a positive integer, got {value!r}")
+    return limit
+
+
+def _to_rgb8(im: Image.Image) -> np.ndarray | None:
+    """RGB uint8 from a decoded PIL image; 16-bit grey is scaled to 8 bits (None: unsupported mode)."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        values = np.asarray(im).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            return None  # a 32-bit integer image: no known range to scale from
+        grey = ((values * 255 + 32767) // 65535).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if im.mode == "F":
+        return None
+    return np.asarray(im.convert("RGB"))
+
+
+def load_rgb(path: str | Path, pair: Pair | None = None) -> np.ndarray:
+    """Read an image as RGB uint8; unreadable, truncated or too large files raise a DataError.
+
+    16-bit images are scaled to 8 bits (Pillow reads 16-bit RGB as 8-bit RGB itself; 16-bit grey
+    is scaled here); 32-bit integer or float images are refused.
+    """
+
+    def fail(problem: str, fix: str) -> DataError:
+        return pair.error(problem, fix) if pair is not None else DataError(path, problem, fix)
+
+    limit = max_image_pixels()
+    too_large = ("resize the image (the largest accepted is {:,} pixels), or raise the limit with the "
+                 "environment variable IDIFF_MAX_IMAGE_PIXELS").format(limit)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is checked below
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > limit:
+                    raise fail(f"image {path} is {w} x {h} = {w * h:,} pixels, over the limit of {limit:,}",
+                               too_large)
+                im.load()  # decodes fully: a truncated JPEG fails here, not later
+                rgb = _to_rgb8(im)
+                mode = im.mode
+    except Image.DecompressionBombError as exc:
+        raise fail(f"image {path} is too large: {exc}", too_large) from None
     except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-        problem = f"cannot decode image {path}: {exc}"
-        fix = "re-export or re-download the image (it is truncated or not an image file)"
-        if pair is not None:
-            raise pair.error(problem, fix) from None
-        raise DataError(path, problem, fix) from None
+        raise fail(f"cannot decode image {path}: {exc}",
+                   "re-export or re-download the image (it is truncated or not an image file)") from None
+    if rgb is None:
+        raise fail(f"image {path} has pixel mode {mode!r} (32-bit integer or float), which has no 8-bit scale",
+                   "save it as an 8- or 16-bit PNG or as JPEG")
+    return rgb
 
 
 def find_separator(img: np.ndarray, search: float = 0.1, tol: float = 3.0) -> tuple[int, int] | None:
@@ -77,15 +134,30 @@ def find_separator(img: np.ndarray, search: float = 0.1, tol: float = 3.0) -> tu
     return min(runs, key=lambda r: abs((r[0] + r[1]) / 2 - mid))
 
 
+# A separator band is at most this fraction of the merged width: a wider flat band is the halves' own
+# flat borders (a studio backdrop), which must stay in the halves.
+MAX_SEPARATOR_FRACTION = 0.05
+
+
+def _is_separator(band: tuple[int, int], width: int) -> bool:
+    """True for a band that can be a drawn separator: centred (the halves on either side have equal
+    widths, at least 8 px) and narrow (`MAX_SEPARATOR_FRACTION`). Any other flat band is part of
+    the photos, and the image is split at its midline."""
+    start, end = band
+    return start == width - end and start >= 8 and end - start <= max(2, MAX_SEPARATOR_FRACTION * width)
+
+
 def split_merged(img: np.ndarray, pair: Pair | None = None, path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Split a merged A|B image into equal-width left and right halves."""
+    """Split a merged A|B image into equal-width left and right halves.
+
+    The cut is at a separator band when `find_separator` finds a centred, narrow one (the band is
+    dropped), else at the midline; an odd width without such a band is a DataError.
+    """
     h, w = img.shape[:2]
     sep = find_separator(img)
-    if sep is not None:
+    if sep is not None and _is_separator(sep, w):
         start, end = sep
-        width = min(start, w - end)
-        if width >= 8:
-            return img[:, start - width:start], img[:, end:end + width]
+        return img[:, :start], img[:, end:]
     if w % 2:
         problem = f"merged image {path or ''} has odd width {w}, so it has no midline and no separator band"
         fix = ("re-export the merged image with an even width (A and B the same size), "
@@ -122,6 +194,10 @@ def detail_box(a: np.ndarray, b: np.ndarray, frac: float = 0.5) -> tuple[int, in
     return best_xy[0], best_xy[1], side, side
 
 
+# Separate-layout images whose aspect ratios differ by more than this fraction are refused.
+ASPECT_TOLERANCE = 0.01
+
+
 def views_from_separate(a: np.ndarray, b: np.ndarray, global_long: int = 1024, local_frac: float = 0.5) -> Views:
     """Views for a pair given as two images: resized globals and aligned local crops."""
     if a.shape[:2] != b.shape[:2]:
@@ -138,6 +214,11 @@ def load_views(pair: Pair) -> Views:
     first = load_rgb(pair.image_path(0), pair)
     second = load_rgb(pair.image_path(1), pair)
     if pair.layout == "separate":
+        (ha, wa), (hb, wb) = first.shape[:2], second.shape[:2]
+        if abs(wa * hb - wb * ha) > ASPECT_TOLERANCE * wa * hb:
+            raise pair.error(f"separate-layout images differ in aspect ratio: A is {wa} x {ha}, B is {wb} x {hb}",
+                             "give A and B the same framing and aspect ratio (B is resized to A's size, "
+                             "never stretched)")
         return views_from_separate(first, second)
     gl, gr = split_merged(first, pair, pair.image_path(0))
     ll, lr = split_merged(second, pair, pair.image_path(1))

@@ -67,6 +67,8 @@ def read_predictions(path: str | Path) -> list[Prediction]:
     path = Path(path)
     if not path.exists():
         raise DataError(path, "file not found", "check the --pred path (a JSONL of {id, completion} rows)")
+    if path.is_dir():
+        raise DataError(path, "is a folder, not a JSONL file", "pass --pred <file>.jsonl ({id, completion} rows)")
     out: list[Prediction] = []
     seen: dict[str, int] = {}
     with open(path, "rb") as fh:
@@ -81,7 +83,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
             try:
                 row = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise DataError(path, f"malformed JSON: {exc.msg} at column {exc.colno}",
+                raise DataError(path, f"malformed JSON: {exc.msg} (column {exc.colno})",
                                 "fix or remove that line", lineno) from None
             pred = prediction_from_row(row, source=path, line=lineno)
             if bad_utf8:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from idiff_lib.data.pairs import answer_tags
+
 # The baseline's regular expressions, verbatim (RAIM-PIQA plugins/reward_funcs.py).
 _BASELINE_ANSWER_RE = re.compile(r"<answer>\s*([A-Z])\s*</answer>", re.IGNORECASE)
 _BASELINE_FORMAT_RE = re.compile(r"(?s)" r".*?" r"<thinking>.*?</thinking>" r"\s*" r"<answer>.*?</answer>" r".*")
@@ -26,7 +28,13 @@ def format_reward(completion: str | None) -> float:
 
 
 def baseline_letter(text: str | None) -> str | None:
-    """The baseline's answer reading: the first ``<answer> X </answer>`` with one letter, upper-cased."""
+    """The baseline's answer reading: the first ``<answer> X </answer>`` with one letter, upper-cased.
+
+    The baseline's own regex, kept for the reward's exact numbers. It agrees with the project's rule
+    (`idiff_lib.data.pairs.answer_tags`: the first tag counts) on every text with one answer tag
+    holding a bare letter; references with more than one tag are refused when read, and
+    predictions with more fail `format_check`.
+    """
     if not isinstance(text, str):
         return None
     m = _BASELINE_ANSWER_RE.search(text)
@@ -68,7 +76,7 @@ def format_check(completion: str | None) -> list[str]:
         m = _THINKING_RE.search(completion)
         if not m or not m.group(1).strip():
             problems.append("empty <thinking>")
-        answers = re.findall(r"<answer>(.*?)</answer>", completion, re.DOTALL)
+        answers = answer_tags(completion)
         if answers and answers[0].strip() not in ("A", "B"):
             problems.append(f"answer {answers[0].strip()[:20]!r} is not A or B")
     return problems
