@@ -52,3 +52,16 @@ def make_pairs_file(folder: Path, n: int = 8, side: int = 96, seed: int = 0, lab
     path = folder / name
     write_pairs(pairs, path)
     return path
+
+
+def train_tiny_answer_run(step_dir: Path, pairs: list) -> Path:
+    """A notebook-02 step folder holding a one-member network ensemble (resnet10t, 32 px, one epoch)."""
+    from idiff_lib.answer import ensemble, inputs, run_store, training
+    from idiff_lib.answer.member_config import MemberConfig
+
+    cfg = MemberConfig(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
+                       batch_size=4, hidden=8)
+    training.train_member(cfg, inputs.load_items(pairs, cfg), (), step_dir / "members" / "m", progress=False)
+    run_store.save_answer_run(step_dir, [ensemble.network_member("m", {"": step_dir / "members" / "m"})],
+                              ensemble.make_ensembler("mean"))
+    return step_dir

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from answer_fixtures import make_pairs_file
+from answer_fixtures import make_pairs_file, train_tiny_answer_run
 
-from idiff_lib.answer import ensemble, inputs, run_store, training
+from idiff_lib.answer import ensemble, run_store
 from idiff_lib.answer.feature_member import FeatureMember
-from idiff_lib.answer.member_config import MemberConfig
 from idiff_lib.data.pairs import read_pairs
 
 torch.set_num_threads(2)
@@ -71,12 +70,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("run14c")
     pf = make_pairs_file(root / "d", n=4, side=64)
     pairs = read_pairs(pf)
-    cfg = MemberConfig(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
-                       batch_size=4, hidden=8)
-    run = root / "run"
-    training.train_member(cfg, inputs.load_items(pairs, cfg), (), run / "members" / "m", progress=False)
-    net = ensemble.network_member("m", {"": run / "members" / "m"})
-    run_store.save_answer_run(run, [net], ensemble.make_ensembler("mean"))
+    run = train_tiny_answer_run(root / "run", pairs)
     # a second step folder that also holds a feature member (its skops file is what one test crafts)
     import pandas as pd
 

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from answer_fixtures import make_pairs_file
+from answer_fixtures import make_pairs_file, train_tiny_answer_run
 
-from idiff_lib.answer import ensemble, inputs, run_store, training
-from idiff_lib.answer.member_config import MemberConfig
 from idiff_lib.core import layout
 from idiff_lib.data.pairs import read_pairs
 
@@ -59,12 +57,7 @@ def chain_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     pf = make_pairs_file(root / "d", n=4, side=64)
     pairs = read_pairs(pf)
-    cfg = MemberConfig(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
-                       batch_size=4, hidden=8)
-    step = layout.step_dir(root / "run", layout.ANSWER_STEP)
-    training.train_member(cfg, inputs.load_items(pairs, cfg), (), step / "members" / "m", progress=False)
-    run_store.save_answer_run(step, [ensemble.network_member("m", {"": step / "members" / "m"})],
-                              ensemble.make_ensembler("mean"))
+    train_tiny_answer_run(layout.step_dir(root / "run", layout.ANSWER_STEP), pairs)
     records = [json.loads(line) for line in pf.read_text().splitlines()]
     many = pf.parent / "many.jsonl"  # the 4 pairs, repeated under distinct ids
     many.write_text("".join(json.dumps({**records[i % 4], "id": f"{'ps'[i % 2]}_{i:04d}"}) + "\n" for i in range(300)))
