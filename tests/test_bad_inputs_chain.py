@@ -173,7 +173,9 @@ def test_out_in_a_read_only_folder_is_refused_before_any_work(trained, tmp_path)
 
 # --------------------------------------------------------------------------- 7. Ctrl-C and internal errors
 _SLOW_COMMAND = """
-import sys, time
+import signal, sys, time
+# A job started in the background inherits SIGINT as ignored; restore Python's own handler, as a terminal has it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import idiff_lib.cli.export as cmd
 def slow(args):
     print("ready", flush=True)
