@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
+from idiff_lib.core.progress import progress_bar
 
 from idiff_lib.answer.member_config import MemberConfig
 from idiff_lib.data import views as views_mod
@@ -96,7 +96,7 @@ def load_items(pairs: Iterable[Pair], cfg: MemberConfig, desc: str = "loading vi
     split_cfg = MemberConfig(**{**cfg.to_dict(), "mode": "split"})
     key_cfg = (cfg.resize, cfg.local_resize, cfg.img_size)
     n_views = 4 if cfg.mode == "split" else 2
-    for pair in tqdm(pairs, desc=desc, leave=False, disable=len(pairs) < 20):
+    for pair in progress_bar(pairs, desc=desc, leave=False, disable=len(pairs) < 20):
         key = (pair.id, str(pair.source), key_cfg)
         if cache is not None and key in cache:
             prepared = cache[key]

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from tqdm.auto import tqdm
+from idiff_lib.core.progress import progress_bar
 
 from idiff_lib.answer.backbones import create_backbone, feature_dim
 from idiff_lib.answer.checkpoints import load_weights, save_weights
@@ -138,7 +138,7 @@ def pretrain(cfg: MemberConfig, photos: Sequence[TrainingPhoto], steps: int, out
         return out
     model.train()
     t0 = time.monotonic()
-    bar = tqdm(range(start, steps), desc=f"pretext {cfg.backbone}", leave=False, disable=not progress)
+    bar = progress_bar(range(start, steps), desc=f"pretext {cfg.backbone}", leave=False, disable=not progress)
     for step in bar:
         rng = np.random.default_rng([cfg.seed, step, 11])
         torch.manual_seed(cfg.seed * 7919 + step)

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from idiff_lib.core.progress import progress_bar
 
 from idiff_lib.answer.inputs import Item, prepare_views
 from idiff_lib.answer.member_config import MemberConfig
@@ -79,7 +79,7 @@ class SyntheticSource:
     def generate(self, n: int, rng: np.random.Generator, progress: bool = True) -> list[SyntheticPair]:
         """`n` fresh pairs drawn with `rng` (the same rng state gives the same pairs)."""
         out = []
-        for k in tqdm(range(n), desc="synthetic pairs", leave=False, disable=not progress or n < 50):
+        for k in progress_bar(range(n), desc="synthetic pairs", leave=False, disable=not progress or n < 50):
             if self.names:
                 out.append(_benchmark_sample(self.names[int(rng.integers(len(self.names)))], rng, k, self.jpeg_quality))
                 continue
@@ -166,8 +166,8 @@ def synthetic_cue_table(source: SyntheticSource, n: int, out_dir: str | Path, se
     path = lambda i: out_dir / f"chunk_{pair_cues.VERSION}_{seed}_{i:04d}.parquet"  # noqa: E731
     todo = [i for i in range(len(sizes)) if not path(i).exists()]
     _WORKER_SOURCE = source
-    bar = tqdm(total=n, initial=n - sum(sizes[i] for i in todo), desc="synthetic cue pairs", unit="pair",
-               disable=not progress)
+    bar = progress_bar(total=n, initial=n - sum(sizes[i] for i in todo), desc="synthetic cue pairs", unit="pair",
+                       disable=not progress)
 
     def save(i: int, frame: pd.DataFrame) -> None:
         with storage.atomic_path(path(i)) as tmp:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from idiff_lib.core.progress import progress_bar
 
 from idiff_lib.answer.checkpoints import load_weights, save_weights
 from idiff_lib.answer.inputs import Item, crop_views, crops_to_tensor
@@ -73,8 +73,8 @@ def predict_items(model: PairwiseModel, items: Sequence[Item], batch_size: int =
     model.eval()
     out = []
     size = model.cfg.img_size
-    for idx in tqdm(list(_batches(len(items), batch_size)), desc=desc or "predicting", leave=False,
-                    disable=len(items) < 4 * batch_size):
+    for idx in progress_bar(list(_batches(len(items), batch_size)), desc=desc or "predicting", leave=False,
+                             disable=len(items) < 4 * batch_size):
         x = crops_to_tensor(np.stack([crop_views(items[i].views, size, None) for i in idx])).to(device)
         with autocast_for(device):
             out.append(torch.sigmoid(model(x).float()).cpu().numpy())
@@ -197,8 +197,8 @@ def _train_epoch(run: _Training, cfg: MemberConfig, epoch: int, train_items: lis
     run.model.train()
     loss_fn = nn.BCEWithLogitsLoss()
     losses, correct, seen = [], 0, 0
-    bar = tqdm(list(_batches(len(items), cfg.batch_size)), desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}",
-               leave=False, disable=not progress)
+    bar = progress_bar(list(_batches(len(items), cfg.batch_size)), desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}",
+                       leave=False, disable=not progress)
     for step, idx in enumerate(bar):
         x, y = _batch(cfg, items, order, idx, rng, dev)
         with autocast_for(dev):

@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from idiff_lib.core.progress import progress_bar
 
 from idiff_lib.benchmark import datasheet, degrade
 from idiff_lib.core import paths
@@ -331,7 +331,7 @@ def build_demo(out: str | Path | None = None, seed: int = 0, sizes: dict[str, in
         elif partial.exists():
             partial.unlink()
         rows = []
-        for p in tqdm(plan, desc=f"demo {split}", disable=not progress):
+        for p in progress_bar(plan, desc=f"demo {split}", disable=not progress):
             all_ids.add(p["id"])
             if p["id"] in done and done[p["id"]].get("plan") == p:  # same plan: same answer, photo and seed
                 rows.append(done[p["id"]])

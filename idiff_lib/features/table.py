@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
+from idiff_lib.core.progress import progress_bar
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError, ParameterError, suggest
@@ -108,7 +108,7 @@ def build_feature_table(
     cache = _Cache(Path(cache_dir) if cache_dir is not None else None)
     scorer = iqa_features.IQAScorer(iqa_metrics, weights_dir=weights_dir) if "iqa" in features else None
     rows, problems = [], {}
-    for pair in tqdm(pairs, desc="features", unit="pair", disable=not progress):
+    for pair in progress_bar(pairs, desc="features", unit="pair", disable=not progress):
         row: dict[str, Any] = {"id": pair.id, "meta.ok": 1.0, "meta.person": float(pair.category == "person")}
         try:
             key = pair_key(pair)

@@ -250,7 +250,7 @@ def judge_rationales(judge: Judge, references: Sequence[str], ref_answers: Seque
         cache_path: a JSONL file; each reply is appended as it arrives and reused when the same
             (judge, id, prompt) comes again, so an interrupted run resumes.
     """
-    from tqdm.auto import tqdm
+    from idiff_lib.core.progress import progress_bar
 
     ids = list(ids) if ids is not None else [str(i) for i in range(len(candidates))]
     cache: dict[tuple[str, str, str], dict] = {}
@@ -258,8 +258,8 @@ def judge_rationales(judge: Judge, references: Sequence[str], ref_answers: Seque
         for row in storage.read_resumable_jsonl(cache_path):
             cache[(row.get("judge", ""), row.get("id", ""), row.get("prompt_sha", ""))] = row
     scores, replies, problems, errors = [], [], [], []
-    for pid, ref, ra, cand, ca in tqdm(list(zip(ids, references, ref_answers, candidates, cand_answers)),
-                                      desc="judge", disable=len(ids) < 20):
+    rows = list(zip(ids, references, ref_answers, candidates, cand_answers))
+    for pid, ref, ra, cand, ca in progress_bar(rows, desc="judge", disable=len(ids) < 20):
         prompt = build_judge_prompt(ref, ra, cand, ca)
         key = (judge.name, pid, storage.text_sha256(SYSTEM + prompt))
         call_error = ""

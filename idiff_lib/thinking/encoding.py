@@ -140,10 +140,10 @@ def examples_for(
     progress: bool = True,
 ) -> list[dict]:
     """Encoded examples (tensors) for `pairs`, each tagged with its pair id under ``"id"``."""
-    from tqdm.auto import tqdm
+    from idiff_lib.core.progress import progress_bar
 
     out = []
-    for pair in tqdm(pairs, desc="encode", disable=not progress, leave=False):
+    for pair in progress_bar(pairs, desc="encode", disable=not progress, leave=False):
         target = None
         if with_targets:
             if pair.answer is None:

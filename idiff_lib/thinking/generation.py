@@ -33,7 +33,7 @@ def generate(
         no_repeat_ngram_size: forbid repeating any token n-gram of this size (0 = off); a guard
             against the loops small models fall into under greedy decoding.
     """
-    from tqdm.auto import tqdm
+    from idiff_lib.core.progress import progress_bar
 
     tok = processor.tokenizer
     model.eval()
@@ -44,7 +44,8 @@ def generate(
         kwargs["no_repeat_ngram_size"] = no_repeat_ngram_size
     if stop_after_rationale:
         kwargs.update(stop_strings=["</thinking>"], tokenizer=tok)
-    for start in tqdm(range(0, len(examples), batch_size), desc="generate", disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(examples), batch_size), desc="generate", disable=not progress,
+                              leave=False):
         chunk = [{k: v for k, v in ex.items() if k not in ("id", "labels")} for ex in examples[start:start + batch_size]]
         batch = {k: v.to(device) for k, v in collate(chunk, tok.pad_token_id, "left").items()}
         ids = model.generate(**batch, **kwargs)
@@ -97,12 +98,12 @@ def write_rationales(
     Args:
         writer: a callable (pairs, prompts) -> list of (completion, info) for that chunk.
     """
-    from tqdm.auto import tqdm
+    from idiff_lib.core.progress import progress_bar
 
     done = done_ids(out_path)
     todo = [p for p in pairs if p.id not in done]
-    bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc=f"rationales -> {Path(out_path).name}",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=len(pairs), initial=len(pairs) - len(todo), desc=f"rationales -> {Path(out_path).name}",
+                       disable=not progress, leave=False)
     for start in range(0, len(todo), chunk):
         part = todo[start:start + chunk]
         for pair, (completion, info) in zip(part, writer(part, prompts)):

@@ -108,11 +108,11 @@ class _Loop:
 
     def run(self) -> None:
         """Train epoch after epoch until `total` steps or the last epoch; checkpoint after each epoch."""
-        from tqdm.auto import tqdm
+        from idiff_lib.core.progress import progress_bar
 
         state = self.state
-        self.bar = tqdm(total=self.total, initial=state["step"], desc="train",
-                        disable=not self.accelerator.is_main_process)
+        self.bar = progress_bar(total=self.total, initial=state["step"], desc="train",
+                                disable=not self.accelerator.is_main_process)
         done = state["step"] >= self.total
         while not done and state["epoch"] < self.settings.epochs:
             done = self.epoch()

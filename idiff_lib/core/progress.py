@@ -1,0 +1,72 @@
+"""One progress-bar factory for the whole workbench: quiet in batch runs, a widget in Jupyter.
+
+Where the code runs decides the kind of bar:
+
+- a Jupyter kernel driven by a person (JupyterLab, Notebook, VS Code): the ipywidgets bar of
+  ``tqdm.notebook``, one line that updates in place;
+- a kernel driven by a batch client (papermill, nbclient, nbval): no bar at all. These clients
+  never allow stdin (they send ``allow_stdin=False`` with every cell), which is how they are told
+  apart; a text bar there would store every redraw in the executed notebook (thousands of lines);
+- anywhere else (the CLI, a script, pytest): tqdm's text bar on stderr.
+
+``IDIFF_PROGRESS`` (``off`` | ``text`` | ``widget``) overrides the choice.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+
+from idiff_lib.core.errors import ParameterError
+
+PROGRESS_ENV = "IDIFF_PROGRESS"
+PROGRESS_MODES = ("off", "text", "widget")
+
+
+def ipython_kernel() -> Any | None:
+    """The running IPython kernel object, or None outside a Jupyter kernel (terminal IPython included)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return getattr(shell, "kernel", None) if shell is not None else None
+
+
+def batch_kernel() -> bool:
+    """True inside a Jupyter kernel whose client does not allow stdin (papermill, nbclient, nbval)."""
+    kernel = ipython_kernel()
+    return kernel is not None and not getattr(kernel, "_allow_stdin", False)
+
+
+def progress_mode() -> str:
+    """``off``, ``text`` or ``widget``: the kind of bar `progress_bar` makes here (see the module doc)."""
+    forced = os.environ.get(PROGRESS_ENV, "").strip().lower()
+    if forced:
+        if forced not in PROGRESS_MODES:
+            raise ParameterError(f"{PROGRESS_ENV}={forced!r} is not a progress mode. "
+                                 f"fix: set it to one of {', '.join(PROGRESS_MODES)}, or unset it")
+        return forced
+    if ipython_kernel() is None:
+        return "text"
+    return "off" if batch_kernel() else "widget"
+
+
+def progress_bar(iterable: Iterable | None = None, **kwargs: Any):
+    """A tqdm bar of the kind `progress_mode` names; takes tqdm's arguments (``disable`` still wins).
+
+    Returns a ``tqdm`` object in every mode (a disabled one when off), so callers may iterate it,
+    ``update`` it, ``set_postfix`` it and ``close`` it alike.
+    """
+    from tqdm.std import tqdm
+
+    mode = progress_mode()
+    kwargs["disable"] = bool(kwargs.get("disable", False)) or mode == "off"
+    if mode == "widget" and not kwargs["disable"]:
+        from tqdm.notebook import tqdm as widget_tqdm
+
+        try:
+            return widget_tqdm(iterable, **kwargs)
+        except ImportError:  # ipywidgets missing (it is a dependency; a bare kernel may lack it)
+            pass
+    return tqdm(iterable, **kwargs)
