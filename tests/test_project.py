@@ -30,7 +30,7 @@ def test_environment_yml_matches_pyproject():
 def test_required_packages_are_declared():
     deps = {_name(d) for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
     for pkg in ("jupyterlab", "papermill", "torch", "transformers", "peft", "timm", "pyiqa", "matplotlib",
-                "seaborn", "scikit-learn", "nbval", "opencv-python", "opencv-python-headless"):
+                "seaborn", "scikit-learn", "nbval", "opencv-python", "opencv-python-headless", "ipywidgets"):
         assert pkg in deps, pkg
 
 

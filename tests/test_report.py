@@ -23,8 +23,8 @@ def run_dir(tmp_path):
         rows.append(row)
     pd.DataFrame(rows).to_csv(tmp_path / layout.ANSWER_STEP / layout.ANSWER_LADDER_FILE, index=False)
     (tmp_path / layout.SCORING_STEP).mkdir()
-    # bleu4 on sacrebleu's 0-100 scale, as notebook 05 records it
-    rows = [{"system": s, "stage": f"S{k}", "bleu4": 10.0 * k, "rouge_l": 0.2 + 0.05 * k, "aspect_f1": 0.5,
+    # bleu4 on the workbench's 0-1 scale, as notebook 05 records it
+    rows = [{"system": s, "stage": f"S{k}", "bleu4": 0.1 * k, "rouge_l": 0.2 + 0.05 * k, "aspect_f1": 0.5,
              "consistency": 0.9} for s in ("template", "tiny") for k in range(5)]
     pd.DataFrame(rows).to_csv(tmp_path / layout.SCORING_STEP / layout.SCORING_LADDER_FILE, index=False)
     return tmp_path

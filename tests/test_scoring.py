@@ -42,11 +42,12 @@ def _pair(pid: str, thinking: str, answer: str):
 
 def test_bleu_equals_sacrebleu():
     corpus, signature = text_metrics.corpus_bleu(HYPS, REFS)
-    assert corpus == pytest.approx(sacrebleu.corpus_bleu(HYPS, [REFS]).score, abs=1e-9)
+    assert corpus == pytest.approx(sacrebleu.corpus_bleu(HYPS, [REFS]).score / 100, abs=1e-9)  # one scale: 0-1
     assert "tok:13a" in signature
     sentence = text_metrics.sentence_bleu(HYPS, REFS)
-    assert sentence == pytest.approx([sacrebleu.sentence_bleu(h, [r]).score for h, r in zip(HYPS, REFS)], abs=1e-9)
-    assert text_metrics.corpus_bleu(REFS, REFS)[0] == pytest.approx(100.0)
+    assert sentence == pytest.approx([sacrebleu.sentence_bleu(h, [r]).score / 100 for h, r in zip(HYPS, REFS)],
+                                     abs=1e-9)
+    assert text_metrics.corpus_bleu(REFS, REFS)[0] == pytest.approx(1.0)
     assert 0 < corpus < 100
 
 
@@ -66,13 +67,13 @@ def test_score_uses_the_thinking_text_only():
     refs = [_pair(f"p_{i:03d}", REFS[i], "A") for i in range(3)]
     preds = [{"id": f"p_{i:03d}", "completion": _completion(REFS[i], "B")} for i in range(3)]
     m = scorers.score(preds, refs, bootstrap=100).metrics
-    assert m["bleu4"]["corpus"] == pytest.approx(100.0) and m["rouge_l"]["f"] == pytest.approx(1.0)
+    assert m["bleu4"]["corpus"] == pytest.approx(1.0) and m["rouge_l"]["f"] == pytest.approx(1.0)
     assert m["accuracy"]["overall"]["value"] == 0.0
     # The metric equals the libraries' numbers computed on the same whitespace-collapsed text.
     preds = [{"id": f"p_{i:03d}", "completion": _completion(HYPS[i], "A")} for i in range(3)]
     res = scorers.score(preds, refs, bootstrap=100)
-    assert res.metrics["bleu4"]["corpus"] == pytest.approx(sacrebleu.corpus_bleu(HYPS[:3], [REFS[:3]]).score)
-    assert list(res.per_sample["bleu4"]) == pytest.approx([sacrebleu.sentence_bleu(h, [r]).score
+    assert res.metrics["bleu4"]["corpus"] == pytest.approx(sacrebleu.corpus_bleu(HYPS[:3], [REFS[:3]]).score / 100)
+    assert list(res.per_sample["bleu4"]) == pytest.approx([sacrebleu.sentence_bleu(h, [r]).score / 100
                                                            for h, r in zip(HYPS[:3], REFS[:3])])
 
 
@@ -209,7 +210,7 @@ def test_bootstrap_interval_and_category_split():
 
 
 def test_combined_score_and_weights():
-    metrics = {"accuracy": {"overall": {"value": 0.8}}, "bleu4": {"corpus": 20.0}, "rouge_l": {"f": 0.4}}
+    metrics = {"accuracy": {"overall": {"value": 0.8}}, "bleu4": {"corpus": 0.2}, "rouge_l": {"f": 0.4}}
     c = combined.combined_score(metrics)
     assert c["value"] == pytest.approx(0.5 * 0.8 + 0.25 * 0.2 + 0.25 * 0.4)
     assert "not public" in c["note"]
@@ -265,13 +266,13 @@ def test_real_rationales_self_check():
         pytest.skip("the public RAIM-PIQA rationales are not here (../shared/raim_piqa)")
     refs = read_pairs(folder / "train_grpo_1536.jsonl")
     same = scorers.score(refs, refs, bootstrap=100).metrics
-    assert same["bleu4"]["corpus"] == pytest.approx(100.0) and same["aspects"]["micro"]["f1"] == 1.0
+    assert same["bleu4"]["corpus"] == pytest.approx(1.0) and same["aspects"]["micro"]["f1"] == 1.0
     assert same["hallucination"]["aspect_rate"] == 0.0  # experts make no person claims on scene pairs
     completions = [r.completion for r in refs]
     random.Random(0).shuffle(completions)
     shuffled = scorers.score([{"id": r.id, "completion": c} for r, c in zip(refs, completions)], refs,
                              bootstrap=100).metrics
-    assert shuffled["bleu4"]["corpus"] < 30 and shuffled["aspects"]["micro"]["f1"] < 0.5
+    assert shuffled["bleu4"]["corpus"] < 0.30 and shuffled["aspects"]["micro"]["f1"] < 0.5
     assert shuffled["hallucination"]["aspect_rate"] > 0.2
 
 

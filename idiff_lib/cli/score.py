@@ -58,7 +58,7 @@ def _cli_score(args: argparse.Namespace) -> int:
     m = result.metrics
     acc = m["accuracy"]["overall"]
     print(f"{m['n']} pairs: accuracy {acc['value']:.3f} [{acc['ci_low']:.3f}, {acc['ci_high']:.3f}], "
-          f"BLEU-4 {m['bleu4']['corpus']:.2f}, ROUGE-L {m['rouge_l']['f']:.3f}, "
+          f"BLEU-4 {m['bleu4']['corpus']:.3f}, ROUGE-L {m['rouge_l']['f']:.3f}, "
           f"aspect F1 {m['aspects']['micro']['f1']:.3f}, format failures {m['format']['failures']}")
     print(f"wrote {paths['scores']} and {paths['per_sample']}")
     return 0

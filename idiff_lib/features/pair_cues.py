@@ -56,6 +56,49 @@ def _names() -> list[str]:
 
 NAMES: tuple[str, ...] = tuple(_names())
 
+_CLASS_WORDS = {"flat_dark": "flat dark", "flat_mid": "flat mid-tone", "flat_bright": "flat bright",
+                "textured": "textured", "edges": "edge"}
+_STAT_WORDS = {
+    "energy": "band energy (log ratio A/B)",
+    "unshared": "energy one side holds beyond the other (log ratio A/B: noise, grain)",
+    "gain": "gain along the shared detail (> 0: A amplifies it, halos; < 0: A loses it, blur or smearing)",
+}
+_GLOBAL_WORDS = {
+    "y_mean_shift": "mean brightness A − B (exposure)",
+    "y_log_std": "log contrast (luminance std) A − B",
+    "highlight_clip": "share of clipped highlights (Y > 0.97) A − B",
+    "shadow_clip": "share of crushed shadows (Y < 0.03) A − B",
+    "midtone_distance": "distance of mean brightness from mid-grey A − B (> 0: A further off)",
+}
+
+
+def _meaning(name: str) -> str:
+    """One line saying what the cue `name` (one of `NAMES`) measures; positive values lean to A."""
+    if name in _GLOBAL_WORDS:
+        return _GLOBAL_WORDS[name]
+    head, _, rest = name.partition("_")
+    if head[0] == "y":
+        band = f"luma band {head[1:]} (sigma {LUMA_SIGMAS[int(head[1:])]} px)"
+        stat, _, where = rest.partition("_")
+        if where in _CLASS_WORDS:
+            return f"{band}: {_STAT_WORDS[stat]} in {_CLASS_WORDS[where]} tiles"
+        kind, t = where.rsplit("_", 1)
+        what = "share of tiles clearly higher on A minus on B" if kind == "share" else "mean excess, A minus B"
+        return f"{band}: {what}, {stat} log ratio beyond {t}"
+    channel = {"cr": "red-difference chroma", "cb": "blue-difference chroma"}[head[:2]]
+    if head in ("cr", "cb"):
+        return f"{channel}: {'mean shift A − B (white balance)' if rest == 'mean_shift' else 'log std A − B'}"
+    band = f"{channel} band {head[2:]} (sigma {CHROMA_SIGMAS[int(head[2:])]} px)"
+    if rest.startswith("energy"):
+        return f"{band}: energy log ratio A/B, {'flat tiles (blotches)' if rest.endswith('flat') else 'all tiles'}"
+    kind, t = rest.rsplit("_", 1)
+    what = "share of tiles clearly higher on A minus on B" if kind == "share" else "mean excess, A minus B"
+    return f"{band}: {what}, energy log ratio beyond {t}"
+
+
+# Cue name -> one line of meaning, for the figures and tables that show cue importances.
+GLOSSARY: dict[str, str] = {name: _meaning(name) for name in NAMES}
+
 
 def _ycc(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2YCrCb).astype(np.float32) / 255.0

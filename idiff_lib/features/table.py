@@ -26,7 +26,7 @@ from idiff_lib.data.pairs import Pair
 from idiff_lib.data.views import load_views
 from idiff_lib.features import iqa as iqa_features
 from idiff_lib.features import pair_cues
-from idiff_lib.features.cue_text import TABLE_SOURCES, load_thresholds, save_thresholds
+from idiff_lib.features.cue_text import CUE_NAMES, TABLE_SOURCES, load_thresholds, save_thresholds
 from idiff_lib.features.cv import CV_VERSION, pair_cue_row, pair_cv_features
 
 SOURCES = ("cv", "iqa", "pair")
@@ -208,3 +208,28 @@ def load_table(path: str | Path) -> pd.DataFrame:
     if thresholds.exists():
         table.attrs["thresholds"] = load_thresholds(thresholds)
     return table
+
+
+_VIEW_WORDS = {"global": "global view", "local": "detail crops", "global_face": "face", "global_rest": "background"}
+
+
+def cue_glossary(columns: Iterable[str]) -> pd.DataFrame:
+    """What each feature column means, one line each: column, cue, view, meaning (in the given order).
+
+    Reads ``source.cue.view.side`` names (`idiff_lib.features.cv`): pair cues are explained by
+    `pair_cues.GLOSSARY`, hand-crafted CV features by `cue_text.CUE_NAMES`; a name neither knows
+    keeps an empty meaning rather than a guessed one.
+    """
+    rows = []
+    for column in columns:
+        parts = str(column).split(".")  # a cue name may hold a dot itself (y0_energy_share_0.5)
+        source, cue, view = (parts[0], ".".join(parts[1:-2]), parts[-2]) if len(parts) >= 4 else (parts[0], "", "")
+        if source == "pair":
+            meaning = pair_cues.GLOSSARY.get(cue, "")
+        elif cue in CUE_NAMES:
+            label, more = CUE_NAMES[cue]
+            meaning = f"{label} A − B (higher: {more})"
+        else:
+            meaning = ""
+        rows.append({"column": column, "cue": cue, "view": _VIEW_WORDS.get(view, view), "meaning": meaning})
+    return pd.DataFrame(rows, columns=["column", "cue", "view", "meaning"])

@@ -13,42 +13,68 @@ from idiff_lib.answer import analysis
 from idiff_lib.report.style import CATEGORY_COLOURS
 from idiff_lib.data.pairs import Pair
 from idiff_lib.data.views import load_views
+from idiff_lib.features.table import cue_glossary
+
+
+CHANCE_BCE = float(np.log(2))  # the binary cross-entropy of always answering p = 0.5
 
 
 def plot_curves(curves: pd.DataFrame) -> plt.Figure:
-    """Loss and accuracy per epoch for every member (train solid, val dashed)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, kind in zip(axes, ("loss", "acc")):
-        sub = curves[curves.metric.str.endswith(kind)].copy()
-        if sub.empty:
-            ax.set_visible(False)
-            continue
-        sub["split"] = sub.metric.str.split("_").str[0]
-        sns.lineplot(data=sub, x="epoch", y="value", hue="member", style="split", marker="o", ax=ax)
-        ax.set_ylabel("BCE loss" if kind == "loss" else "accuracy")
-        ax.set_title("Loss" if kind == "loss" else "Accuracy")
-        ax.legend(fontsize=7, ncols=2)
+    """One panel per member: loss (top, chance ln 2 marked) and accuracy (bottom) per epoch, train solid, val dashed."""
+    members = list(dict.fromkeys(curves["member"])) or ["(no member)"]
+    fig, axes = plt.subplots(2, len(members), figsize=(2.8 * len(members) + 0.6, 5.2), squeeze=False,
+                             sharex="col", sharey="row")
+    for col, member in enumerate(members):
+        sub = curves[curves["member"] == member]
+        for row, kind in enumerate(("loss", "acc")):
+            ax = axes[row, col]
+            for split, style in (("train", "-"), ("val", "--")):
+                part = sub[sub["metric"] == f"{split}_{kind}"]
+                if len(part):
+                    ax.plot(part["epoch"], part["value"], style, marker="o", markersize=3, label=split,
+                            color=CATEGORY_COLOURS["overall"])
+            chance = CHANCE_BCE if kind == "loss" else 0.5
+            ax.axhline(chance, color="grey", lw=1, ls=":", label="chance (ln 2)" if kind == "loss" else "chance")
+            if row == 0:
+                ax.set_title(member, fontsize=9)
+            ax.set_xlabel("epoch" if row == 1 else "")
+        axes[0, col].set_ylabel("BCE loss" if col == 0 else "")
+        axes[1, col].set_ylabel("accuracy" if col == 0 else "")
+    axes[0, 0].legend(fontsize=7)
+    axes[1, 0].legend(fontsize=7)
+    fig.suptitle("Training curves per member (dotted: chance)")
     fig.tight_layout()
     return fig
+
+
+def draw_accuracy_bars(ax: plt.Axes, labels: Sequence[str], table: dict[str, tuple[Any, Any, Any]]) -> None:
+    """Horizontal grouped bars: one row per label (top to bottom), one bar per group with its 95% interval.
+
+    `table` maps a group (person / scene / overall) to arrays (accuracy, low, high) aligned with
+    `labels`. Horizontal, so long rung names stay readable; chance (0.5) is dotted.
+    """
+    y = np.arange(len(labels))
+    height = 0.8 / max(1, len(table))
+    for k, (group, (acc, lo, hi)) in enumerate(table.items()):
+        acc, lo, hi = (np.asarray(v, float) for v in (acc, lo, hi))
+        err = np.nan_to_num(np.vstack([acc - lo, hi - acc]))
+        ax.barh(y + (k - (len(table) - 1) / 2) * height, acc, height, xerr=err, capsize=2, label=group,
+                color=CATEGORY_COLOURS.get(group))
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()  # the first rung on top
+    ax.axvline(0.5, color="grey", lw=1, ls=":")
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("test accuracy (fraction of pairs; dotted: chance)")
 
 
 def plot_answer_ladder_accuracy(ladder: pd.DataFrame) -> plt.Figure:
     """The Answer-model ladder: test accuracy of its rows per person / scene / overall, with 95% bootstrap intervals."""
     groups = ("person", "scene", "overall")
     labels = [f"{r.row}{'' if r.pretext else ' (no pretext)'}" if "pretext" in ladder else r.row for r in ladder.itertuples()]
-    x = np.arange(len(ladder))
-    width = 0.26
-    fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(ladder)), 4))
-    for k, g in enumerate(groups):
-        acc = ladder[f"{g}_acc"].to_numpy(float)
-        err = np.vstack([acc - ladder[f"{g}_lo"].to_numpy(float), ladder[f"{g}_hi"].to_numpy(float) - acc])
-        ax.bar(x + (k - 1) * width, acc, width, yerr=err, capsize=3, label=g, color=CATEGORY_COLOURS[g])
-    ax.axhline(0.5, color="grey", lw=1, ls=":")
-    ax.set_xticks(x, labels, rotation=15)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("test accuracy")
+    fig, ax = plt.subplots(figsize=(7, 0.75 * len(ladder) + 1.4))
+    draw_accuracy_bars(ax, labels, {g: (ladder[f"{g}_acc"], ladder[f"{g}_lo"], ladder[f"{g}_hi"]) for g in groups})
     ax.set_title("Ablation ladder (95% bootstrap intervals)")
-    ax.legend(ncols=3, loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig
 
@@ -132,6 +158,7 @@ def plot_ensemblers(scores: dict[str, float], singles: dict[str, float]) -> plt.
     ax.set_ylabel("test accuracy")
     ax.set_title("Equal vs weighted vs stacked (fitted on val)")
     ax.tick_params(axis="x", rotation=20)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False, title="")  # off the bars
     fig.tight_layout()
     return fig
 
@@ -160,15 +187,25 @@ def plot_pairs(pairs: Sequence[Pair], notes: Sequence[str], size: int = 150) -> 
 
 
 def plot_importances(frame: pd.DataFrame) -> plt.Figure:
-    """Permutation importances (mean accuracy drop, with the spread over repeats)."""
+    """Permutation importances (mean accuracy drop, with the spread over repeats), a glossary of the cues below.
+
+    The glossary (`idiff_lib.features.table.cue_glossary`) says in one line what each cue shown measures.
+    """
     frame = frame.sort_values("importance", ascending=True).tail(20)
-    fig, ax = plt.subplots(figsize=(5.5, 0.3 * len(frame) + 1.2))
-    ax.barh(frame["feature"], frame["importance"], xerr=frame["std"], color=CATEGORY_COLOURS["overall"])
+    glossary = cue_glossary(frame["feature"])
+    labels = [f"{cue} ({view})" if view else cue for cue, view in zip(glossary["cue"], glossary["view"])]
+    fig, ax = plt.subplots(figsize=(6.5, 0.3 * len(frame) + 1.2))
+    y = np.arange(len(frame))
+    ax.barh(y, frame["importance"], xerr=frame["std"], color=CATEGORY_COLOURS["overall"])
+    ax.set_yticks(y, labels)
     ax.set_xlabel("accuracy drop when permuted")
     ax.set_title("Feature member: permutation importance")
+    meanings = dict(zip(glossary["cue"][::-1], glossary["meaning"][::-1]))  # the most important first
+    lines = [f"{cue}: {meaning}" for cue, meaning in meanings.items() if meaning]
+    if lines:
+        fig.text(0.0, 0.0, "Glossary (A − B; > 0 leans to A)\n" + "\n".join(lines), ha="left", va="top", fontsize=7)
     fig.tight_layout()
     return fig
-
 
 
 def reliability_curves(probs: pd.DataFrame, final: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[str, Any]:

@@ -93,13 +93,8 @@ def plot_headings(counts: pd.Series, top: int = 15, title: str = "Most frequent 
 
 
 def plot_views(pairs: Iterable[Pair], n: int = 4, size: int = 160) -> plt.Figure:
-    """A grid: one row per pair, the four decomposed views (global/local x A/B)."""
-    shown = []
-    for p in pairs:
-        if len(shown) >= n:
-            break
-        if all(img is not None for img in p.images):
-            shown.append((p, load_views(p)))
+    """A grid: one row per pair (person and scene in turn), the four decomposed views (global/local x A/B)."""
+    shown = [(p, load_views(p)) for p in balanced_pairs(pairs, n)]  # person and scene pairs in turn
     if not shown:
         fig, ax = plt.subplots(figsize=(6, 1))
         ax.axis("off")
@@ -117,19 +112,107 @@ def plot_views(pairs: Iterable[Pair], n: int = 4, size: int = 160) -> plt.Figure
             if r == 0:
                 ax.set_title(titles[name])
             if c == 0:
-                ax.set_ylabel(f"{p.id}\nbetter: {p.answer or '?'}")
+                ax.set_ylabel(f"{p.id} ({p.category or '?'})\nbetter: {p.answer or '?'}")
     fig.tight_layout()
     return fig
 
 
-def face_detector_check(pairs: Iterable[Pair], limit: int = 40) -> dict:
-    """Agreement of the Haar face detector with the ``p_``/``s_`` labels on pairs with images."""
-    labels, detected = [], []
+def balanced_pairs(pairs: Iterable[Pair], n: int) -> list[Pair]:
+    """Up to `n` pairs with both images, taken in turn from each category (person, scene, then any other).
+
+    So a small sample shows scene pairs as well as person pairs, whatever the data's order.
+    """
+    by_cat: dict[str, list[Pair]] = {}
     for p in pairs:
-        if len(labels) >= limit:
-            break
-        if p.category in ("person", "scene") and all(img is not None for img in p.images):
-            views = load_views(p)
-            labels.append(p.category)
-            detected.append(detect_content(p, views.global_left, use_prefix=False).category)
-    return agreement(labels, detected)
+        if all(img is not None for img in p.images):
+            by_cat.setdefault(p.category or "unknown", []).append(p)
+    order = [c for c in ("person", "scene") if c in by_cat] + [c for c in by_cat if c not in ("person", "scene")]
+    chosen: list[Pair] = []
+    for k in range(max((len(v) for v in by_cat.values()), default=0)):
+        for cat in order:
+            if len(chosen) < n and k < len(by_cat[cat]):
+                chosen.append(by_cat[cat][k])
+    return chosen
+
+
+def face_detector_check(pairs: Iterable[Pair], limit: int = 40) -> dict:
+    """Agreement of the Haar face detector with the ``p_``/``s_`` labels, on person AND scene pairs.
+
+    At most `limit` labelled pairs with images, taken in turn from each category (`balanced_pairs`).
+    Returns `agreement`'s dict (n, accuracy, confusion) plus ``by_category``: per label, its n and
+    the share the detector got right, so a detector that calls everything "person" shows it.
+    """
+    sample = balanced_pairs([p for p in pairs if p.category in ("person", "scene")], limit)
+    labels = [p.category for p in sample]
+    detected = [detect_content(p, load_views(p).global_left, use_prefix=False).category for p in sample]
+    result = agreement(labels, detected)
+    result["by_category"] = {}
+    for cat in ("person", "scene"):
+        hits = [d == cat for label, d in zip(labels, detected) if label == cat]
+        result["by_category"][cat] = {"n": len(hits), "accuracy": sum(hits) / len(hits) if hits else None}
+    return result
+
+
+def _rationales_with(pairs: Iterable[Pair]) -> tuple[Counter, int]:
+    """Per heading, the number of rationales holding it at least once; and the number of rationales."""
+    counts: Counter = Counter()
+    total = 0
+    for p in pairs:
+        if p.thinking:
+            total += 1
+            counts.update({h for ln in p.thinking.splitlines() if (h := heading(ln))})
+    return counts, total
+
+
+def heading_fractions(pairs: Iterable[Pair], raim: str | Path | None = None) -> pd.DataFrame:
+    """Each ``Region Attribute`` heading as a fraction of rationales: this data's beside the public RAIM's.
+
+    Args:
+        pairs: the rationales explored (e.g. the demo's, all splits).
+        raim: a folder holding the public ``train_sft_1536.jsonl`` (e.g. `idiff_lib.core.paths.raim_dir()`),
+            read in place; None (or a folder without it) leaves the RAIM columns out.
+
+    Returns:
+        One row per heading, the most frequent here first: ``heading``, ``rationales`` (holding it),
+        ``of`` (rationales in all), ``fraction``, and with RAIM ``raim_rationales``, ``raim_of``,
+        ``raim_fraction``.
+    """
+    counts, total = _rationales_with(pairs)
+    if not total:
+        raise DataError(None, "no rationale to count headings in", "pass labelled pairs (with a <thinking> part)")
+    table = pd.DataFrame({"heading": list(counts), "rationales": list(counts.values())})
+    table["of"] = total
+    public = Path(raim) / "train_sft_1536.jsonl" if raim else None
+    if public is not None and public.exists():
+        raim_counts, raim_total = _rationales_with(read_pairs(public))
+        extra = pd.DataFrame({"heading": list(raim_counts), "raim_rationales": list(raim_counts.values())})
+        table = table.merge(extra, on="heading", how="outer").fillna({"rationales": 0, "of": total,
+                                                                      "raim_rationales": 0})
+        table["raim_of"] = raim_total
+        table["raim_fraction"] = table["raim_rationales"] / raim_total
+        table = table.astype({"raim_rationales": int, "raim_of": int})
+    table = table.astype({"rationales": int, "of": int})
+    table["fraction"] = table["rationales"] / total
+    cols = [c for c in ("heading", "rationales", "of", "fraction", "raim_rationales", "raim_of", "raim_fraction")
+            if c in table]
+    return table[cols].sort_values(["rationales", "heading"], ascending=[False, True]).reset_index(drop=True)
+
+
+def plot_heading_fractions(table: pd.DataFrame, top: int = 15) -> plt.Figure:
+    """Paired horizontal bars: the `top` headings of `heading_fractions`, this data vs public RAIM."""
+    head = table.head(top)
+    y = range(len(head))
+    fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(head) + 1.4))
+    has_raim = "raim_fraction" in head
+    height = 0.4 if has_raim else 0.8
+    ax.barh([v - height / 2 * has_raim for v in y], head["fraction"], height, label="this data",
+            color=CATEGORY_COLOURS["person"])
+    if has_raim:
+        ax.barh([v + height / 2 for v in y], head["raim_fraction"], height, label="public RAIM-PIQA",
+                color=CATEGORY_COLOURS["scene"])
+    ax.set_yticks(list(y), head["heading"])
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1), xlabel="fraction of rationales holding the heading", title="Rationale headings")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig

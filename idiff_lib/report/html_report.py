@@ -21,7 +21,7 @@ import pandas as pd
 
 from idiff_lib.core import layout, storage
 from idiff_lib.core.ontology import CATEGORIES
-from idiff_lib.report.style import CATEGORY_COLOURS
+from idiff_lib.report.answer_figures import draw_accuracy_bars
 
 # iDiff's reported validation accuracy (overall) for each rung of the Answer-model ladder.
 PAPER_ANSWER_LADDER = {
@@ -105,14 +105,8 @@ def answer_table(run_dir: str | Path) -> pd.DataFrame:
 
 
 def thinking_scores(run_dir: str | Path) -> pd.DataFrame:
-    """Notebook 05's ladder scores with BLEU-4 on the paper's 0–1 scale.
-
-    Notebook 05 records sacrebleu's corpus BLEU, which is on a 0–100 scale; the paper (and Table B)
-    give BLEU-4 as a fraction, so it is divided by 100 here.
-    """
-    scores = pd.read_csv(layout.step_dir(run_dir, layout.SCORING_STEP) / layout.SCORING_LADDER_FILE)
-    scores["bleu4"] = scores["bleu4"].astype(float) / 100.0
-    return scores
+    """Notebook 05's ladder scores (BLEU-4 on the workbench's 0–1 scale, as the paper gives it)."""
+    return pd.read_csv(layout.step_dir(run_dir, layout.SCORING_STEP) / layout.SCORING_LADDER_FILE)
 
 
 def thinking_table(run_dir: str | Path) -> pd.DataFrame:
@@ -145,25 +139,20 @@ def write_table(df: pd.DataFrame, name: str, out_dir: str | Path, caption: str) 
 
 
 def plot_answer_ladder(run_dir: str | Path) -> plt.Figure:
-    """Grouped bars: accuracy per rung and category with 95% CIs; the paper's overall as markers."""
+    """Horizontal grouped bars: accuracy per rung and category with 95% CIs; the paper's overall as stars."""
     ladder = answer_ladder(run_dir)
     rungs = list(dict.fromkeys(ladder["rung"]))
-    cats = TABLE_GROUPS
-    fig, ax = plt.subplots(figsize=(8, 3.8))
-    width = 0.8 / len(cats)
-    x = np.arange(len(rungs))
-    for i, cat in enumerate(cats):
+    table = {}
+    for cat in TABLE_GROUPS:
         sub = ladder[ladder["category"] == cat].set_index("rung").reindex(rungs)
-        acc = sub["accuracy"].to_numpy(float)
-        err = np.vstack([acc - sub["ci_low"].to_numpy(float), sub["ci_high"].to_numpy(float) - acc])
-        ax.bar(x + (i - 1) * width, acc, width, yerr=np.nan_to_num(err), capsize=3, label=f"ours: {cat}",
-               color=CATEGORY_COLOURS[cat])
+        table[cat] = (sub["accuracy"], sub["ci_low"], sub["ci_high"])
+    fig, ax = plt.subplots(figsize=(8, 0.8 * len(rungs) + 1.4))
+    draw_accuracy_bars(ax, rungs, table)
+    height = 0.8 / len(TABLE_GROUPS)
     paper = [PAPER_ANSWER_LADDER.get(r, np.nan) for r in rungs]
-    ax.plot(x + width, paper, "k*", markersize=10, label="paper: overall (RAIM val)")
-    ax.set_xticks(x, [r.replace(", ", ",\n").replace("+ ", "+\n") for r in rungs])
-    ax.set(ylim=(0, 1.05), ylabel="accuracy (fraction of pairs)", title="Answer model ladder")
-    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-    ax.legend(loc="lower right", fontsize=8, ncol=2)
+    ax.plot(paper, np.arange(len(rungs)) + height, "k*", markersize=10, label="paper: overall (RAIM val)")
+    ax.set(title="Answer model ladder", ylabel="ladder rung")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -208,7 +197,10 @@ def build_html_report(run_dir: str | Path, out_dir: str | Path | None = None,
             body, _ = exporter.from_filename(str(executed))
             storage.write_text(out_dir / f"{step_dir.name}.html", body)
             link = f'<a href="{step_dir.name}.html">{html.escape(step_dir.name)}</a>'
-        status = "done" if info else "not finished"
+        if out_dir.resolve().is_relative_to(step_dir.resolve()):
+            status = "this report"  # the step building this page: it finishes after the page is written
+        else:
+            status = "done" if info else "not finished"
         seconds = f"{info['seconds']:.0f} s" if info.get("seconds") is not None else "–"
         rows.append(f"<tr><td>{link or html.escape(step_dir.name)}</td><td>{status}</td><td>{seconds}</td></tr>")
     parts = [

@@ -24,9 +24,9 @@ from idiff_lib.scoring import rewards, scorers
 from idiff_lib.scoring.predictions import as_predictions, read_predictions
 from idiff_lib.data.pairs import Pair
 
-# Per-sample metrics on a 0-1 scale (BLEU is divided by 100), in display order.
+# Per-sample metrics on a 0-1 scale (the judge's 1-5 mean divided by 5), in display order.
 SAMPLE_METRICS: dict[str, str] = {
-    "bleu4": "BLEU-4 / 100",
+    "bleu4": "BLEU-4 (0-1)",
     "rouge_l": "ROUGE-L F",
     "aspect_f1": "aspect F1",
     "verdict_agreement": "verdict agreement",
@@ -43,7 +43,7 @@ def scaled_metrics(per_sample: pd.DataFrame) -> pd.DataFrame:
     for col in SAMPLE_METRICS:
         if col in per_sample:
             values = pd.to_numeric(per_sample[col], errors="coerce")
-            out[col] = values / 100.0 if col == "bleu4" else values / 5.0 if col == "judge_mean" else values
+            out[col] = values / 5.0 if col == "judge_mean" else values
     return out
 
 

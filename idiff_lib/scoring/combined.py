@@ -1,4 +1,4 @@
-"""The combined challenge-style score: a weighted sum of accuracy, BLEU-4/100 and ROUGE-L F.
+"""The combined challenge-style score: a weighted sum of accuracy, BLEU-4 (0-1) and ROUGE-L F.
 
 The NTIRE 2026 RAIM challenge's official weights are **not public**: `DEFAULT_WEIGHTS` is this
 workbench's own documented assumption, and every weight is a parameter (``--weights``).
@@ -12,13 +12,12 @@ from typing import Any
 from idiff_lib.core.errors import ParameterError, suggest
 
 # Our assumption, not the challenge's (its official weights are not public): accuracy counts as
-# much as the two text metrics together. BLEU-4 is divided by 100 first so that every component
-# lies in [0, 1].
+# much as the two text metrics together. Every component lies in [0, 1] (BLEU-4 included).
 DEFAULT_WEIGHTS: dict[str, float] = {"accuracy": 0.5, "bleu4": 0.25, "rouge_l": 0.25}
 
 
 def combined_score(metrics: dict[str, Any], weights: dict[str, float] | None = None) -> dict[str, Any]:
-    """The challenge-style weighted sum of accuracy, BLEU-4/100, ROUGE-L F (and optional others).
+    """The challenge-style weighted sum of accuracy, BLEU-4 (0-1), ROUGE-L F (and optional others).
 
     The official weights are not public; `DEFAULT_WEIGHTS` is an assumption. Known components:
     accuracy, bleu4, rouge_l, semantic, aspect_f1, judge (the judge's mean score / 5).
@@ -26,7 +25,7 @@ def combined_score(metrics: dict[str, Any], weights: dict[str, float] | None = N
     weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
     components = {
         "accuracy": (metrics.get("accuracy") or {}).get("overall", {}).get("value"),
-        "bleu4": None if "bleu4" not in metrics else metrics["bleu4"]["corpus"] / 100.0,
+        "bleu4": None if "bleu4" not in metrics else metrics["bleu4"]["corpus"],
         "rouge_l": (metrics.get("rouge_l") or {}).get("f"),
         "semantic": (metrics.get("semantic") or {}).get("mean"),
         "aspect_f1": ((metrics.get("aspects") or {}).get("micro") or {}).get("f1"),

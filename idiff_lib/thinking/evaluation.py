@@ -18,7 +18,7 @@ def format_ok(text: str) -> bool:
 def score_completions(preds: Mapping[str, str], refs: Sequence[pairs_mod.Pair]) -> dict:
     """BLEU-4, ROUGE-L, answer-rationale consistency, format pass and accuracy of `preds` vs labelled `refs`.
 
-    Computed by `idiff_lib.scoring.scorers.score`; BLEU-4 is on a 0-1 scale here (the scorer's 0-100 / 100).
+    Computed by `idiff_lib.scoring.scorers.score`; BLEU-4 is on the workbench's 0-1 scale.
     Consistency = share of rationales whose overall verdict equals their answer, among those that
     state one.
 
@@ -33,6 +33,6 @@ def score_completions(preds: Mapping[str, str], refs: Sequence[pairs_mod.Pair]) 
     m = score([{"id": i, "completion": preds[i]} for i in ids], refs,
               scorers=["format", "accuracy", "bleu4", "rouge_l", "consistency"], bootstrap=0).metrics
     fail = m["format"].get("failure_rate")
-    return {"n": len(ids), "bleu4": round(m["bleu4"]["corpus"] / 100.0, 4), "rouge_l": round(m["rouge_l"]["f"], 4),
+    return {"n": len(ids), "bleu4": round(m["bleu4"]["corpus"], 4), "rouge_l": round(m["rouge_l"]["f"], 4),
             "consistency": m["consistency"]["rate"], "format_pass": None if fail is None else round(1 - fail, 4),
             "accuracy": m["accuracy"]["overall"]["value"], "scorer": "idiff_lib.scoring.scorers"}

@@ -1,0 +1,113 @@
+"""Issue 19's figure fixes: readable ladder labels, legends off the bars, curves in panels with the chance
+loss, the cue glossary, person and scene pairs in the face check, and headings as fractions of rationales."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from idiff_lib.data.pairs import read_pairs  # noqa: E402
+from idiff_lib.features import pair_cues  # noqa: E402
+from idiff_lib.features.table import cue_glossary  # noqa: E402
+from idiff_lib.report import answer_figures as af  # noqa: E402
+from idiff_lib.report import explore  # noqa: E402
+from idiff_lib.report import html_report as report  # noqa: E402
+
+
+def _ladder() -> pd.DataFrame:
+    rows = []
+    for i, name in enumerate(["merged", "split", "specialists", "ensemble", "specialists"]):
+        row = {"row": name, "pretext": i < 4}
+        for g in ("person", "scene", "overall"):
+            row.update({f"{g}_acc": 0.5 + 0.05 * i, f"{g}_lo": 0.45 + 0.05 * i, f"{g}_hi": 0.55 + 0.05 * i})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _overlaps(labels) -> bool:
+    boxes = [t.get_window_extent() for t in labels if t.get_text()]
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_answer_ladder_tick_labels_do_not_overlap():
+    fig = af.plot_answer_ladder_accuracy(_ladder())
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    names = [t.get_text() for t in ax.get_yticklabels()]
+    assert names[-1] == "specialists (no pretext)" and not _overlaps(ax.get_yticklabels())
+
+
+def test_ensemble_legend_sits_off_the_bars():
+    fig = af.plot_ensemblers({"equal": 0.6, "stacked": 0.7}, {"resnet10t": 0.5, "features": 0.7})
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1
+
+
+def test_training_curves_one_panel_per_member_with_the_chance_loss():
+    curves = pd.DataFrame([{"member": m, "epoch": e, "metric": k, "value": v}
+                           for m in ("a", "b", "c") for e in (1, 2)
+                           for k, v in (("train_loss", 0.7), ("val_loss", 0.69), ("train_acc", 0.5), ("val_acc", 0.5))])
+    fig = af.plot_curves(curves)
+    assert len(fig.axes) == 6 and [ax.get_title() for ax in fig.axes[:3]] == ["a", "b", "c"]
+    loss_axis = fig.axes[0]
+    assert any(np.allclose(line.get_ydata(), math.log(2)) for line in loss_axis.get_lines())
+
+
+def test_every_pair_cue_has_a_glossary_line_and_the_figure_shows_it():
+    table = cue_glossary(pair_cues.columns() + ["cv.lap_var.global.diff", "made.up.global.diff"])
+    assert (table["meaning"].iloc[:-1] != "").all() and table["meaning"].iloc[-1] == ""
+    assert set(pair_cues.GLOSSARY) == set(pair_cues.NAMES)
+    assert table.loc[0, "view"] == "global view" and "Laplacian" in table["meaning"].iloc[-2]
+    frame = pd.DataFrame({"feature": ["pair.y_mean_shift.global.diff", "pair.y1_gain_edges.local.diff"],
+                          "importance": [0.1, 0.2], "std": [0.01, 0.02]})
+    fig = af.plot_importances(frame)
+    text = "\n".join(t.get_text() for t in fig.texts)
+    assert pair_cues.GLOSSARY["y_mean_shift"] in text and pair_cues.GLOSSARY["y1_gain_edges"] in text
+
+
+def test_views_and_face_check_take_person_and_scene_pairs(pair_folder):
+    pairs = read_pairs(pair_folder / "pairs.jsonl")  # p_000, p_001, s_000: person first
+    assert [p.category for p in explore.balanced_pairs(pairs, 2)] == ["person", "scene"]
+    check = explore.face_detector_check(pairs, limit=2)
+    assert check["n"] == 2 and check["by_category"]["scene"]["n"] == 1 and check["by_category"]["person"]["n"] == 1
+    fig = explore.plot_views(pairs, n=2)
+    assert "(scene)" in fig.axes[4].get_ylabel()
+
+
+def test_heading_fractions_count_rationales_and_add_raim_when_present(pair_folder, tmp_path):
+    pairs = read_pairs(pair_folder / "pairs.jsonl")
+    alone = explore.heading_fractions(pairs, raim=None)
+    assert "raim_fraction" not in alone
+    row = alone.set_index("heading").loc["Global Overall"]
+    assert row["rationales"] == 3 and row["of"] == 3 and row["fraction"] == 1.0
+    raim = tmp_path / "raim"
+    raim.mkdir()
+    lines = (pair_folder / "pairs.jsonl").read_text().splitlines()
+    edited = [json.loads(line) for line in lines]
+    content = edited[0]["messages"][-1]["content"]
+    edited[0]["messages"][-1]["content"] = content.replace("Global Overall", "Hair Texture")
+    (raim / "train_sft_1536.jsonl").write_text("".join(json.dumps(r) + "\n" for r in edited))
+    both = explore.heading_fractions(pairs, raim=raim).set_index("heading")
+    assert both.loc["Global Overall", "raim_rationales"] == 2 and both.loc["Global Overall", "raim_of"] == 3
+    assert both.loc["Hair Texture", "rationales"] == 0 and both.loc["Hair Texture", "raim_fraction"] == pytest.approx(1 / 3)
+    fig = explore.plot_heading_fractions(both.reset_index())
+    assert len(fig.axes[0].containers) == 2
+
+
+def test_html_report_names_its_own_step_this_report(tmp_path):
+    run = tmp_path / "run"
+    (run / "05_score_rationales").mkdir(parents=True)
+    (run / "05_score_rationales" / "step.json").write_text(json.dumps({"seconds": 3}))
+    (run / "06_report_figures").mkdir()
+    index = report.build_html_report(run, run / "06_report_figures" / "html")
+    text = index.read_text()
+    assert "this report" in text and "not finished" not in text
