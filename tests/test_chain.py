@@ -84,6 +84,9 @@ def test_report_step_writes_tables_figures_and_html(runs):
     text = index.read_text()
     assert "result-table" in text and "02_train_answer_model.html" in text
     assert (index.parent / "03_tune_thinking_model.html").exists()
+    # Figures appear inline in the executed notebooks, so the HTML pages carry them (issue 19).
+    assert "data:image/png;base64" in (index.parent / "02_train_answer_model.html").read_text()
+    assert "this report" in text and "not finished" not in text
     table_b = report.thinking_table(resumed)
     assert set(table_b["system"]) >= {"template"} and len(table_b) >= 5
 

@@ -134,8 +134,9 @@ def test_score_systems_reports_left_out_references():
     assert left_out == {"all": [], "half": [refs[2].id, refs[3].id]}
 
 
-def test_training_loss_plot_chains_the_stages():
+def test_training_loss_plot_has_one_panel_per_stage():
     fig = SR.plot_training_loss({"S0": {"loss_history": [(1, 2.0), (2, 1.5)]},
                                  "S1": {"loss_history": [(1, 1.4), (2, 1.2)]}}, title="tiny")
-    lines = fig.axes[0].get_lines()
-    assert [list(line.get_xdata()) for line in lines] == [[1, 2], [3, 4]]
+    assert [ax.get_title() for ax in fig.axes] == ["S0", "S1"]
+    assert [list(ax.get_lines()[0].get_ydata()) for ax in fig.axes] == [[2.0, 1.5], [1.4, 1.2]]
+    assert fig.axes[0].get_shared_y_axes().joined(fig.axes[0], fig.axes[1])

@@ -223,6 +223,7 @@ def test_score_completions_rewards_the_reference():
     ref = [pairs.make_pair(["p_001_merged_c0.jpg", "p_001_merged_c1.jpg"], text)]
     perfect = score_completions({"p_001": text}, ref)
     other = score_completions({"p_001": pairs.format_completion("Global Sharpness: comparable.", "A")}, ref)
+    assert perfect["bleu4"] == pytest.approx(1.0), "BLEU-4 on the one 0-1 scale"
     assert perfect["rouge_l"] > 0.99 and perfect["format_pass"] == 1.0 and perfect["accuracy"] == 1.0
     assert other["rouge_l"] < 0.5 and other["accuracy"] == 0.0
     with pytest.raises(ParameterError):

@@ -275,15 +275,22 @@ def plot_stage_ladder_scores(ladder: pd.DataFrame,
 
 
 def plot_training_loss(train_results: dict[str, dict[str, Any]], title: str = "") -> plt.Figure:
-    """The Thinking Model's training loss, stage after stage (`thinking_model.train_ladder`'s results)."""
-    fig, ax = plt.subplots(figsize=(6, 3))
-    offset = 0
-    for stage, r in train_results.items():
-        steps, losses = zip(*r["loss_history"])
-        ax.plot([s + offset for s in steps], losses, label=stage)
-        offset += steps[-1]
-    ax.set(xlabel="optimiser step (stages in sequence)", ylabel="training loss", title=title)
-    ax.legend(ncol=max(1, len(train_results)), fontsize=8)
+    """The Thinking Model's training loss, one panel per stage on a shared loss axis.
+
+    Each stage starts from the previous stage's weights (`thinking_model.train_ladder`), so a
+    panel's first loss is where the previous panel ended, not a fresh start.
+    """
+    stages = list(train_results) or ["(none)"]
+    fig, axes = plt.subplots(1, len(stages), figsize=(2.4 * len(stages) + 0.8, 3.0), sharey=True, squeeze=False)
+    for ax, stage in zip(axes[0], stages):
+        history = train_results.get(stage, {}).get("loss_history") or []
+        if history:
+            steps, losses = zip(*history)
+            ax.plot(steps, losses, color=sns.color_palette()[0])
+        ax.set(title=stage, xlabel="optimiser step")
+    axes[0][0].set_ylabel("training loss (token cross-entropy)")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
