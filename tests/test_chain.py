@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_figures_inline import MAX_TEXT_LINES, text_output_lines
 
 from idiff_lib.data import pairs
-from idiff_lib.core import paths
+from idiff_lib.core import layout, paths
 from idiff_lib.chain import runner as pipeline
 from idiff_lib.report import html_report as report
 from idiff_lib.chain.export import export, side_file
@@ -89,6 +90,16 @@ def test_report_step_writes_tables_figures_and_html(runs):
     assert "this report" in text and "not finished" not in text
     table_b = report.thinking_table(resumed)
     assert set(table_b["system"]) >= {"template"} and len(table_b) >= 5
+
+
+def test_every_executed_notebook_shows_figures_and_stays_short(runs):
+    """Issue 19: figures inline (``image/png`` outputs) and at most 300 lines of text per notebook."""
+    _, resumed, _ = runs
+    for executed in sorted(resumed.glob(f"*/{layout.EXECUTED_NOTEBOOK}")):
+        nb = json.loads(executed.read_text(encoding="utf-8"))
+        images = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
+        assert images > 0, f"{executed.parent.name}: no figure inline"
+        assert text_output_lines(nb) <= MAX_TEXT_LINES, (executed.parent.name, text_output_lines(nb))
 
 
 def test_export_writes_one_completion_per_pair_in_input_order(runs, tmp_path):

@@ -22,7 +22,8 @@ from idiff_lib.core.progress import ipython_kernel
 
 def _choose_backend() -> None:
     """Agg outside Jupyter when no backend was requested; nothing otherwise (see the module doc)."""
-    requested = os.environ.get("MPLBACKEND") or matplotlib.rcParams._get_backend_or_none()
+    chosen = getattr(matplotlib.rcParams, "_get_backend_or_none", lambda: None)()  # None: not chosen yet
+    requested = os.environ.get("MPLBACKEND") or chosen
     if ipython_kernel() is None and not requested:
         matplotlib.use("Agg")
 
