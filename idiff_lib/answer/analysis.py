@@ -236,9 +236,11 @@ def calibration_sentence(p: np.ndarray, labels: np.ndarray, name: str) -> str:
 
 def ladder_sentence(ladder: pd.DataFrame) -> str:
     """Notebook 02's ablation ladder in one sentence: the best row, its interval, and which rows' intervals hold chance."""
-    rows = ladder.dropna(subset=["overall_acc"])
+    rows = ladder.dropna(subset=["overall_acc"]).reset_index(drop=True)
     if rows.empty:
         return "The ladder has no scored rows."
+    if "pretext" in rows and rows["pretext"].nunique() > 1:  # the same row name with and without the pretext start
+        rows["row"] = [f"{r}{'' if p else ' (no pretext)'}" for r, p in zip(rows["row"], rows["pretext"])]
     best = rows.loc[rows["overall_acc"].idxmax()]
     at_chance = rows[(rows["overall_lo"] <= 0.5) & (rows["overall_hi"] >= 0.5)]["row"].tolist()
     return (f"The best row is {best['row']} at {best['overall_acc']:.2f} [{best['overall_lo']:.2f}, {best['overall_hi']:.2f}]; "

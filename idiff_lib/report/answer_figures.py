@@ -33,7 +33,7 @@ def plot_curves(curves: pd.DataFrame) -> plt.Figure:
 
 
 def plot_answer_ladder_accuracy(ladder: pd.DataFrame) -> plt.Figure:
-    """The Answer-model ladder: test accuracy of its rows per person / scene / overall, with 95% bootstrap intervals."""
+    """The Answer-model ladder: test accuracy of its rows per person / scene / overall, with 95% cluster-bootstrap intervals over photos."""
     groups = ("person", "scene", "overall")
     labels = [f"{r.row}{'' if r.pretext else ' (no pretext)'}" if "pretext" in ladder else r.row for r in ladder.itertuples()]
     x = np.arange(len(ladder))
@@ -47,7 +47,7 @@ def plot_answer_ladder_accuracy(ladder: pd.DataFrame) -> plt.Figure:
     ax.set_xticks(x, labels, rotation=15)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("test accuracy")
-    ax.set_title("Ablation ladder (95% bootstrap intervals)")
+    ax.set_title("Ablation ladder (95% cluster-bootstrap interval over photos)")
     ax.legend(ncols=3, loc="lower right")
     fig.tight_layout()
     return fig

@@ -187,7 +187,7 @@ def plot_answer_ladder(run_dir: str | Path) -> plt.Figure:
     paper = [PAPER_ANSWER_LADDER.get(r, np.nan) for r in rungs]
     ax.plot(x + width, paper, "k*", markersize=10, label="paper: overall (RAIM val)")
     ax.set_xticks(x, [r.replace(", ", ",\n").replace("+ ", "+\n") for r in rungs])
-    ax.set(ylim=(0, 1.05), ylabel="accuracy (fraction of pairs)", title="Answer model ladder")
+    ax.set(ylim=(0, 1.05), ylabel="accuracy (fraction of pairs)", title=f"Answer model ladder ({CLUSTER_CI_CAPTION})")
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.legend(loc="lower right", fontsize=8, ncol=2)
     fig.tight_layout()

@@ -90,7 +90,8 @@ def floor_sentence(ladder_rows: Sequence[dict[str, Any]], floor: dict[str, Any],
     best = max(rows, key=lambda r: float(r[metric]))
     return (f"{len(above)} of {len(rows)} ladder rows score above the shuffled-reference floor on {metric} "
             f"({base:.3f}); the best, {best.get('system')} {best.get('stage')}, is {float(best[metric]) - base:+.3f} "
-            f"from it, so the rest of each score is words that any two rationales share.")
+            f"from it. Any rationale of this data set's shape reaches the floor, so only the part above it "
+            f"reflects the pair.")
 
 
 def wrong_side_sentence(ladder_rows: Sequence[dict[str, Any]]) -> str:

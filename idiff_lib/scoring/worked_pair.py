@@ -102,8 +102,8 @@ def line_by_line(completion: str, reference: Pair) -> pd.DataFrame:
     rows = []
     for key in list(ref) + [k for k in pred if k not in ref]:
         p, r = pred.get(key), ref.get(key)
-        rows.append({"aspect": " ".join(key), "reference verdict": r.verdict if r else "absent",
-                     "candidate verdict": p.verdict if p else "absent",
+        rows.append({"aspect": " ".join(key), "reference verdict": (r.verdict or "none") if r else "absent",
+                     "candidate verdict": (p.verdict or "none") if p else "absent",
                      "agree": bool(p and r and p.verdict == r.verdict),
                      "wrong side labels": wrong_side_labels(f"{p.heading}: {p.text}") if p else 0,
                      "candidate line": f"{p.heading}: {p.text}" if p else "",

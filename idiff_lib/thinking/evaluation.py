@@ -75,7 +75,10 @@ def control_sentence(rows: Sequence[Mapping[str, Any]], system: str, control: st
     if (control, "S0") not in by or not stages:
         return "The S0 control was not trained in this run (s0_control=False)."
     first, last, ctrl = by[(system, stages[0])][metric], by[(system, stages[-1])][metric], by[(control, "S0")][metric]
-    share = (ctrl - first) / (last - first) if last != first else float("nan")
-    return (f"{metric}: {system} {stages[0]} {first:.3f}, {stages[-1]} {last:.3f}; S0 trained as long as {stages[-1]} "
-            f"{ctrl:.3f}. " + (f"Training alone accounts for {share:.0%} of the ladder's gain." if share == share
-                               else "The ladder shows no gain to split."))
+    head = (f"{metric}: {system} {stages[0]} {first:.3f}, {stages[-1]} {last:.3f}; S0 trained as long as "
+            f"{stages[-1]} {ctrl:.3f}. ")
+    if last <= first:
+        return head + "The ladder shows no gain to split."
+    if ctrl >= last:
+        return head + f"S0 trained as long does at least as well as {stages[-1]}: the ladder's gain is more training, not prompt information."
+    return head + f"Training alone accounts for {max(ctrl - first, 0.0) / (last - first):.0%} of the ladder's gain; the prompt adds the rest."
