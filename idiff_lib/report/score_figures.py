@@ -287,8 +287,8 @@ def plot_stage_ladder_scores(ladder: pd.DataFrame,
             ax.axhline(float(floor[metric].iloc[0]), color="grey", ls="--", lw=1, label="shuffled-reference floor")
         ax.set(title=metric, xlabel="stage")
         if metric == "accuracy" and set(controls.ANSWER_IN_PROMPT_STAGES) & set(rows["stage"]):
-            ax.text(0.98, 0.03, f"{', '.join(controls.ANSWER_IN_PROMPT_STAGES)}: copied from the prompt",
-                    transform=ax.transAxes, fontsize=7, color="grey", ha="right", va="bottom")
+            ax.text(0.02, 0.97, f"{', '.join(controls.ANSWER_IN_PROMPT_STAGES)}: copied from the prompt",
+                    transform=ax.transAxes, fontsize=7, color="grey", ha="left", va="top")
     axes[0][0].legend(fontsize=7)
     if "accuracy" in metrics:
         fig.text(0.5, 0.0, f"Accuracy at S4 is the Answer Model's verdict copied from the prompt; dashed: the "
