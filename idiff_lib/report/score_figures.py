@@ -8,7 +8,6 @@ Everything here reads the outputs of `idiff_lib.scoring.score` (`ScoreResult.per
 
 from __future__ import annotations
 
-import random
 import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -104,15 +103,9 @@ def self_check_predictions(refs: Sequence[Pair], seed: int = 0) -> dict[str, lis
     refs = list(refs)
     if len(refs) < 2:
         raise DataError(None, "a self-check needs at least two reference pairs", "use a larger reference file")
-    order = list(range(len(refs)))
-    rng = random.Random(seed)
-    while True:  # a derangement: no pair keeps its own rationale
-        rng.shuffle(order)
-        if all(i != j for i, j in enumerate(order)):
-            break
     return {
         "self-check: references": [{"id": r.id, "completion": r.completion} for r in refs],
-        "self-check: shuffled": [{"id": r.id, "completion": refs[j].completion} for r, j in zip(refs, order)],
+        "self-check: shuffled": controls.shuffled_reference_predictions(refs, seed),  # the floor's derangement
     }
 
 
