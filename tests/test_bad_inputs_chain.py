@@ -312,6 +312,7 @@ def test_run_status_on_the_command_line(tmp_path):
 @pytest.mark.parametrize("param, names", [
     ("no_such_key=1", ["no_such_key", "Known parameters"]),
     ("epochs_per_stage=abc", ["epochs_per_stage", "03_tune_thinking_model"]),
+    ("worked_pair=p_test_nope", ["worked_pair", "p_test_nope", "Valid ids include: p_test_000"]),
 ])
 def test_a_bad_param_is_refused_before_the_first_step(tmp_path, param, names):
     out = tmp_path / "run"

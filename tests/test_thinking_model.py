@@ -1,6 +1,7 @@
 """The Thinking Model: tokenizer, loading, loss masking, LoRA, training, resumable generation, export."""
 
 import json
+from dataclasses import asdict
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from idiff_lib.thinking.encoding import (IGNORE_INDEX, SWAP_SUFFIX, encode, exam
 from idiff_lib.thinking.evaluation import format_ok, score_completions
 from idiff_lib.thinking.generation import finish_completion, ladder_stage, model_writer, write_rationales
 from idiff_lib.thinking.lora import LoraSettings, apply_lora, lora_target_modules
-from idiff_lib.thinking.run import RunSettings, load_thinking_run, train_run
+from idiff_lib.thinking.run import S0_CONTROL_DIR, RunSettings, load_thinking_run, s0_control_system, train_run, train_s0_control
 from idiff_lib.thinking.side_inputs import s4_answers
 from idiff_lib.thinking.tiny import TinySettings, build_tiny_model, rationale_corpus, train_tokenizer
 from idiff_lib.thinking.training import TrainSettings, train
@@ -352,3 +353,15 @@ def test_s4_verdicts_carry_no_confidence_as_in_training(tmp_path):
     assert answers["p_001"]["answer"] == "A" and "1 pairs use the prior fallback" in note
     prompt = prompts.build_prompts(refs, "S4", answers=answers)["p_000"].user
     assert "confidence" not in prompt and "Image B (Right) is better" in prompt
+
+
+def test_s0_control_trains_s0_for_the_given_epochs_from_a_fresh_start(tiny_dir, data_file, tmp_path):
+    labelled = pairs.read_pairs(data_file)
+    settings = RunSettings(model=str(tiny_dir), stage="S4", max_new_tokens=8,
+                           train=TrainSettings(epochs=1, batch_size=4, save_every=100))
+    one = train_run(tmp_path / "one", labelled, RunSettings.from_dict({**asdict(settings), "stage": "S0"}), log=lambda *_: None)
+    result = train_s0_control(tmp_path, labelled, settings, epochs=3, log=lambda *_: None)
+    assert result["steps"] == 3 * one["steps"]
+    _, _, recorded, _ = load_thinking_run(tmp_path / S0_CONTROL_DIR)
+    assert recorded.stage == "S0" and recorded.train.epochs == 3
+    assert s0_control_system("tiny", 5) == "tiny-S0-5ep"

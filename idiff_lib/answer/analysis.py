@@ -30,22 +30,27 @@ def accuracy(p: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean((p > 0.5) == (labels > 0.5))) if len(p) else float("nan")
 
 
-def bootstrap_ci(correct: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of a mean of 0/1 outcomes (`scoring.stats.bootstrap_mean`'s interval)."""
-    from idiff_lib.scoring.stats import bootstrap_mean
+def bootstrap_ci(correct: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0,
+                 clusters: Sequence[str] | None = None) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean of 0/1 outcomes, resampling `clusters` (photos) when
+    given, else pairs (`scoring.stats.cluster_bootstrap_mean`)."""
+    from idiff_lib.scoring.stats import cluster_bootstrap_mean
 
-    ci = bootstrap_mean(np.asarray(correct, dtype=float), n_boot=n_boot, seed=seed, level=level)
+    ci = cluster_bootstrap_mean(np.asarray(correct, dtype=float), clusters, n_boot=n_boot, seed=seed, level=level)
     return (float("nan"), float("nan")) if ci["n"] == 0 else (ci["ci_low"], ci["ci_high"])
 
 
-def accuracy_table(p: np.ndarray, labels: np.ndarray, categories: Sequence[str], seed: int = 0) -> dict[str, dict[str, float]]:
-    """Accuracy with a 95% bootstrap interval for person, scene and overall."""
+def accuracy_table(p: np.ndarray, labels: np.ndarray, categories: Sequence[str], seed: int = 0,
+                   clusters: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    """Accuracy with a 95% bootstrap interval for person, scene and overall (over photos when
+    `clusters` names each pair's photo, else over pairs)."""
     p, labels, categories = np.asarray(p), np.asarray(labels), np.asarray(categories)
+    photos = None if clusters is None else np.asarray(list(clusters), dtype=object)
     out = {}
     for group in ("person", "scene", "overall"):
         mask = np.ones(len(p), bool) if group == "overall" else categories == group
         correct = (p[mask] > 0.5) == (labels[mask] > 0.5)
-        lo, hi = bootstrap_ci(correct, seed=seed)
+        lo, hi = bootstrap_ci(correct, seed=seed, clusters=None if photos is None else photos[mask])
         out[group] = {"acc": float(correct.mean()) if mask.any() else float("nan"), "lo": lo, "hi": hi, "n": int(mask.sum())}
     return out
 
@@ -155,3 +160,89 @@ def feature_importances(run: Step02Outputs, repeats: int = 5, seed: int = 0) -> 
         return None
     return member.member.permutation_importances(member.table_fn(run.test_pairs), run.test_labels,
                                                  n_repeats=repeats, seed=seed)
+
+
+# --------------------------------------------------------------------------- the worked pair
+def worked_pair_probabilities(ens: Ensemble, pair: Pair, work_dir: str | Path) -> pd.DataFrame:
+    """Each member's and the ensemble's p_left for the worked pair and for its swapped copy.
+
+    Returns:
+        one row per member plus "ensemble": ``p_left``, ``p_left (swapped)``, ``1 - p (swapped)`` and
+        ``|difference|`` (0 for a model that does not care which side an image is on).
+    """
+    from idiff_lib.data.swap import write_swapped_pair
+
+    swapped = write_swapped_pair(pair, work_dir)
+    probs, _ = ens.member_probs([pair, swapped])
+    final = ens.ensembler.predict(probs)
+    names = [*ens.names, "ensemble"]
+    p = [*probs[0], final[0]]
+    q = [*probs[1], final[1]]
+    return pd.DataFrame({"model": names, "p_left": p, "p_left (swapped)": q,
+                         "1 - p (swapped)": [1 - v for v in q],
+                         "|difference|": [abs(a - (1 - b)) for a, b in zip(p, q)]})
+
+
+# --------------------------------------------------------------------------- sentences for the notebooks
+def member_weights(ens: Ensemble) -> dict[str, float] | None:
+    """The ensembler's weight per member (stacking coefficients or accuracy weights); None when it has none."""
+    rule = ens.ensembler
+    weights = getattr(rule, "coef", None)
+    if weights is None:
+        weights = getattr(rule, "weights", None)
+    if weights is None:
+        return None
+    return dict(zip(ens.names, np.asarray(weights, dtype=float).tolist()))
+
+
+def ensemble_weight_sentence(ens: Ensemble) -> str:
+    """How much the ensembler leans on the feature member compared with the networks, in one sentence."""
+    weights = member_weights(ens)
+    if not weights:
+        return f"The {ens.ensembler.name} ensemble weights every member equally."
+    features = [m.name for m in ens.members if isinstance(m, FeatureMemberAdapter)]
+    nets = [n for n in weights if n not in features]
+    if not features or not nets:
+        top = max(weights, key=lambda n: abs(weights[n]))
+        return f"The {ens.ensembler.name} ensemble gives its largest weight to {top} ({weights[top]:.2f})."
+    f = weights[features[0]]
+    net_mean = float(np.mean([abs(weights[n]) for n in nets]))
+    ratio = abs(f) / net_mean if net_mean > 0 else float("inf")
+    return (f"The {ens.ensembler.name} ensemble weights the feature member {ratio:.1f}× the networks' mean "
+            f"({f:.2f} against {net_mean:.2f}), so it is "
+            f"{'mostly the feature member' if ratio >= 2 else 'a real mix of its members'}.")
+
+
+def all_wrong_sentence(probs: np.ndarray, labels: np.ndarray) -> str:
+    """The all-wrong count beside what independent members of the same accuracies would give."""
+    probs, labels = np.asarray(probs, float), np.asarray(labels, float)
+    n = len(labels)
+    wrong = (probs > 0.5) != (labels[:, None] > 0.5)
+    expected = float(np.prod(wrong.mean(axis=0)) * n) if n else 0.0
+    observed = int(wrong.all(axis=1).sum())
+    verdict = "more than" if observed > 1.5 * expected + 1 else "about what"
+    return (f"All {probs.shape[1]} members are wrong on {observed} of {n} test pairs; members that erred "
+            f"independently at their own error rates would share {expected:.1f}, so this is {verdict} chance predicts.")
+
+
+def calibration_sentence(p: np.ndarray, labels: np.ndarray, name: str) -> str:
+    """A model's ECE beside how far its probabilities stray from 0.5 (a model that always says 0.5 has ECE ~ 0)."""
+    p = np.asarray(p, float)
+    _, ece = reliability(p, labels)
+    spread = float(np.mean(np.abs(p - 0.5))) if len(p) else float("nan")
+    why = " because its p stays near 0.5" if spread < 0.05 else ""
+    return (f"{name}'s ECE is {ece:.3f}{why} (mean |p − 0.5| = {spread:.2f}, accuracy {accuracy(p, labels):.2f}).")
+
+
+def ladder_sentence(ladder: pd.DataFrame) -> str:
+    """Notebook 02's ablation ladder in one sentence: the best row, its interval, and which rows' intervals hold chance."""
+    rows = ladder.dropna(subset=["overall_acc"]).reset_index(drop=True)
+    if rows.empty:
+        return "The ladder has no scored rows."
+    if "pretext" in rows and rows["pretext"].nunique() > 1:  # the same row name with and without the pretext start
+        rows["row"] = [f"{r}{'' if p else ' (no pretext)'}" for r, p in zip(rows["row"], rows["pretext"])]
+    best = rows.loc[rows["overall_acc"].idxmax()]
+    at_chance = rows[(rows["overall_lo"] <= 0.5) & (rows["overall_hi"] >= 0.5)]["row"].tolist()
+    return (f"The best row is {best['row']} at {best['overall_acc']:.2f} [{best['overall_lo']:.2f}, {best['overall_hi']:.2f}]; "
+            + (f"the intervals of {', '.join(map(str, at_chance))} include 0.5, so those rows are not shown to beat chance."
+               if at_chance else "no row's interval includes 0.5."))

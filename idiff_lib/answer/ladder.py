@@ -124,7 +124,7 @@ class Trainer:
 
 
 def _row(name: str, description: str, pretext: bool, p: np.ndarray, split: Split, members: int) -> dict[str, Any]:
-    table = accuracy_table(p, split.labels, split.categories)
+    table = accuracy_table(p, split.labels, split.categories, clusters=split.photos)
     row: dict[str, Any] = {"row": name, "description": description, "pretext": pretext, "members": members}
     for group, stats in table.items():
         row[f"{group}_acc"], row[f"{group}_lo"], row[f"{group}_hi"], row[f"{group}_n"] = (
@@ -274,7 +274,7 @@ def _finite(obj: Any) -> Any:
 def metrics(result: LadderResult, splits: dict[str, Split], seconds: float) -> dict[str, Any]:
     """The numbers notebook 02 records in metrics.json."""
     test = splits["test"]
-    table = accuracy_table(result.final_test, test.labels, test.categories)
+    table = accuracy_table(result.final_test, test.labels, test.categories, clusters=test.photos)
     singles = {n: accuracy(result.test_probs[n].to_numpy(), test.labels) for n in result.ensemble.names}
     return _finite({
         "test_accuracy": table["overall"]["acc"], "test_ci": [table["overall"]["lo"], table["overall"]["hi"]],

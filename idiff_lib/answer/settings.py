@@ -17,14 +17,14 @@ from idiff_lib.answer.ensemble import make_ensembler
 from idiff_lib.answer.member_config import MemberConfig
 from idiff_lib.core import layout
 from idiff_lib.core.errors import ParameterError, suggest
-from idiff_lib.core.settings import StepSettings
+from idiff_lib.core.settings import StepSettings, WorkedPairSettings
 
 # The ablation ladder's rows, in order (notebook 02); the first three can be rebuilt without pretext.
 LADDER_ROWS = ("merged", "split", "specialists", "ensemble")
 
 
 @dataclass
-class AnswerSettings(StepSettings):
+class AnswerSettings(WorkedPairSettings):
     """Notebook 02's parameters; the defaults are the cpu profile (2 cores, no pretrained weights)."""
 
     STEP: ClassVar[str] = layout.ANSWER_STEP

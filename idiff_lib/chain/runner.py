@@ -44,6 +44,7 @@ from idiff_lib.core import layout, paths, storage
 from idiff_lib.core.errors import IdiffError, ParameterError, suggest
 from idiff_lib.core.settings import COMMON_PARAMS, PROFILES, StepSettings, check_type
 from idiff_lib.data.datasets import check_data_folder
+from idiff_lib.scoring.worked_pair import resolve_worked_pair
 
 # Where a step's folder made under other settings is kept (inside the run folder).
 SUPERSEDED_DIR = ".superseded"
@@ -338,6 +339,8 @@ def _plan(profile: str, data_dir: str | Path | None, out: str | Path | None, fro
                 "step_dir": str(layout.step_dir(run_dir, step)), "fig_dir": str(figures)}
 
     params = resolve_chain(steps, selected, profile, chain_params, overrides, registry)
+    if overrides.get("worked_pair"):  # a worked-pair id not in the data: say so before any step runs
+        resolve_worked_pair(data, str(overrides["worked_pair"]))
     return _ChainPlan(profile, nb_dir, data, run_dir, steps, selected, params)
 
 

@@ -122,3 +122,15 @@ def profile_overlay(step: str, profile: str) -> dict[str, Any]:
     if not isinstance(overlay, dict):
         raise ParameterError(f"{path}: the {profile!r} entry must be a mapping of parameter: value")
     return dict(overlay)
+
+
+@dataclasses.dataclass
+class WorkedPairSettings(StepSettings):
+    """Settings of a notebook that follows the worked pair (notebooks 01, 02, 03 and 05).
+
+    Attributes:
+        worked_pair: the test pair id followed through the chain ("" = the rule of
+            `idiff_lib.scoring.worked_pair.choose_worked_pair`: an instructive trade-off pair).
+    """
+
+    worked_pair: str = ""  # empty: the library picks a trade-off test pair, the same in every notebook

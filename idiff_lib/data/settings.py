@@ -6,11 +6,11 @@ import dataclasses
 from typing import ClassVar
 
 from idiff_lib.core import layout
-from idiff_lib.core.settings import StepSettings
+from idiff_lib.core.settings import WorkedPairSettings
 
 
 @dataclasses.dataclass
-class ExploreSettings(StepSettings):
+class ExploreSettings(WorkedPairSettings):
     """What notebook 01 draws and checks; the ``paper`` and ``tiny`` overlays are in its profile YAML.
 
     Attributes:

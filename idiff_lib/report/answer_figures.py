@@ -68,12 +68,12 @@ def draw_accuracy_bars(ax: plt.Axes, labels: Sequence[str], table: dict[str, tup
 
 
 def plot_answer_ladder_accuracy(ladder: pd.DataFrame) -> plt.Figure:
-    """The Answer-model ladder: test accuracy of its rows per person / scene / overall, with 95% bootstrap intervals."""
+    """The Answer-model ladder: test accuracy of its rows per person / scene / overall, with 95% cluster-bootstrap intervals over photos."""
     groups = ("person", "scene", "overall")
     labels = [f"{r.row}{'' if r.pretext else ' (no pretext)'}" if "pretext" in ladder else r.row for r in ladder.itertuples()]
     fig, ax = plt.subplots(figsize=(7, 0.75 * len(ladder) + 1.4))
     draw_accuracy_bars(ax, labels, {g: (ladder[f"{g}_acc"], ladder[f"{g}_lo"], ladder[f"{g}_hi"]) for g in groups})
-    ax.set_title("Ablation ladder (95% bootstrap intervals)")
+    ax.set_title("Ablation ladder (95% cluster-bootstrap interval over photos)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
     return fig

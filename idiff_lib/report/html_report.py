@@ -22,6 +22,8 @@ import pandas as pd
 from idiff_lib.core import layout, storage
 from idiff_lib.core.ontology import CATEGORIES
 from idiff_lib.report.answer_figures import draw_accuracy_bars
+from idiff_lib.scoring import controls
+from idiff_lib.scoring.stats import CLUSTER_CI_CAPTION
 
 # iDiff's reported validation accuracy (overall) for each rung of the Answer-model ladder.
 PAPER_ANSWER_LADDER = {
@@ -113,20 +115,44 @@ def thinking_table(run_dir: str | Path) -> pd.DataFrame:
     """Table B: the Thinking-model ladder S0..S4 per system, beside the paper's numbers.
 
     Reads ``05_score_rationales/ladder_scores.csv`` (system, stage, bleu4, rouge_l, aspect_f1,
-    consistency); see `thinking_scores` for the BLEU scale.
+    consistency, accuracy with its interval, wrong_side_rate); see `thinking_scores` for the BLEU
+    scale. The shuffled-reference floor (`controls.FLOOR_STAGE`) is the last row; accuracy copied
+    from the prompt carries a † (`TABLE_B_NOTE`).
     """
     scores = thinking_scores(run_dir)
+    floor = scores["stage"] == controls.FLOOR_STAGE
+    scores = pd.concat([scores[~floor].sort_values(["system", "stage"]), scores[floor]])
     rows = []
-    for _, r in scores.sort_values(["system", "stage"]).iterrows():
+    for _, r in scores.iterrows():
         paper = PAPER_THINKING_LADDER.get(r["stage"], {})
+        copied = "†" if r["stage"] in controls.ANSWER_IN_PROMPT_STAGES else ""
         rows.append({
             "system": r["system"], "stage": f"{r['stage']} {STAGE_NAMES.get(r['stage'], '')}".strip(),
             "BLEU-4": f"{r['bleu4']:.3f}", "ROUGE-L": f"{r['rouge_l']:.3f}",
             "aspect F1": f"{r['aspect_f1']:.3f}", "consistency": f"{r['consistency']:.3f}",
+            "accuracy [95% CI]": _with_ci(r, "accuracy") + copied,
+            "wrong side": _fmt(r.get("wrong_side_rate")),
             "paper BLEU-4 / ROUGE-L (RAIM)": " / ".join(
                 f"{paper[k]:.3f}" if paper.get(k) is not None else "–" for k in ("bleu4", "rouge_l")),
         })
     return pd.DataFrame(rows)
+
+
+# Table B's caption note: the floor, the copied accuracy and the intervals.
+TABLE_B_NOTE = (f"Floor: each reference scored against another pair's reference. † accuracy copied from the prompt "
+                f"(S4 shows the Answer Model's verdict). Wrong side: share of rationales naming Image A as right or "
+                f"Image B as left. {CLUSTER_CI_CAPTION}.")
+
+
+def _fmt(value: object) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.2f}"
+
+
+def _with_ci(row: pd.Series, name: str) -> str:
+    low, high = row.get(f"{name}_ci_low"), row.get(f"{name}_ci_high")
+    if _fmt(low) == "–" or _fmt(high) == "–":
+        return _fmt(row.get(name))
+    return f"{_fmt(row.get(name))} [{_fmt(low)}, {_fmt(high)}]"
 
 
 def write_table(df: pd.DataFrame, name: str, out_dir: str | Path, caption: str) -> dict[str, Path]:
@@ -151,7 +177,7 @@ def plot_answer_ladder(run_dir: str | Path) -> plt.Figure:
     height = 0.8 / len(TABLE_GROUPS)
     paper = [PAPER_ANSWER_LADDER.get(r, np.nan) for r in rungs]
     ax.plot(paper, np.arange(len(rungs)) + height, "k*", markersize=10, label="paper: overall (RAIM val)")
-    ax.set(title="Answer model ladder", ylabel="ladder rung")
+    ax.set(title=f"Answer model ladder ({CLUSTER_CI_CAPTION})", ylabel="ladder rung")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
@@ -160,12 +186,16 @@ def plot_answer_ladder(run_dir: str | Path) -> plt.Figure:
 def plot_thinking_ladder(run_dir: str | Path) -> plt.Figure:
     """BLEU-4 and ROUGE-L per stage and system; the paper's values as markers."""
     scores = thinking_scores(run_dir)
-    stages = sorted(scores["stage"].unique())
+    floor = scores["stage"] == controls.FLOOR_STAGE
+    stages = sorted(scores.loc[~floor, "stage"].unique())
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharex=True)
     for ax, metric, label in ((axes[0], "bleu4", "BLEU-4"), (axes[1], "rouge_l", "ROUGE-L")):
-        for system, sub in scores.groupby("system"):
+        for system, sub in scores[~floor].groupby("system"):
             sub = sub.set_index("stage").reindex(stages)
             ax.plot(stages, sub[metric], marker="o", label=f"ours: {system}")
+        if floor.any():
+            ax.axhline(float(scores.loc[floor, metric].iloc[0]), color="grey", ls="--", lw=1,
+                       label="shuffled-reference floor")
         paper = [PAPER_THINKING_LADDER.get(s, {}).get(metric) for s in stages]
         ax.plot(stages, [np.nan if v is None else v for v in paper], "k*", markersize=10, linestyle="none",
                 label="paper (RAIM)")
@@ -261,11 +291,12 @@ def update_readme_results(readme: str | Path, table_a: pd.DataFrame, table_b: pd
         f"Latest demo run: profile `{_profile_of(run_dir)}`, finished {_finished_of(run_dir)}"
         + (f"; step times: {', '.join(steps)}." if steps else "."),
         "",
-        "**Table A: Answer-model ladder** (ours: `data/demo` test split, 95% bootstrap CI; paper: RAIM validation)",
+        f"**Table A: Answer-model ladder** (ours: `data/demo` test split, {CLUSTER_CI_CAPTION}; paper: RAIM validation)",
         "",
         table_a.to_markdown(index=False),
         "",
-        "**Table B: Thinking-model ladder** (ours: `data/demo` test split; paper: RAIM; BLEU-4 on a 0–1 scale)",
+        "**Table B: Thinking-model ladder** (ours: `data/demo` test split; paper: RAIM; BLEU-4 on a 0–1 scale). "
+        + TABLE_B_NOTE,
         "",
         table_b.to_markdown(index=False),
         "",

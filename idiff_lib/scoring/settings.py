@@ -6,12 +6,12 @@ import dataclasses
 from typing import ClassVar
 
 from idiff_lib.core import layout
-from idiff_lib.core.settings import StepSettings
+from idiff_lib.core.settings import WorkedPairSettings
 from idiff_lib.scoring.combined import parse_weights
 
 
 @dataclasses.dataclass
-class ScoringSettings(StepSettings):
+class ScoringSettings(WorkedPairSettings):
     """What notebook 05 scores, and how.
 
     Attributes:

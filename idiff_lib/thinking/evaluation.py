@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
 
 from idiff_lib.core.errors import ParameterError
 from idiff_lib.data import pairs as pairs_mod
-from idiff_lib.scoring.rewards import format_reward
+from idiff_lib.core import storage
+from idiff_lib.scoring.controls import wrong_side_labels
+from idiff_lib.scoring.rewards import baseline_letter, format_reward, raw_thinking
 from idiff_lib.scoring.scorers import score
 
 
@@ -31,8 +36,49 @@ def score_completions(preds: Mapping[str, str], refs: Sequence[pairs_mod.Pair]) 
         raise ParameterError(f"score_completions: {len(missing)} reference ids have no prediction, e.g. {missing[:3]}")
     ids = [r.id for r in refs]
     m = score([{"id": i, "completion": preds[i]} for i in ids], refs,
-              scorers=["format", "accuracy", "bleu4", "rouge_l", "consistency"], bootstrap=0).metrics
+              scorers=["format", "accuracy", "bleu4", "rouge_l", "consistency", "wrong_side"], bootstrap=0).metrics
     fail = m["format"].get("failure_rate")
     return {"n": len(ids), "bleu4": round(m["bleu4"]["corpus"], 4), "rouge_l": round(m["rouge_l"]["f"], 4),
             "consistency": m["consistency"]["rate"], "format_pass": None if fail is None else round(1 - fail, 4),
-            "accuracy": m["accuracy"]["overall"]["value"], "scorer": "idiff_lib.scoring.scorers"}
+            "accuracy": m["accuracy"]["overall"]["value"], "wrong_side_rate": m["wrong_side"]["rate"],
+            "scorer": "idiff_lib.scoring.scorers"}
+
+
+def worked_pair_rationales(files: Mapping[str, str | Path], reference: pairs_mod.Pair) -> pd.DataFrame:
+    """The worked pair's rationale at each stage beside the reference: one row per stage, then the reference.
+
+    Args:
+        files: stage (or any label) -> a ladder JSONL of ``{"id", "completion"}`` rows; a file
+            without the pair gives a row that says so.
+    """
+    rows = []
+    for label, path in files.items():
+        found = [r for r in storage.read_jsonl_rows(path) if r.get("id") == reference.id] if Path(path).exists() else []
+        text = found[0]["completion"] if found else ""
+        rows.append({"stage": label, "answer": baseline_letter(text) if found else "not generated",
+                     "wrong side labels": wrong_side_labels(raw_thinking(text)),
+                     "rationale": raw_thinking(text).strip() if found else "(the pair is outside test_limit)"})
+    rows.append({"stage": "reference", "answer": reference.answer, "wrong side labels": wrong_side_labels(reference.thinking),
+                 "rationale": (reference.thinking or "").strip()})
+    return pd.DataFrame(rows)
+
+
+def control_sentence(rows: Sequence[Mapping[str, Any]], system: str, control: str, metric: str = "rouge_l") -> str:
+    """What the S0 control says: does S4 beat S0 trained as long, or is the ladder's gain training?
+
+    Args:
+        rows: the ladder rows (``system``, ``stage`` and `metric` each).
+        system: the progressive ladder's system; control: the control's system name.
+    """
+    by = {(r["system"], r["stage"]): r for r in rows}
+    stages = [r["stage"] for r in rows if r["system"] == system]
+    if (control, "S0") not in by or not stages:
+        return "The S0 control was not trained in this run (s0_control=False)."
+    first, last, ctrl = by[(system, stages[0])][metric], by[(system, stages[-1])][metric], by[(control, "S0")][metric]
+    head = (f"{metric}: {system} {stages[0]} {first:.3f}, {stages[-1]} {last:.3f}; S0 trained as long as "
+            f"{stages[-1]} {ctrl:.3f}. ")
+    if last <= first:
+        return head + "The ladder shows no gain to split."
+    if ctrl >= last:
+        return head + f"S0 trained as long does at least as well as {stages[-1]}: the ladder's gain is more training, not prompt information."
+    return head + f"Training alone accounts for {max(ctrl - first, 0.0) / (last - first):.0%} of the ladder's gain; the prompt adds the rest."

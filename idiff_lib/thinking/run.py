@@ -230,3 +230,35 @@ def train_ladder(
                                    init_from=previous, log=log)
         previous = Path(root) / stage / layout.FINAL_CHECKPOINT
     return results
+
+
+# The control run's folder under the ladder's model root.
+S0_CONTROL_DIR = "S0_control"
+
+
+def s0_control_system(model_tag: str, epochs: int) -> str:
+    """The ladder system name of the S0 control (its files are ``<name>_S0.jsonl``)."""
+    return f"{model_tag}-S0-{epochs}ep"
+
+
+def train_s0_control(
+    root: str | Path,
+    train_pairs: Sequence[pairs_mod.Pair],
+    settings: RunSettings,
+    epochs: int,
+    *,
+    cues: Mapping[str, Mapping[str, str]] | None = None,
+    vocabulary: Vocabulary | None = None,
+    log=print,
+) -> dict:
+    """The control "S0, same epochs as S4": the S0 prompt trained from the same starting model for
+    `epochs` epochs (what the last stage of `train_ladder` has had in all), in ``root/S0_control``.
+
+    The progressive ladder confounds prompt information with training (S4 has trained through
+    every stage); comparing S4 with this run separates the two.
+    """
+    train = {**asdict(settings.train), "epochs": int(epochs)}
+    control = RunSettings.from_dict({**asdict(settings), "stage": "S0", "train": train})
+    log(f"-- control: S0 for {epochs} epochs")
+    return train_run(Path(root) / S0_CONTROL_DIR, train_pairs, control, cues=cues, vocabulary=vocabulary,
+                     init_from=None, log=log)

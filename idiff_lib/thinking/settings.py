@@ -15,7 +15,7 @@ from idiff_lib.benchmark.references import RAIM_SFT_FILE
 from idiff_lib.core import layout
 from idiff_lib.core.errors import ParameterError, suggest
 from idiff_lib.core.ontology import STAGES
-from idiff_lib.core.settings import StepSettings
+from idiff_lib.core.settings import WorkedPairSettings
 
 # Where the S4 verdict of a test pair comes from when the Answer Model did not predict it.
 ANSWERS_FALLBACKS = ("reference", "prior")
@@ -27,7 +27,7 @@ _POSITIVE = ("epochs_per_stage", "batch_size", "max_new_tokens", "gen_batch_size
 
 
 @dataclasses.dataclass
-class ThinkingSettings(StepSettings):
+class ThinkingSettings(WorkedPairSettings):
     """What notebook 03 trains and generates with.
 
     Attributes:
@@ -39,6 +39,8 @@ class ThinkingSettings(StepSettings):
         max_new_tokens / gen_batch_size / no_repeat_ngram_size: greedy decoding.
         train_limit / test_limit: use the first N pairs of a split (0 = all).
         tiny_hidden / tiny_layers / tiny_vocab: the tiny model's width, depth and BPE vocabulary.
+        s0_control: also train S0 alone for as many epochs as the ladder's last stage has had in all
+            ("S0, same epochs as S4"), separating prompt information from training.
         swap_augment: also train on every pair with A and B exchanged.
         use_feature_cues: compute the S2/S3 cue texts from `idiff_lib.features`.
         answers_fallback: the S4 verdict of a pair the Answer Model did not predict: "reference" or "prior".
@@ -66,6 +68,7 @@ class ThinkingSettings(StepSettings):
     tiny_hidden: int = 160  # big enough to learn the templated references
     tiny_layers: int = 2  # a few layers: trains in minutes on CPU
     tiny_vocab: int = 1200  # BPE vocabulary learnt on the rationale corpus
+    s0_control: bool = True  # the S0 control with S4's epochs: one more training run, needed to read the ladder
     swap_augment: bool = True  # letters then follow the images and the verdict, not a side prior
     no_repeat_ngram_size: int = 10  # greedy decoding guard against the loops of a small model
     use_feature_cues: bool = True  # cached per image; off in the tiny profile to stay fast
