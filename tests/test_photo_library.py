@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from idiff_lib.benchmark import build, collect, library, photos
-from idiff_lib.core.errors import DataError
+from idiff_lib.core.errors import DataError, ParameterError
 
 
 def _row(name: str, category: str = "scene", group: str | None = None, people=(), **kw) -> dict:
@@ -176,3 +176,45 @@ def test_build_demo_names_a_missing_or_changed_photo_and_writes_nothing(tmp_path
         assert not out.exists()
     finally:
         photos.load_photo.cache_clear()  # monkeypatch restores library_dir; _specs is keyed by folder
+
+
+def test_manifest_refuses_a_row_without_the_crop_field(tmp_path):
+    row = _row("nocrop")
+    del row["crop"]
+    _write(tmp_path, [row])
+    with pytest.raises(DataError, match="missing field"):
+        library.read_manifest(tmp_path)
+
+
+def test_collect_compares_with_the_package_in_the_cache_and_writes_atomically(tmp_path):
+    # The package is already unpacked in the cache, so nothing is downloaded.
+    lib, _, _ = _library_from_candidates(tmp_path)
+    cache = tmp_path / "cache"
+    rows = library.read_manifest(lib)
+    for i, row in enumerate(rows):
+        src = cache / "pypi" / "pkg-1.0" / row["path"]
+        src.parent.mkdir(parents=True, exist_ok=True)
+        src.write_bytes(_image(i, (600, 500)) if row["name"] != "view1" else _image(99, (600, 500)))
+    for row in rows:  # the candidates' source hashes were made up: take the real ones, keep the JPEGs
+        row["source_sha256"] = library.sha256_bytes((cache / "pypi" / "pkg-1.0" / row["path"]).read_bytes())
+    library.write_manifest(lib, rows)
+    report = collect.collect(lib, cache)
+    assert sum("match" in line and "DIFFERENT" not in line for line in report) == 4
+    assert [line.split(":")[0] for line in report if "DIFFERENT" in line] == ["view1"]
+    assert library.read_manifest(lib) == rows  # without --write nothing changes
+    collect.collect(lib, cache, write=True)
+    assert not library.check_files(library.read_manifest(lib), lib)
+    assert all("DIFFERENT" not in line for line in collect.collect(lib, cache))
+    with pytest.raises(ParameterError, match="view2"):
+        collect.collect(lib, cache, only={"view2"})
+
+
+def test_cli_collect_photos_add(tmp_path, capsys):
+    from idiff_lib import cli
+
+    lib, stage, _ = _library_from_candidates(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    assert cli.main(["data", "collect-photos", "--library", str(other), "--add", str(stage / "candidates.jsonl")]) == 0
+    assert "face0: added" in capsys.readouterr().out
+    assert library.read_manifest(other) == library.read_manifest(lib)

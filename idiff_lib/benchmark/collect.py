@@ -15,9 +15,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+from PIL import Image
+
 from idiff_lib.benchmark import library
 from idiff_lib.core import storage
-from idiff_lib.core.errors import DataError
+from idiff_lib.core.errors import DataError, ParameterError, suggest
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
@@ -80,6 +82,10 @@ def collect(folder: str | Path, cache: str | Path, write: bool = False, only: se
     """
     folder, cache = Path(folder), Path(cache)
     rows = library.read_manifest(folder)
+    unknown = sorted((only or set()) - {r["name"] for r in rows})
+    if unknown:
+        raise ParameterError(f"--only: no photo {unknown[0]!r} in the library."
+                             f"{suggest(unknown[0], [r['name'] for r in rows])}")
     report = []
     for row in rows:
         if only and row["name"] not in only:
@@ -92,9 +98,9 @@ def collect(folder: str | Path, cache: str | Path, write: bool = False, only: se
         if write and not same:
             with storage.atomic_path(folder / row["file"]) as tmp:
                 tmp.write_bytes(jpeg)
-            from PIL import Image
-
             with Image.open(folder / row["file"]) as im:
+                if im.size != (row["width"], row["height"]):
+                    report[-1] += f"; size now {im.size[0]}x{im.size[1]}: check its face boxes"
                 row["width"], row["height"] = im.size
             row["sha256"], row["source_sha256"] = sha, source_sha
     if write:
@@ -103,8 +109,9 @@ def collect(folder: str | Path, cache: str | Path, write: bool = False, only: se
 
 
 def add_candidates(folder: str | Path, candidates: str | Path) -> list[str]:
-    """Merge candidate rows (manifest rows whose JPEG ``file`` lies beside the candidates file) into the
-    library, then reassign every split (`library.assign_splits`); one report line per candidate.
+    """Merge candidate rows (manifest rows whose JPEG ``file`` lies beside the candidates file, or in the
+    ``photos`` folder beside it) into the library, then reassign every split (`library.assign_splits`);
+    one report line per candidate.
 
     Rows with ``licence_ok`` false are skipped; a candidate with the same source and crop as a
     library photo is skipped (the library's row and name are kept, so pair metadata stays valid).
@@ -119,6 +126,8 @@ def add_candidates(folder: str | Path, candidates: str | Path) -> list[str]:
             continue
         row = library.validate_row(row, candidates, line, need_split=False)
         src = candidates.parent / row["file"]
+        if not src.is_file():  # the staging layout: candidates.jsonl beside a photos/ folder
+            src = candidates.parent / "photos" / row["file"]
         if not src.is_file() or storage.file_sha256(src) != row["sha256"]:
             raise DataError(candidates, f"photo {row['name']!r}: {src} is missing or differs from its sha256",
                             "fix the candidate row or its file", line=line)

@@ -28,6 +28,9 @@ LIBRARY_JPEG_QUALITY = 90  # high quality: the demo's own degradations must domi
 SPLIT_SHARES = {"train": 0.6, "val": 0.2, "test": 0.2}
 SUBJECTS = ("", "Building", "Vegetation")
 ORIGINS = ("pypi", "debian")
+FIELD_ORDER = ("name", "file", "category", "group", "people", "origin", "package", "version", "path", "crop",
+               "licence", "licence_ok", "credit", "source_sha256", "sha256", "width", "height", "faces",
+               "faces_checked", "subject")
 REQUIRED = {"name": str, "file": str, "category": str, "group": str, "people": list, "origin": str,
             "package": str, "version": str, "path": str, "licence": str, "licence_ok": bool, "credit": str,
             "source_sha256": str, "sha256": str, "width": int, "height": int, "faces": list,
@@ -63,7 +66,7 @@ def validate_row(row: Mapping, where: str | Path, line: int | None = None, need_
 
     if not isinstance(row, Mapping):
         raise DataError(where, "a manifest row must be a JSON object", "write one object per line", line=line)
-    missing = [k for k in REQUIRED if k not in row]
+    missing = [k for k in (*REQUIRED, "crop") if k not in row]
     if missing:
         raise bad(f"missing field(s) {', '.join(missing)}", "add them (see idiff_lib.benchmark.library.REQUIRED)")
     for key, kind in REQUIRED.items():
@@ -139,7 +142,7 @@ def verified_rows(folder: str | Path) -> list[dict]:
 
 def write_manifest(folder: str | Path, rows: Iterable[Mapping]) -> Path:
     """Write the manifest atomically, rows sorted by name, keys in a fixed order."""
-    order = [*REQUIRED, "crop", "split"]
+    order = [*FIELD_ORDER, "split"]
     out = [{k: row[k] for k in order if k in row} | {k: v for k, v in row.items() if k not in order}
            for row in sorted(rows, key=lambda r: r["name"])]
     return storage.write_jsonl(Path(folder) / MANIFEST, out)
