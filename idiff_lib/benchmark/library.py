@@ -168,31 +168,38 @@ def _components(rows: list[Mapping]) -> list[list[Mapping]]:
     return list(comps.values())
 
 
+def _tally(rows: Iterable[Mapping]) -> dict[str, int]:
+    """What a split must get its share of: photos of each category, and distinct people."""
+    rows = list(rows)
+    return {**{c: sum(r["category"] == c for r in rows) for c in CATEGORIES},
+            "people": len({p for r in rows for p in r["people"]})}
+
+
 def assign_splits(rows: Iterable[Mapping], shares: Mapping[str, float] = SPLIT_SHARES) -> dict[str, str]:
     """name -> split: whole groups (and everyone who shares a person with them) go to one split.
 
     Components (`_components`) are placed largest first, ties broken by a hash of their names (so
-    the result does not depend on row order), each into the split whose share of its categories is
-    furthest below target (``shares`` of the photos of each category). With three or more
-    portrait components every split gets a portrait; a DataError says so otherwise.
+    the result does not depend on row order), each into the split that is furthest below its
+    share (``shares``) of the photos of each category and of the distinct people, relative to
+    target. With three or more portrait components every split gets a portrait; a DataError
+    says so otherwise.
     """
     rows = list(rows)
     comps = _components(rows)
     comps.sort(key=lambda c: (-len(c), sha256_bytes("\n".join(sorted(r["name"] for r in c)).encode())))
-    total = {c: sum(r["category"] == c for r in rows) for c in CATEGORIES}
-    target = {(s, c): share * total[c] for s, share in shares.items() for c in CATEGORIES}
+    total = _tally(rows)
+    target = {(s, k): share * total[k] for s, share in shares.items() for k in total}
     have = {key: 0 for key in target}
     out: dict[str, str] = {}
     for comp in comps:
-        n = {c: sum(r["category"] == c for r in comp) for c in CATEGORIES}
+        n = _tally(comp)
 
         def gap(split: str) -> float:
-            return sum(n[c] * (target[split, c] - have[split, c]) / max(target[split, c], 1e-9)
-                       for c in CATEGORIES if n[c])
+            return sum(n[k] * (target[split, k] - have[split, k]) / max(target[split, k], 1e-9) for k in n if n[k])
 
         split = max(shares, key=gap)  # ties go to the first split in `shares` order
-        for c in CATEGORIES:
-            have[split, c] += n[c]
+        for k in n:
+            have[split, k] += n[k]
         out.update({r["name"]: split for r in comp})
     lacking = [s for s in shares if total["person"] and not have[s, "person"]]
     if lacking:
