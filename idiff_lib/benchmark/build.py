@@ -243,11 +243,11 @@ def _splits_at_midline(merged: np.ndarray) -> bool:
     return views.find_separator(merged) is None
 
 
-def make_sample(plan: dict, split: str, seed: int, max_tries: int = 20) -> Sample:
+def make_sample(plan: dict, split: str, seed: int, max_tries: int = 50) -> Sample:
     """Generate one planned pair (deterministic in seed, split and the plan's index).
 
     A draw whose merged image has a flat band near the middle (which the views code would take
-    for a separator) is redrawn.
+    for a separator) is redrawn, up to `max_tries` times (small faces on a dark stage need ~25).
     """
     rng = np.random.default_rng([seed, _SPLIT_INDEX[split], plan["index"]])
     for _ in range(max_tries):
