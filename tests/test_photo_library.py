@@ -218,3 +218,31 @@ def test_cli_collect_photos_add(tmp_path, capsys):
     assert cli.main(["data", "collect-photos", "--library", str(other), "--add", str(stage / "candidates.jsonl")]) == 0
     assert "face0: added" in capsys.readouterr().out
     assert library.read_manifest(other) == library.read_manifest(lib)
+
+
+def _rcc(files: dict[str, tuple[bytes, bool]]) -> bytes:
+    """A version-1 Qt resource bundle with one folder ``a`` holding `files` (name -> (bytes, zlib?))."""
+    import struct
+    import zlib
+
+    names, name_off = b"", {}
+    for n in ["a", *files]:
+        name_off[n] = len(names)
+        names += struct.pack(">HI", len(n), 0) + n.encode("utf-16-be")
+    data, nodes = b"", [struct.pack(">IHII", 0, 2, 1, 1), struct.pack(">IHII", name_off["a"], 2, len(files), 2)]
+    for n, (raw, packed) in files.items():
+        blob = struct.pack(">I", len(raw)) + zlib.compress(raw) if packed else raw
+        nodes.append(struct.pack(">IHHHI", name_off[n], 1 if packed else 0, 0, 0, len(data)))
+        data += struct.pack(">I", len(blob)) + blob
+    tree = b"".join(nodes)
+    head = 20
+    return b"qres" + struct.pack(">IIII", 1, head, head + len(tree), head + len(tree) + len(data)) + tree + data + names
+
+
+def test_rcc_member_reads_stored_and_zlib_files(tmp_path):
+    bundle = tmp_path / "b.rcc"
+    bundle.write_bytes(_rcc({"x.bin": (b"stored bytes", False), "y.bin": (b"packed " * 50, True)}))
+    assert collect.rcc_member(bundle, "/a/x.bin") == b"stored bytes"
+    assert collect.rcc_member(bundle, "/a/y.bin") == b"packed " * 50
+    with pytest.raises(DataError, match="not in this resource bundle"):
+        collect.rcc_member(bundle, "/a/z.bin")

