@@ -10,9 +10,6 @@ TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 # 5.x has no Haar cascades; facexlib (pulled by pyiqa) installs opencv-python, which would
 # otherwise shadow the headless build, so both are pinned.
 OPENCV_PIN := "opencv-python<5" "opencv-python-headless<5"
-# Two of the embedded benchmark's portraits ship inside the ultralytics wheel. Only the images
-# are used, so it is installed without its (heavy) dependencies.
-PHOTO_PKGS := "ultralytics==8.4.190"
 PROFILE ?= cpu
 RUN ?= runs/$(PROFILE)
 NBTEST := build/nbtest
@@ -24,7 +21,6 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIN) $(OPENCV_PIN)
 	$(PY) -m pip install --quiet -e . $(OPENCV_PIN)
-	$(PY) -m pip install --quiet --no-deps $(PHOTO_PKGS)
 	@touch $@
 
 install: $(VENV)/.installed

@@ -10,7 +10,7 @@
   the rationale;
 - ``README.md``: the datasheet (`write_datasheet`).
 
-Each pair is a crop of one catalogue photo (`idiff_lib.benchmark.photos`) degraded twice by
+Each pair is a crop of one library photo (`idiff_lib.benchmark.photos`) degraded twice by
 `idiff_lib.degrade.sample_pair`; the winner is the side with the lower quality-model penalty,
 and pairs closer than `MARGIN` are redrawn. Its reference rationale is written by
 `idiff_lib.templates.write_rationale` from the per-region/attribute penalty differences. Every
@@ -42,13 +42,13 @@ from idiff_lib.core.imaging import laplacian_variance, to_grey
 from idiff_lib.data.datasets import SPLITS, load_split
 from idiff_lib.data.pairs import make_pair
 
-SPLIT_SIZES = {"train": 300, "val": 100, "test": 100}
+SPLIT_SIZES = {"train": 300, "val": 100, "test": 200}  # test >= 200: a 95% interval of about +-0.07
 PERSON_SHARE = 0.75  # as in the public RAIM-PIQA set (75 person / 25 scene)
 MARGIN = 0.08  # smallest quality-model penalty gap emitted
 WORK_LONG = 768  # degradations are applied at this long side at most (the "full-resolution" rendition)
 GLOBAL_LONG = 320  # long side of each half of c0
 DETAIL_SIDE = 208  # side of each half of c1
-JPEG_QUALITY = 80  # of the written c0/c1 files (4:2:0 chroma): keeps the committed set under 30 MB
+JPEG_QUALITY = 80  # of the written c0/c1 files (4:2:0 chroma): keeps data/ (photos + demo) under 45 MB
 _SPLIT_INDEX = {s: i for i, s in enumerate(SPLITS)}
 # Rationale region names for the degradation regions.
 _PERSON_REGION = {"global": "Global", "face": "Face", "skin": "Skin", "hair": "Hair", "clothing": "Clothing",
@@ -68,7 +68,10 @@ class Sample:
 
 
 def plan_split(split: str, n: int, seed: int) -> list[dict]:
-    """The pairs of one split: id, photo and wanted answer, balanced A/B and ~3/4 person."""
+    """The pairs of one split: id, photo, face and wanted answer, balanced A/B and ~3/4 person.
+
+    Pairs go round robin over the split's photos (by name) and, for a portrait, over its faces.
+    """
     if split not in SPLIT_SIZES:
         raise ParameterError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
     rng = np.random.default_rng([seed, _SPLIT_INDEX[split], 999])
@@ -77,13 +80,17 @@ def plan_split(split: str, n: int, seed: int) -> list[dict]:
     rng.shuffle(answers)
     rows = []
     for category, count, prefix in (("person", n_person, "p"), ("scene", n - n_person, "s")):
-        names = [p.name for p in photos.catalogue(split, category)]
-        if not names and count:
-            raise DataError(None, f"the photo catalogue has no {category} photo for split {split}",
-                            "add one to idiff_lib.photos.CATALOGUE")
+        specs = photos.catalogue(split, category)
+        if not specs and count:
+            raise DataError(paths.PHOTOS_DIR, f"the photo library has no {category} photo for split {split}",
+                            "add one with `idiff data collect-photos --add`")
         for i in range(count):
-            rows.append({"id": f"{prefix}_{split}_{i:03d}", "photo": names[i % len(names)],
-                         "answer": str(answers[len(rows)]), "index": len(rows)})
+            spec = specs[i % len(specs)]
+            row = {"id": f"{prefix}_{split}_{i:03d}", "photo": spec.name,
+                   "answer": str(answers[len(rows)]), "index": len(rows)}
+            if spec.faces:
+                row["face"] = i // len(specs) % len(spec.faces)
+            rows.append(row)
     return rows
 
 
@@ -95,16 +102,18 @@ def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
-def _crop_box(photo: photos.Photo, rng: np.random.Generator) -> tuple[tuple[int, int, int, int], int | None]:
+def _crop_box(photo: photos.Photo, rng: np.random.Generator,
+              face: int | None = None) -> tuple[tuple[int, int, int, int], int | None]:
     """A crop (x, y, w, h) of the photo and the index of the face it frames (None for scenes).
 
-    Portraits get several framings: a face is chosen, the crop is 2 to 5 face widths wide
+    Portraits get several framings: a face is chosen (`face`, or at random), the crop is 2 to 5 face widths wide
     (head shot to half figure), in a 4:5, 3:4, 1:1 or 5:4 aspect, with the face off centre.
     """
     H, W = photo.rgb.shape[:2]
     aspect = float(rng.choice([1.25, 1.333, 1.0, 0.8]))  # height / width
     if photo.category == "person":
         fi = int(rng.integers(len(photo.faces)))
+        fi = fi if face is None else face % len(photo.faces)
         fx, fy, fw, fh = photo.faces[fi]
         w = min(W, fw * rng.uniform(2.0, 5.0))
         h = min(H, w * aspect)
@@ -234,11 +243,11 @@ def _splits_at_midline(merged: np.ndarray) -> bool:
     return views.find_separator(merged) is None
 
 
-def make_sample(plan: dict, split: str, seed: int, max_tries: int = 20) -> Sample:
+def make_sample(plan: dict, split: str, seed: int, max_tries: int = 50) -> Sample:
     """Generate one planned pair (deterministic in seed, split and the plan's index).
 
     A draw whose merged image has a flat band near the middle (which the views code would take
-    for a separator) is redrawn.
+    for a separator) is redrawn, up to `max_tries` times (small faces on a dark stage need ~25).
     """
     rng = np.random.default_rng([seed, _SPLIT_INDEX[split], plan["index"]])
     for _ in range(max_tries):
@@ -250,7 +259,7 @@ def make_sample(plan: dict, split: str, seed: int, max_tries: int = 20) -> Sampl
 
 def _draw_sample(plan: dict, split: str, rng: np.random.Generator) -> Sample:
     photo = photos.load_photo(plan["photo"])
-    box, _ = _crop_box(photo, rng)
+    box, _ = _crop_box(photo, rng, plan.get("face"))
     x, y, w, h = box
     scale = min(1.0, WORK_LONG / max(w, h)) * rng.uniform(0.8, 1.0)
     scale = max(scale, min(1.0, 320 / min(w, h)))
@@ -318,6 +327,7 @@ def build_demo(out: str | Path | None = None, seed: int = 0, sizes: dict[str, in
     out = Path(out) if out else paths.DEMO_DIR
     sizes = sizes or SPLIT_SIZES
     start = time.time()
+    photos.verify_library()  # every photo present and unchanged, before anything is written
     all_ids: set[str] = set()
     counts: dict = {}
     for split in SPLITS:

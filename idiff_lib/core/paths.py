@@ -20,6 +20,8 @@ def _env_path(var: str, default: Path) -> Path:
 
 DATA_DIR = _env_path("IDIFF_DATA_DIR", PROJ_ROOT / "data")
 DEMO_DIR = _env_path("IDIFF_DEMO_DIR", DATA_DIR / "demo")
+# The photo library the demo set and the synthetic pairs are made from (JPEGs + manifest.jsonl).
+PHOTOS_DIR = _env_path("IDIFF_PHOTOS_DIR", DATA_DIR / "photos")
 NOTEBOOKS_DIR = _env_path("IDIFF_NOTEBOOKS_DIR", PROJ_ROOT / "notebooks")
 FIGURES_DIR = _env_path("IDIFF_FIGURES_DIR", PROJ_ROOT / "figures")
 RUNS_DIR = _env_path("IDIFF_RUNS_DIR", PROJ_ROOT / "runs")
