@@ -143,3 +143,25 @@ def test_features_only_backbone_loads_wheel_weights(tmp_path):
     mapped = load_file(weights.resolve_weights(name, online=False, cache_dir=tmp_path).file)
     assert torch.equal(model.state_dict()["conv_stem.weight"], mapped["conv_stem.weight"])
     assert [f.shape[1] for f in model(torch.zeros(1, 3, 64, 64))] == model.feature_info.channels()
+
+
+def test_pretrained_member_gets_wheel_weights_and_their_normalisation(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from idiff_lib.answer import backbones
+    from idiff_lib.answer.member_config import MemberConfig
+    from idiff_lib.answer.network import PairwiseModel
+    from idiff_lib.core import paths
+
+    _needs_wheel("tf_efficientnet_lite0")
+    monkeypatch.setattr(paths, "CACHE_DIR", tmp_path)
+    cfg = MemberConfig(name="lite0", backbone="efficientnet_lite0", pretrained=True, img_size=32, resize=40, hidden=8)
+    backbones.check_weights([cfg], online=False)
+    model = PairwiseModel(cfg).eval()
+    mapped = load_file(next((tmp_path / "weights").glob("tf_efficientnet_lite0-*.safetensors")))
+    assert "classifier.weight" in mapped and "classifier.weight" not in model.backbone.state_dict()
+    for key, value in model.backbone.state_dict().items():
+        assert torch.equal(value, mapped[key]), key
+    assert model.mean.flatten().tolist() == [0.5, 0.5, 0.5] and model.std.flatten().tolist() == [0.5, 0.5, 0.5]
+    views = torch.rand(2, 4, 3, 32, 32)
+    assert torch.equal(model(views), -model(views[:, [1, 0, 3, 2]]))
