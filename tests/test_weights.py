@@ -165,3 +165,15 @@ def test_pretrained_member_gets_wheel_weights_and_their_normalisation(tmp_path, 
     assert model.mean.flatten().tolist() == [0.5, 0.5, 0.5] and model.std.flatten().tolist() == [0.5, 0.5, 0.5]
     views = torch.rand(2, 4, 3, 32, 32)
     assert torch.equal(model(views), -model(views[:, [1, 0, 3, 2]]))
+
+
+def test_offline_check_never_hangs(monkeypatch):
+    import socket
+    import time
+
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(30))
+    t0 = time.perf_counter()
+    assert weights.hub_online("hung.invalid", timeout=0.2) is False
+    assert time.perf_counter() - t0 < 2
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert weights.hub_online("any.invalid") is False

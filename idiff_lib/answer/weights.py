@@ -21,9 +21,11 @@ log-likelihood under that variant and normalisation than under ``efficientnet_li
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,14 +91,32 @@ def pretrained_cached(timm_name: str) -> str | None:
 
 
 def hub_online(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub can be reached: False at once under ``HF_HUB_OFFLINE``, else a short connect test."""
+    """Whether the Hugging Face Hub can be reached: False at once under ``HF_HUB_OFFLINE``, else a short test.
+
+    The name lookup and the connection run in a helper thread, so a resolver that never answers
+    costs `timeout` seconds, not the system's DNS timeout; the answer is kept for the process.
+    """
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         return False
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+    return _reachable(host, timeout)
+
+
+@functools.lru_cache(maxsize=None)
+def _reachable(host: str, timeout: float) -> bool:
+    answer: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    # a daemon thread: a hung name lookup neither blocks the caller nor the interpreter's exit
+    probe = threading.Thread(target=connect, daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return bool(answer and answer[0])
 
 
 # --------------------------------------------------------------------------- (a) a user's file or folder
