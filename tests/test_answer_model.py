@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from answer_fixtures import make_pairs_file
-from idiff_lib.answer import backbones, ensemble, inputs, member_config, network, run_store, training
+from idiff_lib.answer import backbones, ensemble, inputs, member_config, network, run_store, training, weights
 from idiff_lib.answer.member_config import MemberConfig
 from idiff_lib.answer.settings import AnswerSettings
 from idiff_lib.core.errors import DataError, OfflineError, ParameterError
@@ -117,7 +117,8 @@ def test_paper_profile_settings():
 
 
 def test_offline_pretrained_fails_fast_naming_the_weights(monkeypatch, tmp_path):
-    monkeypatch.setattr(backbones, "pretrained_cached", lambda name: None)
+    monkeypatch.setattr(weights, "pretrained_cached", lambda name: None)
+    monkeypatch.delenv(weights.WEIGHTS_DIR_ENV, raising=False)
     cfg = tiny_cfg(pretrained=True)
     with pytest.raises(OfflineError, match=r"timm/resnet10t\.c3_in1k"):
         backbones.check_weights([cfg], online=False)

