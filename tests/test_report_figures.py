@@ -103,6 +103,23 @@ def test_heading_fractions_count_rationales_and_add_raim_when_present(pair_folde
     assert len(fig.axes[0].containers) == 2
 
 
+def test_heading_fractions_from_committed_counts(pair_folder):
+    pairs = read_pairs(pair_folder / "pairs.jsonl")
+    table = explore.heading_fractions(pairs, raim_counts={"Global Overall": 1, "Hair Texture": 4}, raim_total=10)
+    table = table.set_index("heading")
+    assert table.loc["Global Overall", "raim_fraction"] == pytest.approx(0.1)
+    assert table.loc["Hair Texture", "rationales"] == 0 and table.loc["Hair Texture", "raim_of"] == 10
+    assert "raim_fraction" not in explore.heading_fractions(pairs, raim_counts={"Hair Texture": 4}, raim_total=0)
+
+
+def test_committed_vocabulary_records_how_many_rationales_it_counted():
+    from idiff_lib.benchmark.references import mine_vocabulary, raim_vocabulary
+
+    assert raim_vocabulary().n_texts == 100  # the committed counts come from the 100 public rationales
+    mined = mine_vocabulary([("person", "Face Noise: A is cleaner."), ("scene", "Global Overall: B.")])
+    assert mined.n_texts == 2 and mined.plus(mined).n_texts == 4
+
+
 def test_html_report_names_its_own_step_this_report(tmp_path):
     run = tmp_path / "run"
     (run / "05_score_rationales").mkdir(parents=True)

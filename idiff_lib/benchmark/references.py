@@ -148,6 +148,7 @@ class Vocabulary:
             (``"Face Texture"``) -> count.
         templates: category -> the template headings, most frequent first (4-7, covering the
             category's required regions); None = chosen from `heading_counts`.
+        n_texts: how many rationales were counted (0: not recorded).
     """
 
     counts: dict[str, Counter] = field(default_factory=dict)
@@ -156,6 +157,7 @@ class Vocabulary:
     n_lines: int = 0
     heading_counts: dict[str, Counter] = field(default_factory=dict)
     templates: dict[str, tuple[str, ...]] | None = None
+    n_texts: int = 0
 
     def __post_init__(self) -> None:
         if self.templates is None:
@@ -180,7 +182,7 @@ class Vocabulary:
                           added(self.headings, other.headings), f"{self.source} + {other.source}",
                           self.n_lines + other.n_lines,
                           {c: added(self.heading_counts.get(c, Counter()), other.heading_counts.get(c, Counter()))
-                           for c in categories})
+                           for c in categories}, n_texts=self.n_texts + other.n_texts)
 
     def weights(self, kind: str, options: Sequence[str]) -> np.ndarray:
         """Sampling weights of `options` (one plus the mined count, so unseen options stay possible
@@ -300,7 +302,8 @@ def mine_vocabulary(texts: Iterable[tuple[str | None, str]], source: str = "mine
     """Everything the writers and the prompts learn from (category, rationale) texts: phrasing and templates."""
     texts = list(texts)
     phrasing = mine_lines([ln for _, text in texts for ln in text.splitlines() if ln.strip()], source)
-    return Vocabulary(phrasing.counts, phrasing.headings, source, phrasing.n_lines, _template_heading_counts(texts))
+    return Vocabulary(phrasing.counts, phrasing.headings, source, phrasing.n_lines, _template_heading_counts(texts),
+                      n_texts=len(texts))
 
 
 def raim_texts(folder: str | Path) -> list[tuple[str | None, str]]:
@@ -336,7 +339,7 @@ def _counter_table(table: dict[str, Counter]) -> dict[str, dict[str, int]]:
 
 def vocabulary_counts(vocabulary: Vocabulary) -> dict:
     """The JSON form of a vocabulary's counts (no text but headings and single words)."""
-    return {"source": vocabulary.source, "n_lines": vocabulary.n_lines,
+    return {"source": vocabulary.source, "n_lines": vocabulary.n_lines, "n_texts": vocabulary.n_texts,
             "phrasing": _counter_table(vocabulary.counts), "line_headings": dict(vocabulary.headings),
             "template_heading_counts": _counter_table(vocabulary.heading_counts)}
 
@@ -360,7 +363,8 @@ def read_vocabulary_counts(path: str | Path) -> Vocabulary:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         return Vocabulary({k: Counter(v) for k, v in data["phrasing"].items()}, Counter(data["line_headings"]),
                           data["source"], int(data["n_lines"]),
-                          {k: Counter(v) for k, v in data["template_heading_counts"].items()})
+                          {k: Counter(v) for k, v in data["template_heading_counts"].items()},
+                          n_texts=int(data.get("n_texts", 0)))
     except (OSError, ValueError, KeyError, AttributeError) as exc:
         raise DataError(path, f"cannot read the vocabulary counts ({exc})", "restore the file from git, or "
                         "rewrite it: idiff think mine-vocabulary --raim-dir FOLDER") from exc

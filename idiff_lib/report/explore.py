@@ -164,13 +164,17 @@ def _rationales_with(pairs: Iterable[Pair]) -> tuple[Counter, int]:
     return counts, total
 
 
-def heading_fractions(pairs: Iterable[Pair], raim: str | Path | None = None) -> pd.DataFrame:
+def heading_fractions(pairs: Iterable[Pair], raim: str | Path | None = None,
+                      raim_counts: Mapping[str, int] | None = None, raim_total: int = 0) -> pd.DataFrame:
     """Each ``Region Attribute`` heading as a fraction of rationales: this data's beside the public RAIM's.
 
     Args:
         pairs: the rationales explored (e.g. the demo's, all splits).
         raim: a folder holding the public ``train_sft_1536.jsonl`` (e.g. `idiff_lib.core.paths.raim_dir()`),
             read in place; None (or a folder without it) leaves the RAIM columns out.
+        raim_counts, raim_total: instead of `raim`, committed counts (heading -> lines holding it,
+            `raim_vocabulary().headings`) and the number of rationales they came from; a heading
+            written twice in one rationale counts twice there, so these fractions are upper bounds.
 
     Returns:
         One row per heading, the most frequent here first: ``heading``, ``rationales`` (holding it),
@@ -185,6 +189,7 @@ def heading_fractions(pairs: Iterable[Pair], raim: str | Path | None = None) -> 
     public = Path(raim) / "train_sft_1536.jsonl" if raim else None
     if public is not None and public.exists():
         raim_counts, raim_total = _rationales_with(read_pairs(public))
+    if raim_counts and raim_total > 0:
         extra = pd.DataFrame({"heading": list(raim_counts), "raim_rationales": list(raim_counts.values())})
         table = table.merge(extra, on="heading", how="outer").fillna({"rationales": 0, "of": total,
                                                                       "raim_rationales": 0})
