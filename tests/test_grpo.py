@@ -68,6 +68,17 @@ def test_a_solution_without_answer_is_named_by_file_and_line(tmp_path):
     grpo.check_grpo_rows(rows[:1])  # a good row passes
 
 
+def test_check_grpo_command_names_the_sample(tmp_path, capsys):
+    f = tmp_path / "grpo.jsonl"
+    f.write_text(json.dumps({"id": "p1", "prompt": "q", "solution": GOOD_A}) + "\n"
+                 + json.dumps({"id": "p2", "prompt": "q", "solution": "<thinking>x</thinking>"}) + "\n")
+    assert cli.main(["think", "check-grpo", "--data", str(f)]) != 0
+    err = capsys.readouterr().err
+    assert f"{f}, line 2: sample 'p2'" in err
+    f.write_text(json.dumps({"id": "p1", "prompt": "q", "solution": GOOD_A}) + "\n")
+    assert cli.main(["think", "check-grpo", "--data", str(f)]) == 0
+
+
 def test_label_leaks_finds_quoted_solutions_and_label_verdicts():
     def row(i, verdict, solution):
         user = f"<image><image>Compare. Answer Model verdict: Image {verdict} (Left) is better." if verdict else "q"
@@ -146,13 +157,14 @@ def test_grpo_export_never_puts_the_solution_in_the_prompt(tmp_path, photos, cap
     data, labels = _pairs_file(tmp_path, photos, 10)
     out = tmp_path / "out" / "train_grpo.jsonl"
     assert _export("--data", data, "--out", out) == 0
-    assert "S3" in capsys.readouterr().out
+    assert "stage S1: no verdict" in capsys.readouterr().out
     rows = [json.loads(ln) for ln in out.read_text().splitlines()]
     assert len(rows) == 10 and all(grpo.prompt_verdict(r) is None for r in rows)
     assert all(r["solution"][-18:] not in grpo.prompt_text(r) for r in rows)  # no "<answer>X</answer>"
     assert grpo.label_leaks(rows) == []
     assert (tmp_path / "out" / "train_grpo_reward_funcs.py").exists()
-    assert "swift rlhf" in (tmp_path / "out" / "train_grpo_grpo.sh").read_text()
+    script = tmp_path / "out" / "train_grpo_grpo.sh"
+    assert "swift rlhf" in script.read_text() and script.stat().st_mode & 0o100
     # S4 takes the Answer Model's verdicts from a run folder ...
     run = tmp_path / "answer_run"
     run.mkdir()

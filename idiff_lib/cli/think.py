@@ -1,4 +1,4 @@
-"""``idiff think {build-tiny, train, generate, export-swift, mine-vocabulary}``: the Thinking Model's commands."""
+"""``idiff think {build-tiny, train, generate, export-swift, check-grpo, mine-vocabulary}``: the Thinking Model's commands."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from idiff_lib.data import pairs as pairs_mod
 from idiff_lib.thinking import prompts as prompts_mod
 from idiff_lib.thinking import template_baseline
 from idiff_lib.thinking.generation import model_writer, write_rationales
+from idiff_lib.thinking.grpo import read_grpo_file
 from idiff_lib.thinking.run import RunSettings, build_run_settings, load_thinking_run, train_run
 from idiff_lib.thinking.settings import ThinkingSettings
 from idiff_lib.thinking.side_inputs import read_answers, read_answers_source, read_id_table
@@ -99,7 +100,7 @@ def _cmd_export_swift(args: argparse.Namespace) -> int:
     vocabulary = prompts_mod.load_vocabulary(pairs)
     if args.shape == "grpo":
         # Never the reference answers: the accuracy reward checks them (see `grpo_stage`).
-        stage, note = grpo_stage(args.stage, bool(args.answers))
+        stage, note = grpo_stage(args.stage, bool(args.answers), bool(args.cues))
         answers = read_answers_source(args.answers) if args.answers else {}
     else:
         stage, note = args.stage or "S4", ""
@@ -114,6 +115,12 @@ def _cmd_export_swift(args: argparse.Namespace) -> int:
         return 0
     storage.write_jsonl(args.out, rows)
     print(f"{len(pairs)} {args.shape.upper()} rows for ms-swift -> {args.out}")
+    return 0
+
+
+def _cmd_check_grpo(args: argparse.Namespace) -> int:
+    rows = read_grpo_file(args.data)
+    print(f"{args.data}: {len(rows)} GRPO rows, every solution holds an <answer>")
     return 0
 
 
@@ -185,6 +192,12 @@ def _add_export_swift(sub) -> None:
     p.set_defaults(func=_cmd_export_swift)
 
 
+def _add_check_grpo(sub) -> None:
+    p = sub.add_parser("check-grpo", help="check a GRPO JSONL before training: every solution holds an <answer>")
+    p.add_argument("--data", required=True, help="the GRPO JSONL (rows with 'solution')")
+    p.set_defaults(func=_cmd_check_grpo)
+
+
 def _add_mine_vocabulary(sub) -> None:
     p = sub.add_parser("mine-vocabulary", help="maintainers: re-mine the committed RAIM vocabulary counts")
     p.add_argument("--raim-dir", required=True, help="the folder holding the public train_sft_1536.jsonl")
@@ -193,11 +206,12 @@ def _add_mine_vocabulary(sub) -> None:
 
 
 def add_cli(subparsers) -> None:
-    """``idiff think {build-tiny, train, generate, export-swift, mine-vocabulary}``."""
+    """``idiff think {build-tiny, train, generate, export-swift, check-grpo, mine-vocabulary}``."""
     think = subparsers.add_parser("think", help="the Thinking Model: rationales (train, generate, export)")
     sub = think.add_subparsers(dest="think_command", required=True)
     _add_build_tiny(sub)
     _add_train(sub)
     _add_generate(sub)
     _add_export_swift(sub)
+    _add_check_grpo(sub)
     _add_mine_vocabulary(sub)

@@ -113,11 +113,12 @@ def swift_grpo_command(dataset: str, plugin: str, model: str = "Qwen/Qwen3-VL-8B
             + " \\\n".join(lines) + "\n")
 
 
-def grpo_stage(stage: str | None, have_answers: bool) -> tuple[str, str]:
+def grpo_stage(stage: str | None, have_answers: bool, have_cues: bool = False) -> tuple[str, str]:
     """The prompt stage of a GRPO export, and a note saying why.
 
     S4 prompts carry a verdict; in a GRPO export it must be the Answer Model's (an answers file),
-    never the label the accuracy reward checks. Without one, the default is S3 (cues, no verdict).
+    never the label the accuracy reward checks. Without one, the default is the highest stage
+    without a verdict that the inputs fill: S3 with cue texts, else S1 (the expert template).
 
     Raises:
         ParameterError: S4 asked for without an answers file.
@@ -130,7 +131,8 @@ def grpo_stage(stage: str | None, have_answers: bool) -> tuple[str, str]:
         return stage, f"stage {stage}"
     if have_answers:
         return "S4", "stage S4 with the Answer Model's verdicts"
-    return "S3", "stage S3 (no verdict in the prompt: no --answers given)"
+    fallback = "S3" if have_cues else "S1"
+    return fallback, f"stage {fallback}: no verdict in the prompt, as no --answers was given"
 
 
 def write_swift_grpo(out: str | Path, rows: Sequence[dict], source: str | Path | None = None,
@@ -152,4 +154,5 @@ def write_swift_grpo(out: str | Path, rows: Sequence[dict], source: str | Path |
     storage.write_jsonl(out, rows)
     storage.write_text(plugin, reward_plugin_source())
     storage.write_text(script, swift_grpo_command(out.name, plugin.name, model=model))
+    script.chmod(0o755)
     return {"dataset": out, "plugin": plugin, "script": script}
