@@ -229,4 +229,5 @@ def test_two_grpo_steps_run_end_to_end_and_log_the_rewards(tmp_path):
     logged = [h for h in trainer.state.log_history if "rewards/accuracy/mean" in h]
     assert trainer.state.global_step == 2 and len(logged) == 2
     assert all("rewards/format/mean" in h and "kl" in h for h in logged)
+    assert logged[-1]["refused_completions"] == sum(log.counts.values())
     assert (tmp_path / "run" / "checkpoint-2").is_dir()

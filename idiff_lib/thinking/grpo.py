@@ -221,9 +221,29 @@ def grpo_config(settings: GrpoSettings, out_dir: str | Path, **overrides):
     return GRPOConfig(**kwargs)
 
 
+def _reward_log_callback(log: RewardLog):
+    """A callback that adds the refused-completion counts to every log entry (history and TensorBoard)."""
+    from transformers import TrainerCallback
+
+    class RewardLogCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            counts = {"refused_completions": sum(log.counts.values()),
+                      **{f"refused/{k}": v for k, v in log.summary().items()}}
+            if logs is not None:
+                logs.update(counts)
+            if state.log_history:
+                state.log_history[-1].update(counts)
+
+    return RewardLogCallback()
+
+
 def grpo_trainer(model, processing_class, rows: Sequence[Mapping], settings: GrpoSettings, out_dir: str | Path,
                  source: str | Path | None = None, log: RewardLog | None = None, **config_overrides):
-    """A ``trl.GRPOTrainer`` on checked `rows` (``prompt`` + ``solution``), LoRA when `settings.lora`."""
+    """A ``trl.GRPOTrainer`` on checked `rows` (``prompt`` + ``solution``), LoRA when `settings.lora`.
+
+    Every log entry also carries ``refused_completions`` (empty or non-UTF-8 completions the rewards
+    gave 0, from `log`), so none is rewarded 0 in silence.
+    """
     from datasets import Dataset
     from trl import GRPOTrainer
 
@@ -233,6 +253,7 @@ def grpo_trainer(model, processing_class, rows: Sequence[Mapping], settings: Grp
         raise DataError(source, leaks[0], "build answer-aware prompts from the Answer Model's predictions")
     limit = settings.prompts or len(rows)
     data = Dataset.from_list([{"prompt": r["prompt"], "solution": r["solution"]} for r in rows[:limit]])
+    log = REWARD_LOG if log is None else log
     funcs, _ = trl_reward_functions(settings, log)
     peft_config = None
     if settings.lora:
@@ -240,5 +261,8 @@ def grpo_trainer(model, processing_class, rows: Sequence[Mapping], settings: Grp
 
         peft_config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, target_modules="all-linear",
                                  task_type="CAUSAL_LM")
-    return GRPOTrainer(model=model, processing_class=processing_class, reward_funcs=funcs, train_dataset=data,
-                       args=grpo_config(settings, out_dir, **config_overrides), peft_config=peft_config)
+    trainer = GRPOTrainer(model=model, processing_class=processing_class, reward_funcs=funcs, train_dataset=data,
+                          args=grpo_config(settings, out_dir, **config_overrides), peft_config=peft_config)
+    # First, so that the TensorBoard writer sees the counts too.
+    trainer.callback_handler.callbacks.insert(0, _reward_log_callback(log))
+    return trainer
