@@ -1,4 +1,4 @@
-"""``idiff think {build-tiny, train, generate, export-swift, mine-vocabulary}``: the Thinking Model's commands."""
+"""``idiff think {build-tiny, train, generate, export-swift, check-grpo, mine-vocabulary}``: the Thinking Model's commands."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from idiff_lib.data import pairs as pairs_mod
 from idiff_lib.thinking import prompts as prompts_mod
 from idiff_lib.thinking import template_baseline
 from idiff_lib.thinking.generation import model_writer, write_rationales
+from idiff_lib.thinking.grpo import read_grpo_file
 from idiff_lib.thinking.run import RunSettings, build_run_settings, load_thinking_run, train_run
 from idiff_lib.thinking.settings import ThinkingSettings
-from idiff_lib.thinking.side_inputs import read_answers, read_id_table
-from idiff_lib.thinking.swift_export import swift_records
+from idiff_lib.thinking.side_inputs import read_answers, read_answers_source, read_id_table
+from idiff_lib.thinking.swift_export import grpo_stage, swift_records, write_swift_grpo
 from idiff_lib.thinking.tiny import TinySettings, build_tiny_model, rationale_corpus
 from idiff_lib.thinking.training import TrainSettings
 
@@ -97,11 +98,29 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_export_swift(args: argparse.Namespace) -> int:
     pairs = pairs_mod.read_pairs(args.data, require_images=True, limit=args.limit)
     vocabulary = prompts_mod.load_vocabulary(pairs)
-    answers = read_answers(args.answers) if args.answers else {p.id: {"answer": p.answer} for p in pairs}
-    prompts = prompts_mod.build_prompts(pairs, args.stage, cues=_cues_arg(args.cues), answers=answers,
+    if args.shape == "grpo":
+        # Never the reference answers: the accuracy reward checks them (see `grpo_stage`).
+        stage, note = grpo_stage(args.stage, bool(args.answers), bool(args.cues))
+        answers = read_answers_source(args.answers) if args.answers else {}
+    else:
+        stage, note = args.stage or "S4", ""
+        answers = read_answers(args.answers) if args.answers else {p.id: {"answer": p.answer} for p in pairs}
+    prompts = prompts_mod.build_prompts(pairs, stage, cues=_cues_arg(args.cues), answers=answers,
                                         vocabulary=vocabulary)
-    storage.write_jsonl(args.out, swift_records(pairs, prompts, args.shape))
+    rows = swift_records(pairs, prompts, args.shape)
+    if args.shape == "grpo":
+        written = write_swift_grpo(args.out, rows, source=args.data, model=args.model)
+        print(f"{len(rows)} GRPO rows for ms-swift ({note}) -> {written['dataset']}; reward plugin "
+              f"{written['plugin'].name}, command {written['script'].name}")
+        return 0
+    storage.write_jsonl(args.out, rows)
     print(f"{len(pairs)} {args.shape.upper()} rows for ms-swift -> {args.out}")
+    return 0
+
+
+def _cmd_check_grpo(args: argparse.Namespace) -> int:
+    rows = read_grpo_file(args.data)
+    print(f"{args.data}: {len(rows)} GRPO rows, every solution holds an <answer>")
     return 0
 
 
@@ -163,11 +182,20 @@ def _add_export_swift(sub) -> None:
     p.add_argument("--data", required=True, help="a labelled pairs JSONL")
     p.add_argument("--out", required=True)
     p.add_argument("--shape", default="sft", choices=("sft", "grpo"))
-    p.add_argument("--stage", default="S4", choices=prompts_mod.STAGES)
+    p.add_argument("--stage", choices=prompts_mod.STAGES,
+                   help="default: S4 for sft; for grpo S4 with --answers, else S3 (no verdict in the prompt)")
     p.add_argument("--cues", help="JSONL rows {id, cv, iqa}")
-    p.add_argument("--answers", help="answers for S4 prompts (default: the reference answers)")
+    p.add_argument("--answers", help="the Answer Model's predictions (file, or for grpo a run folder of preds_*.jsonl) "
+                                     "for S4 prompts (sft default: the reference answers; grpo: never)")
+    p.add_argument("--model", default="Qwen/Qwen3-VL-8B-Instruct", help="grpo: the model the swift script trains")
     p.add_argument("--limit", type=int)
     p.set_defaults(func=_cmd_export_swift)
+
+
+def _add_check_grpo(sub) -> None:
+    p = sub.add_parser("check-grpo", help="check a GRPO JSONL before training: every solution holds an <answer>")
+    p.add_argument("--data", required=True, help="the GRPO JSONL (rows with 'solution')")
+    p.set_defaults(func=_cmd_check_grpo)
 
 
 def _add_mine_vocabulary(sub) -> None:
@@ -178,11 +206,12 @@ def _add_mine_vocabulary(sub) -> None:
 
 
 def add_cli(subparsers) -> None:
-    """``idiff think {build-tiny, train, generate, export-swift, mine-vocabulary}``."""
+    """``idiff think {build-tiny, train, generate, export-swift, check-grpo, mine-vocabulary}``."""
     think = subparsers.add_parser("think", help="the Thinking Model: rationales (train, generate, export)")
     sub = think.add_subparsers(dest="think_command", required=True)
     _add_build_tiny(sub)
     _add_train(sub)
     _add_generate(sub)
     _add_export_swift(sub)
+    _add_check_grpo(sub)
     _add_mine_vocabulary(sub)

@@ -36,6 +36,24 @@ def read_answers(path: str | Path) -> dict[str, dict]:
     return out
 
 
+def read_answers_source(path: str | Path) -> dict[str, dict]:
+    """`read_answers` of a predictions file, or of every ``preds_*.jsonl`` in a run folder (later files win).
+
+    Raises:
+        DataError: a folder without predictions files.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return read_answers(path)
+    files = sorted(path.glob("preds_*.jsonl"))
+    if not files:
+        raise DataError(path, "no preds_*.jsonl in this folder", "pass the Answer Model's run folder or a predictions file")
+    out: dict[str, dict] = {}
+    for f in files:
+        out.update(read_answers(f))
+    return out
+
+
 def s4_answers(pairs: Sequence[pairs_mod.Pair], preds_file: str | Path | None, fallback: str = "reference",
                prior: str = "A") -> tuple[dict[str, dict], str]:
     """The verdicts that answer-aware prompts (S4) carry for `pairs`, and a note on where they came from.
