@@ -81,6 +81,25 @@ def test_metric_whose_code_cannot_import_is_left_out_with_a_warning(tmp_path, mo
         assert Q.available_metrics(["clipiqa"], weights_dir=tmp_path) == []
 
 
+def test_every_learned_metric_imports_with_the_declared_dependencies():
+    # LIQE and CLIP-IQA import openai-clip, which needs setuptools' pkg_resources (setuptools<81);
+    # Q-Align's code imports icecream. Both are project dependencies.
+    import pkg_resources  # noqa: F401  (the module LIQE/CLIP-IQA need)
+
+    assert {m: Q.import_problem(m) for m in Q.LEARNED_METRICS} == {m: None for m in Q.LEARNED_METRICS}
+
+
+def test_strict_mode_stops_naming_every_learned_metric_without_weights(tmp_path, no_network):
+    (tmp_path / "clip").mkdir()
+    (tmp_path / "clip" / "RN50.pt").write_bytes(b"x")  # clipiqa's file is there: it is not named
+    with pytest.raises(OfflineError) as err:
+        Q.IQAScorer(["piqe", "liqe", "clipiqa", "qalign"], weights_dir=tmp_path, strict=True)
+    message = str(err.value)
+    assert "liqe:" in message and "liqe_koniq.pt" in message and "qalign:" in message and "q-future/one-align" in message
+    assert "clipiqa:" not in message
+    assert Q.IQAScorer(["piqe", "clipiqa"], weights_dir=tmp_path, strict=True).metrics == ["piqe", "clipiqa"]
+
+
 def test_unknown_metric_suggests_close_names():
     with pytest.raises(ParameterError, match="Did you mean"):
         Q.IQAScorer(["piqee"])
@@ -116,3 +135,18 @@ def test_iqa_entropy_matches_the_grey_level_entropy():
     scorer = Q.IQAScorer(["entropy"])
     value = scorer.score(img, "entropy")
     assert math.isfinite(value) and 7.0 < value <= 8.0
+
+
+def test_feature_cues_record_which_iqa_metrics_ran_and_stop_when_learned_ones_are_required(
+        pair_folder, tmp_path, no_network, monkeypatch):
+    from idiff_lib.thinking.side_inputs import feature_cues
+
+    monkeypatch.setattr(Q, "default_weights_dir", lambda: tmp_path)  # an empty torch hub: no learned weights
+    pairs = read_pairs(pair_folder / "pairs.jsonl")[:2]
+    with pytest.warns(UserWarning, match="left out"):
+        cues, note = feature_cues(pairs, sources=("iqa",), progress=False)
+    assert "IQA metrics used: piqe;" in note and "left out (no weights or code here): " + ", ".join(
+        Q.LEARNED_METRICS) in note
+    assert set(cues) == {p.id for p in pairs}
+    with pytest.raises(OfflineError, match="liqe: weights not found offline"):
+        feature_cues(pairs, sources=("iqa",), progress=False, require_learned=True)

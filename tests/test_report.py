@@ -38,7 +38,7 @@ def test_tables_put_ours_beside_the_paper(run_dir, tmp_path):
     b = report.thinking_table(run_dir)
     assert b.iloc[1]["BLEU-4"] == "0.100", "BLEU-4 is shown on the paper's 0-1 scale"
     assert len(b) == 10 and b.iloc[0]["paper BLEU-4 / ROUGE-L (RAIM)"] == "0.022 / 0.220"
-    assert b.iloc[1]["paper BLEU-4 / ROUGE-L (RAIM)"] == "0.086 / –"
+    assert b.iloc[1]["paper BLEU-4 / ROUGE-L (RAIM)"] == "0.086 / 0.283"
     paths = report.write_table(a, "table_a", tmp_path / "out", "Answer ladder")
     assert "| rung" in paths["md"].read_text() and "\\begin{table}" in paths["tex"].read_text()
 

@@ -75,6 +75,7 @@ def test_tables_and_figures_from_a_score():
         assert fig.axes
     row = SR.summary_row(res.metrics)
     assert row["n"] == 4 and 0 <= row["bleu4"] <= 1
+    assert "not the challenge's" in row["combined_weights"] and "rouge_l 0.25" in row["combined_weights"]
     ladder = pd.DataFrame([{"system": "t", "stage": s, **row} for s in ("S0", "S1")])
     assert SR.plot_stage_ladder_scores(ladder).axes
 

@@ -255,6 +255,7 @@ def test_cli_writes_scores_and_per_sample(tmp_path):
     assert args.func(args) == 0
     scores = json.loads((out / "scores.json").read_text())
     assert scores["n"] == 3 and scores["combined"]["value"] == 1.0 and "semantic" not in scores
+    assert scores["combined"]["label"].startswith("ours, not the challenge's") and scores["combined"]["label"].endswith(": accuracy 1")
     table = pd.read_csv(out / "per_sample.csv")
     assert list(table["id"]) == [r.id for r in refs] and {"bleu4", "rouge_l", "aspect_f1"} <= set(table.columns)
     assert not list(out.glob(".*.tmp"))

@@ -28,7 +28,7 @@ from idiff_lib.thinking.side_inputs import s4_answers
 from idiff_lib.thinking.tiny import TinySettings, build_tiny_model, rationale_corpus, train_tokenizer
 from idiff_lib.thinking.training import TrainSettings, train
 from idiff_lib.data import views
-from idiff_lib.core.errors import OfflineError, ParameterError
+from idiff_lib.core.errors import DataError, OfflineError, ParameterError
 
 torch.set_num_threads(2)
 TINY = TinySettings(vocab_size=600, hidden_size=64, intermediate_size=128, layers=1, heads=2, kv_heads=1,
@@ -365,3 +365,31 @@ def test_s0_control_trains_s0_for_the_given_epochs_from_a_fresh_start(tiny_dir, 
     _, _, recorded, _ = load_thinking_run(tmp_path / S0_CONTROL_DIR)
     assert recorded.stage == "S0" and recorded.train.epochs == 3
     assert s0_control_system("tiny", 5) == "tiny-S0-5ep"
+
+
+def test_prompt_longer_than_the_context_is_cut_by_the_rule_with_a_warning(tiny, data_file):
+    model, processor = tiny
+    pair = pairs.read_pairs(data_file)[0]
+    cue = " ".join(f"cue{i} Image A is sharper than Image B." for i in range(40))
+    prompt = prompts.build_prompt("S2", pair.category, cv_cues=cue)
+    full = encode(processor, prompt, load_images(pair))
+    n = full["input_ids"].shape[1]
+    images = int((full["input_ids"][0] == processor.image_token_id).sum())
+    with pytest.warns(UserWarning, match=f"pair {pair.id}: prompt of {n} tokens"):
+        cut = encode(processor, prompt, load_images(pair), max_length=n - 50, name=pair.id)
+    ids = cut["input_ids"][0]
+    assert len(ids) == n - 50 == cut["attention_mask"].shape[1]
+    assert int((ids == processor.image_token_id).sum()) == images  # no image token is lost
+    tok = processor.tokenizer
+    assert tok.decode(ids).endswith("<|im_start|>assistant\n") and tok.decode(ids[:3]) == tok.decode(full["input_ids"][0][:3])
+    # generation: the writer cuts prompts to the model's context less the new tokens, and runs
+    context = model.config.text_config.max_position_embeddings
+    model.config.text_config.max_position_embeddings = n - 20
+    try:
+        with pytest.warns(UserWarning, match=f"pair {pair.id}"):
+            rows = model_writer(model, processor, max_new_tokens=8)([pair], {pair.id: prompt})
+    finally:
+        model.config.text_config.max_position_embeddings = context
+    assert format_ok(rows[0][0])
+    with pytest.raises(DataError, match="max_pixels"):  # images alone longer than the context
+        encode(processor, prompt, load_images(pair), max_length=images, name=pair.id)

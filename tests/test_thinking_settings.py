@@ -97,9 +97,24 @@ def test_cli_train_settings_are_the_ones_it_built_by_hand(overrides):
 
     args = _train_args(**overrides)
     # What `idiff think train` constructed before it went through build_run_settings.
-    by_hand = RunSettings(model=args.model, stage=args.stage, lora=args.lora, max_pixels=args.max_pixels,
-                          train=TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    by_hand = RunSettings(model=args.model, stage=args.stage, lora=bool(args.lora), max_pixels=args.max_pixels,
+                          train=TrainSettings(epochs=args.epochs or TrainSettings.epochs,
+                                              batch_size=TrainSettings.batch_size, lr=TrainSettings.lr,
                                               max_steps=args.max_steps, save_every=args.save_every,
                                               mixed_precision=args.mixed_precision))
     assert train_settings_of(args) == by_hand
     assert by_hand.lora_settings == LoraSettings() and dataclasses.asdict(by_hand)["raim_dir"] == ""
+
+
+@pytest.mark.parametrize("model", ["qwen3-vl-8b", "Qwen/Qwen3-VL-8B-Instruct"])
+def test_cli_train_of_a_paper_model_defaults_to_the_paper_profile(model):
+    from idiff_lib.cli.think import train_settings_of
+
+    paper = ThinkingSettings.for_profile("paper")
+    settings = train_settings_of(_train_args(model=model))
+    assert settings.lora and settings.train.lr == paper.lr != TrainSettings.lr
+    assert (settings.train.epochs, settings.train.batch_size, settings.max_pixels) == (
+        paper.epochs_per_stage, paper.batch_size, paper.max_pixels)
+    assert settings.max_new_tokens == paper.max_new_tokens
+    explicit = train_settings_of(_train_args(model=model, lr=0.0005, no_lora=True))
+    assert explicit.train.lr == 0.0005 and not explicit.lora  # a flag still wins

@@ -13,6 +13,7 @@ from idiff_lib.core.errors import ParameterError
 from idiff_lib.data import pairs as pairs_mod
 from idiff_lib.thinking import prompts as prompts_mod
 from idiff_lib.thinking import template_baseline
+from idiff_lib.thinking.checkpoints import PAPER_MODELS
 from idiff_lib.thinking.generation import model_writer, write_rationales
 from idiff_lib.thinking.grpo import read_grpo_file
 from idiff_lib.thinking.run import RunSettings, build_run_settings, load_thinking_run, train_run
@@ -40,11 +41,24 @@ def _cues_arg(path: str | None) -> dict:
     return read_id_table(path) if path else {}
 
 
+def _defaults_for(model: str) -> dict:
+    """The settings `idiff think train` uses for what its flags leave out: the tiny model's, or for a
+    paper checkpoint (``qwen3-vl-8b``, ``Qwen/Qwen3-VL-8B-Instruct``, ...) the paper profile's
+    (LoRA, lr 1e-4, its batch size, epochs, pixel budget and decoding)."""
+    base = {"epochs_per_stage": TrainSettings.epochs, "batch_size": TrainSettings.batch_size,
+            "lr": TrainSettings.lr, "lora": False, "max_pixels": 0, **_TRAIN_DEFAULTS}
+    if model in PAPER_MODELS or model in PAPER_MODELS.values():
+        overlay = ThinkingSettings.profile_overlay("paper")
+        base.update({k: overlay[k] for k in base if k in overlay})
+    return base
+
+
 def train_settings_of(args: argparse.Namespace) -> RunSettings:
     """The run settings of ``idiff think train`` (through `build_run_settings`, as notebook 03)."""
-    settings = ThinkingSettings(model_name=args.model, epochs_per_stage=args.epochs, batch_size=args.batch_size,
-                                lr=args.lr, lora=args.lora, max_pixels=args.max_pixels or 0,
-                                raim_dir=args.raim_dir or "", **_TRAIN_DEFAULTS)
+    given = {"epochs_per_stage": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "lora": args.lora,
+             "max_pixels": args.max_pixels}
+    chosen = {**_defaults_for(args.model), **{k: v for k, v in given.items() if v is not None}}
+    settings = ThinkingSettings(model_name=args.model, raim_dir=args.raim_dir or "", **chosen)
     settings.validate()
     return build_run_settings(settings, stage=prompts_mod.check_stage(args.stage),
                               mixed_precision=args.mixed_precision, max_steps=args.max_steps,
@@ -146,14 +160,17 @@ def _add_train(sub) -> None:
     p.add_argument("--model", default="tiny", help="'tiny', a Hub name, an alias (qwen3-vl-8b, qwen2.5-vl-7b) or a folder")
     p.add_argument("--stage", default="S4", choices=prompts_mod.STAGES)
     p.add_argument("--cues", help="JSONL rows {id, cv, iqa} of feature cue texts (S2, S3)")
-    p.add_argument("--lora", action="store_true", help="train LoRA adapters (r=16, all linear layers)")
+    p.add_argument("--lora", action=argparse.BooleanOptionalAction, default=None,
+                   help="train LoRA adapters (r=16, all linear layers); default: on for a paper model "
+                        "(qwen3-vl-8b, ...), off for the tiny one")
     p.add_argument("--init-from", help="start from an earlier run's final/ folder (progressive stages)")
-    p.add_argument("--epochs", type=int, default=TrainSettings.epochs)
-    p.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
-    p.add_argument("--lr", type=float, default=TrainSettings.lr)
+    paper = "the paper profile's for a paper model (qwen3-vl-8b, ...), else the tiny model's"
+    p.add_argument("--epochs", type=int, help=f"epochs; default: {paper}")
+    p.add_argument("--batch-size", type=int, help=f"batch size; default: {paper}")
+    p.add_argument("--lr", type=float, help=f"learning rate; default: {paper} (1e-4 / 2e-3)")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--save-every", type=int, default=TrainSettings.save_every)
-    p.add_argument("--max-pixels", type=int, help="per-image pixel budget")
+    p.add_argument("--max-pixels", type=int, help=f"per-image pixel budget; default: {paper}")
     p.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"))
     p.add_argument("--limit", type=int, help="train on the first N pairs")
     p.add_argument("--threads", type=int, default=2)

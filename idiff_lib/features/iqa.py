@@ -57,7 +57,7 @@ class Weight:
 # Checkpoint names from pyiqa 0.1.16's ``default_model_urls`` tables (liqe_arch 'koniq', musiq_arch
 # 'koniq10k', topiq_arch 'cfanet_nr_koniq_res50'). They are listed here rather than read from those
 # modules because importing liqe_arch/clipiqa_arch imports the `clip` package, which may be broken
-# (it needs setuptools' pkg_resources); tests check the names against the importable tables.
+# (it needs setuptools' pkg_resources, so the project pins setuptools<81); tests check the names against the importable tables.
 CHECKPOINTS = {"liqe": "liqe_koniq.pt", "musiq": "musiq_koniq_ckpt-e95806b9.pth",
                "topiq_nr": "cfanet_nr_koniq_res50-9a73138b.pth"}
 CLIP_BACKBONES = {"liqe": "ViT-B/32", "clipiqa": "RN50"}
@@ -143,29 +143,37 @@ def _where(weight: Weight, weights_dir: str | Path | None) -> str:
 
 
 def available_metrics(metrics: Sequence[str] | None = None, weights_dir: str | Path | None = None,
-                      warn: bool = True) -> list[str]:
+                      warn: bool = True, strict: bool = False) -> list[str]:
     """The metrics whose weights are all on disk and whose code imports; one warning per metric left out.
 
     The weights are checked first; only a metric whose files are all present has its pyiqa module
-    imported, to catch a broken dependency (e.g. `clip` without pkg_resources) before a run.
+    imported, to catch a broken dependency before a run.
+
+    Args:
+        strict: a learned metric that cannot run stops the run instead (the paper profile asks for
+            its IQA models by name; a thinner S3 prompt would change the experiment silently).
+
+    Raises:
+        OfflineError: with `strict`, naming every metric left out and the files to fetch.
     """
     metrics = list(DEFAULT_METRICS if metrics is None else metrics)
-    out = []
+    out, reasons = [], {}
     for metric in metrics:
         missing = missing_weights(metric, weights_dir)
         problem = None if missing else import_problem(metric)
         if not missing and problem is None:
             out.append(metric)
-        elif not warn:
-            continue
         elif missing:
-            what = "; ".join(f"{w.url} -> {_where(w, weights_dir)}" for w in missing)
-            warnings.warn(f"IQA metric {metric!r} left out: weights not found offline. Fetch {what}",
-                          UserWarning, stacklevel=2)
+            reasons[metric] = "weights not found offline. Fetch " + "; ".join(
+                f"{w.url} -> {_where(w, weights_dir)}" for w in missing)
         else:
-            warnings.warn(f"IQA metric {metric!r} left out: its pyiqa code cannot be imported ({problem}). "
-                          "For the CLIP-based metrics install setuptools<81 (openai-clip needs pkg_resources)",
-                          UserWarning, stacklevel=2)
+            reasons[metric] = (f"its pyiqa code cannot be imported ({problem}). fix: pip install -e . "
+                               "(it pins setuptools<81 for pkg_resources and installs icecream)")
+    if strict and reasons:
+        raise OfflineError("the IQA cues ask for learned metrics that cannot run here: " + " | ".join(
+            f"{m}: {why}" for m, why in reasons.items()) + " (or leave them out of iqa_metrics)")
+    for metric, why in reasons.items() if warn else ():
+        warnings.warn(f"IQA metric {metric!r} left out: {why}", UserWarning, stacklevel=2)
     return out
 
 
@@ -236,13 +244,15 @@ class IQAScorer:
     Args:
         metrics: names (default `DEFAULT_METRICS`); missing ones are warned about once and dropped.
         weights_dir: a folder laid out like torch hub's (default: torch hub's folder).
+        strict: stop (OfflineError) instead of dropping a metric that cannot run.
     """
 
-    def __init__(self, metrics: Sequence[str] | None = None, weights_dir: str | Path | None = None, device: str = "cpu"):
+    def __init__(self, metrics: Sequence[str] | None = None, weights_dir: str | Path | None = None, device: str = "cpu",
+                 strict: bool = False):
         for m in metrics or ():
             required_weights(m)  # unknown names fail here, before any warning
         self.weights_dir, self.device = weights_dir, device
-        self.metrics = available_metrics(metrics, weights_dir)
+        self.metrics = available_metrics(metrics, weights_dir, strict=strict)
         self._built: dict[str, Any] = {}
 
     def metric(self, name: str) -> Any:

@@ -83,6 +83,7 @@ def build_feature_table(
     iqa_metrics: Sequence[str] | None = None,
     weights_dir: str | Path | None = None,
     progress: bool = True,
+    strict_iqa: bool = False,
 ) -> pd.DataFrame:
     """One row per pair of quality features, cached by image content hash.
 
@@ -98,15 +99,18 @@ def build_feature_table(
             weights are missing are left out with one warning each.
         weights_dir: where to look for pyiqa/CLIP weights (default: torch hub's cache).
         progress: show a tqdm bar.
+        strict_iqa: a requested IQA metric that cannot run stops the build (OfflineError) instead
+            of being left out with a warning.
 
     Returns:
         A DataFrame indexed by pair id; bad samples keep their row with ``meta.ok = 0`` and NaN
-        features, and are listed in ``table.attrs["problems"]`` (and warned about).
+        features, and are listed in ``table.attrs["problems"]`` (and warned about);
+        ``table.attrs["iqa_metrics"]`` names the IQA metrics that ran.
     """
     features = _check_sources(features)
     pairs = list(pairs)
     cache = _Cache(Path(cache_dir) if cache_dir is not None else None)
-    scorer = iqa_features.IQAScorer(iqa_metrics, weights_dir=weights_dir) if "iqa" in features else None
+    scorer = iqa_features.IQAScorer(iqa_metrics, weights_dir=weights_dir, strict=strict_iqa) if "iqa" in features else None
     rows, problems = [], {}
     for pair in progress_bar(pairs, desc="features", unit="pair", disable=not progress):
         row: dict[str, Any] = {"id": pair.id, "meta.ok": 1.0, "meta.person": float(pair.category == "person")}
@@ -146,6 +150,7 @@ def build_feature_table(
     table = table.astype(float)
     table.attrs["problems"] = problems
     table.attrs["sources"] = list(features)
+    table.attrs["iqa_metrics"] = list(scorer.metrics) if scorer is not None else []  # the ones that ran
     if out_path is not None:
         save_table(table, out_path)
     return table

@@ -333,5 +333,6 @@ def summary_row(metrics: dict[str, Any]) -> dict[str, Any]:
         "semantic": (metrics.get("semantic") or {}).get("mean"),
         "judge": (metrics.get("judge") or {}).get("mean"),
         "combined": (metrics.get("combined") or {}).get("value"),
+        "combined_weights": (metrics.get("combined") or {}).get("label"),  # ours, not the challenge's
     }
     return row

@@ -16,6 +16,13 @@ from idiff_lib.core.errors import ParameterError, suggest
 DEFAULT_WEIGHTS: dict[str, float] = {"accuracy": 0.5, "bleu4": 0.25, "rouge_l": 0.25}
 
 
+def weights_label(weights: dict[str, float] | None = None) -> str:
+    """How a combined score's weights are shown: ``ours, not the challenge's: accuracy 0.5 + bleu4 0.25 + ...``."""
+    weights = DEFAULT_WEIGHTS if weights is None else weights
+    terms = " + ".join(f"{k} {w:g}" for k, w in weights.items() if w)
+    return f"ours, not the challenge's (its weights are not public): {terms}"
+
+
 def combined_score(metrics: dict[str, Any], weights: dict[str, float] | None = None) -> dict[str, Any]:
     """The challenge-style weighted sum of accuracy, BLEU-4 (0-1), ROUGE-L F (and optional others).
 
@@ -38,11 +45,11 @@ def combined_score(metrics: dict[str, Any], weights: dict[str, float] | None = N
                              f"Known: {', '.join(components)}")
     missing = [k for k, w in weights.items() if w and components[k] is None]
     if missing:
-        return {"value": None, "weights": weights, "missing": missing,
+        return {"value": None, "weights": weights, "missing": missing, "label": weights_label(weights),
                 "note": "official weights are not public; these are documented assumptions"}
     value = sum(w * components[k] for k, w in weights.items() if w)
     return {"value": float(value), "weights": weights, "components": {k: components[k] for k in weights},
-            "note": "official weights are not public; these are documented assumptions"}
+            "label": weights_label(weights), "note": "official weights are not public; these are documented assumptions"}
 
 
 def parse_weights(text: str | None) -> dict[str, float] | None:

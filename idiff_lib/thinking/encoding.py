@@ -79,22 +79,100 @@ def target_text(thinking: str, answer: str) -> tuple[str, str]:
     return full[:cut], full[cut:]
 
 
-def encode(processor, prompt: prompts_mod.Prompt, images: list, target: tuple[str, str] | None = None) -> dict:
+_SEQ_KEYS = ("input_ids", "attention_mask", "labels", "mm_token_type_ids", "token_type_ids")
+
+
+def context_length(model: torch.nn.Module) -> int | None:
+    """The longest sequence `model` takes: its (text) config's ``max_position_embeddings``, or None."""
+    config = getattr(model, "config", None)
+    for cfg in (getattr(config, "text_config", None), config):
+        value = getattr(cfg, "max_position_embeddings", None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _plain_span(ids: torch.Tensor, protected: set[int]) -> tuple[int, int]:
+    """The longest run [start, end) of tokens that are not in `protected` (special and image tokens)."""
+    best, start = (0, 0), None
+    for i, tok in enumerate([*ids.tolist(), None]):
+        if tok is not None and tok not in protected:
+            start = i if start is None else start
+        elif start is not None:
+            best = max(best, (start, i), key=lambda span: span[1] - span[0])
+            start = None
+    return best
+
+
+def fit_prompt(item: dict, budget: int, processor, name: str) -> dict:
+    """Shorten an encoded prompt to at most `budget` tokens by the stated truncation rule.
+
+    Rule: the prompt loses tokens from the middle of its longest run of plain text (in practice the
+    cue text of S2/S3, or the user instruction), so the start and the end of that run, every
+    special token (chat-turn markers, the generation prompt) and every image token stay. A
+    ``UserWarning`` names the pair and the number of tokens cut.
+
+    Raises:
+        DataError: even the whole plain-text run does not free enough room (the images alone are
+            too long): the fix is a smaller ``max_pixels``.
+    """
+    import warnings
+
+    from idiff_lib.core.errors import DataError
+
+    ids = item["input_ids"][0]
+    excess = len(ids) - budget
+    if excess <= 0:
+        return item
+    tok = processor.tokenizer
+    protected = set(tok.all_special_ids)
+    for attr in ("image_token", "video_token", "vision_start_token", "vision_end_token"):
+        token = getattr(processor, attr, None) or getattr(tok, attr, None)
+        if isinstance(token, str):
+            protected.add(tok.convert_tokens_to_ids(token))
+    start, end = _plain_span(ids, protected)
+    if end - start <= excess:
+        raise DataError(name, f"the prompt takes {len(ids)} tokens and cannot be cut to the model's {budget} "
+                        f"without removing image or chat tokens", "lower max_pixels (fewer visual tokens per image)")
+    cut_from = start + (end - start - excess) // 2
+    keep = torch.ones(len(ids), dtype=torch.bool)
+    keep[cut_from:cut_from + excess] = False
+    warnings.warn(f"pair {name}: prompt of {len(ids)} tokens is longer than the {budget} the model takes; "
+                  f"{excess} plain-text tokens cut from the middle of its longest text run", stacklevel=2)
+    return {k: (v[:, keep] if k in _SEQ_KEYS else v) for k, v in item.items()}
+
+
+def encode(processor, prompt: prompts_mod.Prompt, images: list, target: tuple[str, str] | None = None, *,
+           max_length: int | None = None, name: str = "") -> dict:
     """Tokenise one example: chat-template prompt with images, then the target with its labels.
 
     Labels: the prompt is masked; the rationale part always carries labels; the answer part and
     the end-of-turn token carry labels except in answer-aware stages (``prompt.answer`` set, S4),
     where the answer comes from the Answer Model and the loss covers only the rationale tokens.
+
+    Args:
+        max_length: the most tokens the example may take (prompt + target; for generation, the
+            model's context less the new tokens). A longer prompt is cut by `fit_prompt`'s rule
+            (middle of its longest plain-text run, never image or chat tokens), with a warning
+            naming `name`; the target is never cut. None = no limit.
+        name: the pair id, for the warning and errors.
     """
     text = processor.apply_chat_template(prompt.chat_messages(), add_generation_prompt=True, tokenize=False)
     enc = processor(text=[text], images=images or None, return_tensors="pt")
     item = {k: v for k, v in enc.items()}
-    ids = item["input_ids"][0]
-    labels = torch.full_like(ids, IGNORE_INDEX)
+    target_ids = None
     if target is not None:
         tok = processor.tokenizer
         rationale = tok(target[0], add_special_tokens=False, return_tensors="pt")["input_ids"][0]
         tail = tok(target[1] + tok.eos_token, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+        target_ids = (rationale, tail)
+    if max_length is not None:
+        reserved = sum(len(t) for t in target_ids) if target_ids else 0
+        item = fit_prompt(item, max_length - reserved, processor, name or "<prompt>")
+    ids = item["input_ids"][0]
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    if target_ids is not None:
+        rationale, tail = target_ids
         answer_aware = prompt.answer is not None
         tail_labels = torch.full_like(tail, IGNORE_INDEX) if answer_aware else tail.clone()
         ids = torch.cat([ids, rationale, tail])
@@ -107,9 +185,6 @@ def encode(processor, prompt: prompts_mod.Prompt, images: list, target: tuple[st
     item["input_ids"] = ids[None]
     item["labels"] = labels[None]
     return item
-
-
-_SEQ_KEYS = ("input_ids", "attention_mask", "labels", "mm_token_type_ids", "token_type_ids")
 
 
 def collate(items: Sequence[dict], pad_id: int, side: str = "right") -> dict:
@@ -137,9 +212,13 @@ def examples_for(
     *,
     with_targets: bool,
     max_pixels: int | None = None,
+    max_length: int | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Encoded examples (tensors) for `pairs`, each tagged with its pair id under ``"id"``."""
+    """Encoded examples (tensors) for `pairs`, each tagged with its pair id under ``"id"``.
+
+    `max_length` caps each example's tokens by `encode`'s truncation rule (None = no cap).
+    """
     from idiff_lib.core.progress import progress_bar
 
     out = []
@@ -149,7 +228,8 @@ def examples_for(
             if pair.answer is None:
                 raise pair.error("cannot train on an unlabeled pair", "train on an SFT/GRPO file with rationales")
             target = target_text(pair.thinking, pair.answer)
-        item = encode(processor, prompts[pair.id], load_images(pair, max_pixels), target)
+        item = encode(processor, prompts[pair.id], load_images(pair, max_pixels), target, max_length=max_length,
+                      name=pair.id)
         item["id"] = pair.id
         out.append(item)
     return out

@@ -10,7 +10,7 @@ import torch
 from idiff_lib.core import storage
 from idiff_lib.data import pairs as pairs_mod
 from idiff_lib.thinking import prompts as prompts_mod
-from idiff_lib.thinking.encoding import collate, examples_for
+from idiff_lib.thinking.encoding import collate, context_length, examples_for
 from idiff_lib.thinking.evaluation import format_ok, score_completions
 
 
@@ -130,10 +130,18 @@ def ladder_stage(system: str, stage: str, pairs: Sequence[pairs_mod.Pair],
 
 def model_writer(model, processor, *, batch_size: int = 8, max_new_tokens: int = 256, max_pixels: int | None = None,
                  fallback_answer: str = "A", no_repeat_ngram_size: int = 0):
-    """A `write_rationales` writer that runs the model (answer-aware when the prompt holds an answer)."""
+    """A `write_rationales` writer that runs the model (answer-aware when the prompt holds an answer).
+
+    A prompt longer than the model's context less `max_new_tokens` is cut by the rule of
+    `idiff_lib.thinking.encoding.fit_prompt` (the middle of its longest plain-text run; never image or
+    chat tokens), with a warning naming the pair, so generation never overruns the position table.
+    """
+    context = context_length(model)
+    max_length = context - max_new_tokens if context is not None else None
 
     def run(part: Sequence[pairs_mod.Pair], prompts: Mapping[str, prompts_mod.Prompt]) -> list[tuple[str, dict]]:
-        examples = examples_for(part, prompts, processor, with_targets=False, max_pixels=max_pixels, progress=False)
+        examples = examples_for(part, prompts, processor, with_targets=False, max_pixels=max_pixels,
+                                max_length=max_length, progress=False)
         aware = any(prompts[p.id].answer is not None for p in part)
         raw = generate(model, processor, examples, batch_size=batch_size, max_new_tokens=max_new_tokens,
                        stop_after_rationale=aware, no_repeat_ngram_size=no_repeat_ngram_size, progress=False)

@@ -59,7 +59,11 @@ def apply_lora(model: torch.nn.Module, settings: LoraSettings | None = None, log
     from peft import get_peft_model
 
     settings = settings or LoraSettings()
-    if getattr(model, "is_gradient_checkpointing", False):
+    # transformers 5 renamed the flag (the old name warns); older versions have only the old one
+    checkpointing = getattr(model, "is_activation_checkpointing", None)
+    if checkpointing is None:
+        checkpointing = getattr(model, "is_gradient_checkpointing", False)
+    if checkpointing:
         model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need an input grad
     peft_model = get_peft_model(model, settings.to_peft(model))
     trainable, total = peft_model.get_nb_trainable_parameters()

@@ -21,7 +21,7 @@ from idiff_lib.core.errors import DataError, ParameterError, suggest
 from idiff_lib.data import pairs as pairs_mod
 from idiff_lib.thinking import prompts as prompts_mod
 from idiff_lib.thinking.checkpoints import load_model, staging_dir
-from idiff_lib.thinking.encoding import SWAP_SUFFIX, examples_for, swap_sides_text, swapped_pair
+from idiff_lib.thinking.encoding import SWAP_SUFFIX, context_length, examples_for, swap_sides_text, swapped_pair
 from idiff_lib.thinking.lora import LoraSettings, apply_lora
 from idiff_lib.thinking.settings import ThinkingSettings
 from idiff_lib.thinking.tiny import TinySettings, build_tiny_model, rationale_corpus
@@ -175,7 +175,8 @@ def train_run(
     prompts = prompts_mod.build_prompts(examples_pairs, settings.stage, cues=cues, answers=answers,
                                         vocabulary=vocabulary)
     model, processor = prepare_model(run_dir, settings, train_pairs, init_from, log)
-    examples = examples_for(examples_pairs, prompts, processor, with_targets=True, max_pixels=settings.max_pixels)
+    examples = examples_for(examples_pairs, prompts, processor, with_targets=True, max_pixels=settings.max_pixels,
+                            max_length=context_length(model))
     result = train(model, examples, processor.tokenizer.pad_token_id, run_dir, settings.train, resume=resume, log=log)
     if result["is_main_process"]:
         with staging_dir(final) as tmp:

@@ -92,19 +92,29 @@ def feature_cues(
     *,
     sources: Sequence[str] = ("cv", "iqa"),
     progress: bool = True,
+    require_learned: bool = False,
 ) -> tuple[dict[str, dict[str, str]], str]:
     """Cue texts per pair from `idiff_lib.features`: ``{id: {"cv": lines, "iqa": lines}}`` and a note.
 
     The feature table comes from ``features.table.build_feature_table`` (cached per image); the cue
     thresholds are calibrated on the `calibration_ids` rows (the train split; default: all) with
     ``features.cue_text.calibrate_thresholds``; each pair's cues are
-    ``features.cue_text.render_features(row, style)`` lines. IQA cues need pyiqa weights: metrics
-    whose weights are missing are left out (with a warning each), so without any the IQA cues are
-    empty and S3 prompts say "not measured".
-    """
-    from idiff_lib.features import cue_text, table as features
+    ``features.cue_text.render_features(row, style)`` lines. The note names the IQA metrics that
+    ran and those left out, so metrics.json records which cues the prompts had.
 
-    table = features.build_feature_table(list(pairs), features=tuple(sources), progress=progress)
+    Args:
+        require_learned: the paper profile's rule: a learned IQA metric (LIQE, Q-Align, ...) whose
+            weights are missing stops the run with the files to fetch. Without it (the cpu profile)
+            such metrics are left out with a warning each, and S3 prompts carry the cues that ran
+            (none at all: "not measured").
+
+    Raises:
+        OfflineError: with `require_learned`, naming every learned metric that cannot run.
+    """
+    from idiff_lib.features import cue_text, iqa, table as features
+
+    table = features.build_feature_table(list(pairs), features=tuple(sources), progress=progress,
+                                         strict_iqa=require_learned)
     ids = [i for i in (calibration_ids or table.index) if i in table.index]
     thresholds = cue_text.calibrate_thresholds(table.loc[ids])
     cues = {}
@@ -112,5 +122,9 @@ def feature_cues(
         cues[str(pid)] = {style: "\n".join(cue_text.render_features(row, style=style, thresholds=thresholds))
                           for style in ("cv", "iqa")}
     with_iqa = sum(bool(c["iqa"]) for c in cues.values())
+    ran = table.attrs.get("iqa_metrics", [])
+    left_out = [m for m in iqa.DEFAULT_METRICS if m not in ran] if "iqa" in sources else []
+    iqa_note = (f"IQA metrics used: {', '.join(ran) or 'none'}" +
+                (f"; left out (no weights or code here): {', '.join(left_out)}" if left_out else ""))
     return cues, (f"feature cues from idiff_lib.features.cv for {len(cues)} pairs (sources {', '.join(sources)}; "
-                  f"thresholds calibrated on {len(ids)} pairs; {with_iqa} pairs have IQA cues)")
+                  f"thresholds calibrated on {len(ids)} pairs; {with_iqa} pairs have IQA cues; {iqa_note})")

