@@ -100,6 +100,12 @@ def test_every_executed_notebook_shows_figures_and_stays_short(runs):
         images = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
         assert images > 0, f"{executed.parent.name}: no figure inline"
         assert text_output_lines(nb) <= MAX_TEXT_LINES, (executed.parent.name, text_output_lines(nb))
+    # Step 02 of the uninterrupted run: every figure it saved is inline exactly once.
+    reference, _, _ = runs
+    nb = json.loads((reference / layout.ANSWER_STEP / layout.EXECUTED_NOTEBOOK).read_text(encoding="utf-8"))
+    images = sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
+    saved = sorted((reference.parent / "figures").glob("02_*.png"))
+    assert saved and images == len(saved), (images, [p.name for p in saved])
 
 
 def test_export_writes_one_completion_per_pair_in_input_order(runs, tmp_path):

@@ -1,13 +1,11 @@
 """Figures inline and quiet progress: the backend is not forced at import, bars are off in batch kernels,
-and an executed notebook holds its figures as ``image/png`` with a bounded text output."""
+and the text-line count that tests/test_chain.py applies to every executed notebook."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -98,19 +96,3 @@ def text_output_lines(nb: dict) -> int:
                 text = "\n".join(out.get("traceback", []))
             lines += len(text.splitlines())
     return lines
-
-
-@pytest.mark.slow
-def test_executed_notebook_shows_its_figures_and_stays_short(tmp_path):
-    """Notebook 02 (the one whose progress bars once printed ~2,500 lines) on the tiny profile, through
-    the chain runner (papermill): every saved figure is inline once, and the text output is bounded."""
-    from idiff_lib.chain import runner as pipeline
-    from idiff_lib.core import layout
-
-    run = tmp_path / "run"
-    pipeline.run_chain("tiny", out=run, only=[layout.ANSWER_STEP], fig_dir=tmp_path / "figures", log=lambda _: None)
-    nb = json.loads((run / layout.ANSWER_STEP / layout.EXECUTED_NOTEBOOK).read_text(encoding="utf-8"))
-    images = [o for c in nb["cells"] for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
-    saved = sorted(Path(tmp_path / "figures").glob("02_*.png"))
-    assert saved and len(images) == len(saved), (len(images), [p.name for p in saved])
-    assert text_output_lines(nb) <= MAX_TEXT_LINES
