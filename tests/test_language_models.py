@@ -94,3 +94,25 @@ def test_model_folder_without_chat_template_is_refused(smollm2, tmp_path):
         lm.load_language_model(folder)
     with pytest.raises(DataError, match="config.json"):
         lm.load_language_model(tmp_path)
+
+
+def test_a_replaced_llama_class_is_refused_before_building_a_model(monkeypatch):
+    """pyiqa's Q-Align code swaps transformers' LlamaConfig process-wide; building SmolLM2 then is refused."""
+    from transformers.models.llama import configuration_llama
+
+    class Foreign:  # stands in for pyiqa's replacement class
+        pass
+
+    Foreign.__module__ = "pyiqa.archs.q_align.configuration_mplug_owl2"
+    monkeypatch.setattr(configuration_llama, "LlamaConfig", Foreign)
+    with pytest.raises(DataError, match="replaced in this process"):
+        lm.check_llama_classes()
+
+
+def test_iqa_import_checks_leave_transformers_llama_classes_alone():
+    from transformers.models.llama import configuration_llama
+
+    from idiff_lib.features import iqa
+
+    assert iqa.import_problem("qalign") is None  # importable, checked in a child process
+    assert configuration_llama.LlamaConfig.__module__.startswith("transformers.")

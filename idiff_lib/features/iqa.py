@@ -94,17 +94,48 @@ def required_weights(metric: str) -> list[Weight]:
     return out
 
 
-def import_problem(metric: str) -> str | None:
-    """Why pyiqa's implementation of `metric` cannot be imported here, or None when it can."""
-    import importlib
+_IMPORT_CHECK = """
+import importlib, json, sys
+out = {}
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module("pyiqa.archs." + name)
+        out[name] = None
+    except ImportError as exc:
+        out[name] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(out))
+"""
 
+
+@cache
+def _import_problems() -> dict[str, str | None]:
+    """Import every learned metric's pyiqa module once, in a child process.
+
+    A child, because importing pyiqa's Q-Align code replaces transformers' Llama classes in the
+    whole process (``replace_llama_modality_adaptive``), which would break any Llama-based language
+    model loaded later in it (the Thinking Model's SmolLM2).
+    """
+    import json
+    import subprocess
+    import sys
+
+    modules = sorted(set(ARCH_MODULES.values()))
+    done = subprocess.run([sys.executable, "-c", _IMPORT_CHECK, *modules], capture_output=True, text=True,
+                          timeout=600)
+    if done.returncode != 0 or not done.stdout.strip():
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {m: f"import check failed: {reason[:200]}" for m in modules}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def import_problem(metric: str) -> str | None:
+    """Why pyiqa's implementation of `metric` cannot be imported here, or None when it can.
+
+    Checked in a child process (`_import_problems`), so the check never changes this one.
+    """
     if metric not in ARCH_MODULES:
         return None
-    try:
-        importlib.import_module(f"pyiqa.archs.{ARCH_MODULES[metric]}")
-    except ImportError as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
+    return _import_problems().get(ARCH_MODULES[metric])
 
 
 def default_weights_dir() -> Path:

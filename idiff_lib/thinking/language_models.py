@@ -45,6 +45,33 @@ def smollm2_gguf() -> Path:
     return files[0]
 
 
+def check_llama_classes() -> None:
+    """Refuse to build a Llama model when another library has replaced transformers' Llama classes.
+
+    pyiqa's Q-Align code does so for the whole process when it is imported; a model built then
+    would not be SmolLM2's architecture.
+
+    Raises:
+        DataError: the classes are not transformers' own.
+    """
+    from transformers.models.llama import configuration_llama
+
+    owner = configuration_llama.LlamaConfig.__module__
+    if not owner.startswith("transformers."):
+        raise DataError(owner, "transformers' LlamaConfig has been replaced in this process (pyiqa's Q-Align "
+                        "code does this when imported)", "load the language model in a fresh process, before "
+                        "any Q-Align metric is created (idiff's own IQA import checks run in a child process)")
+
+
+def _model_type(folder: str | Path) -> str:
+    import json
+
+    try:
+        return str(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("model_type", ""))
+    except (OSError, ValueError):
+        return ""
+
+
 def convert_gguf(gguf_file: str | Path, out_dir: str | Path, package: str = SMOLLM2_PACKAGE) -> Path:
     """Read a GGUF causal LM with transformers and save it as a plain fp32 checkpoint with its tokenizer.
 
@@ -56,6 +83,7 @@ def convert_gguf(gguf_file: str | Path, out_dir: str | Path, package: str = SMOL
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_file = Path(gguf_file)
+    check_llama_classes()
     try:
         loaded = AutoModelForCausalLM.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
@@ -109,6 +137,8 @@ def load_language_model(folder: str | Path):
         raise DataError(folder, "the tokenizer has no chat template, so prompts cannot be formatted as chat turns",
                         "use an instruction-tuned model folder (its tokenizer_config.json or "
                         "chat_template.jinja holds the template)")
+    if _model_type(folder) == "llama":
+        check_llama_classes()
     model = AutoModelForCausalLM.from_pretrained(str(folder))
     model.eval()
     return model, tokenizer
