@@ -224,26 +224,12 @@ def toy_chain(tmp_path, monkeypatch):
     """The two toy notebooks of test_pipeline, a data folder with one file, and a private hash cache."""
     from idiff_lib.chain import runner
     from idiff_lib.core import paths
-    from test_pipeline import COMMON, _notebook
+    from test_pipeline import write_toy_chain
 
     monkeypatch.setattr(runner, "_code_fingerprint", lambda: "code")
     monkeypatch.setattr(paths, "CACHE_DIR", tmp_path / "cache")
-    nbs = tmp_path / "notebooks"
-    nbs.mkdir()
-    (tmp_path / "data").mkdir()
+    write_toy_chain(tmp_path)
     (tmp_path / "data" / "train_sft.jsonl").write_text("abc\n")
-    _notebook(nbs / "01_first.ipynb", COMMON + "value: int = 3  # the number\n", """
-        from idiff_lib.chain import runner as pipeline
-        ctx = pipeline.notebook_context(globals(), "01_first")
-        (ctx.step_dir / "value.txt").write_text(str(value))
-        pipeline.save_metrics(ctx.step_dir, {"value": value})
-    """)
-    _notebook(nbs / "02_second.ipynb", COMMON + "wait_s: float = 0.0  # how long to work\n", """
-        from idiff_lib.chain import runner as pipeline
-        ctx = pipeline.notebook_context(globals(), "02_second")
-        value = int((ctx.upstream("01_first") / "value.txt").read_text())
-        pipeline.save_metrics(ctx.step_dir, {"double": 2 * value})
-    """)
     return tmp_path
 
 

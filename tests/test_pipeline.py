@@ -67,6 +67,10 @@ def fixed_code_fingerprint(monkeypatch):
 
 @pytest.fixture
 def chain(tmp_path: Path) -> Path:
+    return write_toy_chain(tmp_path)
+
+
+def write_toy_chain(tmp_path: Path) -> Path:
     """Two steps: 01 writes a number, 02 reads it, announces it started, waits, and doubles it."""
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
