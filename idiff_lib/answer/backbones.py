@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
+import torch
 from torch import nn
 
 from idiff_lib.answer.member_config import MemberConfig
@@ -87,12 +88,51 @@ def check_weights(configs: Iterable[MemberConfig], online: bool | None = None) -
                 raise OfflineError(f"member {cfg.name}: {exc}") from None
 
 
+STATS_STAGES = 4  # the "stats" pooling reads the backbone's last four feature stages
+
+
+class StatsPool(nn.Module):
+    """A timm backbone's last stages, each reduced to its mean and standard deviation over space.
+
+    Image quality shows in the statistics of texture responses at several scales (noise and
+    grain in the early stages, blur and halos in the middle ones) more than in the last stage's
+    average, which ImageNet training made blind to them. The output is
+    ``[mean_1, std_1, mean_2, std_2, ...]`` per image; ``num_features`` is its width.
+    """
+
+    def __init__(self, features: nn.Module):
+        super().__init__()
+        self.features = features
+        self.num_features = 2 * sum(features.feature_info.channels())
+
+    def forward(self, x: Any) -> Any:
+        out = []
+        for f in self.features(x):
+            f = f.float()
+            out += [f.mean((2, 3)), f.var((2, 3), unbiased=False).add(1e-6).sqrt()]
+        return torch.cat(out, 1)
+
+
 def create_backbone(cfg: MemberConfig) -> nn.Module:
-    """The timm feature extractor of a member (``num_classes=0``)."""
+    """The timm feature extractor of a member: ``num_classes=0``, or `StatsPool` for ``pooling="stats"``."""
     import timm
 
     timm_name = resolve_backbone(cfg.backbone)
-    kwargs: dict[str, Any] = {"num_classes": 0}
+    if cfg.pooling == "stats":
+        return StatsPool(_create(cfg, timm_name, {"features_only": True, "out_indices": _last_stages(timm_name)}))
+    return _create(cfg, timm_name, {"num_classes": 0})
+
+
+def _last_stages(timm_name: str) -> tuple[int, ...]:
+    import timm
+
+    n = len(timm.create_model(timm_name, pretrained=False, features_only=True).feature_info)
+    return tuple(range(max(0, n - STATS_STAGES), n))
+
+
+def _create(cfg: MemberConfig, timm_name: str, kwargs: dict[str, Any]) -> nn.Module:
+    import timm
+
     if "swin" in timm_name or "maxvit" in timm_name:
         kwargs["img_size"] = cfg.img_size
     if cfg.checkpoint:

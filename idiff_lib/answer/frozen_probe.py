@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from idiff_lib.core.progress import progress_bar
 
 from idiff_lib.answer.analysis import bootstrap_ci
 from idiff_lib.answer.backbones import resolve_backbone
@@ -68,7 +68,7 @@ class FrozenViewFeatures:
 def pair_differences(pairs: Sequence[Pair], features: FrozenViewFeatures, desc: str = "frozen features") -> np.ndarray:
     """``[f(global A) - f(global B), f(local A) - f(local B)]`` per pair (rows follow `pairs`)."""
     rows = []
-    for pair in tqdm(pairs, desc=desc, leave=False, disable=len(pairs) < 20):
+    for pair in progress_bar(pairs, desc=desc, leave=False, disable=len(pairs) < 20):
         v = load_views(pair)
         rows.append(np.concatenate([features(v.global_left) - features(v.global_right),
                                     features(v.local_left) - features(v.local_right)]))

@@ -15,6 +15,8 @@ from idiff_lib.core.ontology import CATEGORIES
 
 # "split": the four views (the iDiff input); "merged": one image A|B (the ladder's first row).
 MODES = ("split", "merged")
+# "avg": the pooled last stage (the paper's); "stats": mean and std of the last four stages.
+POOLINGS = ("avg", "stats")
 
 
 @dataclass
@@ -38,6 +40,10 @@ class MemberConfig:
             noise and halos are seen at the resolution the expert saw them.
         epochs / batch_size / lr / weight_decay / warmup_frac: optimisation (AdamW + cosine).
         hidden / dropout: the difference-aware head.
+        pooling: what each view's features are. "avg": the backbone's pooled last stage (the
+            paper's); "stats": the mean and the standard deviation over space of each of the
+            backbone's last four stages (quality lives in texture statistics at several scales,
+            as in the frozen-features row; `idiff_lib.answer.backbones.StatsPool`).
         seed: seeds Python, NumPy and torch; each epoch reseeds from (seed, epoch).
         synthetic_pairs: fresh pairs per epoch drawn from the training photos by the degradation
             generator (0 = only the fixed training pairs).
@@ -61,6 +67,7 @@ class MemberConfig:
     warmup_frac: float = 0.05
     hidden: int = 256
     dropout: float = 0.1
+    pooling: str = "avg"
     seed: int = 42
     synthetic_pairs: int = 0
     swap_aug: bool = True
@@ -68,6 +75,9 @@ class MemberConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ParameterError(f"member {self.name}: mode {self.mode!r} is not one of {MODES}.{suggest(self.mode, MODES)}")
+        if self.pooling not in POOLINGS:
+            raise ParameterError(f"member {self.name}: pooling {self.pooling!r} is not one of {POOLINGS}."
+                                 f"{suggest(self.pooling, POOLINGS)}")
         if self.category not in ("", *CATEGORIES):
             raise ParameterError(f"member {self.name}: category {self.category!r} must be '', 'person' or 'scene'")
         for key in ("img_size", "resize", "epochs", "batch_size"):

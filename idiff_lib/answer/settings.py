@@ -43,6 +43,7 @@ class AnswerSettings(WorkedPairSettings):
     warmup_frac: float = 0.05  # share of the steps with a linear warm-up before the cosine decay
     hidden: int = 256  # width of the difference-aware head's hidden layer
     dropout: float = 0.1  # dropout in the difference-aware head
+    pooling: str = "avg"  # "avg": the last stage pooled (the paper's); "stats": mean and std of the last four stages
     swap_aug: bool = True  # exchange A and B (and the label) at random in training
     seed: int = 42  # the paper's seed; every epoch reseeds from (seed, epoch) so resumed runs match
     synthetic_pairs: int = 0  # fresh pairs per epoch generated from the training photos (0: the fixed train split only)
@@ -97,7 +98,7 @@ class AnswerSettings(WorkedPairSettings):
             img_size=self.img_size, resize=self.resize, local_resize=self.local_resize,
             epochs=self.specialist_epochs if category else self.epochs, batch_size=self.batch_size,
             lr=self.lr / self.specialist_lr_divisor if category else self.lr, weight_decay=self.weight_decay,
-            warmup_frac=self.warmup_frac, hidden=self.hidden, dropout=self.dropout, seed=self.seed,
+            warmup_frac=self.warmup_frac, hidden=self.hidden, dropout=self.dropout, pooling=self.pooling, seed=self.seed,
             synthetic_pairs=self.specialist_synthetic_pairs if category else self.synthetic_pairs,
             swap_aug=self.swap_aug,
         )
