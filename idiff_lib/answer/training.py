@@ -4,6 +4,8 @@ AdamW, a cosine schedule with warm-up, fixed seeds, swap augmentation and aligne
 checkpoint every epoch (``last.pt``, resumable) plus best-on-val (``best.pt``), so ``resume=True``
 continues an interrupted run to the same result. bf16 autocast and channels_last are used on a
 GPU only. Checkpoints hold plain values and tensors only (`idiff_lib.answer.checkpoints`).
+Loss per optimiser step and the epoch metrics also go to TensorBoard event files under
+``<member_dir>/tensorboard/`` (``tensorboard --logdir <run_dir>`` shows every member).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ CONFIG_FILE = "config.json"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 HISTORY_FILE = "history.json"
+TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files: loss per step, metrics per epoch
+EPOCH_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "lr")  # logged as "epoch/<name>"
 
 # (n, rng) -> n fresh labelled items: the on-the-fly synthetic pairs of one epoch.
 ItemStream = Callable[[int, np.random.Generator], list[Item]]
@@ -188,8 +192,13 @@ def _batch(cfg: MemberConfig, items: list[Item], order: np.ndarray, idx: range, 
 
 
 def _train_epoch(run: _Training, cfg: MemberConfig, epoch: int, train_items: list[Item], synthetic: ItemStream | None,
-                 dev: torch.device, on_step: Callable[[int, int], None] | None, progress: bool) -> dict[str, Any]:
-    """One pass over the epoch's items; the history row of its training loss and accuracy."""
+                 dev: torch.device, on_step: Callable[[int, int], None] | None, progress: bool,
+                 writer: Any = None) -> dict[str, Any]:
+    """One pass over the epoch's items; the history row of its training loss and accuracy.
+
+    Each step's loss and learning rate go to `writer` (a SummaryWriter) at the global step, the
+    count of optimiser steps so far (the scheduler's, so a resumed run continues the numbering).
+    """
     rng = np.random.default_rng([cfg.seed, epoch])
     torch.manual_seed(cfg.seed * 1009 + epoch)
     items = _epoch_items(cfg, train_items, synthetic, epoch)
@@ -212,6 +221,10 @@ def _train_epoch(run: _Training, cfg: MemberConfig, epoch: int, train_items: lis
         correct += int(((logit > 0).float() == y).sum())
         seen += len(idx)
         bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+        if writer is not None:
+            global_step = run.scheduler.last_epoch
+            writer.add_scalar("train/loss", losses[-1], global_step)
+            writer.add_scalar("train/lr", run.scheduler.get_last_lr()[0], global_step)
         if on_step is not None:
             on_step(epoch, step)
     return {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "train_acc": correct / max(1, seen),
@@ -239,6 +252,26 @@ def _checkpoint(run: _Training, cfg: MemberConfig, epoch: int, row: dict[str, An
     storage.write_json(member_dir / HISTORY_FILE, run.history)
 
 
+def open_curves(member_dir: Path, global_step: int) -> Any:
+    """A SummaryWriter on ``<member_dir>/tensorboard``, resume-safe.
+
+    Steps are numbered from 1 (the count of optimiser steps taken). ``purge_step = global_step + 1``
+    tells TensorBoard to drop what an interrupted run (or, at 0, an earlier run of other settings)
+    logged after the checkpoint this run starts from, so no step appears twice.
+    """
+    from torch.utils.tensorboard import SummaryWriter  # imported here: loading tensorboard takes a while
+
+    return SummaryWriter(str(member_dir / TENSORBOARD_DIR), purge_step=global_step + 1)
+
+
+def log_epoch(writer: Any, row: dict[str, Any], global_step: int) -> None:
+    """An epoch's history row as ``epoch/<metric>`` scalars at the global step where the epoch ended."""
+    for name in EPOCH_METRICS:
+        if row.get(name) is not None:
+            writer.add_scalar(f"epoch/{name}", row[name], global_step)
+    writer.flush()
+
+
 def train_member(
     cfg: MemberConfig,
     train_items: Sequence[Item],
@@ -256,7 +289,7 @@ def train_member(
     Args:
         cfg: the member's settings (its `category` filters the items to person or scene).
         train_items / val_items: from `load_items` (labelled).
-        member_dir: output folder (config.json, last.pt, best.pt, history.json).
+        member_dir: output folder (config.json, last.pt, best.pt, history.json, tensorboard/).
         resume: continue from ``last.pt`` when it exists and was made with the same settings.
         synthetic: a callable (n, rng) -> items giving `cfg.synthetic_pairs` fresh pairs per epoch.
         device: "cpu" or "cuda" (default: cuda when available).
@@ -280,14 +313,20 @@ def train_member(
     if resume and last.exists():
         _resume(run, cfg, last, member_dir)
     storage.write_json(member_dir / CONFIG_FILE, cfg.to_dict())  # after the resume check: never beside other settings' checkpoints
-    for epoch in range(run.start_epoch, cfg.epochs):
-        te = time.monotonic()
-        row = _train_epoch(run, cfg, epoch, train_items, synthetic, dev, on_step, progress)
-        if val_items:
-            row.update(_val_scores(run.model, val_items, dev))
-        row["seconds"] = round(time.monotonic() - te, 2)
-        run.history.append(row)
-        _checkpoint(run, cfg, epoch, row, member_dir)
+    if run.start_epoch < cfg.epochs:
+        writer = open_curves(member_dir, run.scheduler.last_epoch)
+        try:
+            for epoch in range(run.start_epoch, cfg.epochs):
+                te = time.monotonic()
+                row = _train_epoch(run, cfg, epoch, train_items, synthetic, dev, on_step, progress, writer)
+                if val_items:
+                    row.update(_val_scores(run.model, val_items, dev))
+                row["seconds"] = round(time.monotonic() - te, 2)
+                run.history.append(row)
+                log_epoch(writer, row, run.scheduler.last_epoch)  # before the checkpoint: a crash between them is purged
+                _checkpoint(run, cfg, epoch, row, member_dir)
+        finally:
+            writer.close()
     best_model = load_member(member_dir, device=str(dev))[1]
     return TrainResult(member_dir, best_model, run.history, run.best if val_items else None, time.monotonic() - t0)
 

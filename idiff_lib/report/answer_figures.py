@@ -10,7 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from idiff_lib.answer import analysis
-from idiff_lib.report.style import CATEGORY_COLOURS
+from idiff_lib.report.style import CATEGORY_COLOURS, SIDE_COLOURS
 from idiff_lib.data.pairs import Pair
 from idiff_lib.data.views import load_views
 from idiff_lib.features.table import cue_glossary
@@ -214,3 +214,46 @@ def reliability_curves(probs: pd.DataFrame, final: np.ndarray, labels: np.ndarra
     for name in probs.columns:
         curves[name] = analysis.reliability(probs[name].to_numpy(), labels, bins)
     return curves
+
+
+def plot_walkthrough(walk: Any, dims: int = 64) -> plt.Figure:
+    """One pair through a member: its four crops, the first `dims` feature dimensions of A, B and A - B
+    per stream, and the logits (global and local stream, their sum, the swapped pair's).
+
+    Args:
+        walk: an `idiff_lib.answer.walkthrough.Walkthrough`.
+        dims: how many leading feature dimensions to draw.
+    """
+    fig = plt.figure(figsize=(11, 6.2))
+    grid = fig.add_gridspec(2, 4, height_ratios=[1, 1.05])
+    labels = ("global A", "global B", "local A", "local B")
+    for k, label in enumerate(labels):
+        ax = fig.add_subplot(grid[0, k])
+        ax.imshow(walk.crops[k])
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    n = min(dims, walk.features.shape[1])
+    colours = dict(zip(("A", "B", "A - B"), (*SIDE_COLOURS.values(), "black")))
+    for s, stream in enumerate(("global", "local")):
+        ax = fig.add_subplot(grid[1, s])
+        f_a, f_b = walk.features[2 * s, :n], walk.features[2 * s + 1, :n]
+        for name, values, style in (("A", f_a, "-"), ("B", f_b, "-"), ("A - B", f_a - f_b, ":")):
+            ax.plot(np.arange(n), values, style, lw=1, color=colours[name], label=f"f_{name}" if name != "A - B" else "f_A - f_B")
+        ax.set_title(f"{stream} features (first {n} of {walk.features.shape[1]})", fontsize=9)
+        ax.set_xlabel("feature dimension")
+        if s == 0:
+            ax.legend(fontsize=7)
+    ax = fig.add_subplot(grid[1, 2:])
+    names = ["global stream", "local stream", "logit (sum)", "swapped pair"]
+    values = [walk.streams["global"].logit, walk.streams["local"].logit, walk.logit, walk.swapped_logit]
+    ax.barh(names[::-1], values[::-1], color=CATEGORY_COLOURS["overall"])
+    ax.axvline(0, color="grey", lw=1)
+    span = max(1e-6, max(abs(v) for v in values)) * 1.6
+    ax.set_xlim(-span, span)
+    for i, v in enumerate(values[::-1]):
+        ax.text(v, i, f" {v:+.4f} ", va="center", ha="left" if v >= 0 else "right", fontsize=8)
+    ax.set_title(f"logits: p(A better) = sigmoid({walk.logit:+.4f}) = {walk.p:.3f}", fontsize=9)
+    fig.suptitle(f"Pair {walk.pair_id} through one member")
+    fig.tight_layout()
+    return fig
