@@ -16,7 +16,7 @@ import pandas as pd
 from idiff_lib.answer.ensemble import ENSEMBLERS, Ensemble, FeatureMemberAdapter, make_ensembler, prob_logit
 from idiff_lib.answer.run_store import load_answer_run
 from idiff_lib.core import layout, storage
-from idiff_lib.core.errors import DataError
+from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import Pair
 
 # Step 02's per-split outputs beside ensemble.json (`split` is "val" or "test").
@@ -160,6 +160,72 @@ def feature_importances(run: Step02Outputs, repeats: int = 5, seed: int = 0) -> 
         return None
     return member.member.permutation_importances(member.table_fn(run.test_pairs), run.test_labels,
                                                  n_repeats=repeats, seed=seed)
+
+
+# --------------------------------------------------------------------------- accuracy per defect
+DEFECT_GROUPINGS = ("kind", "region")  # the fields of a meta row's defects that accuracy is split by
+NO_META = "(no meta)"  # the group of pairs that have no row in meta/<split>.jsonl
+
+
+def accuracy_by_defect(p: np.ndarray, labels: np.ndarray, ids: Sequence[str], meta: dict[str, dict],
+                       seed: int = 0) -> pd.DataFrame:
+    """Accuracy with n and a 95% interval per defect kind and per defect region (`data.meta` rows).
+
+    A pair counts in every kind and every region of the defects that differ between its sides
+    (``defects_a`` and ``defects_b``; ``shared`` defects hit both sides alike), so the groups
+    overlap. Intervals are cluster-bootstrap intervals over the pairs' photos (a group cut from one
+    photo gets a zero-width interval: read ``photos`` beside it). Pairs with no meta row are not
+    dropped: they form the row ``by = "no meta"`` (always present, n may be 0).
+
+    Returns:
+        columns ``by`` ("kind" | "region" | "no meta"), ``group``, ``n``, ``photos`` (distinct
+        source photos), ``acc``, ``lo``, ``hi``.
+
+    Raises:
+        ParameterError: when `p`, `labels` and `ids` differ in length.
+    """
+    p, labels = np.asarray(p, float), np.asarray(labels, float)
+    if not len(p) == len(labels) == len(ids):
+        raise ParameterError(f"accuracy_by_defect: {len(p)} probabilities, {len(labels)} labels and {len(ids)} ids; "
+                             "fix: pass one p_left, one label and one id per test pair")
+    correct = (p > 0.5) == (labels > 0.5)
+    photos = np.array([str(meta.get(i, {}).get("photo") or f"pair:{i}") for i in ids], dtype=object)
+    groups: dict[tuple[str, str], list[int]] = {}
+    missing = []
+    for k, pid in enumerate(ids):
+        if pid not in meta:
+            missing.append(k)
+            continue
+        defects = [*meta[pid].get("defects_a", []), *meta[pid].get("defects_b", [])]
+        for by in DEFECT_GROUPINGS:
+            for g in sorted({str(d[by]) for d in defects if by in d}):
+                groups.setdefault((by, g), []).append(k)
+    rows = []
+    for (by, g), idx in [*sorted(groups.items()), (("no meta", NO_META), missing)]:
+        lo, hi = bootstrap_ci(correct[idx], seed=seed, clusters=photos[idx]) if idx else (float("nan"), float("nan"))
+        rows.append({"by": by, "group": g, "n": len(idx), "photos": len(set(photos[idx])),
+                     "acc": float(correct[idx].mean()) if idx else float("nan"), "lo": lo, "hi": hi})
+    return pd.DataFrame(rows)
+
+
+def run_accuracy_by_defect(run: Step02Outputs, data_dir: str | Path, seed: int = 0) -> pd.DataFrame:
+    """`accuracy_by_defect` of the final ensemble's test answers, with ``<data_dir>/meta/test.jsonl``."""
+    from idiff_lib.data.meta import split_meta
+
+    return accuracy_by_defect(run.final_test, run.test_labels, [p.id for p in run.test_pairs],
+                              split_meta(data_dir, "test"), seed=seed)
+
+
+def defect_sentence(table: pd.DataFrame, min_n: int = 5) -> str:
+    """The best and worst defect kinds (with at least `min_n` pairs) and the count of pairs without meta."""
+    kinds = table[(table["by"] == "kind") & (table["n"] >= min_n)].sort_values("acc")
+    no_meta = int(table.loc[table["by"] == "no meta", "n"].sum())
+    tail = f" {no_meta} test pairs have no meta row and are counted apart." if no_meta else ""
+    if kinds.empty:
+        return f"No defect kind has {min_n} or more test pairs, so none is compared.{tail}"
+    lo, hi = kinds.iloc[0], kinds.iloc[-1]
+    return (f"The ensemble is most accurate on {hi['group']} ({hi['acc']:.2f}, n={hi['n']}) and least on {lo['group']} "
+            f"({lo['acc']:.2f}, n={lo['n']}); an interval that holds 0.5 is not shown to beat chance.{tail}")
 
 
 # --------------------------------------------------------------------------- the worked pair

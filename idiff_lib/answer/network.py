@@ -87,6 +87,14 @@ class PairwiseModel(nn.Module):
         logit = self._logit(canonical)
         return torch.where(flip, -logit, logit)
 
+    def ordered_logit(self, views: torch.Tensor) -> torch.Tensor:
+        """The logit with the views in the order given (no canonical A|B ordering, as in training).
+
+        For explanations (`idiff_lib.answer.explain`): the backbone then sees the views in the
+        input's order, so its activations line up with global A, global B, local A, local B.
+        """
+        return self._logit(views)
+
     def _logit(self, views: torch.Tensor) -> torch.Tensor:
         b, v = views.shape[:2]
         if self.cfg.mode == "merged":

@@ -114,9 +114,10 @@ class AnalysisSettings(StepSettings):
     confidence_groups: int = 4  # quantile groups for accuracy by confidence
     max_wrong_shown: int = 6  # pairs missed by every member drawn as their four views
     importance_repeats: int = 5  # permutation repeats for the feature member's importances
+    cam_pairs: int = 4  # test pairs explained by Grad-CAM (0: none); about 2 s each for a small CNN on 2 cores
 
     def validate(self) -> None:
-        """Counts of at least one (none shown is allowed for `max_wrong_shown`).
+        """Counts of at least one (none shown is allowed for `max_wrong_shown` and `cam_pairs`).
 
         Raises:
             ParameterError: naming the parameter and its value.
@@ -124,5 +125,6 @@ class AnalysisSettings(StepSettings):
         for name in ("bins", "confidence_groups", "importance_repeats"):
             if getattr(self, name) < 1:
                 raise ParameterError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_wrong_shown < 0:
-            raise ParameterError(f"max_wrong_shown must be >= 0, got {self.max_wrong_shown}")
+        for name in ("max_wrong_shown", "cam_pairs"):
+            if getattr(self, name) < 0:
+                raise ParameterError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -109,9 +109,8 @@ def plot_agreement(corr: np.ndarray, agree: np.ndarray, names: Sequence[str]) ->
     return fig
 
 
-def plot_reliability(curves: dict[str, tuple[list[dict[str, float]], float]]) -> plt.Figure:
-    """Reliability diagram (accuracy vs confidence per bin) with each curve's ECE in the legend."""
-    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+def draw_reliability(ax: plt.Axes, curves: dict[str, tuple[list[dict[str, float]], float]], title: str = "Reliability") -> None:
+    """One reliability diagram on `ax`: accuracy vs confidence per bin, the diagonal, each curve's ECE in the legend."""
     ax.plot([0.5, 1], [0.5, 1], color="grey", ls=":", lw=1, label="calibrated")
     for name, (rows, ece) in curves.items():
         if rows:
@@ -120,8 +119,74 @@ def plot_reliability(curves: dict[str, tuple[list[dict[str, float]], float]]) ->
     ax.set_ylabel("accuracy")
     ax.set_xlim(0.5, 1.0)
     ax.set_ylim(0.0, 1.02)
-    ax.set_title("Reliability")
+    ax.set_title(title)
     ax.legend(fontsize=7)
+
+
+def plot_reliability(curves: dict[str, tuple[list[dict[str, float]], float]]) -> plt.Figure:
+    """Reliability diagram (accuracy vs confidence per bin) with each curve's ECE in the legend."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    draw_reliability(ax, curves)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability_before_after(before: dict[str, np.ndarray], after: dict[str, np.ndarray], labels: np.ndarray,
+                                  bins: int = 10, temperatures: dict[str, float] | None = None) -> plt.Figure:
+    """Two reliability panels on the test pairs: as saved by step 02 (left), after val-fitted temperature scaling (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.4), sharey=True)
+    temperatures = temperatures or {}
+    draw_reliability(axes[0], {n: analysis.reliability(p, labels, bins) for n, p in before.items()}, "Before (as trained)")
+    draw_reliability(axes[1], {f"{n}, T={temperatures[n]:.2f}" if n in temperatures else n: analysis.reliability(p, labels, bins)
+                               for n, p in after.items()}, "After temperature scaling (T fitted on val)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_grad_cams(cams: Sequence[Any], labels: Sequence[str], ensemble_p: Sequence[float] | None = None) -> plt.Figure:
+    """One row per pair: global A, global B, local A, local B with the member's Grad-CAM map overlaid.
+
+    `cams` are `idiff_lib.answer.explain.PairCam`; `labels` the true answers ("A"/"B"); each row's
+    title gives the member's p_left, the ensemble's (when given), the label and the answer explained.
+    """
+    n = max(1, len(cams))
+    fig, axes = plt.subplots(n, 4, figsize=(9.6, 2.6 * n + 0.4), squeeze=False)
+    titles = ("global A", "global B", "local A", "local B")
+    for r, cam in enumerate(cams):
+        for c in range(4):
+            ax = axes[r, c]
+            ax.imshow(cam.views[c])
+            ax.imshow(cam.cams[c], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(titles[c])
+        ens = f", ensemble {ensemble_p[r]:.2f}" if ensemble_p is not None else ""
+        axes[r, 0].set_ylabel(f"{cam.pair_id}\n{cam.member} p_left {cam.p_left:.2f}{ens}\n"
+                              f"label {labels[r]}, map of '{cam.target} is better'", fontsize=7)
+    if not cams:
+        for ax in axes[0]:
+            ax.set_visible(False)
+    fig.suptitle("Grad-CAM of the difference logit (warm: pushed the member to the answer named; scaled per view)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_defect_accuracy(table: pd.DataFrame) -> plt.Figure:
+    """Accuracy per defect kind (left) and per defect region (right) with 95% intervals, n and photos in the labels, chance dotted."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.32 * max(4, int((table["by"] != "no meta").sum())) + 1.6))
+    for ax, by in zip(axes, ("kind", "region")):
+        sub = table[table["by"] == by].sort_values("acc", ascending=False)
+        if sub.empty:
+            ax.set_visible(False)
+            continue
+        draw_accuracy_bars(ax, [f"{g} (n={k}, {ph} photo{'s' if ph != 1 else ''})"
+                                for g, k, ph in zip(sub["group"], sub["n"], sub["photos"])],
+                           {"overall": (sub["acc"], sub["lo"], sub["hi"])})
+        ax.set_title(f"by defect {by}")
+    missing = int(table.loc[table["by"] == "no meta", "n"].sum())
+    fig.suptitle("Ensemble test accuracy per defect (a pair counts in each of its defects)"
+                 + (f"; {missing} pairs without meta" if missing else ""), fontsize=9)
     fig.tight_layout()
     return fig
 

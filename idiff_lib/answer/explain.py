@@ -1,0 +1,182 @@
+"""Grad-CAM of the Answer Model's difference logit on a pair's four views (notebook 04).
+
+A member's network (`PairwiseModel`) runs one backbone over the pair's four views (global A,
+global B, local A, local B) and returns one logit, "A is better". Grad-CAM (the ``grad-cam``
+library, ``pytorch_grad_cam``) weighs the backbone's last convolutional feature map by the
+gradient of that logit, once per view, so each view gets a map of where the evidence for the
+model's answer lies. The target is the logit of the answer the member gives (the logit itself
+when it says A, its negation when it says B), so warm regions on either side are the ones that
+pushed the member towards its answer. Each map is scaled to [0, 1] per view by the library.
+
+The target layer is the deepest module of the backbone whose output is a 4-D map with at least
+2 × 2 positions at the member's crop size (the last stage of a plain timm backbone; the last
+stage of the features-only model inside `StatsPool`; the stage before it when the last one
+shrinks to 1 × 1 on small crops). With ``pooling="stats"`` the logit also reads earlier
+stages; the map shows the last stage's share of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from idiff_lib.answer.analysis import Step02Outputs
+from idiff_lib.answer.ensemble import NetworkMember
+from idiff_lib.answer.inputs import crop_views, crops_to_tensor, load_items
+from idiff_lib.answer.network import PairwiseModel
+from idiff_lib.core.errors import ParameterError
+from idiff_lib.data.pairs import Pair
+
+CAM_TARGETS = ("predicted", "A", "B")  # which answer's logit the map explains
+
+
+@dataclass
+class PairCam:
+    """One pair's Grad-CAM maps as one member sees it.
+
+    Attributes:
+        pair_id: the pair's id.
+        views: (V, H, W, 3) uint8 central crops the member scored (global A, global B, local A, local B).
+        cams: (V, H, W) float maps in [0, 1], one per view.
+        p_left: the member's p(A is better) on these crops.
+        target: "A" or "B", the answer whose logit the maps explain.
+        member: the member's name.
+    """
+
+    pair_id: str
+    views: np.ndarray
+    cams: np.ndarray
+    p_left: float
+    target: str
+    member: str = ""
+
+
+class _PairLogit(nn.Module):
+    """One pair's views (V, 3, H, W) -> its logit (1,), views kept in order (the CAM's batch is the views)."""
+
+    def __init__(self, model: PairwiseModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        """The member's logit of "A is better" for the single pair made of `views`."""
+        return self.model.ordered_logit(views.unsqueeze(0))
+
+
+class _SignedLogit:
+    """A Grad-CAM target: the logit (+1, evidence for A) or its negation (-1, evidence for B)."""
+
+    def __init__(self, sign: float):
+        self.sign = sign
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        return self.sign * output
+
+
+def cam_target_layer(model: PairwiseModel, size: int | None = None) -> nn.Module:
+    """The backbone's deepest module with a 4-D output of at least 2 × 2 positions at crop side `size`.
+
+    Works for a plain timm backbone (``num_classes=0``) and for `StatsPool` around a features-only
+    model: both are searched by running one blank crop through the backbone with forward hooks.
+
+    Raises:
+        ParameterError: when no module of the backbone gives such a map.
+    """
+    size = size or model.cfg.img_size
+    found: list[nn.Module] = []
+
+    def hook(module: nn.Module, _inputs: object, out: object) -> None:
+        if isinstance(out, torch.Tensor) and out.dim() == 4 and min(out.shape[-2:]) >= 2:
+            found.append(module)
+
+    handles = [m.register_forward_hook(hook) for m in model.backbone.modules() if m is not model.backbone]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model.backbone(torch.zeros(1, 3, size, size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    if not found:
+        raise ParameterError(f"member {model.cfg.name}: backbone {model.cfg.backbone} has no convolutional map of at "
+                             f"least 2x2 at img_size {size}; fix: explain a CNN member, or one with larger crops")
+    return found[-1]
+
+
+def explain_pair(model: PairwiseModel, pair: Pair, target: str = "predicted", layer: nn.Module | None = None,
+                 member: str = "") -> PairCam:
+    """Grad-CAM maps of a member's difference logit on the central crops of a pair's four views.
+
+    Args:
+        model: a "split" member network (four views).
+        pair: the pair to explain (its images are read from disk).
+        target: "predicted" (the member's own answer), "A" or "B".
+        layer: the module whose map is weighed (default: `cam_target_layer`).
+        member: a name recorded in the result.
+
+    Raises:
+        ParameterError: for a "merged" member or an unknown `target`.
+        DataError: when the pair's images cannot be read.
+    """
+    from pytorch_grad_cam import GradCAM
+
+    if model.cfg.mode != "split":
+        raise ParameterError(f"member {model.cfg.name}: Grad-CAM explains the four views of a 'split' member, "
+                             f"not mode {model.cfg.mode!r}; fix: pass a split member")
+    if target not in CAM_TARGETS:
+        raise ParameterError(f"target must be one of {CAM_TARGETS}, got {target!r}")
+    device = next(model.parameters()).device
+    crops = crop_views(load_items([pair], model.cfg)[0].views, model.cfg.img_size, None)
+    x = crops_to_tensor(crops[None])[0].to(device)
+    model.eval()
+    with torch.no_grad():
+        logit = float(model.ordered_logit(x[None])[0])
+    side = ("A" if logit > 0 else "B") if target == "predicted" else target
+    layer = layer if layer is not None else cam_target_layer(model)
+    with torch.enable_grad(), GradCAM(model=_PairLogit(model), target_layers=[layer]) as cam:
+        maps = cam(input_tensor=x.requires_grad_(True), targets=[_SignedLogit(1.0 if side == "A" else -1.0)])
+    return PairCam(pair.id, crops, np.asarray(maps, dtype=np.float32), float(1 / (1 + np.exp(-logit))), side,
+                   member or model.cfg.name)
+
+
+def cam_pair_indices(p: np.ndarray, labels: np.ndarray, n: int = 4) -> list[int]:
+    """`n` pairs to explain: the most confident right answers and the most confident wrong ones, about half each."""
+    p, labels = np.asarray(p, float), np.asarray(labels, float)
+    conf = np.abs(p - 0.5)
+    right = [int(i) for i in np.argsort(-conf) if (p[i] > 0.5) == (labels[i] > 0.5)]
+    wrong = [int(i) for i in np.argsort(-conf) if (p[i] > 0.5) != (labels[i] > 0.5)]
+    take_wrong = min(len(wrong), n // 2)
+    chosen = wrong[:take_wrong] + right[: n - take_wrong]
+    return chosen + [i for i in wrong[take_wrong:] if len(chosen) < n and i not in chosen][: n - len(chosen)]
+
+
+def first_network_member(members: Sequence[object]) -> NetworkMember:
+    """The first network member of an ensemble (the one Grad-CAM explains).
+
+    Raises:
+        ParameterError: when the ensemble has no network member (only the feature member).
+    """
+    for m in members:
+        if isinstance(m, NetworkMember):
+            return m
+    raise ParameterError("the ensemble has no network member to explain; fix: train step 02 with at least one backbone")
+
+
+def explain_run(run: Step02Outputs, n: int = 4, target: str = "predicted") -> list[PairCam]:
+    """Grad-CAM maps of the first network member (routed by category) on `n` test pairs of a step-02 run.
+
+    The pairs are chosen on the ensemble's test answers by `cam_pair_indices`.
+    """
+    member = first_network_member(run.ensemble.members)
+    out = []
+    for i in cam_pair_indices(run.final_test, run.test_labels, n):
+        pair = run.test_pairs[i]
+        out.append(explain_pair(member.route(run.test_categories[i]), pair, target, member=member.name))
+    return out
