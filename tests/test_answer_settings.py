@@ -26,10 +26,13 @@ def test_every_profile_builds_valid_settings(cls, profile):
 
 def test_profiles_hold_the_values_the_chain_ran_with():
     cpu, paper, tiny = (AnswerSettings.for_profile(p) for p in ("cpu", "paper", "tiny"))
-    assert (cpu.pretext_steps, cpu.threads, cpu.ensembler, cpu.feature_synthetic_pairs) == (40, 2, "stacking", 4000)
+    assert cpu.backbones == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+    assert (cpu.pretrained, cpu.pretext_steps, cpu.pooling, cpu.frozen_stages, cpu.lr) == (True, 0, "stats", 2, 1e-4)
+    assert (cpu.threads, cpu.feature_synthetic_pairs, cpu.scratch_rows, cpu.frozen_row) == (2, 4000, ["split"], True)
     assert paper.backbones == ["wide_resnet50_2", "efficientnet_b2", "convnext_small", "swinv2_small", "maxvit_tiny"]
     assert (paper.pretrained, paper.ensembler, paper.specialist_epochs, paper.threads) == (True, "mean", 3, 16)
-    assert (tiny.img_size, tiny.max_pairs, tiny.pretext_steps) == (32, 8, 2)
+    assert (paper.pooling, paper.frozen_stages, paper.scratch_rows, paper.frozen_row) == ("avg", 0, [], False)
+    assert (tiny.img_size, tiny.max_pairs, tiny.pretext_steps, tiny.pretrained) == (32, 8, 2, False)
     assert AnalysisSettings.for_profile("tiny").importance_repeats == 1
 
 
@@ -56,6 +59,10 @@ def test_members_are_built_from_the_settings():
     spec = s.member("resnet10t", category="scene", init="g/best.pt")
     assert spec.lr == 0.003 / 3 and spec.epochs == s.specialist_epochs and spec.synthetic_pairs == 0
     assert spec.name == "resnet10t_scene"
+    pretrained = AnswerSettings(frozen_stages=2)
+    assert (pretrained.member("efficientnet_lite0").pretrained, pretrained.member("efficientnet_lite0").frozen_stages) == (True, 2)
+    scratch = pretrained.member("efficientnet_lite0", suffix="scratch", scratch=True)
+    assert (scratch.name, scratch.pretrained, scratch.frozen_stages) == ("efficientnet_lite0_scratch", False, 0)
 
 
 def test_bad_values_are_refused_with_the_parameter_named():

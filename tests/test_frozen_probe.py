@@ -29,7 +29,6 @@ def test_frozen_probe_separates_clean_from_noisy(data_dir, tmp_path, monkeypatch
     row = frozen_probe.frozen_probe(data_dir, "efficientnet_lite0", stages=(1, 2))
     assert row["backbone"] == "tf_efficientnet_lite0" and (row["n_train"], row["n_test"]) == (16, 8)
     assert row["test_accuracy"] >= 0.75 and row["test_ci95"][0] <= row["test_accuracy"] <= row["test_ci95"][1]
-    assert row["swap_flip_rate"] == 1.0 and row["swap_max_error"] < 1e-12
     assert row["C"] in frozen_probe.C_GRID
 
 

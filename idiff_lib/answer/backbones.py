@@ -143,6 +143,35 @@ def _create(cfg: MemberConfig, timm_name: str, kwargs: dict[str, Any]) -> nn.Mod
     return timm.create_model(timm_name, pretrained=False, **kwargs)
 
 
+def freeze_stages(backbone: nn.Module, stages: int) -> int:
+    """Freeze every parameter of `backbone` up to and including its first `stages` feature stages.
+
+    The stages are timm's ``feature_info`` (for EfficientNet: the stem and ``blocks.0``, then
+    ``blocks.1``, ...); parameters are walked in registration order, which is the forward order
+    for timm's CNNs. Returns the number of frozen parameters.
+
+    Raises:
+        ParameterError: when the backbone has fewer stages than asked for.
+    """
+    if stages <= 0:
+        return 0
+    inner = backbone.features if isinstance(backbone, StatsPool) else backbone
+    info = inner.feature_info
+    modules = [d["module"] for d in (info.info if hasattr(info, "info") else info)]
+    if stages > len(modules):
+        raise ParameterError(f"frozen_stages={stages}: the backbone has only {len(modules)} feature stages "
+                             f"({', '.join(modules)}). fix: set frozen_stages to at most {len(modules)}")
+    last, frozen, seen_last = modules[stages - 1], 0, False
+    for name, param in inner.named_parameters():
+        inside = name == last or name.startswith(last + ".")
+        if seen_last and not inside:
+            break
+        seen_last = seen_last or inside
+        param.requires_grad_(False)
+        frozen += param.numel()
+    return frozen
+
+
 def feature_dim(backbone: nn.Module) -> int:
     """Width of a timm model's pooled output with ``num_classes=0`` (after any pre-logits head)."""
     return int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)

@@ -61,7 +61,7 @@ class FrozenViewFeatures:
             x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True)
         out = []
         for f in self.model((x - self.mean) / self.std):
-            out += [f.mean((2, 3)), f.std((2, 3))]
+            out += [f.mean((2, 3)), f.std((2, 3), correction=0)]  # population std: defined on a 1x1 map too
         return torch.cat(out, 1)[0].numpy()
 
 
@@ -99,9 +99,35 @@ def fit_linear_head(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.n
     return best[2]
 
 
+def probe_probabilities(splits: dict, backbone: str = "efficientnet_lite2", stages: Sequence[int] = (1, 2, 3, 4),
+                        short_side: int = 0, seed: int = 0) -> tuple[dict[str, np.ndarray], float]:
+    """p_left of every pair of every split from the frozen-features + linear-head probe.
+
+    Args:
+        splits: ``{"train", "val", "test"}`` -> `idiff_lib.answer.splits.Split` (train and val labelled).
+        backbone / stages / short_side: see `FrozenViewFeatures`.
+
+    Returns:
+        split name -> p_left (rows follow the split's pairs), and the chosen inverse strength C.
+
+    Raises:
+        ParameterError: a train or val split without labelled pairs of both answers.
+        OfflineError / DataError: from the weights resolver.
+    """
+    for name in ("train", "val"):
+        labels = splits[name].labels
+        if len(set(labels[~np.isnan(labels)])) < 2:
+            raise ParameterError(f"frozen probe: the {name} split needs labelled pairs with both answers. "
+                                 "fix: give a data folder whose train and val pairs have <answer> A and B")
+    features = FrozenViewFeatures(backbone, stages, short_side)
+    x = {name: pair_differences(s.pairs, features, f"{name} frozen features") for name, s in splits.items()}
+    head = fit_linear_head(x["train"], splits["train"].labels, x["val"], splits["val"].labels, seed)
+    return {name: head.predict_proba(v)[:, 1] for name, v in x.items()}, float(head[-1].C)
+
+
 def frozen_probe(data_dir: str | Path, backbone: str = "efficientnet_lite2", stages: Sequence[int] = (1, 2, 3, 4),
                  short_side: int = 0, max_pairs: int = 0, seed: int = 0) -> dict:
-    """The frozen-features + linear-head row on a data folder's test split.
+    """The frozen-features + linear-head row on a data folder's test split (`benchmarks/`).
 
     Args:
         data_dir: a data folder with ``{train,val,test}_sft.jsonl`` (labelled).
@@ -111,35 +137,20 @@ def frozen_probe(data_dir: str | Path, backbone: str = "efficientnet_lite2", sta
 
     Returns:
         test accuracy with its 95% bootstrap interval, val accuracy, the swap flip rate (share of
-        test pairs whose answer flips when A and B are exchanged) and the largest ``|p(B|A) - (1 - p(A|B))|``,
-        the chosen C and the seconds spent.
-
-    Raises:
-        ParameterError: a split without labelled pairs of both answers.
-        OfflineError / DataError: from the weights resolver.
+        test pairs whose answer flips when A and B are exchanged), the chosen C and the seconds spent.
     """
     t0 = time.perf_counter()
     splits = load_splits(data_dir, max_pairs=max_pairs)
-    for name, split in splits.items():
-        if len(set(split.labels[~np.isnan(split.labels)])) < 2:
-            raise ParameterError(f"frozen_probe: the {name} split of {data_dir} needs labelled pairs with both answers")
-    features = FrozenViewFeatures(backbone, stages, short_side)
-    x = {name: pair_differences(s.pairs, features, f"{name} features") for name, s in splits.items()}
-    t_features = time.perf_counter() - t0
-    head = fit_linear_head(x["train"], splits["train"].labels, x["val"], splits["val"].labels, seed)
-    p_test = head.predict_proba(x["test"])[:, 1]
-    p_swapped = head.predict_proba(-x["test"])[:, 1]
-    correct = (p_test > 0.5) == (splits["test"].labels > 0.5)
-    lo, hi = bootstrap_ci(correct, seed=seed)
-    n_views = sum(len(s.pairs) for s in splits.values()) * 4
+    if len(set(splits["test"].labels[~np.isnan(splits["test"].labels)])) < 2:
+        raise ParameterError(f"frozen_probe: the test split of {data_dir} needs labelled pairs with both answers")
+    p, c = probe_probabilities(splits, backbone, stages, short_side, seed)
+    test = splits["test"]
+    correct = (p["test"] > 0.5) == (test.labels > 0.5)
+    lo, hi = bootstrap_ci(correct, seed=seed, clusters=test.photos)
     return {
-        "backbone": features.timm_name, "stages": list(stages), "short_side": short_side,
-        "n_train": len(splits["train"].pairs), "n_test": len(splits["test"].pairs),
-        "C": float(head[-1].C),
-        "val_accuracy": float(np.mean((head.predict_proba(x["val"])[:, 1] > 0.5) == (splits["val"].labels > 0.5))),
-        "test_accuracy": float(correct.mean()), "test_ci95": [lo, hi],
-        "swap_flip_rate": float(np.mean((p_swapped > 0.5) != (p_test > 0.5))),
-        "swap_max_error": float(np.max(np.abs(p_swapped - (1 - p_test)))),
-        "feature_seconds": round(t_features, 1), "views_per_s": round(n_views / t_features, 1),
+        "backbone": resolve_backbone(backbone), "stages": list(stages), "short_side": short_side,
+        "n_train": len(splits["train"].pairs), "n_test": len(test.pairs), "C": c,
+        "val_accuracy": float(np.mean((p["val"] > 0.5) == (splits["val"].labels > 0.5))),
+        "test_accuracy": float(correct.mean()), "test_ci95": [lo, hi], "ci": "cluster bootstrap over photos",
         "seconds": round(time.perf_counter() - t0, 1),
     }

@@ -8,16 +8,20 @@ ensemble (0.912). The rows rebuilt here, on whatever data folder is given:
 2. ``split``: the same backbone on the four views (global and local, left and right);
 3. ``specialists``: + person and scene specialists fine-tuned from the ``split`` model, routed by
    the content detector;
-4. ``ensemble``: every backbone (each with its specialists) and, when present, the feature-based
-   member, combined by the chosen ensembler fitted on val.
+4. ``ensemble``: every backbone (each with its specialists), networks only as in the paper,
+   combined by the chosen ensembler fitted on val.
 
-With the pretext task available, every member starts from its backbone's degradation-recognition
-pretraining; the rows named in ``no_pretext_rows`` are trained again from scratch for comparison.
+Beside them (Table A): the teaching row "frozen features + linear head" (ImageNet features, no
+fine-tuning: the floor every fine-tuned rung must clear), the ``scratch_rows`` trained again from
+random weights ("no pretraining"), and, ours beyond the paper, the feature member alone and the
+ensemble "+ feature member". Members start from ImageNet weights when the profile has them, else
+from the degradation pretext task when it ran, else from scratch.
 Every member is resumable: rerunning after an interruption continues where it stopped.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -41,6 +45,10 @@ from idiff_lib.core.ontology import CATEGORIES
 SyntheticFactory = Callable[[MemberConfig], ItemStream]
 LADDER_FILE = "ladder.csv"  # one row per ladder row, read by the report
 HISTORIES_FILE = "histories.json"  # every member's epoch history
+FROZEN_PROBE_FILE = "frozen_probe.json"  # the teaching row's probabilities (computed once per run)
+FROZEN_ROW = "frozen features + linear head"  # Table A's teaching row
+FEATURE_ROW = "feature member alone"  # ours, beyond the paper
+PLUS_FEATURE_ROW = "+ feature member"  # the networks' ensemble with the feature member (ours)
 
 
 @dataclass
@@ -91,25 +99,26 @@ class Trainer:
         self.seconds[cfg.name] = round(sum(h["seconds"] for h in result.history), 1)
         return member_dir
 
-    def init_for(self, backbone: str, pretext: bool) -> str:
-        """The pretext checkpoint a member of `backbone` starts from ("" for none)."""
-        return self.pretext_init.get(backbone, "") if pretext else ""
+    def init_for(self, backbone: str, scratch: bool) -> str:
+        """The pretext checkpoint a member of `backbone` starts from ("" for none, and for scratch rows)."""
+        return "" if scratch else self.pretext_init.get(backbone, "")
 
-    def network(self, backbone: str, mode: str, specialists: bool, pretext: bool = True) -> NetworkMember:
+    def network(self, backbone: str, mode: str, specialists: bool, scratch: bool = False) -> NetworkMember:
         """The trained member (loaded once: the ladder's specialists row is also the first ensemble member)."""
-        key = (backbone, mode, specialists, pretext)
+        key = (backbone, mode, specialists, scratch)
         if key not in self._networks:
-            self._networks[key] = self._network(backbone, mode, specialists, pretext)
+            self._networks[key] = self._network(backbone, mode, specialists, scratch)
         return self._networks[key]
 
-    def _network(self, backbone: str, mode: str, specialists: bool, pretext: bool) -> NetworkMember:
-        suffix = "" if pretext or not self.pretext_init else "scratch"
-        general = self.s.member(backbone, mode, init=self.init_for(backbone, pretext), suffix=suffix)
+    def _network(self, backbone: str, mode: str, specialists: bool, scratch: bool) -> NetworkMember:
+        suffix = "scratch" if scratch else ""
+        general = self.s.member(backbone, mode, init=self.init_for(backbone, scratch), suffix=suffix, scratch=scratch)
         dirs = {"": self.train(general)}
         if specialists:
             for cat in CATEGORIES:
                 if any(c == cat for c in self.splits["train"].categories):
-                    spec = self.s.member(backbone, mode, category=cat, init=str(dirs[""] / BEST_CHECKPOINT), suffix=suffix)
+                    spec = self.s.member(backbone, mode, category=cat, init=str(dirs[""] / BEST_CHECKPOINT),
+                                         suffix=suffix, scratch=scratch)
                     dirs[cat] = self.train(spec)
         name = "_".join(x for x in (backbone, "merged" if mode == "merged" else "", suffix) if x)
         return network_member(name, dirs, device=self.device)
@@ -123,13 +132,36 @@ class Trainer:
         return self._probs[key]
 
 
-def _row(name: str, description: str, pretext: bool, p: np.ndarray, split: Split, members: int) -> dict[str, Any]:
+def _row(name: str, description: str, kind: str, start: str, p: np.ndarray, split: Split, members: int) -> dict[str, Any]:
     table = accuracy_table(p, split.labels, split.categories, clusters=split.photos)
-    row: dict[str, Any] = {"row": name, "description": description, "pretext": pretext, "members": members}
+    row: dict[str, Any] = {"row": name, "description": description, "kind": kind, "start": start, "members": members}
     for group, stats in table.items():
         row[f"{group}_acc"], row[f"{group}_lo"], row[f"{group}_hi"], row[f"{group}_n"] = (
             stats["acc"], stats["lo"], stats["hi"], stats["n"])
     return row
+
+
+def start_of(settings: AnswerSettings, pretext_init: dict[str, str] | None) -> str:
+    """How the main members start: "imagenet" (pretrained weights), "pretext" or "scratch"."""
+    if settings.pretrained or settings.checkpoints:
+        return "imagenet"
+    return "pretext" if pretext_init else "scratch"
+
+
+def frozen_probe_probs(settings: AnswerSettings, splits: dict[str, Split], step_dir: Path) -> dict[str, np.ndarray]:
+    """The frozen-features + linear-head probe on the first backbone (cached in ``frozen_probe.json``)."""
+    from idiff_lib.answer.frozen_probe import probe_probabilities
+
+    path = step_dir / FROZEN_PROBE_FILE
+    ids = {name: [p.id for p in sp.pairs] for name, sp in splits.items()}
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("backbone") == settings.backbones[0] and saved.get("ids") == ids:
+            return {name: np.asarray(v, dtype=float) for name, v in saved["p_left"].items()}
+    probs, c = probe_probabilities(splits, settings.backbones[0], seed=settings.seed)
+    storage.write_json(path, {"backbone": settings.backbones[0], "C": c, "ids": ids,
+                              "p_left": {k: v.tolist() for k, v in probs.items()}})
+    return probs
 
 
 def fit_feature_member(splits: dict[str, Split], synthetic_pairs: int = 0, data_dir: str | Path | None = None,
@@ -171,7 +203,12 @@ def swap_flip_rate(member: NetworkMember, split: Split, trainer: Trainer) -> flo
 def run(settings: AnswerSettings, splits: dict[str, Split], step_dir: str | Path, *, synthetic: SyntheticFactory | None = None,
         pretext_init: dict[str, str] | None = None, device: str | None = None,
         data_dir: str | Path | None = None) -> LadderResult:
-    """Train every member the ladder needs (resuming finished ones) and score the four rows on test.
+    """Train every member the ladder needs (resuming finished ones) and score Table A's rows on test.
+
+    The rows: the paper's four rungs, networks only (kind "rung"); the frozen-features + linear-head
+    probe (kind "teaching", pretrained profiles); the `scratch_rows` trained again from random
+    weights (kind "ablation"); the feature member alone and the ensemble "+ feature member"
+    (kind "ours", beyond the paper). The saved ensemble is the last ensemble row.
 
     Args:
         synthetic: a callable cfg -> (n, rng) -> items, the on-the-fly pair stream (or None).
@@ -181,46 +218,51 @@ def run(settings: AnswerSettings, splits: dict[str, Split], step_dir: str | Path
     """
     step_dir = Path(step_dir)
     tr = Trainer(settings, splits, step_dir, synthetic, pretext_init, device)
-    with_pretext = bool(pretext_init)
+    start = start_of(settings, pretext_init)
     first = settings.backbones[0]
     rows, val_cols, test_cols = [], {}, {}
 
-    def add(column: str, member: NetworkMember | FeatureMemberAdapter, row: tuple[str, str, bool] | None = None) -> None:
-        val_cols[column], test_cols[column] = tr.probs(member, "val"), tr.probs(member, "test")
+    def add(column: str, member: NetworkMember | FeatureMemberAdapter | None, row: tuple[str, str, str, str] | None = None,
+            probs: dict[str, np.ndarray] | None = None) -> None:
+        if member is not None:
+            val_cols[column], test_cols[column] = tr.probs(member, "val"), tr.probs(member, "test")
+        else:
+            val_cols[column], test_cols[column] = probs["val"], probs["test"]
         if row is not None:
-            name, desc, pretext = row
-            rows.append(_row(name, desc, pretext, test_cols[column], splits["test"], 1))
+            rows.append(_row(*row, test_cols[column], splits["test"], 1))
 
-    def ladder_rows(pretext: bool) -> None:
-        wanted = LADDER_ROWS[:3] if pretext else tuple(settings.no_pretext_rows)
-        tag = "" if pretext or not with_pretext else "_scratch"
-        used = pretext and with_pretext
+    def ladder_rows(scratch: bool) -> None:
+        wanted = tuple(settings.scratch_rows) if scratch else LADDER_ROWS[:3]
+        tag, kind, how = (" (no pretraining)", "ablation", "scratch") if scratch else ("", "rung", start)
         if "merged" in wanted:
-            add(f"merged{tag}", tr.network(first, "merged", False, pretext), ("merged", f"{first} on the merged A|B image", used))
+            add(f"merged{tag}", tr.network(first, "merged", False, scratch),
+                (f"merged{tag}", f"{first} on the merged A|B image", kind, how))
         if "split" in wanted:
-            add(f"split{tag}", tr.network(first, "split", False, pretext), ("split", f"{first} on global + local L/R views", used))
+            add(f"split{tag}", tr.network(first, "split", False, scratch),
+                (f"split{tag}", f"{first} on global + local L/R views", kind, how))
         if "specialists" in wanted:
-            add(f"specialists{tag}", tr.network(first, "split", True, pretext),
-                ("specialists", f"{first} + person/scene specialists", used))
+            add(f"specialists{tag}", tr.network(first, "split", True, scratch),
+                (f"specialists{tag}", f"{first} + person/scene specialists", kind, how))
 
-    ladder_rows(True)
-    members = [tr.network(b, "split", True, True) for b in settings.backbones]
-    if settings.feature_member:
-        members.append(fit_feature_member(splits, settings.feature_synthetic_pairs, data_dir, step_dir, settings.seed,
-                                          settings.threads))
+    if settings.frozen_row and start == "imagenet":
+        add(FROZEN_ROW, None, (FROZEN_ROW, f"{first} frozen, mean/std of 4 stages, logistic regression", "teaching",
+                               "imagenet (frozen)"), probs=frozen_probe_probs(settings, splits, step_dir))
+    ladder_rows(False)
+    members: list[NetworkMember | FeatureMemberAdapter] = [tr.network(b, "split", True) for b in settings.backbones]
     for m in members:
         add(m.name, m)
-    names = [m.name for m in members]
-    pv = np.column_stack([val_cols[n] for n in names])
-    pt = np.column_stack([test_cols[n] for n in names])
-    ens = make_ensembler(settings.ensembler).fit(pv, splits["val"].labels)
-    final_val, final_test = ens.predict(pv), ens.predict(pt)
-    rows.append(_row("ensemble", f"{settings.ensembler} of {', '.join(names)}", with_pretext, final_test,
-                     splits["test"], len(names)))
+    final_val, final_test, ens = _ensemble_row(settings, splits, members, val_cols, test_cols, rows, "ensemble", "rung", start)
+    if settings.feature_member:
+        feature = fit_feature_member(splits, settings.feature_synthetic_pairs, data_dir, step_dir, settings.seed,
+                                     settings.threads)
+        add(feature.name, feature, (FEATURE_ROW, "gradient boosting on the aligned pair cues", "ours", "-"))
+        members.append(feature)
+        final_val, final_test, ens = _ensemble_row(settings, splits, members, val_cols, test_cols, rows,
+                                                   PLUS_FEATURE_ROW, "ours", start)
     save_answer_run(step_dir, members, ens)
-    if with_pretext and settings.no_pretext_rows:
-        ladder_rows(False)  # the comparison rows last: the main result is saved first
-    result = LadderResult(
+    if start != "scratch" and settings.scratch_rows:
+        ladder_rows(True)  # the comparison rows last: the main result is saved first
+    return LadderResult(
         ladder=pd.DataFrame(rows), histories=tr.histories,
         val_probs=pd.DataFrame(val_cols, index=[p.id for p in splits["val"].pairs]),
         test_probs=pd.DataFrame(test_cols, index=[p.id for p in splits["test"].pairs]),
@@ -229,7 +271,18 @@ def run(settings: AnswerSettings, splits: dict[str, Split], step_dir: str | Path
         swap_flip_rate=float(np.mean([swap_flip_rate(m, splits["test"], tr) for m in members
                                       if isinstance(m, NetworkMember)])),
     )
-    return result
+
+
+def _ensemble_row(settings: AnswerSettings, splits: dict[str, Split], members: list, val_cols: dict, test_cols: dict,
+                  rows: list, name: str, kind: str, start: str) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Fit the ensembler on val over `members`' columns and append its test row."""
+    names = [m.name for m in members]
+    pv = np.column_stack([val_cols[n] for n in names])
+    pt = np.column_stack([test_cols[n] for n in names])
+    ens = make_ensembler(settings.ensembler).fit(pv, splits["val"].labels)
+    final_val, final_test = ens.predict(pv), ens.predict(pt)
+    rows.append(_row(name, f"{settings.ensembler} of {', '.join(names)}", kind, start, final_test, splits["test"], len(names)))
+    return final_val, final_test, ens
 
 
 def prediction_rows(result: LadderResult, split: Split, final: np.ndarray) -> list[dict[str, Any]]:
@@ -281,7 +334,8 @@ def metrics(result: LadderResult, splits: dict[str, Split], seconds: float) -> d
         "test_person_accuracy": table["person"]["acc"], "test_scene_accuracy": table["scene"]["acc"],
         "val_accuracy": accuracy(result.final_val, splits["val"].labels),
         "member_test_accuracy": singles, "best_single": max(singles.values()) if singles else None,
-        "ladder": result.ladder[["row", "pretext", "overall_acc", "person_acc", "scene_acc"]].to_dict("records"),
+        "ladder": result.ladder[["row", "kind", "start", "overall_acc", "overall_lo", "overall_hi", "person_acc",
+                                  "scene_acc"]].to_dict("records"),
         "swap_flip_rate": result.swap_flip_rate, "train_seconds": result.seconds, "seconds": round(seconds, 1),
         "n_pairs": {k: len(v.pairs) for k, v in splits.items()},
     })

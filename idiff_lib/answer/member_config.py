@@ -44,6 +44,9 @@ class MemberConfig:
             paper's); "stats": the mean and the standard deviation over space of each of the
             backbone's last four stages (quality lives in texture statistics at several scales,
             as in the frozen-features row; `idiff_lib.answer.backbones.StatsPool`).
+        frozen_stages: the backbone's earliest feature stages (timm's ``feature_info``) kept
+            frozen; 0 fine-tunes every layer. The early, high-resolution stages cost most of a
+            backward pass, and their ImageNet edge and texture filters are what quality needs.
         seed: seeds Python, NumPy and torch; each epoch reseeds from (seed, epoch).
         synthetic_pairs: fresh pairs per epoch drawn from the training photos by the degradation
             generator (0 = only the fixed training pairs).
@@ -68,6 +71,7 @@ class MemberConfig:
     hidden: int = 256
     dropout: float = 0.1
     pooling: str = "avg"
+    frozen_stages: int = 0
     seed: int = 42
     synthetic_pairs: int = 0
     swap_aug: bool = True
@@ -80,6 +84,8 @@ class MemberConfig:
                                  f"{suggest(self.pooling, POOLINGS)}")
         if self.category not in ("", *CATEGORIES):
             raise ParameterError(f"member {self.name}: category {self.category!r} must be '', 'person' or 'scene'")
+        if self.frozen_stages < 0:
+            raise ParameterError(f"member {self.name}: frozen_stages must be >= 0, got {self.frozen_stages}")
         for key in ("img_size", "resize", "epochs", "batch_size"):
             if int(getattr(self, key)) < 1:
                 raise ParameterError(f"member {self.name}: {key} must be >= 1, got {getattr(self, key)}")

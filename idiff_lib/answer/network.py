@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from idiff_lib.answer.backbones import create_backbone, feature_dim
+from idiff_lib.answer.backbones import create_backbone, feature_dim, freeze_stages
 from idiff_lib.answer.checkpoints import load_weights
 from idiff_lib.answer.member_config import MemberConfig
 from idiff_lib.core.errors import ParameterError
@@ -52,6 +52,7 @@ class PairwiseModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.backbone = backbone if backbone is not None else create_backbone(cfg)
+        freeze_stages(self.backbone, cfg.frozen_stages)
         dim = feature_dim(self.backbone)
         if cfg.mode == "split":
             self.global_head = DiffHead(dim, cfg.hidden, cfg.dropout)

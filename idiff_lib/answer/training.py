@@ -150,7 +150,7 @@ def _own_items(cfg: MemberConfig, items: Sequence[Item]) -> list[Item]:
 def _start(cfg: MemberConfig, n_train: int, synthetic: ItemStream | None, dev: torch.device) -> _Training:
     seed_everything(cfg.seed)
     model = build_model(cfg).to(dev)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     n_per_epoch = n_train + (cfg.synthetic_pairs if synthetic else 0)
     steps_per_epoch = math.ceil(n_per_epoch / cfg.batch_size)
     scheduler = _schedule(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup_frac)

@@ -70,7 +70,7 @@ def draw_accuracy_bars(ax: plt.Axes, labels: Sequence[str], table: dict[str, tup
 def plot_answer_ladder_accuracy(ladder: pd.DataFrame) -> plt.Figure:
     """The Answer-model ladder: test accuracy of its rows per person / scene / overall, with 95% cluster-bootstrap intervals over photos."""
     groups = ("person", "scene", "overall")
-    labels = [f"{r.row}{'' if r.pretext else ' (no pretext)'}" if "pretext" in ladder else r.row for r in ladder.itertuples()]
+    labels = [f"{r.row} [{r.kind}]" if "kind" in ladder and r.kind != "rung" else r.row for r in ladder.itertuples()]
     fig, ax = plt.subplots(figsize=(7, 0.75 * len(ladder) + 1.4))
     draw_accuracy_bars(ax, labels, {g: (ladder[f"{g}_acc"], ladder[f"{g}_lo"], ladder[f"{g}_hi"]) for g in groups})
     ax.set_title("Ablation ladder (95% cluster-bootstrap interval over photos)")

@@ -69,24 +69,24 @@ TABLE_GROUPS = (*CATEGORIES, "overall")
 
 
 def answer_ladder(run_dir: str | Path) -> pd.DataFrame:
-    """Notebook 02's ladder in long form: rung, category, accuracy, ci_low, ci_high, n.
+    """Notebook 02's ladder in long form: rung, kind, category, accuracy, ci_low, ci_high, n.
 
-    Reads ``02_train_answer_model/ladder.csv`` as notebook 02 writes it (one row per ladder row, with
-    ``<category>_acc/_lo/_hi/_n`` columns and a ``pretext`` flag). Rows trained without the pretext
-    start, kept for comparison, become extra rungs marked "(no pretext)".
+    Reads ``02_train_answer_model/ladder.csv`` as notebook 02 writes it (one row per Table A row,
+    with ``<category>_acc/_lo/_hi/_n`` columns and its ``kind``: the paper's "rung", "teaching",
+    "ablation" or "ours"). The paper's rungs get the paper's names; a rung trained again from
+    scratch keeps its suffix, e.g. "+ L/R split views (no pretraining)".
     """
     wide = pd.read_csv(layout.step_dir(run_dir, layout.ANSWER_STEP) / layout.ANSWER_LADDER_FILE)
-    main_pretext = bool(wide["pretext"].iloc[0]) if "pretext" in wide and len(wide) else True
     rows = []
     for _, r in wide.iterrows():
-        rung = RUNG_NAMES.get(r["row"], r["row"])
-        if "pretext" in wide and bool(r["pretext"]) != main_pretext:
-            rung += " (no pretext)" if main_pretext else " (pretext)"
+        base, _, suffix = str(r["row"]).partition(" (")
+        rung = RUNG_NAMES.get(base, base) + (f" ({suffix}" if suffix else "")
+        kind = r["kind"] if "kind" in wide else "rung"
         for cat in TABLE_GROUPS:
             if f"{cat}_acc" in wide:
-                rows.append({"rung": rung, "category": cat, "accuracy": r[f"{cat}_acc"], "ci_low": r[f"{cat}_lo"],
-                             "ci_high": r[f"{cat}_hi"], "n": r.get(f"{cat}_n")})
-    return pd.DataFrame(rows, columns=["rung", "category", "accuracy", "ci_low", "ci_high", "n"])
+                rows.append({"rung": rung, "kind": kind, "category": cat, "accuracy": r[f"{cat}_acc"],
+                             "ci_low": r[f"{cat}_lo"], "ci_high": r[f"{cat}_hi"], "n": r.get(f"{cat}_n")})
+    return pd.DataFrame(rows, columns=["rung", "kind", "category", "accuracy", "ci_low", "ci_high", "n"])
 
 
 def answer_table(run_dir: str | Path) -> pd.DataFrame:
@@ -94,7 +94,7 @@ def answer_table(run_dir: str | Path) -> pd.DataFrame:
     ladder = answer_ladder(run_dir)
     rows = []
     for rung in dict.fromkeys(ladder["rung"]):
-        row = {"rung": rung}
+        row = {"rung": rung, "kind": ladder.loc[ladder["rung"] == rung, "kind"].iloc[0]}
         for cat in TABLE_GROUPS:
             hit = ladder[(ladder["rung"] == rung) & (ladder["category"] == cat)]
             row[f"ours {cat}"] = (_fmt_ci(*hit[["accuracy", "ci_low", "ci_high"]].iloc[0].tolist())
