@@ -264,8 +264,13 @@ def test_ensemble_sentences():
                            {"row": "ensemble", "overall_acc": 0.8, "overall_lo": 0.7, "overall_hi": 0.9}])
     assert "best row is ensemble at 0.80 [0.70, 0.90]" in analysis.ladder_sentence(ladder)
     assert "intervals of merged include 0.5" in analysis.ladder_sentence(ladder)
-    twice = pd.concat([ladder.assign(pretext=True), ladder.assign(pretext=False, overall_acc=0.5)])
-    assert "intervals of merged, merged (no pretext) include 0.5" in analysis.ladder_sentence(twice)
+    ladder["kind"] = "rung"
+    scratch = ladder.iloc[:1].assign(row="merged (no pretraining)", kind="ablation", overall_acc=0.5)
+    frozen = ladder.iloc[:1].assign(row="frozen features + linear head", kind="teaching", overall_acc=0.6)
+    both = pd.concat([frozen, ladder, scratch], ignore_index=True)
+    assert "intervals of frozen features + linear head, merged, merged (no pretraining) include 0.5" in analysis.ladder_sentence(both)
+    gains = analysis.rung_gains(both)
+    assert "merged -> ensemble   : +0.250" in gains and "floor 0.600: cleared by ensemble" in gains
 
 
 def test_worked_pair_rationales_table(tmp_path):

@@ -15,8 +15,8 @@ def run_dir(tmp_path):
     """A run folder holding the recorded outputs the report reads (values made up for the test)."""
     (tmp_path / layout.ANSWER_STEP).mkdir()
     rows = []  # as notebook 02 writes it: one row per ladder row, <category>_acc/_lo/_hi/_n columns
-    for i, name in enumerate(["merged", "split", "specialists", "ensemble", "split"]):
-        row = {"row": name, "description": name, "pretext": i < 4, "members": 1}
+    for i, name in enumerate(["merged", "split", "specialists", "ensemble", "split (no pretraining)"]):
+        row = {"row": name, "description": name, "kind": "rung" if i < 4 else "ablation", "members": 1}
         for cat in ("person", "scene", "overall"):
             acc = 0.6 + 0.1 * i if i < 4 else 0.5
             row.update({f"{cat}_acc": acc, f"{cat}_lo": acc - 0.05, f"{cat}_hi": acc + 0.05, f"{cat}_n": 10})
@@ -32,7 +32,8 @@ def run_dir(tmp_path):
 
 def test_tables_put_ours_beside_the_paper(run_dir, tmp_path):
     a = report.answer_table(run_dir)
-    assert list(a["rung"]) == list(report.PAPER_ANSWER_LADDER) + ["+ L/R split views (no pretext)"]
+    assert list(a["rung"]) == list(report.PAPER_ANSWER_LADDER) + ["+ L/R split views (no pretraining)"]
+    assert list(a["kind"]) == ["rung"] * 4 + ["ablation"]
     assert a.loc[0, "ours overall"] == "0.600 [0.550, 0.650]" and a.loc[3, "paper overall (RAIM val)"] == "0.912"
     assert a.loc[4, "ours person"] == "0.500 [0.450, 0.550]" and a.loc[4, "paper overall (RAIM val)"] == "–"
     b = report.thinking_table(run_dir)

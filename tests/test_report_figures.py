@@ -23,8 +23,8 @@ from idiff_lib.report import html_report as report  # noqa: E402
 
 def _ladder() -> pd.DataFrame:
     rows = []
-    for i, name in enumerate(["merged", "split", "specialists", "ensemble", "specialists"]):
-        row = {"row": name, "pretext": i < 4}
+    for i, name in enumerate(["merged", "split", "specialists", "ensemble", "specialists (no pretraining)"]):
+        row = {"row": name, "kind": "rung" if i < 4 else "ablation"}
         for g in ("person", "scene", "overall"):
             row.update({f"{g}_acc": 0.5 + 0.05 * i, f"{g}_lo": 0.45 + 0.05 * i, f"{g}_hi": 0.55 + 0.05 * i})
         rows.append(row)
@@ -41,7 +41,7 @@ def test_answer_ladder_tick_labels_do_not_overlap():
     fig.canvas.draw()
     ax = fig.axes[0]
     names = [t.get_text() for t in ax.get_yticklabels()]
-    assert names[-1] == "specialists (no pretext)" and not _overlaps(ax.get_yticklabels())
+    assert names[-1] == "specialists (no pretraining) [ablation]" and not _overlaps(ax.get_yticklabels())
 
 
 def test_ensemble_legend_sits_off_the_bars():
