@@ -39,7 +39,7 @@ class AnswerSettings(WorkedPairSettings):
     img_size: int = 128  # crop side: detail crops at native pixels keep the defects; 128 px fits 2 cores
     resize: int = 160  # the global view's short side before the random 128 crop (keeps most of the frame)
     local_resize: int = 0  # 0: detail crops kept at native pixels, where noise, halos and smearing are visible
-    epochs: int = 3  # what fits the 15-minute CPU budget for the whole ladder on 2 cores
+    epochs: int = 2  # what fits the 15-minute CPU budget for the whole ladder on 2 cores
     batch_size: int = 16  # small batches: more updates per epoch on a small data set
     lr: float = 0.0001  # the paper's AdamW rate
     weight_decay: float = 0.0001  # the paper's value
