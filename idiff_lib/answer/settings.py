@@ -59,9 +59,9 @@ class AnswerSettings(WorkedPairSettings):
     pretext_crop: int = 64  # pretext crop side: defects are local, small crops are cheap
     scratch_rows: list[str] = field(default_factory=lambda: ["split"])  # ladder rows trained again from random weights ("no pretraining")
     frozen_row: bool = True  # add the teaching row "frozen ImageNet features + linear head" (pretrained profiles only)
-    # "mean" (the paper's equal weights) | "weighted" | "stacking", fitted on val only. The CPU networks
-    # stay near chance on the demo (0.44-0.53) and one is overconfident, so an equal mean drags the
-    # feature member down (test 0.64 vs 0.72); stacking weighs each member by what it is worth on val.
+    # "mean" (the paper's equal weights) | "weighted" | "stacking", fitted on val only. Members fine-tuned
+    # for minutes on 300 pairs differ in worth and confidence; stacking weighs each by what it is worth
+    # on val (notebook 04 compares the three ensemblers).
     ensembler: str = "stacking"
     feature_member: bool = True  # add the feature-based member (gradient boosting on the pair cues) to the ensemble
     feature_synthetic_pairs: int = 4000  # fresh pairs for the feature member (about 80 ms each on one core; 0: train only)
