@@ -138,6 +138,28 @@ def test_generate_feeds_one_new_token_per_step_through_the_cache(tiny_vlm):
     assert seen == [(enc["input_ids"].shape[1], True), (1, True), (1, True)]
 
 
+def test_left_padded_batch_generates_as_each_prompt_alone(tiny_vlm):
+    from idiff_lib.thinking.encoding import collate
+
+    model, processor = tiny_vlm
+    items = []
+    for seed, extra in enumerate(["", " Look closely at the face and the noise in the sky."]):
+        content = [*MESSAGES[1]["content"], {"type": "text", "text": extra}]
+        text = processor.apply_chat_template([MESSAGES[0], {"role": "user", "content": content}],
+                                             add_generation_prompt=True, tokenize=False)
+        items.append(processor(text=[text], images=_images(seed=seed), return_tensors="pt"))
+    kw = dict(max_new_tokens=3, min_new_tokens=3, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id,
+              output_scores=True, return_dict_in_generate=True)
+    alone = [torch.stack(model.generate(**it, **kw).scores)[:, 0] for it in items]
+    batch = collate(items, processor.tokenizer.pad_token_id, "left")
+    assert batch["input_ids"].shape[1] > items[0]["input_ids"].shape[1]  # the first prompt is padded
+    together = torch.stack(model.generate(**batch, **kw).scores)
+    for i, scores in enumerate(alone):
+        finite = torch.isfinite(scores)
+        assert torch.equal(finite, torch.isfinite(together[:, i]))
+        assert torch.allclose(together[:, i][finite], scores[finite], atol=1e-4)
+
+
 def test_save_and_load_model_round_trip(tiny_vlm, tmp_path):
     model, processor = tiny_vlm
     folder = tmp_path / "vlm"
