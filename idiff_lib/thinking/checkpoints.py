@@ -132,6 +132,8 @@ def load_model(
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from idiff_lib.thinking import small_vlm  # noqa: F401  (registers the small VLM with the Auto classes)
+
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch_dtype = {"auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
                    "bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}[dtype]

@@ -29,8 +29,10 @@ class LoraSettings:
         from peft import LoraConfig
 
         targets = list(self.target_modules or lora_target_modules(model, self.train_vision))
+        # a model whose projector starts untrained (the small VLM) names it to be trained in full
+        extra = list(getattr(model, "lora_modules_to_save", None) or []) or None
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=targets,
-                          bias="none", task_type="CAUSAL_LM")
+                          bias="none", task_type="CAUSAL_LM", modules_to_save=extra)
 
 
 _VISION_KEYS = ("visual", "vision_tower", "vision_model", "multi_modal_projector", "merger")

@@ -24,6 +24,7 @@ from idiff_lib.thinking.checkpoints import load_model, staging_dir
 from idiff_lib.thinking.encoding import SWAP_SUFFIX, context_length, examples_for, swap_sides_text, swapped_pair
 from idiff_lib.thinking.lora import LoraSettings, apply_lora
 from idiff_lib.thinking.settings import ThinkingSettings
+from idiff_lib.thinking.small_vlm_build import build_small_vlm
 from idiff_lib.thinking.tiny import TinySettings, build_tiny_model, rationale_corpus
 from idiff_lib.thinking.training import TrainSettings, train
 
@@ -36,7 +37,8 @@ class RunSettings:
     """Everything one Thinking Model training run needs, saved as ``thinking.json`` in its folder.
 
     Attributes:
-        model: a Hub name, alias or folder; ``"tiny"`` builds the tiny model in ``RUN/base``.
+        model: a Hub name, alias or folder; ``"tiny"`` builds the tiny model in ``RUN/base``;
+            ``"small-vlm"`` builds the small VLM of pretrained parts there (`build_small_vlm`).
         stage: the prompt stage (S0..S4).
         lora: train LoRA adapters (True) or all weights (False, the tiny model's default).
         max_pixels: per-image pixel budget at encoding time (None = the processor's).
@@ -116,23 +118,29 @@ def build_run_settings(
                        train=train_settings)
 
 
+SMALL_VLM = "small-vlm"  # settings.model value: SmolLM2-135M + EfficientNet-Lite0 (`small_vlm_build`)
+
+
 def prepare_model(run_dir: Path, settings: RunSettings, corpus_pairs: Sequence[pairs_mod.Pair] = (),
                   init_from: str | Path | None = None, log=print):
     """Model + processor for training.
 
     From `init_from` (an earlier stage's weights) when given, else the tiny model built in
-    ``run_dir/base`` (tokenizer corpus: `corpus_pairs`), else the named checkpoint; LoRA adapters
+    ``run_dir/base`` (tokenizer corpus: `corpus_pairs`), else the small VLM of pretrained parts
+    built there (``"small-vlm"``), else the named checkpoint; LoRA adapters
     are added when the settings ask for them and the model has none yet.
     """
     if init_from is not None:
         model, processor = load_model(str(init_from), trainable_adapter=True)
-    elif settings.model == "tiny":
+    elif settings.model in ("tiny", SMALL_VLM):
         from accelerate import PartialState
 
         base = run_dir / "base"
         # Under `accelerate launch` the main process builds the model; the others wait, then load it.
         with PartialState(cpu=not torch.cuda.is_available()).main_process_first():
-            if not (base / "config.json").exists():
+            if not (base / "config.json").exists() and settings.model == SMALL_VLM:
+                build_small_vlm(base)
+            elif not (base / "config.json").exists():
                 build_tiny_model(base, rationale_corpus(corpus_pairs, settings.raim_dir or None), settings.tiny)
         model, processor = load_model(str(base))
     else:
