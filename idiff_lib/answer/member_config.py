@@ -44,6 +44,10 @@ class MemberConfig:
             paper's); "stats": the mean and the standard deviation over space of each of the
             backbone's last four stages (quality lives in texture statistics at several scales,
             as in the frozen-features row; `idiff_lib.answer.backbones.StatsPool`).
+        head_lr_mult: the difference heads' learning rate as a multiple of `lr`. The heads start
+            from random weights while the backbone starts from ImageNet: a larger step for the heads
+            lets them learn in a few hundred steps without moving the pretrained features too far
+            (discriminative learning rates, Howard & Ruder, ACL 2018).
         frozen_stages: the backbone's earliest feature stages (timm's ``feature_info``) kept
             frozen; 0 fine-tunes every layer. The early, high-resolution stages cost most of a
             backward pass, and their ImageNet edge and texture filters are what quality needs.
@@ -72,6 +76,7 @@ class MemberConfig:
     dropout: float = 0.1
     pooling: str = "avg"
     frozen_stages: int = 0
+    head_lr_mult: float = 1.0
     seed: int = 42
     synthetic_pairs: int = 0
     swap_aug: bool = True
@@ -84,6 +89,8 @@ class MemberConfig:
                                  f"{suggest(self.pooling, POOLINGS)}")
         if self.category not in ("", *CATEGORIES):
             raise ParameterError(f"member {self.name}: category {self.category!r} must be '', 'person' or 'scene'")
+        if self.head_lr_mult <= 0:
+            raise ParameterError(f"member {self.name}: head_lr_mult must be > 0, got {self.head_lr_mult}")
         if self.frozen_stages < 0:
             raise ParameterError(f"member {self.name}: frozen_stages must be >= 0, got {self.frozen_stages}")
         for key in ("img_size", "resize", "epochs", "batch_size"):

@@ -36,8 +36,8 @@ class AnswerSettings(WorkedPairSettings):
     backbones: list[str] = field(default_factory=lambda: ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
     pretrained: bool = True  # fine-tune ImageNet weights, as the paper does (idiff_lib.answer.weights finds them offline)
     checkpoints: dict[str, str] = field(default_factory=dict)  # backbone -> a local weights file instead of downloading
-    img_size: int = 128  # crop side: detail crops at native pixels keep the defects; 128 px fits 2 cores
-    resize: int = 160  # the global view's short side before the random 128 crop (keeps most of the frame)
+    img_size: int = 192  # crop side: the detail crops (about 208 px) stay nearly whole at native pixels
+    resize: int = 240  # the global view's short side before the random 192 crop (keeps most of the frame)
     local_resize: int = 0  # 0: detail crops kept at native pixels, where noise, halos and smearing are visible
     epochs: int = 2  # what fits the 15-minute CPU budget for the whole ladder on 2 cores
     batch_size: int = 16  # small batches: more updates per epoch on a small data set
@@ -46,6 +46,7 @@ class AnswerSettings(WorkedPairSettings):
     warmup_frac: float = 0.05  # share of the steps with a linear warm-up before the cosine decay
     hidden: int = 256  # width of the difference-aware head's hidden layer
     dropout: float = 0.1  # dropout in the difference-aware head
+    head_lr_mult: float = 10.0  # the difference heads' learning rate as a multiple of lr (random heads on a pretrained backbone)
     frozen_stages: int = 2  # earliest backbone stages kept frozen: ImageNet's edge filters serve as they are
     pooling: str = "stats"  # mean and std of the last four stages (quality is texture statistics); "avg": the paper's
     swap_aug: bool = True  # exchange A and B (and the label) at random in training
@@ -105,7 +106,7 @@ class AnswerSettings(WorkedPairSettings):
             epochs=self.specialist_epochs if category else self.epochs, batch_size=self.batch_size,
             lr=self.lr / self.specialist_lr_divisor if category else self.lr, weight_decay=self.weight_decay,
             warmup_frac=self.warmup_frac, hidden=self.hidden, dropout=self.dropout, pooling=self.pooling,
-            frozen_stages=0 if scratch else self.frozen_stages, seed=self.seed,
+            frozen_stages=0 if scratch else self.frozen_stages, head_lr_mult=self.head_lr_mult, seed=self.seed,
             synthetic_pairs=self.specialist_synthetic_pairs if category else self.synthetic_pairs,
             swap_aug=self.swap_aug,
         )

@@ -150,7 +150,13 @@ def _own_items(cfg: MemberConfig, items: Sequence[Item]) -> list[Item]:
 def _start(cfg: MemberConfig, n_train: int, synthetic: ItemStream | None, dev: torch.device) -> _Training:
     seed_everything(cfg.seed)
     model = build_model(cfg).to(dev)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups: list[Any] = trainable
+    if cfg.head_lr_mult != 1.0:  # two groups only then: checkpoints of one-group runs still resume
+        backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+        heads = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
+        groups = [{"params": backbone, "lr": cfg.lr}, {"params": heads, "lr": cfg.lr * cfg.head_lr_mult}]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     n_per_epoch = n_train + (cfg.synthetic_pairs if synthetic else 0)
     steps_per_epoch = math.ceil(n_per_epoch / cfg.batch_size)
     scheduler = _schedule(optimizer, steps_per_epoch * cfg.epochs, cfg.warmup_frac)
