@@ -65,3 +65,25 @@ def train_tiny_answer_run(step_dir: Path, pairs: list) -> Path:
     run_store.save_answer_run(step_dir, [ensemble.network_member("m", {"": step_dir / "members" / "m"})],
                               ensemble.make_ensembler("mean"))
     return step_dir
+
+
+def tiny_member_cfg(**kw):
+    """A resnet10t member at 32 px, two epochs: the tests' smallest trainable member (``kw`` overrides)."""
+    from idiff_lib.answer.member_config import MemberConfig
+
+    base = dict(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=2,
+                batch_size=4, lr=1e-3, hidden=16, seed=3)
+    base.update(kw)
+    return MemberConfig(**base)
+
+
+def drop_chat_template(folder: Path) -> None:
+    """Remove every chat template a saved tokenizer folder holds (file or tokenizer_config entry)."""
+    import json
+
+    for name in ("chat_template.jinja", "chat_template.json"):
+        (folder / name).unlink(missing_ok=True)
+    config = folder / "tokenizer_config.json"
+    data = json.loads(config.read_text())
+    data.pop("chat_template", None)
+    config.write_text(json.dumps(data))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from answer_fixtures import make_pairs_file
+from answer_fixtures import make_pairs_file, tiny_member_cfg
 from idiff_lib.answer import backbones, ensemble, inputs, member_config, network, run_store, training, weights
 from idiff_lib.answer.member_config import MemberConfig
 from idiff_lib.answer.settings import AnswerSettings
@@ -19,10 +19,7 @@ torch.set_num_threads(2)
 
 
 def tiny_cfg(**kw) -> MemberConfig:
-    base = dict(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=2,
-                batch_size=4, lr=1e-3, hidden=16, seed=3)
-    base.update(kw)
-    return MemberConfig(**base)
+    return tiny_member_cfg(**{**kw})
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 
+from answer_fixtures import drop_chat_template
 from idiff_lib.core.errors import DataError
 from idiff_lib.thinking import language_models as lm
 
@@ -82,14 +83,7 @@ def test_missing_gguf_and_missing_package_name_the_install(tmp_path, monkeypatch
 def test_model_folder_without_chat_template_is_refused(smollm2, tmp_path):
     folder = tmp_path / "no_template"
     shutil.copytree(smollm2[0], folder)
-    for name in ("chat_template.jinja", "chat_template.json"):
-        (folder / name).unlink(missing_ok=True)
-    config = folder / "tokenizer_config.json"
-    import json
-
-    data = json.loads(config.read_text())
-    data.pop("chat_template", None)
-    config.write_text(json.dumps(data))
+    drop_chat_template(folder)
     with pytest.raises(DataError, match="no chat template"):
         lm.load_language_model(folder)
     with pytest.raises(DataError, match="config.json"):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from answer_fixtures import drop_chat_template
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.thinking import small_vlm
 from idiff_lib.thinking.small_vlm_build import build_small_vlm
@@ -178,14 +179,7 @@ def test_save_and_load_model_round_trip(tiny_vlm, tmp_path):
 def test_processor_without_chat_template_is_refused(tiny_vlm, tmp_path):
     _, processor = tiny_vlm
     processor.save_pretrained(tmp_path)
-    for name in ("chat_template.jinja",):
-        (tmp_path / name).unlink(missing_ok=True)
-    cfg = tmp_path / "tokenizer_config.json"
-    import json
-
-    data = json.loads(cfg.read_text())
-    data.pop("chat_template", None)
-    cfg.write_text(json.dumps(data))
+    drop_chat_template(tmp_path)
     with pytest.raises(DataError, match="chat template"):
         SmallVlmProcessor.from_pretrained(tmp_path)
     with pytest.raises(DataError, match="small VLM processor"):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from answer_fixtures import make_pairs_file
+from answer_fixtures import make_pairs_file, tiny_member_cfg
 from idiff_lib.answer import inputs, training
 from idiff_lib.answer.member_config import MemberConfig
 from idiff_lib.data.pairs import read_pairs
@@ -15,10 +15,7 @@ torch.set_num_threads(2)
 
 
 def tiny_cfg(**kw) -> MemberConfig:
-    base = dict(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=2,
-                batch_size=2, lr=1e-3, hidden=8, seed=3)
-    base.update(kw)
-    return MemberConfig(**base)
+    return tiny_member_cfg(**{"batch_size": 2, "hidden": 8, **kw})
 
 
 @pytest.fixture(scope="module")
