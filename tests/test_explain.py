@@ -83,11 +83,16 @@ def test_cam_pair_indices_mix_right_and_wrong():
 
 def test_grad_cam_figure_rows(pairs):
     model = _model("resnet10t", 32)
+    from dataclasses import replace
+
     cams = [explain.explain_pair(model, p) for p in pairs]
-    fig = af.plot_grad_cams(cams, ["A", "B"], [0.7, 0.4])
+    assert [c.label for c in cams] == [p.answer for p in pairs]
+    cams[0] = replace(cams[0], ensemble_p=0.7)
+    fig = af.plot_grad_cams(cams)
     assert len(fig.axes) == 8 and fig.axes[0].get_title() == "global A"
-    assert "label A" in fig.axes[0].get_ylabel() and "ensemble 0.70" in fig.axes[0].get_ylabel()
-    assert len(af.plot_grad_cams([], []).axes) == 4
+    assert f"label {pairs[0].answer}" in fig.axes[0].get_ylabel() and "ensemble 0.70" in fig.axes[0].get_ylabel()
+    assert "ensemble" not in fig.axes[4].get_ylabel()
+    assert len(af.plot_grad_cams([]).axes) == 4
 
 
 def test_cam_pairs_setting_is_validated():

@@ -119,15 +119,12 @@ def create_backbone(cfg: MemberConfig) -> nn.Module:
 
     timm_name = resolve_backbone(cfg.backbone)
     if cfg.pooling == "stats":
-        return StatsPool(_create(cfg, timm_name, {"features_only": True, "out_indices": _last_stages(timm_name)}))
+        return StatsPool(_create(cfg, timm_name, {"features_only": True, "out_indices": LAST_STAGES}))
     return _create(cfg, timm_name, {"num_classes": 0})
 
 
-def _last_stages(timm_name: str) -> tuple[int, ...]:
-    import timm
-
-    n = len(timm.create_model(timm_name, pretrained=False, features_only=True).feature_info)
-    return tuple(range(max(0, n - STATS_STAGES), n))
+# timm counts negative out_indices from the last stage, so one build gives the last STATS_STAGES stages
+LAST_STAGES = tuple(range(-STATS_STAGES, 0))
 
 
 def _create(cfg: MemberConfig, timm_name: str, kwargs: dict[str, Any]) -> nn.Module:

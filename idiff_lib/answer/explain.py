@@ -45,6 +45,8 @@ class PairCam:
         p_left: the member's p(A is better) on these crops.
         target: "A" or "B", the answer whose logit the maps explain.
         member: the member's name.
+        label: the pair's true answer ("A"/"B"; "" when unlabelled).
+        ensemble_p: the whole ensemble's p(A is better) on the pair, when known.
     """
 
     pair_id: str
@@ -53,6 +55,8 @@ class PairCam:
     p_left: float
     target: str
     member: str = ""
+    label: str = ""
+    ensemble_p: float | None = None
 
 
 class _PairLogit(nn.Module):
@@ -143,7 +147,7 @@ def explain_pair(model: PairwiseModel, pair: Pair, target: str = "predicted", la
     with torch.enable_grad(), GradCAM(model=_PairLogit(model), target_layers=[layer]) as cam:
         maps = cam(input_tensor=x.requires_grad_(True), targets=[_SignedLogit(1.0 if side == "A" else -1.0)])
     return PairCam(pair.id, crops, np.asarray(maps, dtype=np.float32), float(1 / (1 + np.exp(-logit))), side,
-                   member or model.cfg.name)
+                   member or model.cfg.name, label=pair.answer or "")
 
 
 def cam_pair_indices(p: np.ndarray, labels: np.ndarray, n: int = 4) -> list[int]:
@@ -172,11 +176,15 @@ def first_network_member(members: Sequence[object]) -> NetworkMember:
 def explain_run(run: Step02Outputs, n: int = 4, target: str = "predicted") -> list[PairCam]:
     """Grad-CAM maps of the first network member (routed by category) on `n` test pairs of a step-02 run.
 
-    The pairs are chosen on the ensemble's test answers by `cam_pair_indices`.
+    The pairs are chosen on the ensemble's test answers by `cam_pair_indices`; each result carries the
+    pair's label and the ensemble's p_left.
     """
+    from dataclasses import replace
+
     member = first_network_member(run.ensemble.members)
     out = []
     for i in cam_pair_indices(run.final_test, run.test_labels, n):
         pair = run.test_pairs[i]
-        out.append(explain_pair(member.route(run.test_categories[i]), pair, target, member=member.name))
+        cam = explain_pair(member.route(run.test_categories[i]), pair, target, member=member.name)
+        out.append(replace(cam, ensemble_p=float(run.final_test[i])))
     return out

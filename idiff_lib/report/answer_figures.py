@@ -143,11 +143,11 @@ def plot_reliability_before_after(before: dict[str, np.ndarray], after: dict[str
     return fig
 
 
-def plot_grad_cams(cams: Sequence[Any], labels: Sequence[str], ensemble_p: Sequence[float] | None = None) -> plt.Figure:
+def plot_grad_cams(cams: Sequence[Any]) -> plt.Figure:
     """One row per pair: global A, global B, local A, local B with the member's Grad-CAM map overlaid.
 
-    `cams` are `idiff_lib.answer.explain.PairCam`; `labels` the true answers ("A"/"B"); each row's
-    title gives the member's p_left, the ensemble's (when given), the label and the answer explained.
+    `cams` are `idiff_lib.answer.explain.PairCam`; each row's title gives the member's p_left, the
+    ensemble's (when known), the true answer and the answer explained.
     """
     n = max(1, len(cams))
     fig, axes = plt.subplots(n, 4, figsize=(9.6, 2.6 * n + 0.4), squeeze=False)
@@ -161,9 +161,10 @@ def plot_grad_cams(cams: Sequence[Any], labels: Sequence[str], ensemble_p: Seque
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(titles[c])
-        ens = f", ensemble {ensemble_p[r]:.2f}" if ensemble_p is not None else ""
+        ens = f", ensemble {cam.ensemble_p:.2f}" if cam.ensemble_p is not None else ""
+        label = cam.label or "?"
         axes[r, 0].set_ylabel(f"{cam.pair_id}\n{cam.member} p_left {cam.p_left:.2f}{ens}\n"
-                              f"label {labels[r]}, map of '{cam.target} is better'", fontsize=7)
+                              f"label {label}, map of '{cam.target} is better'", fontsize=7)
     if not cams:
         for ax in axes[0]:
             ax.set_visible(False)
