@@ -40,7 +40,8 @@ def _tiny_parts():
 @pytest.fixture(scope="module")
 def tiny_vlm():
     lm, tok = _tiny_parts()
-    return small_vlm.compose(lm, tok, vision_backbone="resnet10t", image_size=32, grid=GRID, projector_hidden=16)
+    return small_vlm.compose(lm, tok, vision_backbone="resnet10t", image_size=32, grid=GRID, projector_hidden=16,
+                             view_names=None)
 
 
 def _images(n=2, seed=0):
@@ -63,6 +64,41 @@ def test_processor_expands_each_image_to_its_tokens(tiny_vlm):
     assert enc["attention_mask"].shape == enc["input_ids"].shape
     with pytest.raises(ParameterError, match="placeholders"):
         processor(text=[text], images=_images(1), return_tensors="pt")
+
+
+def test_view_mode_gives_each_half_its_own_marked_block(tiny_vlm, tmp_path):
+    from idiff_lib.core import paths
+    from idiff_lib.data import pairs
+    from idiff_lib.data.views import load_views
+    from idiff_lib.thinking import prompts
+    from idiff_lib.thinking.encoding import SWAP_SUFFIX, encode, load_images, swapped_pair
+
+    model, processor = tiny_vlm
+    lm, tok = _tiny_parts()
+    _, viewer = small_vlm.compose(lm, tok, vision_backbone="resnet10t", image_size=32, grid=GRID,
+                                  projector_hidden=16)
+    assert viewer.view_names == ("global view", "detail view")
+    text = viewer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False)
+    expanded = viewer.expand_placeholders(text)
+    markers = ["Image A (left), global view:", "Image B (right), global view:", "Image A (left), detail view:",
+               "Image B (right), detail view:"]
+    at = [expanded.index(m) for m in markers]
+    assert at == sorted(at) and expanded.count("<image>") == 4 * GRID * GRID
+    enc = viewer(text=[text], images=_images(4), return_tensors="pt")
+    assert enc["pixel_values"].shape == (4, 3, 32, 32)
+    with pytest.raises(ParameterError, match="two images"):
+        viewer(text=[text], images=_images(2), return_tensors="pt")
+    # the four views of a demo pair, A before B, exchanged for the swapped copy; the setting survives a save
+    pair = pairs.read_pairs(paths.DATA_DIR / "demo" / "val_sft.jsonl")[0]
+    views, swapped = load_images(pair, views=True), load_images(swapped_pair(pair), views=True)
+    v = load_views(pair)
+    assert [np.asarray(im).shape for im in views] == [a.shape for a in (v.global_left, v.global_right, v.local_left,
+                                                                         v.local_right)]
+    assert np.array_equal(np.asarray(swapped[0]), v.global_right) and swapped_pair(pair).id.endswith(SWAP_SUFFIX)
+    item = encode(viewer, prompts.build_prompt("S1", pair.category), views)
+    assert int((item["input_ids"] == model.config.image_token_id).sum()) == 4 * GRID * GRID
+    viewer.save_pretrained(tmp_path / "p")
+    assert type(viewer).from_pretrained(tmp_path / "p").view_names == viewer.view_names
 
 
 def test_forward_loss_is_finite_and_reaches_the_projector(tiny_vlm):

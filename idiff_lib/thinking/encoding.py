@@ -44,26 +44,36 @@ def swapped_pair(pair: pairs_mod.Pair) -> pairs_mod.Pair:
                                completion=pairs_mod.format_completion(thinking, answer))
 
 
-def load_images(pair: pairs_mod.Pair, max_pixels: int | None = None) -> list:
+def load_images(pair: pairs_mod.Pair, max_pixels: int | None = None, views: bool = False) -> list:
     """The pair's two images (c0 global, c1 detail) as PIL RGB, shrunk to at most `max_pixels` each.
 
     A pair made by `swapped_pair` gets its merged images with the halves exchanged (separate
-    images in the other order).
+    images in the other order). With `views`, the four views instead (global A, global B, detail
+    A, detail B: `idiff_lib.data.views.load_views`), for a processor that reads each view as its
+    own block (`SmallVlmProcessor.view_names`).
     """
     from PIL import Image
 
-    from idiff_lib.data.views import load_rgb, merge_side_by_side, split_merged
+    from idiff_lib.data.views import load_rgb, load_views, merge_side_by_side, split_merged
 
     swap = pair.id.endswith(SWAP_SUFFIX)
-    order = range(len(pair.image_refs))
-    if swap and pair.layout == "separate":
-        order = reversed(order)
+    if views:
+        v = load_views(pair)
+        v = v.swapped() if swap else v
+        arrays = [v.global_left, v.global_right, v.local_left, v.local_right]
+    else:
+        order = range(len(pair.image_refs))
+        if swap and pair.layout == "separate":
+            order = reversed(order)
+        arrays = []
+        for i in order:
+            rgb = load_rgb(pair.image_path(i), pair)
+            if swap and pair.layout == "merged":
+                left, right = split_merged(rgb, pair, pair.image_path(i))
+                rgb = merge_side_by_side(right, left)
+            arrays.append(rgb)
     out = []
-    for i in order:
-        rgb = load_rgb(pair.image_path(i), pair)
-        if swap and pair.layout == "merged":
-            left, right = split_merged(rgb, pair, pair.image_path(i))
-            rgb = merge_side_by_side(right, left)
+    for rgb in arrays:
         im = Image.fromarray(rgb)
         if max_pixels and im.width * im.height > max_pixels:
             scale = math.sqrt(max_pixels / (im.width * im.height))
@@ -228,8 +238,8 @@ def examples_for(
             if pair.answer is None:
                 raise pair.error("cannot train on an unlabeled pair", "train on an SFT/GRPO file with rationales")
             target = target_text(pair.thinking, pair.answer)
-        item = encode(processor, prompts[pair.id], load_images(pair, max_pixels), target, max_length=max_length,
-                      name=pair.id)
+        images = load_images(pair, max_pixels, views=bool(getattr(processor, "view_names", None)))
+        item = encode(processor, prompts[pair.id], images, target, max_length=max_length, name=pair.id)
         item["id"] = pair.id
         out.append(item)
     return out

@@ -25,8 +25,8 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from idiff_lib.core.errors import ParameterError
-from idiff_lib.thinking.small_vlm_processor import (SMALL_VLM_CHAT_TEMPLATE, IMAGE_TOKEN, SmallVlmProcessor,
-                                                     add_image_token)
+from idiff_lib.thinking.small_vlm_processor import (SMALL_VLM_CHAT_TEMPLATE, IMAGE_TOKEN, RAIM_VIEW_NAMES,
+                                                     SmallVlmProcessor, add_image_token)
 
 MODEL_TYPE = "idiff_small_vlm"
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
@@ -177,12 +177,14 @@ AutoProcessor.register(SmallVlmConfig, SmallVlmProcessor, exist_ok=True)
 
 
 def compose(language_model, tokenizer, *, vision_backbone: str = DEFAULT_BACKBONE, image_size: int = 224,
-            grid: int = 7, projector_hidden: int = 1024, vision: nn.Module | None = None, seed: int = 0):
+            grid: int = 7, projector_hidden: int = 1024, vision: nn.Module | None = None, seed: int = 0,
+            view_names: tuple[str, ...] | None = RAIM_VIEW_NAMES):
     """(model, processor) from a ``LlamaForCausalLM``, its tokenizer and a vision backbone.
 
     The tokenizer gains the ``<image>`` token (its embedding row is the mean of the others), and the
     chat template that renders image items. `vision` = a built timm backbone whose weights are
-    copied in (None = random init); the projector is random (seeded).
+    copied in (None = random init); the projector is random (seeded). `view_names`: see
+    `SmallVlmProcessor` (None = each merged image is one block of visual tokens).
     """
     image_token_id = add_image_token(tokenizer)
     if tokenizer.pad_token is None:
@@ -208,5 +210,6 @@ def compose(language_model, tokenizer, *, vision_backbone: str = DEFAULT_BACKBON
     cfg = model.vision_tower.pretrained_cfg
     processor = SmallVlmProcessor(tokenizer, image_size=image_size, num_image_tokens=config.num_image_tokens,
                                   image_mean=cfg.get("mean", (0.5, 0.5, 0.5)), image_std=cfg.get("std", (0.5, 0.5, 0.5)),
-                                  image_token=IMAGE_TOKEN, chat_template=SMALL_VLM_CHAT_TEMPLATE)
+                                  image_token=IMAGE_TOKEN, chat_template=SMALL_VLM_CHAT_TEMPLATE,
+                                  view_names=view_names)
     return model.eval(), processor

@@ -5,6 +5,12 @@ SmolLM2's own format for text); `SmallVlmProcessor.__call__` expands every place
 model's fixed number of image tokens and turns the images into one ``(n_images, 3, S, S)``
 tensor, resized to the vision backbone's input size and normalised with its mean and std.
 Saved as the tokenizer's files (the chat template among them) plus ``small_vlm_processor.json``.
+
+With `view_names` set (the default of a new build), each placeholder stands for one merged
+image of the RAIM layout, A on the left and B on the right, and takes two images, its two halves
+(`idiff_lib.thinking.encoding.load_images` splits them): the placeholder becomes two blocks of
+visual tokens, each after a text marker ("Image A (left), global view:"), so the language model
+reads four views, each its own block, and knows which is which.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from idiff_lib.core.errors import DataError, ParameterError
 
 IMAGE_TOKEN = "<image>"
 PROCESSOR_FILE = "small_vlm_processor.json"
+# What the RAIM layout's two merged images show (c0, then c1), each split into A (left) and B (right).
+RAIM_VIEW_NAMES = ("global view", "detail view")
+SIDE_MARKERS = ("Image A (left)", "Image B (right)")
 # ChatML as SmolLM2-Instruct writes it, with image items rendered as the image placeholder.
 SMALL_VLM_CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -50,11 +59,15 @@ class SmallVlmProcessor:
         num_image_tokens: image tokens per image (the model's pooled grid, g x g).
         image_mean / image_std: per-channel normalisation of the vision backbone.
         image_token: the placeholder token.
+        view_names: None = one image per placeholder; else the name of what the k-th placeholder
+            shows, each placeholder then taking two images (its A and B halves) with text markers.
     """
 
     def __init__(self, tokenizer, *, image_size: int, num_image_tokens: int, image_mean: Sequence[float],
-                 image_std: Sequence[float], image_token: str = IMAGE_TOKEN, chat_template: str | None = None):
+                 image_std: Sequence[float], image_token: str = IMAGE_TOKEN, chat_template: str | None = None,
+                 view_names: Sequence[str] | None = None):
         self.tokenizer = tokenizer
+        self.view_names = tuple(view_names) if view_names else None
         self.image_size = int(image_size)
         self.num_image_tokens = int(num_image_tokens)
         self.image_mean = [float(v) for v in image_mean]
@@ -102,16 +115,29 @@ class SmallVlmProcessor:
         texts = [text] if isinstance(text, str) else list(text)
         images = list(images or [])
         placeholders = sum(t.count(self.image_token) for t in texts)
-        if placeholders != len(images):
+        per = 2 if self.view_names else 1
+        if placeholders * per != len(images):
+            each = "two images (its A and B halves)" if per == 2 else "one image"
             raise ParameterError(f"SmallVlmProcessor: the text holds {placeholders} {self.image_token} placeholders "
-                                 f"but {len(images)} images were given. fix: pass one image per image item")
-        run = self.image_token * self.num_image_tokens
-        texts = [t.replace(self.image_token, run) for t in texts]
+                                 f"but {len(images)} images were given. fix: pass {each} per image item")
+        texts = [self.expand_placeholders(t) for t in texts]
         enc = self.tokenizer(texts, return_tensors=return_tensors, padding=padding, add_special_tokens=False, **kwargs)
         out = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         if images:
             out["pixel_values"] = self.pixel_values(images)
         return out
+
+    def expand_placeholders(self, text: str) -> str:
+        """`text` with every placeholder replaced by its visual-token run(s) (and view markers)."""
+        run = self.image_token * self.num_image_tokens
+        if not self.view_names:
+            return text.replace(self.image_token, run)
+        parts = text.split(self.image_token)
+        out = [parts[0]]
+        for k, rest in enumerate(parts[1:]):
+            name = self.view_names[min(k, len(self.view_names) - 1)]
+            out.append("".join(f"\n{side}, {name}: {run}" for side in SIDE_MARKERS) + "\n" + rest)
+        return "".join(out)
 
     def batch_decode(self, *args, **kwargs):
         return self.tokenizer.batch_decode(*args, **kwargs)
@@ -125,7 +151,8 @@ class SmallVlmProcessor:
         folder.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save_pretrained(str(folder))
         settings = {"image_size": self.image_size, "num_image_tokens": self.num_image_tokens,
-                    "image_mean": self.image_mean, "image_std": self.image_std, "image_token": self.image_token}
+                    "image_mean": self.image_mean, "image_std": self.image_std, "image_token": self.image_token,
+                    "view_names": list(self.view_names) if self.view_names else None}
         (folder / PROCESSOR_FILE).write_text(json.dumps(settings, indent=2), encoding="utf-8")
 
     @classmethod
