@@ -29,3 +29,13 @@ def photo_clusters(data_dir: str | Path, split: str, ids: Iterable[str]) -> dict
     """
     meta = split_meta(data_dir, split)
     return {i: str(meta.get(i, {}).get("photo") or f"pair:{i}") for i in ids}
+
+
+def split_comparisons(data_dir: str | Path, split: str) -> dict[str, list[dict]]:
+    """Pair id -> the ground-truth ``comparisons`` of ``<data_dir>/meta/<split>.jsonl``.
+
+    Each comparison is ``{"region", "attribute", "verdict" ("A", "B" or "similar"), "strength",
+    "cause"}``: which image the pair's degradations favour on that aspect. ``{}`` when the folder
+    has no ``meta/`` (a RAIM folder); pairs without comparisons are left out.
+    """
+    return {i: list(row["comparisons"]) for i, row in split_meta(data_dir, split).items() if row.get("comparisons")}

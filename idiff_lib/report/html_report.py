@@ -114,7 +114,8 @@ def thinking_table(run_dir: str | Path) -> pd.DataFrame:
     """Table B: the Thinking-model ladder S0..S4 per system, beside the paper's numbers.
 
     Reads ``05_score_rationales/ladder_scores.csv`` (system, stage, bleu4, rouge_l, aspect_f1,
-    consistency, accuracy with its interval, wrong_side_rate); see `thinking_scores` for the BLEU
+    consistency, accuracy with its interval, wrong_side_rate, and, when the data has ground truth,
+    verdict_accuracy and meta_coverage); see `thinking_scores` for the BLEU
     scale. The shuffled-reference floor (`controls.FLOOR_STAGE`) is the last row; accuracy copied
     from the prompt carries a † (`TABLE_B_NOTE`).
     """
@@ -131,6 +132,7 @@ def thinking_table(run_dir: str | Path) -> pd.DataFrame:
             "aspect F1": f"{r['aspect_f1']:.3f}", "consistency": f"{r['consistency']:.3f}",
             "accuracy [95% CI]": _with_ci(r, "accuracy") + copied,
             "wrong side": _fmt(r.get("wrong_side_rate")),
+            "verdict acc. (truth)": _fmt(r.get("verdict_accuracy")), "truth coverage": _fmt(r.get("meta_coverage")),
             "paper BLEU-4 / ROUGE-L (RAIM)": " / ".join(
                 f"{paper[k]:.3f}" if paper.get(k) is not None else "–" for k in ("bleu4", "rouge_l")),
         })
@@ -140,7 +142,9 @@ def thinking_table(run_dir: str | Path) -> pd.DataFrame:
 # Table B's caption note: the floor, the copied accuracy and the intervals.
 TABLE_B_NOTE = (f"Floor: each reference scored against another pair's reference. † accuracy copied from the prompt "
                 f"(S4 shows the Answer Model's verdict). Wrong side: share of rationales naming Image A as right or "
-                f"Image B as left. {CLUSTER_CI_CAPTION}.")
+                f"Image B as left. Verdict acc. (truth): share of the lines on an aspect the benchmark's ground truth holds "
+                f"whose verdict matches it; truth coverage: share of the ground truth's comparisons discussed "
+                f"(– where the data has no ground truth). {CLUSTER_CI_CAPTION}.")
 
 
 def _fmt(value: object) -> str:

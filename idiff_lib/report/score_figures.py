@@ -1,16 +1,18 @@
 """Analyses and figures of rationale scores for notebook 05: distributions, best and worst
 rationales beside their references, aspect-level verdict confusion, metric correlations and the
-stage ladder.
+stage ladder; for notebook 03, rationale lines coloured by the benchmark's ground truth.
 
 Everything here reads the outputs of `idiff_lib.scoring.score` (`ScoreResult.per_sample` and
-`ScoreResult.aspects`); nothing is recomputed.
+`ScoreResult.aspects`); nothing is recomputed, except the line marks of `plot_lines_vs_meta`
+(`idiff_lib.scoring.meta_verdicts`, the same reading as the ``meta_verdicts`` scorer).
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,7 +21,9 @@ import seaborn as sns
 
 from idiff_lib.core import layout
 from idiff_lib.core.errors import DataError
+from idiff_lib.data.views import VIEW_NAMES, load_views
 from idiff_lib.scoring import controls, rewards, scorers
+from idiff_lib.scoring.meta_verdicts import mark_lines, pair_counts
 from idiff_lib.scoring.stats import CLUSTER_CI_CAPTION
 from idiff_lib.scoring.predictions import as_predictions, read_predictions
 from idiff_lib.data.pairs import Pair
@@ -291,6 +295,78 @@ def plot_stage_ladder_scores(ladder: pd.DataFrame,
     return fig
 
 
+# Line colours and marks of `plot_lines_vs_meta`: right, wrong, not judged (the mark keeps it readable
+# without colour).
+_MARK_STYLE: dict[bool | None, tuple[str, str]] = {True: ("#1b7837", "\u2713"), False: ("#b2182b", "\u2717"),
+                                                   None: ("#7f7f7f", "\u00b7")}
+_VIEW_TITLES = ("global A", "global B", "local A", "local B")
+LINES_VS_META_NOTE = ("\u2713 green: the line's verdict matches the benchmark's ground truth (the degradations the "
+                      "pair was built from); \u2717 red: it contradicts it ([truth: ...] gives the right one); "
+                      "\u00b7 grey: an aspect the ground truth does not hold (the overall line, an invented "
+                      "region) or a line without a heading.")
+
+
+def plot_lines_vs_meta(pairs: Sequence[Pair], generated: Mapping[str, str], meta: Mapping[str, Sequence[Mapping]],
+                       label: str = "generated", wrap: int = 64, max_lines: int = 18) -> plt.Figure:
+    """Each pair's four views beside its generated rationale and its reference, every line coloured by
+    the ground truth (`idiff_lib.scoring.meta_verdicts.mark_lines`): green right, red wrong, grey not judged.
+
+    Args:
+        pairs: labelled pairs with images, one row each (`meta_verdicts.pick_pairs` chooses them).
+        generated: pair id -> the generated completion; a missing id is drawn as "(not generated)".
+        meta: pair id -> its ground-truth comparisons (`idiff_lib.data.meta.split_comparisons`).
+        label: the generated column's title (the system and stage).
+        wrap / max_lines: characters per drawn line, and drawn lines per rationale.
+
+    Raises:
+        DataError: no pairs.
+    """
+    if not pairs:
+        raise DataError(None, "no pairs to draw the rationale lines of",
+                        "pass pairs that have ground truth (meta_verdicts.pick_pairs on meta/test.jsonl)")
+    fig = plt.figure(figsize=(19, 3.4 * len(pairs)))
+    grid = fig.add_gridspec(len(pairs), 6, width_ratios=[1, 1, 1, 1, 2.8, 2.8], wspace=0.06, hspace=0.3)
+    for row, pair in enumerate(pairs):
+        views = load_views(pair)
+        for col, (name, title) in enumerate(zip(VIEW_NAMES, _VIEW_TITLES)):
+            ax = fig.add_subplot(grid[row, col])
+            ax.imshow(getattr(views, name))
+            ax.set(xticks=[], yticks=[])
+            ax.set_title(title, fontsize=9)
+            ax.grid(False)
+        fig.axes[-4].set_ylabel(f"{pair.id}\n{pair.category or ''}, answer {pair.answer}", fontsize=8)
+        comparisons = meta.get(pair.id)
+        completion = generated.get(pair.id)
+        texts = ((label, rewards.raw_thinking(completion) if completion is not None else None),
+                 ("reference", pair.thinking))
+        for col, (title, text) in enumerate(texts, start=4):
+            _draw_marked_lines(fig.add_subplot(grid[row, col]), text, comparisons, title, wrap, max_lines)
+    fig.text(0.5, 0.0, textwrap.fill(LINES_VS_META_NOTE, 190), ha="center", va="top", fontsize=8)
+    return fig
+
+
+def _draw_marked_lines(ax: plt.Axes, text: str | None, comparisons: Sequence[Mapping] | None, title: str,
+                       wrap: int, max_lines: int) -> None:
+    """One rationale as coloured lines in `ax`, its counts in the title."""
+    ax.axis("off")
+    if text is None:
+        ax.set_title(f"{title}: (not generated)", loc="left", fontsize=9)
+        return
+    counts = pair_counts(text, comparisons)
+    ax.set_title(f"{title}\n{counts['right']}/{counts['judged']} judged lines right, "
+                 f"{counts['covered']}/{counts['comparisons']} truth aspects covered", loc="left", fontsize=8)
+    drawn: list[tuple[str, str]] = []
+    for mark in mark_lines(text, comparisons):
+        colour, symbol = _MARK_STYLE[mark.right]
+        line = mark.line + (f"  [truth: {mark.meta_verdict}]" if mark.right is False else "")
+        for k, piece in enumerate(textwrap.wrap(line, wrap) or [""]):
+            drawn.append((f"{symbol if k == 0 else ' '} {piece}", colour))
+    if len(drawn) > max_lines:
+        drawn = drawn[:max_lines - 1] + [("\u2026", _MARK_STYLE[None][0])]
+    for k, (piece, colour) in enumerate(drawn or [("(empty rationale)", _MARK_STYLE[None][0])]):
+        ax.text(0.0, 1.0 - k / max_lines, piece, color=colour, fontsize=7, ha="left", va="top", transform=ax.transAxes)
+
+
 def plot_training_loss(train_results: dict[str, dict[str, Any]], title: str = "") -> plt.Figure:
     """The Thinking Model's training loss, one panel per stage on a shared loss axis.
 
@@ -329,6 +405,8 @@ def summary_row(metrics: dict[str, Any]) -> dict[str, Any]:
         "aspect_f1": metrics.get("aspects", {}).get("micro", {}).get("f1"),
         "verdict_agreement": metrics.get("aspects", {}).get("verdict_agreement"),
         "consistency": metrics.get("consistency", {}).get("rate"),
+        "verdict_accuracy": (metrics.get("meta_verdicts") or {}).get("verdict_accuracy"),
+        "meta_coverage": (metrics.get("meta_verdicts") or {}).get("meta_coverage"),
         "hallucination": metrics.get("hallucination", {}).get("aspect_rate"),
         "semantic": (metrics.get("semantic") or {}).get("mean"),
         "judge": (metrics.get("judge") or {}).get("mean"),

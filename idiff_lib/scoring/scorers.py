@@ -24,6 +24,9 @@ Metrics, all computed on the text inside ``<thinking>...</thinking>``:
   body on a scene pair).
 - ``wrong_side``: rationales that name Image A as the right image or Image B as the left one
   (`idiff_lib.scoring.controls.wrong_side_labels`).
+- ``meta_verdicts``: each line's verdict against the benchmark's ground truth (the pair's meta
+  comparisons, `idiff_lib.scoring.meta_verdicts`): verdict accuracy and meta coverage; added when
+  ``meta`` is given.
 - intervals: a percentile bootstrap that resamples photos, not pairs, when ``clusters`` is given
   (`idiff_lib.scoring.stats.cluster_bootstrap_mean`): pairs cut from one photo are correlated.
 - ``semantic``: cosine similarity of sentence embeddings (Reimers & Gurevych, EMNLP 2019), any
@@ -55,6 +58,7 @@ from idiff_lib.data.pairs import Pair
 from idiff_lib.scoring import parser
 from idiff_lib.scoring.combined import combined_score
 from idiff_lib.scoring.judge import judge_rationales
+from idiff_lib.scoring.meta_verdicts import pair_counts, summarise_counts
 from idiff_lib.scoring.predictions import Prediction, as_predictions, check_ids, id_list, read_predictions
 from idiff_lib.scoring.rewards import accuracy_reward, baseline_letter, format_check, format_reward, raw_thinking, thinking_text
 from idiff_lib.scoring.controls import wrong_side_labels
@@ -282,6 +286,17 @@ def _score_wrong_side(b: Batch) -> None:
                                "rule": "Image A named as right or Image B as left (A is the left image)"}
 
 
+def _score_meta_verdicts(b: Batch) -> None:
+    meta = b.options.get("meta") or {}
+    counts = [pair_counts(raw_thinking(p.completion), meta[r.id]) if meta.get(r.id) else None
+              for p, r in zip(b.preds, b.refs)]
+    nan = float("nan")
+    b.columns["meta_verdict_accuracy"] = [c["right"] / c["judged"] if c and c["judged"] else nan for c in counts]
+    b.columns["meta_coverage"] = [c["covered"] / c["comparisons"] if c and c["comparisons"] else nan for c in counts]
+    b.columns["meta_lines_judged"] = [c["judged"] if c else 0 for c in counts]
+    b.metrics["meta_verdicts"] = summarise_counts(counts)
+
+
 def _score_semantic(b: Batch) -> None:
     model = b.options.get("semantic_model")
     sims = semantic_similarity(b.hyps, b.ref_texts, model=model)
@@ -312,6 +327,7 @@ SCORERS: dict[str, Callable[[Batch], None]] = {
     "consistency": _score_consistency,
     "hallucination": _score_hallucination,
     "wrong_side": _score_wrong_side,
+    "meta_verdicts": _score_meta_verdicts,
     "semantic": _score_semantic,
     "judge": _score_judge,
 }
@@ -370,6 +386,7 @@ def score(
     rouge_stemmer: bool = False,
     categories: dict[str, str] | None = None,
     clusters: dict[str, str] | None = None,
+    meta: dict[str, list[dict]] | None = None,
     pred_source: Any = None,
 ) -> ScoreResult:
     """Score predictions against labelled reference pairs.
@@ -391,6 +408,9 @@ def score(
         categories: id -> "person"/"scene" overrides (default: the pair's own category).
         clusters: id -> photo (`idiff_lib.data.meta.photo_clusters`): the intervals resample photos, not
             pairs (ids not in it are their own cluster); None resamples pairs.
+        meta: id -> the pair's ground-truth comparisons (`idiff_lib.data.meta.split_comparisons`);
+            given (even empty), the "meta_verdicts" scorer is added; its measures are None when no
+            scored pair has comparisons.
         pred_source: where the predictions came from, for error messages.
 
     Raises:
@@ -408,14 +428,14 @@ def score(
     by_id = {p.id: p for p in preds}
     preds = [by_id[r.id] for r in refs]
     names = list(scorers) if scorers is not None else list(DEFAULT_SCORERS)
-    if semantic and "semantic" not in names:
-        names.append("semantic")
-    if judge is not None and "judge" not in names:
-        names.append("judge")
+    for extra, asked in (("semantic", semantic), ("judge", judge is not None), ("meta_verdicts", meta is not None)):
+        if asked and extra not in names:
+            names.append(extra)
     funcs = [(n, get_scorer(n)) for n in names]
     batch = Batch(preds, refs, {"semantic_model": semantic_model, "judge": judge, "judge_cache": judge_cache,
                                 "bootstrap": bootstrap, "seed": seed, "bleu_tokenize": bleu_tokenize,
-                                "rouge_stemmer": rouge_stemmer, "categories": categories, "clusters": clusters})
+                                "rouge_stemmer": rouge_stemmer, "categories": categories, "clusters": clusters,
+                                "meta": meta})
     for _, func in funcs:
         func(batch)
     per_sample = pd.DataFrame({"id": [r.id for r in refs], "category": [batch.category(i) for i in range(len(refs))],

@@ -20,12 +20,17 @@ def format_ok(text: str) -> bool:
     return format_reward(text) == 1.0
 
 
-def score_completions(preds: Mapping[str, str], refs: Sequence[pairs_mod.Pair]) -> dict:
+def score_completions(preds: Mapping[str, str], refs: Sequence[pairs_mod.Pair],
+                      meta: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> dict:
     """BLEU-4, ROUGE-L, answer-rationale consistency, format pass and accuracy of `preds` vs labelled `refs`.
 
     Computed by `idiff_lib.scoring.scorers.score`; BLEU-4 is on the workbench's 0-1 scale.
     Consistency = share of rationales whose overall verdict equals their answer, among those that
-    state one.
+    state one. ``verdict_accuracy`` and ``meta_coverage`` check the lines against the benchmark's
+    ground truth (`idiff_lib.scoring.meta_verdicts`); None without `meta` or when no pair has one.
+
+    Args:
+        meta: pair id -> its ground-truth comparisons (`idiff_lib.data.meta.split_comparisons`).
 
     Raises:
         ParameterError: a reference pair has no prediction.
@@ -36,12 +41,20 @@ def score_completions(preds: Mapping[str, str], refs: Sequence[pairs_mod.Pair]) 
         raise ParameterError(f"score_completions: {len(missing)} reference ids have no prediction, e.g. {missing[:3]}")
     ids = [r.id for r in refs]
     m = score([{"id": i, "completion": preds[i]} for i in ids], refs,
-              scorers=["format", "accuracy", "bleu4", "rouge_l", "consistency", "wrong_side"], bootstrap=0).metrics
+              scorers=["format", "accuracy", "bleu4", "rouge_l", "consistency", "wrong_side"], bootstrap=0,
+              meta=None if meta is None else dict(meta)).metrics
     fail = m["format"].get("failure_rate")
+    truth = m.get("meta_verdicts") or {}
     return {"n": len(ids), "bleu4": round(m["bleu4"]["corpus"], 4), "rouge_l": round(m["rouge_l"]["f"], 4),
             "consistency": m["consistency"]["rate"], "format_pass": None if fail is None else round(1 - fail, 4),
             "accuracy": m["accuracy"]["overall"]["value"], "wrong_side_rate": m["wrong_side"]["rate"],
+            "verdict_accuracy": _rounded(truth.get("verdict_accuracy")),
+            "meta_coverage": _rounded(truth.get("meta_coverage")),
             "scorer": "idiff_lib.scoring.scorers"}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
 
 
 def worked_pair_rationales(files: Mapping[str, str | Path], reference: pairs_mod.Pair) -> pd.DataFrame:

@@ -115,15 +115,17 @@ def write_rationales(
 
 def ladder_stage(system: str, stage: str, pairs: Sequence[pairs_mod.Pair],
                  prompts: Mapping[str, prompts_mod.Prompt], out_path: str | Path, writer,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, meta: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> dict:
     """One row of notebook 03's stage ladder: write `system`'s rationales for `pairs` (resumably) and score them.
 
     Returns ``{"system", "stage", **score_completions(...), "raw_format_pass"}``; ``raw_format_pass``
     is the share of outputs whose raw text (before `finish_completion`) passed the format check.
+    With `meta` (pair id -> ground-truth comparisons, `idiff_lib.data.meta.split_comparisons`) the
+    row's ``verdict_accuracy`` and ``meta_coverage`` are filled (else None).
     """
     write_rationales(pairs, prompts, out_path, writer, progress=progress)
     written = storage.read_jsonl_rows(out_path)
-    score = score_completions({r["id"]: r["completion"] for r in written}, pairs)
+    score = score_completions({r["id"]: r["completion"] for r in written}, pairs, meta=meta)
     score["raw_format_pass"] = sum(bool(r.get("raw_format_ok")) for r in written) / max(1, len(written))
     return {"system": system, "stage": stage, **score}
 
