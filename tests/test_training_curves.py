@@ -9,6 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from answer_fixtures import make_pairs_file, tiny_member_cfg
 from idiff_lib.answer import inputs, training
 from idiff_lib.answer.member_config import MemberConfig
+from idiff_lib.core.curves import TENSORBOARD_DIR
 from idiff_lib.data.pairs import read_pairs
 
 torch.set_num_threads(2)
@@ -25,7 +26,7 @@ def items(tmp_path_factory):
 
 
 def _scalars(member_dir) -> dict[str, list[tuple[int, float]]]:
-    acc = EventAccumulator(str(member_dir / training.TENSORBOARD_DIR), purge_orphaned_data=True)
+    acc = EventAccumulator(str(member_dir / TENSORBOARD_DIR), purge_orphaned_data=True)
     acc.Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
@@ -38,9 +39,9 @@ def test_curves_hold_every_step_and_epoch(items, tmp_path):
     assert [s for s, _ in curves["epoch/val_acc"]] == [2, 4]  # at the step where each epoch ended
     assert [v for _, v in curves["epoch/train_loss"]] == pytest.approx([h["train_loss"] for h in result.history])
     # A second call on a finished member trains nothing and writes no new event file.
-    files = sorted((tmp_path / "m" / training.TENSORBOARD_DIR).iterdir())
+    files = sorted((tmp_path / "m" / TENSORBOARD_DIR).iterdir())
     training.train_member(tiny_cfg(), items[:4], items[4:], tmp_path / "m", progress=False)
-    assert sorted((tmp_path / "m" / training.TENSORBOARD_DIR).iterdir()) == files
+    assert sorted((tmp_path / "m" / TENSORBOARD_DIR).iterdir()) == files
 
 
 def test_resumed_run_continues_the_step_numbering(items, tmp_path):

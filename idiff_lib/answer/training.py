@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 from torch import nn
+from idiff_lib.core.curves import open_curves
 from idiff_lib.core.progress import progress_bar
 
 from idiff_lib.answer.checkpoints import load_weights, save_weights
@@ -36,7 +37,6 @@ CONFIG_FILE = "config.json"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 HISTORY_FILE = "history.json"
-TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files: loss per step, metrics per epoch
 EPOCH_METRICS = ("train_loss", "val_loss", "train_acc", "val_acc", "lr")  # logged as "epoch/<name>"
 
 # (n, rng) -> n fresh labelled items: the on-the-fly synthetic pairs of one epoch.
@@ -256,18 +256,6 @@ def _checkpoint(run: _Training, cfg: MemberConfig, epoch: int, row: dict[str, An
                   "scheduler": run.scheduler.state_dict(), "rng": _rng_state(), "epoch": epoch,
                   "history": run.history, "best": run.best}, member_dir / LAST_CHECKPOINT)
     storage.write_json(member_dir / HISTORY_FILE, run.history)
-
-
-def open_curves(member_dir: Path, global_step: int) -> Any:
-    """A SummaryWriter on ``<member_dir>/tensorboard``, resume-safe.
-
-    Steps are numbered from 1 (the count of optimiser steps taken). ``purge_step = global_step + 1``
-    tells TensorBoard to drop what an interrupted run (or, at 0, an earlier run of other settings)
-    logged after the checkpoint this run starts from, so no step appears twice.
-    """
-    from torch.utils.tensorboard import SummaryWriter  # imported here: loading tensorboard takes a while
-
-    return SummaryWriter(str(member_dir / TENSORBOARD_DIR), purge_step=global_step + 1)
 
 
 def log_epoch(writer: Any, row: dict[str, Any], global_step: int) -> None:

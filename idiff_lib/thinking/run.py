@@ -20,11 +20,11 @@ from idiff_lib.core import layout, storage
 from idiff_lib.core.errors import DataError, ParameterError, suggest
 from idiff_lib.data import pairs as pairs_mod
 from idiff_lib.thinking import prompts as prompts_mod
-from idiff_lib.thinking.checkpoints import load_model, staging_dir
+from idiff_lib.thinking.checkpoints import load_model, resolve_checkpoint, staging_dir
 from idiff_lib.thinking.encoding import SWAP_SUFFIX, context_length, examples_for, swap_sides_text, swapped_pair
 from idiff_lib.thinking.lora import LoraSettings, apply_lora
 from idiff_lib.thinking.settings import ThinkingSettings
-from idiff_lib.thinking.small_vlm_build import build_small_vlm
+from idiff_lib.thinking.small_vlm_build import build_small_vlm, check_small_vlm_sources
 from idiff_lib.thinking.tiny import TinySettings, build_tiny_model, rationale_corpus
 from idiff_lib.thinking.training import TrainSettings, train
 
@@ -46,10 +46,15 @@ class RunSettings:
         swap_augment: also train on every pair with A and B exchanged (`swapped_pair`).
         raim_dir: a RAIM-PIQA folder whose public rationales join the tiny tokenizer's corpus and
             the template counts (mined afresh); empty = the committed counts only.
+        stage_mix: the joint ladder: training prompts cycle through these stages, pair by pair
+            (empty = every prompt at `stage`).
+        projector_only: train the projector alone, everything else frozen (the alignment run).
     """
 
     model: str = "tiny"
     stage: str = "S4"
+    stage_mix: tuple[str, ...] = ()
+    projector_only: bool = False
     lora: bool = False
     max_pixels: int | None = None
     max_new_tokens: int = 256
@@ -79,7 +84,7 @@ class RunSettings:
                     b = sorted(bad)[0]
                     raise ParameterError(f"unknown {key} setting {b!r}.{suggest(b, sub_known)}")
                 value = sub(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
-            kwargs[key] = value
+            kwargs[key] = tuple(value) if key == "stage_mix" else value
         return cls(**kwargs)
 
 
@@ -121,6 +126,18 @@ def build_run_settings(
 SMALL_VLM = "small-vlm"  # settings.model value: SmolLM2-135M + EfficientNet-Lite0 (`small_vlm_build`)
 
 
+def check_model_source(model_name: str) -> None:
+    """Fail fast when `model_name`'s weights can be had neither here nor by download ("tiny" needs none).
+
+    Raises:
+        DataError / OfflineError: naming what to install or provide.
+    """
+    if model_name == SMALL_VLM:
+        check_small_vlm_sources()
+    elif model_name != "tiny":
+        resolve_checkpoint(model_name)
+
+
 def prepare_model(run_dir: Path, settings: RunSettings, corpus_pairs: Sequence[pairs_mod.Pair] = (),
                   init_from: str | Path | None = None, log=print):
     """Model + processor for training.
@@ -145,9 +162,30 @@ def prepare_model(run_dir: Path, settings: RunSettings, corpus_pairs: Sequence[p
         model, processor = load_model(str(base))
     else:
         model, processor = load_model(settings.model)
-    if settings.lora and not hasattr(model, "peft_config"):
+    if settings.projector_only:
+        freeze_all_but_projector(model, log)
+    elif settings.lora and not hasattr(model, "peft_config"):
         model = apply_lora(model, settings.lora_settings, log=log)
     return model, processor
+
+
+def freeze_all_but_projector(model: torch.nn.Module, log=print) -> int:
+    """Freeze every weight except the projector's (`lora_modules_to_save`); returns the trainable count.
+
+    Raises:
+        ParameterError: a model that names no projector (only the small VLM does).
+    """
+    names = tuple(getattr(model, "lora_modules_to_save", None) or ())
+    if not names:
+        raise ParameterError(f"{type(model).__name__} names no projector to align. fix: align the small VLM "
+                             f"(model_name '{SMALL_VLM}'), or set align_pairs=0")
+    trainable = 0
+    for name, param in model.named_parameters():
+        keep = any(n in name.split(".") for n in names)
+        param.requires_grad_(keep)
+        trainable += param.numel() if keep else 0
+    log(f"alignment: training the projector only ({trainable:,} parameters); vision encoder and language model frozen")
+    return trainable
 
 
 def train_run(
@@ -180,8 +218,7 @@ def train_run(
                 cues[p.id + SWAP_SUFFIX] = {k: swap_sides_text(str(v)) for k, v in cues[p.id].items()}
         examples_pairs += swapped
     answers = {p.id: {"answer": p.answer} for p in examples_pairs}
-    prompts = prompts_mod.build_prompts(examples_pairs, settings.stage, cues=cues, answers=answers,
-                                        vocabulary=vocabulary)
+    prompts = mixed_prompts(examples_pairs, settings.stage_mix or (settings.stage,), cues, answers, vocabulary)
     model, processor = prepare_model(run_dir, settings, train_pairs, init_from, log)
     examples = examples_for(examples_pairs, prompts, processor, with_targets=True, max_pixels=settings.max_pixels,
                             max_length=context_length(model))
@@ -194,6 +231,18 @@ def train_run(
             storage.write_json(tmp / RUN_INFO_FILE, {"settings": asdict(settings), "train": result,
                                                      "train_pairs": len(train_pairs)})
     return result
+
+
+def mixed_prompts(pairs: Sequence[pairs_mod.Pair], stages: Sequence[str], cues: Mapping, answers: Mapping,
+                  vocabulary: Vocabulary) -> dict[str, prompts_mod.Prompt]:
+    """Each pair's training prompt, its stage cycling through `stages` in pair order (one stage: all at it).
+
+    The swapped copy of a pair (listed after all originals) falls on another stage than its original
+    whenever the number of pairs is not a multiple of the number of stages.
+    """
+    built = {stage: prompts_mod.build_prompts(pairs, stage, cues=cues, answers=answers, vocabulary=vocabulary)
+             for stage in dict.fromkeys(stages)}
+    return {p.id: built[stages[i % len(stages)]][p.id] for i, p in enumerate(pairs)}
 
 
 def load_thinking_run(run_dir: str | Path, merge_adapter: bool = True):
@@ -223,15 +272,19 @@ def train_ladder(
     *,
     cues: Mapping[str, Mapping[str, str]] | None = None,
     vocabulary: Vocabulary | None = None,
+    init_from: str | Path | None = None,
     log=print,
 ) -> dict[str, dict]:
     """Train the stages progressively: ``root/<stage>``, each initialised from the previous stage's weights.
+
+    Args:
+        init_from: the first stage's starting weights (e.g. the aligned model); None = the base.
 
     Returns:
         stage -> the `train` result of that stage (a finished stage is not retrained).
     """
     results = {}
-    previous = None
+    previous = init_from
     for stage in stages:
         stage_settings = RunSettings.from_dict({**asdict(settings), "stage": prompts_mod.check_stage(stage)})
         log(f"-- stage {stage} ({prompts_mod.STAGE_LABELS[stage]})")
@@ -239,6 +292,69 @@ def train_ladder(
                                    init_from=previous, log=log)
         previous = Path(root) / stage / layout.FINAL_CHECKPOINT
     return results
+
+
+JOINT_DIR = "joint"  # the joint ladder's one run, under the model root
+ALIGN_DIR = "align"  # the projector alignment run, under the model root
+
+
+def stage_run_dir(root: str | Path, stage: str, ladder: str) -> Path:
+    """The run folder whose model writes `stage`'s rationales: ``root/<stage>``, or ``root/joint`` for all."""
+    return Path(root) / (JOINT_DIR if ladder == "joint" else stage)
+
+
+def align_projector(
+    root: str | Path,
+    train_pairs: Sequence[pairs_mod.Pair],
+    settings: RunSettings,
+    *,
+    pairs: int,
+    epochs: int = 1,
+    lr: float = 1e-3,
+    vocabulary: Vocabulary | None = None,
+    log=print,
+) -> Path | None:
+    """Align the projector first (LLaVA's stage 1): the base model with only its projector trained.
+
+    The task is the S0 prompt and the reference rationale of the first `pairs` train pairs (this
+    workbench has no captions); the vision encoder and the language model stay frozen.
+
+    Returns:
+        ``root/align/final`` (the aligned model, the next run's starting point), or None when
+        `pairs` is 0.
+    """
+    if pairs <= 0:
+        return None
+    train = {**asdict(settings.train), "epochs": int(epochs), "lr": float(lr)}
+    align = RunSettings.from_dict({**asdict(settings), "stage": "S0", "stage_mix": (), "projector_only": True,
+                                   "lora": False, "swap_augment": False, "train": train})
+    log(f"-- alignment: projector only, {min(pairs, len(train_pairs))} pairs x {epochs} epoch(s)")
+    train_run(Path(root) / ALIGN_DIR, list(train_pairs)[:pairs], align, vocabulary=vocabulary, log=log)
+    return Path(root) / ALIGN_DIR / layout.FINAL_CHECKPOINT
+
+
+def train_joint(
+    root: str | Path,
+    train_pairs: Sequence[pairs_mod.Pair],
+    stages: Sequence[str],
+    settings: RunSettings,
+    *,
+    cues: Mapping[str, Mapping[str, str]] | None = None,
+    vocabulary: Vocabulary | None = None,
+    init_from: str | Path | None = None,
+    log=print,
+) -> dict[str, dict]:
+    """The joint ladder: one run, ``root/joint``, on all stages' prompts (`mixed_prompts`); every stage's
+    rationales then come from this one model, so a row differs from another by its prompt alone.
+
+    Returns:
+        ``{"joint": train result}`` (a finished run is not retrained).
+    """
+    stages = tuple(prompts_mod.check_stage(s) for s in stages)
+    joint = RunSettings.from_dict({**asdict(settings), "stage": stages[-1], "stage_mix": stages})
+    log(f"-- joint ladder: one run on the prompts of {', '.join(stages)}")
+    return {JOINT_DIR: train_run(Path(root) / JOINT_DIR, train_pairs, joint, cues=cues, vocabulary=vocabulary,
+                                 init_from=init_from, log=log)}
 
 
 # The control run's folder under the ladder's model root.

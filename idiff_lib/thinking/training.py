@@ -16,6 +16,7 @@ from typing import Sequence
 import torch
 
 from idiff_lib.core import storage
+from idiff_lib.core.curves import open_curves
 from idiff_lib.thinking.encoding import collate
 
 
@@ -90,6 +91,7 @@ class _Loop:
         self.state_file = out_dir / "train_state.json"
         self.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "loss_history": []}
         self.bar = None
+        self.curves = None  # TensorBoard writer of the main process, opened by `run`
 
     def restore(self, log) -> int | None:
         """Load the checkpoint and its state when both exist; the step it resumes from, or None."""
@@ -105,6 +107,8 @@ class _Loop:
         self.accelerator.save_state(str(self.ckpt))
         if self.accelerator.is_main_process:
             storage.write_json(self.state_file, self.state)
+        if self.curves is not None:
+            self.curves.flush()
 
     def run(self) -> None:
         """Train epoch after epoch until `total` steps or the last epoch; checkpoint after each epoch."""
@@ -113,6 +117,8 @@ class _Loop:
         state = self.state
         self.bar = progress_bar(total=self.total, initial=state["step"], desc="train",
                                 disable=not self.accelerator.is_main_process)
+        if self.accelerator.is_main_process:  # loss and lr per step under <run>/tensorboard, resume-safe
+            self.curves = open_curves(self.ckpt.parent, state["step"])
         done = state["step"] >= self.total
         while not done and state["epoch"] < self.settings.epochs:
             done = self.epoch()
@@ -121,6 +127,8 @@ class _Loop:
                 state["batch_in_epoch"] = 0
             self.save()
         self.bar.close()
+        if self.curves is not None:
+            self.curves.close()
 
     def epoch(self) -> bool:
         """The rest of the current epoch (skipping the batches a resumed run already saw); True once at `total`."""
@@ -137,6 +145,9 @@ class _Loop:
                 state["step"] += 1
                 value = accelerator.gather(loss.detach()[None]).mean().item()
                 state["loss_history"].append([state["step"], round(value, 5)])
+                if self.curves is not None:
+                    self.curves.add_scalar("train/loss", value, state["step"])
+                    self.curves.add_scalar("train/lr", self.scheduler.get_last_lr()[0], state["step"])
                 self.bar.update(1)
                 self.bar.set_postfix(loss=f"{value:.3f}")
                 if state["step"] % settings.save_every == 0:

@@ -1,0 +1,98 @@
+"""The cpu profile's training plan: projector alignment, then the joint ladder (one run on all stages' prompts)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from idiff_lib.core.curves import TENSORBOARD_DIR
+from idiff_lib.core.errors import ParameterError
+from idiff_lib.data import pairs
+from idiff_lib.thinking import prompts, small_vlm
+from idiff_lib.thinking.run import (ALIGN_DIR, JOINT_DIR, RunSettings, align_projector, freeze_all_but_projector,
+                                    load_thinking_run, mixed_prompts, stage_run_dir, train_joint)
+from idiff_lib.thinking.settings import ThinkingSettings
+from idiff_lib.thinking.training import TrainSettings
+from test_small_vlm import _tiny_parts
+from test_thinking_model import make_pairs
+
+torch.set_num_threads(2)
+QUIET = {"log": lambda *_: None}
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    return pairs.read_pairs(make_pairs(tmp_path_factory.mktemp("pairs"), n=6))
+
+
+@pytest.fixture(scope="module")
+def vlm_dir(tmp_path_factory):
+    lm, tok = _tiny_parts()
+    model, processor = small_vlm.compose(lm, tok, vision_backbone="resnet10t", image_size=32, grid=2,
+                                         projector_hidden=16)
+    folder = tmp_path_factory.mktemp("vlm") / "model"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def _settings(vlm_dir, **train):
+    return RunSettings(model=str(vlm_dir), lora=True, max_new_tokens=8,
+                       train=TrainSettings(**{"epochs": 1, "batch_size": 2, "lr": 1e-2, **train}))
+
+
+def test_mixed_prompts_cycle_the_stages_pair_by_pair(labelled):
+    answers = {p.id: {"answer": p.answer} for p in labelled}
+    voc = prompts.load_vocabulary(labelled)
+    mixed = mixed_prompts(labelled, ("S0", "S1", "S4"), {}, answers, voc)
+    stages = [prompts.build_prompts([p], s, answers=answers, vocabulary=voc)[p.id]
+              for p, s in zip(labelled, ["S0", "S1", "S4"] * 2)]
+    assert [mixed[p.id] for p in labelled] == stages
+    assert mixed[labelled[2].id].answer == labelled[2].answer and mixed[labelled[0].id].answer is None
+    one = mixed_prompts(labelled, ("S1",), {}, answers, voc)
+    assert one == prompts.build_prompts(labelled, "S1", answers=answers, vocabulary=voc)
+
+
+def test_alignment_trains_the_projector_alone(vlm_dir, labelled, tmp_path):
+    before = load_file(str(vlm_dir / "model.safetensors"))
+    final = align_projector(tmp_path, labelled, _settings(vlm_dir), pairs=4, epochs=1, lr=1e-2, **QUIET)
+    assert final == tmp_path / ALIGN_DIR / "final"
+    after = load_file(str(final / "model.safetensors"))
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("multi_modal_projector.") for k in moved)
+    assert any(k.startswith("multi_modal_projector.") for k in moved)
+    assert align_projector(tmp_path / "none", labelled, _settings(vlm_dir), pairs=0) is None
+
+
+def test_a_model_without_projector_cannot_be_aligned():
+    with pytest.raises(ParameterError, match="no projector"):
+        freeze_all_but_projector(torch.nn.Linear(2, 2), log=lambda *_: None)
+
+
+def test_joint_ladder_is_one_lora_run_from_the_aligned_model(vlm_dir, labelled, tmp_path):
+    settings = _settings(vlm_dir)
+    aligned = align_projector(tmp_path, labelled, settings, pairs=2, **QUIET)
+    results = train_joint(tmp_path, labelled, ["S0", "S1", "S4"], settings, init_from=aligned, **QUIET)
+    assert list(results) == [JOINT_DIR] and results[JOINT_DIR]["steps"] == 3  # 6 pairs, batch 2, 1 epoch
+    run = tmp_path / JOINT_DIR
+    assert stage_run_dir(tmp_path, "S1", "joint") == run and stage_run_dir(tmp_path, "S1", "progressive") == tmp_path / "S1"
+    model, processor, st, _ = load_thinking_run(run)
+    assert st.stage_mix == ("S0", "S1", "S4") and st.lora and not st.projector_only
+    assert any((run / TENSORBOARD_DIR).iterdir())  # loss curves for `tensorboard --logdir`
+    again = train_joint(tmp_path, labelled, ["S0", "S1", "S4"], settings, init_from=aligned, **QUIET)
+    assert again == results  # finished: not retrained
+
+
+def test_ladder_settings_are_checked():
+    ThinkingSettings().validate()
+    ThinkingSettings(ladder="progressive", s0_control=True).validate()
+    with pytest.raises(ParameterError, match="ladder"):
+        ThinkingSettings(ladder="stacked").validate()
+    with pytest.raises(ParameterError, match="s0_control"):
+        ThinkingSettings(ladder="joint", s0_control=True).validate()
+    with pytest.raises(ParameterError, match="align_pairs"):
+        ThinkingSettings(align_pairs=-1).validate()
+    assert RunSettings.from_dict(asdict(RunSettings(stage_mix=("S0", "S4")))).stage_mix == ("S0", "S4")
