@@ -393,3 +393,16 @@ def test_prompt_longer_than_the_context_is_cut_by_the_rule_with_a_warning(tiny, 
     assert format_ok(rows[0][0])
     with pytest.raises(DataError, match="max_pixels"):  # images alone longer than the context
         encode(processor, prompt, load_images(pair), max_length=images, name=pair.id)
+
+
+def test_model_folder_without_chat_template_is_refused_naming_the_folder(tiny_dir, tmp_path):
+    import shutil
+
+    from answer_fixtures import drop_chat_template
+
+    folder = tmp_path / "no_template"
+    shutil.copytree(tiny_dir, folder)
+    drop_chat_template(folder)
+    with pytest.raises(DataError, match="no chat template") as err:
+        load_model(str(folder), device="cpu")
+    assert str(folder) in str(err.value) and "chat_template.jinja" in str(err.value)
