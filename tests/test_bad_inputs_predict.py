@@ -271,6 +271,7 @@ SUBCOMMANDS = {
     "score": ["score", "--pred", "{bad}", "--ref", "{bad}", "--no-semantic", "--out", "{tmp}/s.json"],
     "think generate": ["think", "generate", "--data", "{bad}", "--out", "{tmp}/g.jsonl", "--writer", "template"],
     "think export-swift": ["think", "export-swift", "--data", "{bad}", "--out", "{tmp}/sw.jsonl"],
+    "think cues": ["think", "cues", "--data", "{bad}", "--out", "{tmp}/cues.jsonl", "--sources", "cv"],
     "think train": ["think", "train", "--data", "{bad}", "--out", "{tmp}/tt"],
     "export": ["export", "--run", "{tmp}", "--data", "{bad}", "--out", "{tmp}/e.jsonl", "--writer", "template"],
     "run": ["run", "--data", "{bad}", "--out", "{tmp}/rr", "--only", "02_train_answer_model"],

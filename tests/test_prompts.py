@@ -134,3 +134,14 @@ def test_nothing_outside_the_repository_is_read_by_default(monkeypatch):
 def test_a_raim_folder_without_the_file_is_refused(tmp_path):
     with pytest.raises(DataError, match="train_sft_1536.jsonl"):
         prompts.load_vocabulary(raim_dir=tmp_path)
+
+
+def test_s3_and_s4_name_the_iqa_sources_under_the_heading():
+    kw = dict(cv_cues="Global Noise: Image A is noisier than Image B.", iqa_cues="MUSIQ: Image B scores higher.",
+              iqa_sources="PIQE (LIQE, QALIGN: no weights)", answer="B", p_answer=0.83)
+    line = "IQA-model cues (A vs B):\nIQA cues from: PIQE (LIQE, QALIGN: no weights)\nMUSIQ: Image B scores higher."
+    for stage in ("S3", "S4"):
+        assert line in prompts.build_prompt(stage, "person", **kw).user
+    assert prompts.build_prompt("S2", "person", **kw).user == GOLDEN["S2"], "S2 has no IQA block"
+    empty = prompts.build_prompt("S3", "person", iqa_sources="none (LIQE: no weights)").user
+    assert empty.endswith("IQA-model cues (A vs B):\nIQA cues from: none (LIQE: no weights)\n(not measured for this pair)")

@@ -65,3 +65,15 @@ def test_html_report_loads_in_headless_chromium(run_dir, tmp_path):
     subprocess.run(flags + [f"--screenshot={shot}", index.as_uri()], capture_output=True, timeout=120)
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.std() > 5, "the screenshot is blank"
+
+
+def test_table_b_caption_names_the_cues_notebook_03_recorded(run_dir):
+    assert report.table_b_caption(run_dir) == report.TABLE_B_NOTE, "no notebook 03 metrics: the plain note"
+    metrics = run_dir / layout.THINKING_STEP / layout.METRICS_FILE
+    metrics.parent.mkdir()
+    metrics.write_text('{"cues": "feature cues switched off (use_feature_cues=False)"}')
+    assert report.table_b_caption(run_dir).endswith("S2/S3 cues: feature cues switched off (use_feature_cues=False).")
+    metrics.write_text('{"cues": "long note", "iqa_cues_from": "PIQE (LIQE, QALIGN: no weights)"}')
+    caption = report.table_b_caption(run_dir)
+    assert caption.startswith(report.TABLE_B_NOTE)
+    assert caption.endswith("S3's IQA cues from: PIQE (LIQE, QALIGN: no weights).") and "long note" not in caption

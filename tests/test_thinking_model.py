@@ -393,3 +393,32 @@ def test_prompt_longer_than_the_context_is_cut_by_the_rule_with_a_warning(tiny, 
     assert format_ok(rows[0][0])
     with pytest.raises(DataError, match="max_pixels"):  # images alone longer than the context
         encode(processor, prompt, load_images(pair), max_length=images, name=pair.id)
+
+
+def test_model_folder_without_chat_template_is_refused_naming_the_folder(tiny_dir, tmp_path):
+    import shutil
+
+    from answer_fixtures import drop_chat_template
+
+    folder = tmp_path / "no_template"
+    shutil.copytree(tiny_dir, folder)
+    drop_chat_template(folder)
+    with pytest.raises(DataError, match="no chat template") as err:
+        load_model(str(folder), device="cpu")
+    assert str(folder) in str(err.value) and "chat_template.jinja" in str(err.value)
+
+
+def test_generate_ids_drop_the_batch_padding_and_decode_to_generate(tiny, data_file):
+    from idiff_lib.thinking.generation import generate, generate_ids
+
+    model, processor = tiny
+    labelled = pairs.read_pairs(data_file)[:3]
+    ps = prompts.build_prompts(labelled, "S1")
+    examples = examples_for(labelled, ps, processor, with_targets=False, max_pixels=TINY.max_pixels, progress=False)
+    pad = processor.tokenizer.pad_token_id
+    alone = [generate_ids(model, processor, [ex], max_new_tokens=5, progress=False)[0] for ex in examples]
+    together = generate_ids(model, processor, examples, batch_size=3, max_new_tokens=5, progress=False)
+    assert all(len(a) <= 5 and (len(a) == 0 or a[-1] != pad) for a in together)
+    assert [len(a) for a in together] == [len(a) for a in alone]
+    texts = generate(model, processor, examples, batch_size=3, max_new_tokens=5, progress=False)
+    assert texts == processor.tokenizer.batch_decode([a.tolist() for a in together], skip_special_tokens=True)

@@ -148,14 +148,9 @@ def cues_for(pairs: Sequence[pairs_mod.Pair], stage: str, calibration: Sequence[
     """
     if prompts_mod.STAGES.index(stage) < prompts_mod.STAGES.index("S2"):
         return {}, f"stage {stage} uses no feature cues"
-    from idiff_lib.thinking.side_inputs import feature_cues
+    from idiff_lib.thinking.side_inputs import calibrated_cues
 
-    ids = {p.id for p in pairs}
-    extra = [p for p in calibration if p.id not in ids]
-    cues, note = feature_cues(list(pairs) + extra, [p.id for p in calibration] or None, progress=progress)
-    if not calibration:
-        note += " (no training split found: thresholds calibrated on the exported pairs)"
-    return {pid: cues[pid] for pid in ids if pid in cues}, note
+    return calibrated_cues(pairs, calibration, progress=progress)
 
 
 def _submission(pairs: Sequence[pairs_mod.Pair], answers: dict[str, dict[str, Any]],

@@ -1,4 +1,4 @@
-"""``idiff think {build-tiny, train, generate, export-swift, check-grpo, mine-vocabulary}``: the Thinking Model's commands."""
+"""``idiff think {build-tiny, cues, train, generate, export-swift, check-grpo, mine-vocabulary}``: the Thinking Model's commands."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from idiff_lib.benchmark.references import RAIM_VOCABULARY_FILE, remine_raim_vocabulary
 from idiff_lib.core import storage
-from idiff_lib.core.errors import ParameterError
+from idiff_lib.core.errors import ParameterError, suggest
 from idiff_lib.data import pairs as pairs_mod
 from idiff_lib.thinking import prompts as prompts_mod
 from idiff_lib.thinking import template_baseline
@@ -18,7 +18,7 @@ from idiff_lib.thinking.generation import model_writer, write_rationales
 from idiff_lib.thinking.grpo import read_grpo_file
 from idiff_lib.thinking.run import RunSettings, build_run_settings, load_thinking_run, train_run
 from idiff_lib.thinking.settings import ThinkingSettings
-from idiff_lib.thinking.side_inputs import read_answers, read_answers_source, read_id_table
+from idiff_lib.thinking.side_inputs import calibrated_cues, read_answers, read_answers_source, read_id_table
 from idiff_lib.thinking.swift_export import grpo_stage, swift_records, write_swift_grpo
 from idiff_lib.thinking.tiny import TinySettings, build_tiny_model, rationale_corpus
 from idiff_lib.thinking.training import TrainSettings
@@ -70,6 +70,37 @@ def _cmd_build_tiny(args: argparse.Namespace) -> int:
     corpus = rationale_corpus(labelled, args.raim_dir)
     out = build_tiny_model(args.out, corpus, TinySettings(vocab_size=args.vocab_size))
     print(f"tiny Qwen2-VL written to {out}")
+    return 0
+
+
+CUE_SOURCES = ("cv", "iqa")
+CUES_HELP = "JSONL rows {id, cv, iqa[, iqa_sources]} of feature cue texts (S2, S3), as `idiff think cues` writes them"
+
+
+def cue_sources_arg(text: str) -> tuple[str, ...]:
+    """The ``--sources`` of ``idiff think cues``: comma-separated names out of `CUE_SOURCES`.
+
+    Raises:
+        ParameterError: an empty list or an unknown name (with a suggestion).
+    """
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in CUE_SOURCES]
+    if not names or unknown:
+        bad = unknown[0] if unknown else text
+        raise ParameterError(f"idiff think cues: --sources {text!r}: {bad!r} is not a cue source."
+                             f"{suggest(bad, CUE_SOURCES)} fix: give a comma-separated list out of "
+                             f"{', '.join(CUE_SOURCES)}")
+    return names
+
+
+def _cmd_cues(args: argparse.Namespace) -> int:
+    sources = cue_sources_arg(args.sources)
+    pairs = pairs_mod.read_pairs(args.data, require_images=True)
+    calibration = pairs_mod.read_pairs(args.calibrate, require_images=True) if args.calibrate else []
+    cues, note = calibrated_cues(pairs, calibration, sources=sources, require_learned=args.strict_iqa)
+    storage.write_jsonl(args.out, [{"id": pid, **row} for pid, row in cues.items()])
+    print(f"{len(cues)} cue rows -> {args.out}")
+    print(note)
     return 0
 
 
@@ -153,13 +184,28 @@ def _add_build_tiny(sub) -> None:
     p.set_defaults(func=_cmd_build_tiny)
 
 
+def _add_cues(sub) -> None:
+    p = sub.add_parser("cues", help="write the feature cue file (rows {id, cv, iqa, iqa_sources}) that --cues takes")
+    p.add_argument("--data", required=True, help="the pairs JSONL whose cues are written")
+    p.add_argument("--calibrate", help="the labelled train JSONL whose pairs calibrate the cue thresholds (as notebook "
+                                       "03 does); default: the --data file's own pairs")
+    p.add_argument("--out", required=True, help="the cue JSONL to write (atomically)")
+    p.add_argument("--sources", default=",".join(CUE_SOURCES),
+                   help="comma-separated cue sources: cv (hand-crafted, S2) and iqa (IQA models, S3); "
+                        "default: %(default)s")
+    p.add_argument("--strict-iqa", action="store_true",
+                   help="stop when a learned IQA metric (LIQE, Q-Align, ...) has no weights here (the paper profile's "
+                        "rule); default: leave it out with a warning, and the cue rows say which metrics ran")
+    p.set_defaults(func=_cmd_cues)
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train the Thinking Model at one stage (runs under `accelerate launch` too)")
     p.add_argument("--data", required=True, help="the labelled training JSONL (SFT or GRPO shape)")
     p.add_argument("--out", required=True, help="the run folder (checkpoints, final/)")
     p.add_argument("--model", default="tiny", help="'tiny', a Hub name, an alias (qwen3-vl-8b, qwen2.5-vl-7b) or a folder")
     p.add_argument("--stage", default="S4", choices=prompts_mod.STAGES)
-    p.add_argument("--cues", help="JSONL rows {id, cv, iqa} of feature cue texts (S2, S3)")
+    p.add_argument("--cues", help=CUES_HELP)
     p.add_argument("--lora", action=argparse.BooleanOptionalAction, default=None,
                    help="train LoRA adapters (r=16, all linear layers); default: on for a paper model "
                         "(qwen3-vl-8b, ...), off for the tiny one")
@@ -185,7 +231,7 @@ def _add_generate(sub) -> None:
     p.add_argument("--run", help="a training run folder (holds final/)")
     p.add_argument("--data", required=True, help="the pairs JSONL")
     p.add_argument("--answers", help="Answer Model predictions JSONL (id, answer[, p_left]); needed for S4")
-    p.add_argument("--cues", help="JSONL rows {id, cv, iqa} of feature cue texts")
+    p.add_argument("--cues", help=CUES_HELP)
     p.add_argument("--out", required=True, help="the rationales JSONL to write")
     p.add_argument("--stage", choices=prompts_mod.STAGES, help="default: the run's training stage")
     p.add_argument("--writer", default="model", choices=("model", "template"))
@@ -201,7 +247,7 @@ def _add_export_swift(sub) -> None:
     p.add_argument("--shape", default="sft", choices=("sft", "grpo"))
     p.add_argument("--stage", choices=prompts_mod.STAGES,
                    help="default: S4 for sft; for grpo S4 with --answers, else S3 (no verdict in the prompt)")
-    p.add_argument("--cues", help="JSONL rows {id, cv, iqa}")
+    p.add_argument("--cues", help=CUES_HELP)
     p.add_argument("--answers", help="the Answer Model's predictions (file, or for grpo a run folder of preds_*.jsonl) "
                                      "for S4 prompts (sft default: the reference answers; grpo: never)")
     p.add_argument("--model", default="Qwen/Qwen3-VL-8B-Instruct", help="grpo: the model the swift script trains")
@@ -223,10 +269,11 @@ def _add_mine_vocabulary(sub) -> None:
 
 
 def add_cli(subparsers) -> None:
-    """``idiff think {build-tiny, train, generate, export-swift, check-grpo, mine-vocabulary}``."""
+    """``idiff think {build-tiny, cues, train, generate, export-swift, check-grpo, mine-vocabulary}``."""
     think = subparsers.add_parser("think", help="the Thinking Model: rationales (train, generate, export)")
     sub = think.add_subparsers(dest="think_command", required=True)
     _add_build_tiny(sub)
+    _add_cues(sub)
     _add_train(sub)
     _add_generate(sub)
     _add_export_swift(sub)

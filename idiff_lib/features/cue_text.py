@@ -34,6 +34,13 @@ CUE_NAMES = {
     "brightness": ("mean brightness", "brighter"),
     "blur_effect": ("blur", "blurrier"),
 }
+
+
+def iqa_label(metric: str) -> str:
+    """How an IQA metric is named in a cue line and in the prompts' source line: short names upper-cased."""
+    return metric.upper() if len(metric) <= 6 else metric
+
+
 # How a view or region is named in a cue line.
 VIEW_DISPLAY_NAMES = {"global": "Global", "local": "Detail", "global_face": "Face", "global_rest": "Background"}
 
@@ -180,7 +187,7 @@ def render_features(
             label, more = CUE_NAMES.get(name, (name.replace("_", " "), "higher"))
             verdict = f"{higher} {more}"
         else:
-            label = name.upper() if len(name) <= 6 else name
+            label = iqa_label(name)
             better = higher if _iqa_direction(name) else ("B" if higher == "A" else "A")
             verdict = f"{better} better"
         rank = float(np.interp(rel, th.get("quantiles", [th["threshold"]]), LEVELS if "quantiles" in th else [1.0]))

@@ -147,6 +147,26 @@ TABLE_B_NOTE = (f"Floor: each reference scored against another pair's reference.
                 f"(– where the data has no ground truth). {CLUSTER_CI_CAPTION}.")
 
 
+def thinking_cue_sentence(run_dir: str | Path) -> str:
+    """Which feature cues the S2/S3 prompts had, from notebook 03's ``metrics.json``; "" when not recorded.
+
+    ``iqa_cues_from`` (the short `side_inputs.iqa_sources_text` phrase, e.g. "PIQE (LIQE, QALIGN: no
+    weights)") comes first; a run recorded before that key gives its whole ``cues`` note.
+    """
+    path = layout.step_dir(run_dir, layout.THINKING_STEP) / layout.METRICS_FILE
+    if not path.exists():
+        return ""
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    if metrics.get("iqa_cues_from"):
+        return f"S2 cues: hand-crafted CV features; S3's IQA cues from: {metrics['iqa_cues_from']}."
+    return f"S2/S3 cues: {metrics['cues']}." if metrics.get("cues") else ""
+
+
+def table_b_caption(run_dir: str | Path) -> str:
+    """Table B's caption note (`TABLE_B_NOTE`) plus the run's `thinking_cue_sentence`."""
+    return " ".join(part for part in (TABLE_B_NOTE, thinking_cue_sentence(run_dir)) if part)
+
+
 def _fmt(value: object) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.2f}"
 
@@ -299,7 +319,7 @@ def update_readme_results(readme: str | Path, table_a: pd.DataFrame, table_b: pd
         table_a.to_markdown(index=False),
         "",
         "**Table B: Thinking-model ladder** (ours: `data/demo` test split; paper: RAIM; BLEU-4 on a 0–1 scale). "
-        + TABLE_B_NOTE,
+        + table_b_caption(run_dir),
         "",
         table_b.to_markdown(index=False),
         "",

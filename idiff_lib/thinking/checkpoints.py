@@ -103,6 +103,21 @@ def resolve_checkpoint(name_or_path: str, allow_download: bool | None = None) ->
     return name
 
 
+def check_chat_template(processor, source: str | Path) -> None:
+    """Refuse a processor without a chat template: every prompt is rendered with ``apply_chat_template``.
+
+    Raises:
+        DataError: naming `source` (the model folder or Hub name) and the fix.
+    """
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if getattr(processor, "chat_template", None) or getattr(tokenizer, "chat_template", None):
+        return
+    raise DataError(source, "the model's processor has no chat template, so prompts cannot be formatted as chat turns",
+                    "use an instruction-tuned checkpoint (a '-Instruct' model) whose folder holds chat_template.jinja "
+                    "(or chat_template.json, or a chat_template entry in tokenizer_config.json), or copy that file "
+                    "from the matching Instruct model into the folder")
+
+
 def load_model(
     name_or_path: str,
     *,
@@ -129,6 +144,10 @@ def load_model(
 
     Returns:
         (model, processor)
+
+    Raises:
+        DataError: the folder's processor has no chat template (`check_chat_template`), before the
+            weights are read.
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -150,8 +169,9 @@ def load_model(
         model = PeftModel.from_pretrained(model, name_or_path, is_trainable=trainable_adapter)
         return (model.merge_and_unload() if merge_adapter else model), processor
     source = resolve_checkpoint(name_or_path, allow_download)
-    model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch_dtype).to(device)
     processor = AutoProcessor.from_pretrained(source)
+    check_chat_template(processor, source)
+    model = AutoModelForImageTextToText.from_pretrained(source, dtype=torch_dtype).to(device)
     processor.tokenizer.padding_side = "left"
     if gradient_checkpointing is None:
         gradient_checkpointing = device.startswith("cuda")

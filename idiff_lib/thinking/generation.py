@@ -15,6 +15,49 @@ from idiff_lib.thinking.evaluation import format_ok, score_completions
 
 
 @torch.no_grad()
+def generate_ids(
+    model: torch.nn.Module,
+    processor,
+    examples: Sequence[dict],
+    *,
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    stop_after_rationale: bool = False,
+    no_repeat_ngram_size: int = 0,
+    progress: bool = True,
+) -> list[torch.Tensor]:
+    """Greedy decoding for encoded prompts (no targets): the new token ids of each example.
+
+    The padding a batch adds after an example has finished is removed, so the lengths count the
+    tokens each example generated (its end-of-turn token included when the pad token differs).
+
+    Args:
+        stop_after_rationale: stop at ``</thinking>`` (answer-aware stages append the answer).
+        no_repeat_ngram_size: forbid repeating any token n-gram of this size (0 = off); a guard
+            against the loops small models fall into under greedy decoding.
+    """
+    from idiff_lib.core.progress import progress_bar
+
+    tok = processor.tokenizer
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[torch.Tensor] = []
+    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False, "pad_token_id": tok.pad_token_id}
+    if no_repeat_ngram_size:
+        kwargs["no_repeat_ngram_size"] = no_repeat_ngram_size
+    if stop_after_rationale:
+        kwargs.update(stop_strings=["</thinking>"], tokenizer=tok)
+    for start in progress_bar(range(0, len(examples), batch_size), desc="generate", disable=not progress,
+                              leave=False):
+        chunk = [{k: v for k, v in ex.items() if k not in ("id", "labels")} for ex in examples[start:start + batch_size]]
+        batch = {k: v.to(device) for k, v in collate(chunk, tok.pad_token_id, "left").items()}
+        ids = model.generate(**batch, **kwargs)
+        for row in ids[:, batch["input_ids"].shape[1]:].cpu():
+            kept = (row != tok.pad_token_id).nonzero()
+            out.append(row[:int(kept[-1]) + 1] if len(kept) else row[:0])
+    return out
+
+
 def generate(
     model: torch.nn.Module,
     processor,
@@ -28,30 +71,12 @@ def generate(
 ) -> list[str]:
     """Greedy decoding for encoded prompts (no targets); returns the new text of each example.
 
-    Args:
-        stop_after_rationale: stop at ``</thinking>`` (answer-aware stages append the answer).
-        no_repeat_ngram_size: forbid repeating any token n-gram of this size (0 = off); a guard
-            against the loops small models fall into under greedy decoding.
+    See `generate_ids` for the arguments; special tokens are left out of the text.
     """
-    from idiff_lib.core.progress import progress_bar
-
-    tok = processor.tokenizer
-    model.eval()
-    device = next(model.parameters()).device
-    out: list[str] = []
-    kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False, "pad_token_id": tok.pad_token_id}
-    if no_repeat_ngram_size:
-        kwargs["no_repeat_ngram_size"] = no_repeat_ngram_size
-    if stop_after_rationale:
-        kwargs.update(stop_strings=["</thinking>"], tokenizer=tok)
-    for start in progress_bar(range(0, len(examples), batch_size), desc="generate", disable=not progress,
-                              leave=False):
-        chunk = [{k: v for k, v in ex.items() if k not in ("id", "labels")} for ex in examples[start:start + batch_size]]
-        batch = {k: v.to(device) for k, v in collate(chunk, tok.pad_token_id, "left").items()}
-        ids = model.generate(**batch, **kwargs)
-        new = ids[:, batch["input_ids"].shape[1]:]
-        out += tok.batch_decode(new, skip_special_tokens=True)
-    return out
+    ids = generate_ids(model, processor, examples, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                       stop_after_rationale=stop_after_rationale, no_repeat_ngram_size=no_repeat_ngram_size,
+                       progress=progress)
+    return processor.tokenizer.batch_decode([row.tolist() for row in ids], skip_special_tokens=True)
 
 
 def finish_completion(raw: str, answer: str | None = None, fallback_answer: str = "A") -> tuple[str, dict]:

@@ -100,9 +100,10 @@ def template_block(category: str | None, vocabulary: Vocabulary = FALLBACK_VOCAB
     return "\n".join(lines)
 
 
-def _cue_block(title: str, cues: str) -> str:
+def _cue_block(title: str, cues: str, sources: str = "") -> str:
+    """A cue heading, the line naming where the cues come from (when known), then the cue lines."""
     body = cues.strip() or "(not measured for this pair)"
-    return f"{title}:\n{body}"
+    return f"{title}:\n" + (f"{sources}\n" if sources else "") + body
 
 
 def answer_block(answer: str, p_answer: float | None = None) -> str:
@@ -118,6 +119,7 @@ def build_prompt(
     *,
     cv_cues: str = "",
     iqa_cues: str = "",
+    iqa_sources: str = "",
     answer: str | None = None,
     p_answer: float | None = None,
     vocabulary: Vocabulary = FALLBACK_VOCABULARY,
@@ -129,6 +131,9 @@ def build_prompt(
         category: "person", "scene" or None (a generic template).
         cv_cues: hand-crafted CV cue text (S2 and later).
         iqa_cues: IQA-model cue text (S3 and later).
+        iqa_sources: which IQA metrics the cues come from and which could not run
+            (`side_inputs.iqa_sources_text`, e.g. "PIQE (LIQE, QALIGN: no weights)"); S3 and later show
+            it as a line "IQA cues from: ..." under the heading. "" = no such line.
         answer: the Answer Model's "A"/"B" (required from S4).
         p_answer: the Answer Model's probability of `answer` (optional, shown in S4).
         vocabulary: the mined template headings (`load_vocabulary`).
@@ -143,7 +148,8 @@ def build_prompt(
     if level >= 2:
         blocks.append(_cue_block("Hand-crafted CV cues (A vs B)", cv_cues))
     if level >= 3:
-        blocks.append(_cue_block("IQA-model cues (A vs B)", iqa_cues))
+        blocks.append(_cue_block("IQA-model cues (A vs B)", iqa_cues,
+                                 f"IQA cues from: {iqa_sources}" if iqa_sources else ""))
     if level >= 4:
         if answer not in pairs_mod.ANSWERS:
             raise ParameterError(f"stage S4 needs the Answer Model's verdict 'A' or 'B', got {answer!r}. fix: pass "
@@ -160,7 +166,8 @@ def build_prompts(
     answers: Mapping[str, Mapping[str, object]] | None = None,
     vocabulary: Vocabulary = FALLBACK_VOCABULARY,
 ) -> dict[str, Prompt]:
-    """Prompts for many pairs: `cues` maps id -> {"cv", "iqa"}; `answers` maps id -> {"answer", "p_answer"}.
+    """Prompts for many pairs: `cues` maps id -> {"cv", "iqa"[, "iqa_sources"]}; `answers` maps id ->
+    {"answer", "p_answer"}.
 
     Raises:
         ParameterError: S4 for a pair without an answer (names the pair).
@@ -175,6 +182,7 @@ def build_prompts(
                                  "with a row {\"id\", \"answer\"} for every pair")
         p = a.get("p_answer")
         out[pair.id] = build_prompt(stage, pair.category, cv_cues=str(c.get("cv", "")), iqa_cues=str(c.get("iqa", "")),
-                                    answer=a.get("answer"), p_answer=float(p) if p is not None else None,
+                                    iqa_sources=str(c.get("iqa_sources", "")), answer=a.get("answer"),
+                                    p_answer=float(p) if p is not None else None,
                                     vocabulary=vocabulary)
     return out

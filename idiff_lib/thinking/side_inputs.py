@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError, ParameterError
@@ -86,6 +86,31 @@ def s4_answers(pairs: Sequence[pairs_mod.Pair], preds_file: str | Path | None, f
     return out, note
 
 
+def iqa_sources_text(ran: Sequence[str], left_out: Sequence[str] = ()) -> str:
+    """The short phrase naming which IQA metrics S3's cues come from, e.g. ``PIQE (LIQE, QALIGN: no weights)``.
+
+    Metric names are written as the cue lines write them (`features.cue_text.iqa_label`). Prompts
+    carry it under the IQA cue heading, metrics.json and Table B's caption record it.
+    """
+    from idiff_lib.features.cue_text import iqa_label
+
+    text = ", ".join(iqa_label(m) for m in ran) or "none"
+    return text + (f" ({', '.join(iqa_label(m) for m in left_out)}: no weights)" if left_out else "")
+
+
+def iqa_sources_of(cues: Mapping[str, Mapping[str, str]]) -> str:
+    """The IQA sources phrase a cue table carries (`feature_cues` puts one in every row), or "".
+
+    Raises:
+        DataError: rows naming different sources (cue files of different runs mixed together).
+    """
+    found = {str(c["iqa_sources"]) for c in cues.values() if c.get("iqa_sources")}
+    if len(found) > 1:
+        raise DataError(None, f"the cue rows name {len(found)} different IQA sources: {sorted(found)}",
+                        "compute the cues of one run with one `idiff think cues` call")
+    return found.pop() if found else ""
+
+
 def feature_cues(
     pairs: Sequence[pairs_mod.Pair],
     calibration_ids: Iterable[str] | None = None,
@@ -94,13 +119,14 @@ def feature_cues(
     progress: bool = True,
     require_learned: bool = False,
 ) -> tuple[dict[str, dict[str, str]], str]:
-    """Cue texts per pair from `idiff_lib.features`: ``{id: {"cv": lines, "iqa": lines}}`` and a note.
+    """Cue texts per pair from `idiff_lib.features`: ``{id: {"cv": lines, "iqa": lines[, "iqa_sources"]}}`` and a note.
 
     The feature table comes from ``features.table.build_feature_table`` (cached per image); the cue
     thresholds are calibrated on the `calibration_ids` rows (the train split; default: all) with
     ``features.cue_text.calibrate_thresholds``; each pair's cues are
     ``features.cue_text.render_features(row, style)`` lines. The note names the IQA metrics that
-    ran and those left out, so metrics.json records which cues the prompts had.
+    ran and those left out, so metrics.json records which cues the prompts had; with "iqa" among
+    `sources` every row also carries ``iqa_sources`` (`iqa_sources_text`), which S3 prompts show.
 
     Args:
         require_learned: the paper profile's rule: a learned IQA metric (LIQE, Q-Align, ...) whose
@@ -117,14 +143,37 @@ def feature_cues(
                                          strict_iqa=require_learned)
     ids = [i for i in (calibration_ids or table.index) if i in table.index]
     thresholds = cue_text.calibrate_thresholds(table.loc[ids])
-    cues = {}
-    for pid, row in table.iterrows():
-        cues[str(pid)] = {style: "\n".join(cue_text.render_features(row, style=style, thresholds=thresholds))
-                          for style in ("cv", "iqa")}
-    with_iqa = sum(bool(c["iqa"]) for c in cues.values())
     ran = table.attrs.get("iqa_metrics", [])
     left_out = [m for m in iqa.DEFAULT_METRICS if m not in ran] if "iqa" in sources else []
+    extra = {"iqa_sources": iqa_sources_text(ran, left_out)} if "iqa" in sources else {}
+    cues = {}
+    for pid, row in table.iterrows():
+        cues[str(pid)] = {**{style: "\n".join(cue_text.render_features(row, style=style, thresholds=thresholds))
+                             for style in ("cv", "iqa")}, **extra}
+    with_iqa = sum(bool(c["iqa"]) for c in cues.values())
     iqa_note = (f"IQA metrics used: {', '.join(ran) or 'none'}" +
                 (f"; left out (no weights or code here): {', '.join(left_out)}" if left_out else ""))
     return cues, (f"feature cues from idiff_lib.features.cv for {len(cues)} pairs (sources {', '.join(sources)}; "
                   f"thresholds calibrated on {len(ids)} pairs; {with_iqa} pairs have IQA cues; {iqa_note})")
+
+
+def calibrated_cues(
+    pairs: Sequence[pairs_mod.Pair],
+    calibration: Sequence[pairs_mod.Pair] = (),
+    *,
+    sources: Sequence[str] = ("cv", "iqa"),
+    progress: bool = True,
+    require_learned: bool = False,
+) -> tuple[dict[str, dict[str, str]], str]:
+    """`feature_cues` of `pairs` with thresholds calibrated on `calibration` (the train split), or on `pairs` themselves.
+
+    The calibration pairs' features are computed too (cached per image) but only `pairs`' cues are
+    returned; the note says when no calibration pairs were given.
+    """
+    ids = {p.id for p in pairs}
+    extra = [p for p in calibration if p.id not in ids]
+    cues, note = feature_cues(list(pairs) + extra, [p.id for p in calibration] or None, sources=sources,
+                              progress=progress, require_learned=require_learned)
+    if not calibration:
+        note += " (no training split given: thresholds calibrated on these pairs)"
+    return {p.id: cues[p.id] for p in pairs if p.id in cues}, note
