@@ -71,12 +71,13 @@ def test_bad_values_are_refused_with_the_parameter_named(tmp_path):
 
 def test_run_settings_are_the_ones_notebook_03_built_by_hand():
     settings = ThinkingSettings()
-    # What the notebook's cell constructed before the settings were defined once (cpu profile, no GPU).
+    # The cpu profile (no GPU): the small VLM with LoRA, the processor's own image size.
     by_hand = RunSettings(
-        model="tiny", lora=False, max_pixels=25088, max_new_tokens=200, gen_batch_size=16, swap_augment=True,
+        model="small-vlm", lora=True, max_pixels=None, max_new_tokens=224, gen_batch_size=8, swap_augment=True,
         no_repeat_ngram_size=10,
-        tiny=TinySettings(vocab_size=1200, hidden_size=160, layers=2, intermediate_size=480, max_pixels=25088, seed=0),
-        train=TrainSettings(epochs=1, batch_size=8, lr=0.002, seed=0, mixed_precision="no"),
+        tiny=TinySettings(vocab_size=1200, hidden_size=160, layers=2, intermediate_size=480,
+                          max_pixels=TinySettings.max_pixels, seed=0),
+        train=TrainSettings(epochs=1, batch_size=8, lr=0.0005, seed=0, mixed_precision="no"),
     )
     assert build_run_settings(settings, mixed_precision="no") == by_hand
 

@@ -32,7 +32,7 @@ MODEL_TYPE = "idiff_small_vlm"
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 # Visual tokens per view: the encoder's 7 x 7 last map pooled to 4 x 4, so the four views take 64
 # tokens (a 7 x 7 grid takes 196, about 40% of an S0 training sequence of ~500 tokens).
-DEFAULT_GRID = 4
+VISION_GRID = 4
 
 
 class SmallVlmConfig(PreTrainedConfig):
@@ -53,7 +53,7 @@ class SmallVlmConfig(PreTrainedConfig):
     text_config: dict | PreTrainedConfig | None = None
     vision_backbone: str = DEFAULT_BACKBONE
     image_size: int = 224
-    grid: int = DEFAULT_GRID
+    grid: int = VISION_GRID
     projector_hidden: int = 1024
     image_token_id: int = 0
     tie_word_embeddings: bool = False
@@ -180,7 +180,7 @@ AutoProcessor.register(SmallVlmConfig, SmallVlmProcessor, exist_ok=True)
 
 
 def compose(language_model, tokenizer, *, vision_backbone: str = DEFAULT_BACKBONE, image_size: int = 224,
-            grid: int = DEFAULT_GRID, projector_hidden: int = 1024, vision: nn.Module | None = None, seed: int = 0,
+            grid: int = VISION_GRID, projector_hidden: int = 1024, vision: nn.Module | None = None, seed: int = 0,
             view_names: tuple[str, ...] | None = RAIM_VIEW_NAMES):
     """(model, processor) from a ``LlamaForCausalLM``, its tokenizer and a vision backbone.
 

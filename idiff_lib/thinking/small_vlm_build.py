@@ -15,11 +15,11 @@ import torch
 
 from idiff_lib.thinking.checkpoints import staging_dir
 from idiff_lib.thinking.language_models import check_llama_classes, smollm2_folder, smollm2_gguf
-from idiff_lib.thinking.small_vlm import DEFAULT_BACKBONE, DEFAULT_GRID, compose, create_vision_backbone
+from idiff_lib.thinking.small_vlm import DEFAULT_BACKBONE, VISION_GRID, compose, create_vision_backbone
 
 
 def build_small_vlm(folder: str | Path, vision_backbone: str = DEFAULT_BACKBONE, *, image_size: int = 224,
-                    grid: int = DEFAULT_GRID, projector_hidden: int = 1024, language_model: str | Path | None = None,
+                    grid: int = VISION_GRID, projector_hidden: int = 1024, language_model: str | Path | None = None,
                     weights_path: str | Path | None = None, online: bool | None = None, seed: int = 0) -> Path:
     """Build the small VLM from its pretrained parts and save model + processor into `folder` atomically.
 
