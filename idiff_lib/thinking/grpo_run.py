@@ -124,6 +124,18 @@ def read_log_history(run_dir: str | Path) -> list[dict]:
     return json.loads(path.read_text())
 
 
+def _load_full_checkpoint(model, checkpoint: Path):
+    """`model`'s class loaded from a Trainer checkpoint of all its weights.
+
+    ``Trainer.train(resume_from_checkpoint=...)`` reads the weights file as a plain state dict,
+    without the key renames ``from_pretrained`` applies (transformers 5 renames Qwen2-VL's
+    ``model.*``/``visual.*`` keys): every key is reported missing and the run would go on from its
+    starting weights. ``from_pretrained`` reads them right.
+    """
+    first = next(model.parameters())
+    return type(model).from_pretrained(checkpoint, dtype=first.dtype).to(first.device)
+
+
 def train_grpo_run(
     run_dir: str | Path,
     rows: Sequence[Mapping],
@@ -133,6 +145,7 @@ def train_grpo_run(
     base_dir: str | Path,
     vocabulary: Vocabulary,
     init_from: str | Path | None = None,
+    corpus_pairs: Sequence[pairs_mod.Pair] = (),
     log=print,
     **config_overrides,
 ) -> dict:
@@ -143,6 +156,7 @@ def train_grpo_run(
         run_settings: the ladder's settings (model, generation); saved with the final weights.
         base_dir: the folder `prepare_model` builds or finds the profile's base model in (``model/S0``).
         init_from: a trained run's ``final`` folder (S4 + GRPO); None = the base model.
+        corpus_pairs: the tiny model's tokenizer corpus, when its base is not built yet.
         config_overrides: further ``GRPOConfig`` fields (``report_to=[]`` in tests).
 
     Returns:
@@ -154,11 +168,16 @@ def train_grpo_run(
         return json.loads((final / RUN_INFO_FILE).read_text())["train"]
     settings = RunSettings.from_dict({**asdict(run_settings), "lora": grpo_settings.lora})
     settings.lora_settings.r, settings.lora_settings.alpha = grpo_settings.lora_r, grpo_settings.lora_alpha
-    model, processor = prepare_model(Path(base_dir), settings, init_from=init_from, log=log)
+    model, processor = prepare_model(Path(base_dir), settings, corpus_pairs, init_from=init_from, log=log)
+    resume = last_checkpoint(run_dir)
+    full_weights = resume is not None and (resume / "config.json").exists()
+    if full_weights:
+        model = _load_full_checkpoint(model, resume)
     # TRL tokenises the text prompts with the tokenizer's chat template (see the module note on images).
     tokenizer = getattr(processor, "tokenizer", processor)
     trainer = grpo_trainer(model, tokenizer, rows, grpo_settings, run_dir, **config_overrides)
-    resume = last_checkpoint(run_dir)
+    if full_weights:  # loaded above; the Trainer still restores the optimiser, scheduler, RNG and step
+        trainer._load_from_checkpoint = lambda *args, **kwargs: None
     log(f"GRPO -> {run_dir.name}: {min(len(rows), grpo_settings.prompts or len(rows))} prompts"
         + (f", resuming from {resume.name}" if resume else ""))
     start = time.perf_counter()

@@ -105,7 +105,10 @@ class ThinkingSettings(WorkedPairSettings):
         for name in _POSITIVE:
             if getattr(self, name) < 1:
                 raise ParameterError(f"{where} {name!r} must be >= 1, got {getattr(self, name)}")
-        self.grpo_settings()  # GrpoSettings.validate names the bad GRPO value
+        try:
+            self.grpo_settings()
+        except ParameterError as err:  # GrpoSettings.<name> is parameter grpo_<name> here
+            raise ParameterError(f"{where} {str(err).replace('GrpoSettings.', 'grpo_')}") from None
         if self.raim_dir and not (Path(self.raim_dir).expanduser() / RAIM_SFT_FILE).exists():
             raise ParameterError(f"{where} 'raim_dir': {self.raim_dir} holds no {RAIM_SFT_FILE}. fix: point "
                                  "it to the public RAIM-PIQA folder, or leave it empty to use the committed counts")
