@@ -55,7 +55,7 @@ def test_grpo_rows_refuse_an_unlabeled_pair(train_pairs):
 # --------------------------------------------------------------------------- settings
 def test_thinking_settings_build_the_grpo_settings():
     cpu = ThinkingSettings().grpo_settings()
-    assert (cpu.prompts, cpu.num_generations, cpu.batch_size, cpu.beta, cpu.temperature) == (10, 4, 4, 0.04, 0.9)
+    assert (cpu.prompts, cpu.num_generations, cpu.batch_size, cpu.beta, cpu.temperature) == (10, 4, 8, 0.04, 0.9)
     assert cpu.max_completion_length == grpo.GrpoSettings.max_completion_length and cpu.lora
     paper = ThinkingSettings.for_profile("paper").grpo_settings()
     assert (paper.prompts, paper.max_completion_length, paper.lr, paper.epochs) == (0, 512, 1e-6, 10)
@@ -63,6 +63,8 @@ def test_thinking_settings_build_the_grpo_settings():
     assert tiny.max_steps == 2 and tiny.max_completion_length <= 16 and not tiny.lora
     with pytest.raises(ParameterError, match="grpo_num_generations must be at least 2"):
         ThinkingSettings(grpo_num_generations=1).validate()
+    with pytest.raises(ParameterError, match="grpo_batch_size .6. must be a multiple of num_generations"):
+        ThinkingSettings(grpo_batch_size=6).validate()
     with pytest.raises(ParameterError, match="'grpo_prompts' must be >= 0"):
         ThinkingSettings(grpo_prompts=-1).validate()
 

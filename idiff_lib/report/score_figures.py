@@ -331,6 +331,7 @@ def plot_grpo_rewards(histories: dict[str, list[dict[str, Any]]], title: str = "
                 steps, values = zip(*points)
                 ax.plot(steps, values, marker="o", ms=3, color=sns.color_palette()[i % 10], label=name)
         ax.set(title=label, xlabel="GRPO step")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         if key != "kl":
             ax.set_ylim(-0.05, 1.05)
     if histories:

@@ -80,11 +80,12 @@ class ThinkingSettings(WorkedPairSettings):
     grpo: bool = True  # GRPO from the base model and from S4 (the RAIM baseline's reinforcement learning)
     grpo_prompts: int = GrpoSettings.prompts // 2  # per starting point: 2 x 10 prompts x 4 generations in ~8 min
     grpo_num_generations: int = GrpoSettings.num_generations  # the baseline's group size
+    grpo_batch_size: int = 2 * GrpoSettings.num_generations  # two prompts' groups per step: one batch of 8 generates at ~72 tokens/s on 2 cores
     grpo_max_completion_length: int = GrpoSettings.max_completion_length  # the baseline: 512
     grpo_lr: float = GrpoSettings.lr  # LoRA; the baseline trains all weights at 1e-6
     grpo_epochs: int = GrpoSettings.epochs  # the baseline: 10 on GPUs
     grpo_max_steps: int = GrpoSettings.max_steps  # -1 = run the epochs
-    grpo_save_steps: int = GrpoSettings.save_steps  # checkpoints a killed GRPO run resumes from
+    grpo_save_steps: int = 2  # checkpoints a killed GRPO run resumes from (5 steps per starting point on cpu)
     grpo_lora: bool = GrpoSettings.lora  # adapters on the base model (an S4 model's own adapter trains on)
 
     def validate(self) -> None:
@@ -114,12 +115,12 @@ class ThinkingSettings(WorkedPairSettings):
                                  "it to the public RAIM-PIQA folder, or leave it empty to use the committed counts")
 
     def grpo_settings(self) -> GrpoSettings:
-        """The `GrpoSettings` of each GRPO run: one prompt's group per step, the rest `GrpoSettings`' defaults.
+        """The `GrpoSettings` of each GRPO run (the fields not set here keep `GrpoSettings`' defaults).
 
         Raises:
             ParameterError: a GRPO value `GrpoSettings.validate` refuses.
         """
         return GrpoSettings(prompts=self.grpo_prompts, num_generations=self.grpo_num_generations,
-                            batch_size=self.grpo_num_generations, max_completion_length=self.grpo_max_completion_length,
+                            batch_size=self.grpo_batch_size, max_completion_length=self.grpo_max_completion_length,
                             lr=self.grpo_lr, epochs=self.grpo_epochs, max_steps=self.grpo_max_steps,
                             save_steps=self.grpo_save_steps, lora=self.grpo_lora, seed=self.seed).validate()
