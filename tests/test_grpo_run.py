@@ -177,8 +177,14 @@ def test_a_killed_grpo_run_resumes_from_its_checkpoint_and_a_finished_one_is_not
     s4 = tmp_path / "grpo" / "s4"
     lora = grpo.GrpoSettings(**{**settings.__dict__, "lora": True, "lora_r": 2, "lora_alpha": 4, "max_steps": 1})
     assert grpo_run.train_grpo_run(s4, rows, run_settings, lora, init_from=out / "final", **kwargs)["steps"] == 1
+    assert (s4 / "final" / "adapter_config.json").exists()  # a full start: its adapter is saved alone
     model, processor, loaded, _ = load_thinking_run(s4)
     assert loaded.stage == "S3" and model is not None and processor is not None
+    # From a LoRA run: its adapter is merged first (the KL reference is that start), the result saved merged.
+    again = tmp_path / "grpo" / "from_lora"
+    assert grpo_run.train_grpo_run(again, rows, run_settings, lora, init_from=s4 / "final", **kwargs)["steps"] == 1
+    assert not (again / "final" / "adapter_config.json").exists() and (again / "final" / "config.json").exists()
+    assert load_thinking_run(again)[2].stage == "S3"
 
 
 def _vocabulary(train_pairs):

@@ -37,8 +37,9 @@ from idiff_lib.core.errors import DataError
 from idiff_lib.data import pairs as pairs_mod
 from idiff_lib.scoring.stats import cluster_bootstrap_mean
 from idiff_lib.thinking import prompts as prompts_mod
-from idiff_lib.thinking.checkpoints import staging_dir
+from idiff_lib.thinking.checkpoints import load_model, staging_dir
 from idiff_lib.thinking.grpo import GrpoSettings, grpo_trainer
+from idiff_lib.thinking.lora import apply_lora
 from idiff_lib.thinking.run import RUN_INFO_FILE, RunSettings, prepare_model
 from idiff_lib.thinking.side_inputs import read_answers
 
@@ -124,6 +125,25 @@ def read_log_history(run_dir: str | Path) -> list[dict]:
     return json.loads(path.read_text())
 
 
+def _starting_model(base_dir: Path, settings: RunSettings, corpus_pairs, init_from, log):
+    """(model, processor, merge_on_save) of a GRPO run's start.
+
+    A start that is a LoRA run (the cpu profile's S4) is merged first, and GRPO trains fresh
+    adapters on it (or all its weights): TRL's KL reference for an adapter model is the model with
+    its adapters switched off, which would be the base, not the S4 policy GRPO starts from. Such a
+    run saves its final weights merged (``merge_on_save``).
+    """
+    if init_from is None or not (Path(init_from) / "adapter_config.json").exists():
+        model, processor = prepare_model(base_dir, settings, corpus_pairs, init_from=init_from, log=log)
+        return model, processor, False
+    model, processor = load_model(str(init_from), merge_adapter=True)
+    if settings.lora:
+        model = apply_lora(model, settings.lora_settings, log=log)
+    else:
+        model.requires_grad_(True)
+    return model, processor, settings.lora
+
+
 def _load_full_checkpoint(model, checkpoint: Path):
     """`model`'s class loaded from a Trainer checkpoint of all its weights.
 
@@ -168,7 +188,7 @@ def train_grpo_run(
         return json.loads((final / RUN_INFO_FILE).read_text())["train"]
     settings = RunSettings.from_dict({**asdict(run_settings), "lora": grpo_settings.lora})
     settings.lora_settings.r, settings.lora_settings.alpha = grpo_settings.lora_r, grpo_settings.lora_alpha
-    model, processor = prepare_model(Path(base_dir), settings, corpus_pairs, init_from=init_from, log=log)
+    model, processor, merge_on_save = _starting_model(Path(base_dir), settings, corpus_pairs, init_from, log)
     resume = last_checkpoint(run_dir)
     full_weights = resume is not None and (resume / "config.json").exists()
     if full_weights:
@@ -186,7 +206,10 @@ def train_grpo_run(
               "resumed_from": resume.name if resume else None, "prompts": len(trainer.train_dataset)}
     storage.write_json(run_dir / LOG_HISTORY_FILE, trainer.state.log_history)
     with staging_dir(final) as tmp:
-        trainer.model.save_pretrained(tmp)
+        trained = trainer.model
+        if merge_on_save:  # the start's weights live only in this model: save them with the new adapter folded in
+            trained = trained.merge_and_unload()
+        trained.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         storage.write_json(tmp / "vocabulary.json", {"headings": vocabulary.templates, "source": vocabulary.source})
         storage.write_json(tmp / RUN_INFO_FILE, {"settings": asdict(settings), "train": result,
