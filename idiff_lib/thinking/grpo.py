@@ -268,4 +268,7 @@ def grpo_trainer(model, processing_class, rows: Sequence[Mapping], settings: Grp
                           args=grpo_config(settings, out_dir, **config_overrides), peft_config=peft_config)
     # First, so that the TensorBoard writer sees the counts too.
     trainer.callback_handler.callbacks.insert(0, _reward_log_callback(log))
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # a dict per step on stdout; the log history and TensorBoard keep them
     return trainer

@@ -23,8 +23,10 @@ marker, written atomically with the weights: a finished run is not retrained).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -186,9 +188,34 @@ def train_grpo_run(
     final = run_dir / layout.FINAL_CHECKPOINT
     if (final / RUN_INFO_FILE).exists():
         return json.loads((final / RUN_INFO_FILE).read_text())["train"]
+    with _quiet():
+        return _train(run_dir, rows, run_settings, grpo_settings, Path(base_dir), vocabulary, init_from,
+                      corpus_pairs, log, config_overrides)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """No weight-loading bars and no deprecation warnings raised inside TRL/transformers (not ours to fix)."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _train(run_dir: Path, rows, run_settings: RunSettings, grpo_settings: GrpoSettings, base_dir: Path,
+           vocabulary: Vocabulary, init_from, corpus_pairs, log, config_overrides: dict) -> dict:
+    """`train_grpo_run`'s work for a run that is not finished (see there)."""
+    final = run_dir / layout.FINAL_CHECKPOINT
     settings = RunSettings.from_dict({**asdict(run_settings), "lora": grpo_settings.lora})
     settings.lora_settings.r, settings.lora_settings.alpha = grpo_settings.lora_r, grpo_settings.lora_alpha
-    model, processor, merge_on_save = _starting_model(Path(base_dir), settings, corpus_pairs, init_from, log)
+    model, processor, merge_on_save = _starting_model(base_dir, settings, corpus_pairs, init_from, log)
     resume = last_checkpoint(run_dir)
     full_weights = resume is not None and (resume / "config.json").exists()
     if full_weights:
