@@ -81,7 +81,7 @@ class ThinkingSettings(WorkedPairSettings):
     grpo_prompts: int = GrpoSettings.prompts // 2  # per starting point: 2 x 10 prompts x 4 generations in ~8 min
     grpo_num_generations: int = GrpoSettings.num_generations  # the baseline's group size
     grpo_batch_size: int = 2 * GrpoSettings.num_generations  # two prompts' groups per step: one batch of 8 generates at ~72 tokens/s on 2 cores
-    grpo_max_completion_length: int = GrpoSettings.max_completion_length  # the baseline: 512
+    grpo_max_completion_length: int = 200  # as max_new_tokens: the references are under 200 tokens (the baseline: 512)
     grpo_lr: float = GrpoSettings.lr  # LoRA; the baseline trains all weights at 1e-6
     grpo_epochs: int = GrpoSettings.epochs  # the baseline: 10 on GPUs
     grpo_max_steps: int = GrpoSettings.max_steps  # -1 = run the epochs
