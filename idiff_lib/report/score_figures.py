@@ -388,6 +388,36 @@ def plot_training_loss(train_results: dict[str, dict[str, Any]], title: str = ""
     return fig
 
 
+# GRPO log keys (trl 1.16's ``log_history``; `idiff_lib.thinking.grpo` names the rewards) and their panel titles.
+GRPO_CURVES = {"rewards/accuracy/mean": "accuracy reward", "rewards/format/mean": "format reward", "kl": "KL to the start"}
+
+
+def plot_grpo_rewards(histories: dict[str, list[dict[str, Any]]], title: str = "") -> plt.Figure:
+    """GRPO's reward curves: accuracy reward, format reward and KL per optimiser step, one line per run.
+
+    Args:
+        histories: run name -> TRL's ``trainer.state.log_history`` (entries without a curve's key,
+            such as the final summary, are skipped).
+    """
+    fig, axes = plt.subplots(1, len(GRPO_CURVES), figsize=(10, 3.0), squeeze=False)
+    for ax, (key, label) in zip(axes[0], GRPO_CURVES.items()):
+        for i, (name, history) in enumerate(histories.items()):
+            points = [(h["step"], h[key]) for h in history if key in h and "step" in h]
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, marker="o", ms=3, color=sns.color_palette()[i % 10], label=name)
+        ax.set(title=label, xlabel="GRPO step")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+        if key != "kl":
+            ax.set_ylim(-0.05, 1.05)
+    if histories:
+        axes[0][0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def summary_row(metrics: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of one `ScoreResult.metrics`, flat (for a ladder table)."""
     acc = metrics.get("accuracy", {}).get("overall", {})

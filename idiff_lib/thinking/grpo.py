@@ -241,6 +241,9 @@ def grpo_trainer(model, processing_class, rows: Sequence[Mapping], settings: Grp
                  source: str | Path | None = None, log: RewardLog | None = None, **config_overrides):
     """A ``trl.GRPOTrainer`` on checked `rows` (``prompt`` + ``solution``), LoRA when `settings.lora`.
 
+    A model that already holds LoRA adapters (an S4 run, or `prepare_model` with ``lora``) trains
+    those; new adapters are added only to a model without any.
+
     Every log entry also carries ``refused_completions`` (empty or non-UTF-8 completions the rewards
     gave 0, from `log`), so none is rewarded 0 in silence.
     """
@@ -256,7 +259,7 @@ def grpo_trainer(model, processing_class, rows: Sequence[Mapping], settings: Grp
     log = REWARD_LOG if log is None else log
     funcs, _ = trl_reward_functions(settings, log)
     peft_config = None
-    if settings.lora:
+    if settings.lora and not hasattr(model, "peft_config"):  # a model with adapters trains those
         from peft import LoraConfig
 
         peft_config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, target_modules="all-linear",
@@ -265,4 +268,7 @@ def grpo_trainer(model, processing_class, rows: Sequence[Mapping], settings: Grp
                           args=grpo_config(settings, out_dir, **config_overrides), peft_config=peft_config)
     # First, so that the TensorBoard writer sees the counts too.
     trainer.callback_handler.callbacks.insert(0, _reward_log_callback(log))
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # a dict per step on stdout; the log history and TensorBoard keep them
     return trainer

@@ -303,6 +303,13 @@ def stage_run_dir(root: str | Path, stage: str, ladder: str) -> Path:
     return Path(root) / (JOINT_DIR if ladder == "joint" else stage)
 
 
+def base_run_dir(root: str | Path, stages: Sequence[str], ladder: str, aligned: bool) -> Path:
+    """The run folder whose ``base/`` holds the profile's base model: the first run of the ladder."""
+    if aligned:
+        return Path(root) / ALIGN_DIR
+    return stage_run_dir(root, stages[0], ladder)
+
+
 def align_projector(
     root: str | Path,
     train_pairs: Sequence[pairs_mod.Pair],

@@ -16,6 +16,7 @@ from idiff_lib.core import layout
 from idiff_lib.core.errors import ParameterError, suggest
 from idiff_lib.core.ontology import STAGES
 from idiff_lib.core.settings import WorkedPairSettings
+from idiff_lib.thinking.grpo import GrpoSettings
 
 # How the stages S0 -> S4 are trained: each from the previous stage's weights (the paper), or one
 # run on all stages' prompts (`idiff_lib.thinking.run.train_joint`).
@@ -23,7 +24,8 @@ LADDERS = ("progressive", "joint")
 # Where the S4 verdict of a test pair comes from when the Answer Model did not predict it.
 ANSWERS_FALLBACKS = ("reference", "prior")
 # Settings that count something and may not be negative (0 has a meaning for each, see the fields).
-_NON_NEGATIVE = ("max_pixels", "train_limit", "test_limit", "no_repeat_ngram_size", "seed", "threads", "align_pairs")
+_NON_NEGATIVE = ("max_pixels", "train_limit", "test_limit", "no_repeat_ngram_size", "seed", "threads", "align_pairs",
+                 "grpo_prompts")
 # Settings that must be at least one.
 _POSITIVE = ("epochs_per_stage", "batch_size", "max_new_tokens", "gen_batch_size", "tiny_hidden", "tiny_layers",
              "tiny_vocab", "align_epochs")
@@ -89,6 +91,16 @@ class ThinkingSettings(WorkedPairSettings):
     seed: int = 0  # shuffling and initialisation
     threads: int = 2  # the 2 CPU cores of the demo machine
     raim_dir: str = ""  # never read a folder outside the repository unless asked
+    grpo: bool = True  # GRPO from the base model and from S4 (the RAIM baseline's reinforcement learning)
+    grpo_prompts: int = GrpoSettings.prompts // 2  # per starting point: 2 x 10 prompts x 4 generations in ~8 min
+    grpo_num_generations: int = GrpoSettings.num_generations  # the baseline's group size
+    grpo_batch_size: int = 2 * GrpoSettings.num_generations  # two prompts' groups per step: one batch of 8 generates at ~72 tokens/s on 2 cores
+    grpo_max_completion_length: int = 200  # as max_new_tokens: the references are under 200 tokens (the baseline: 512)
+    grpo_lr: float = GrpoSettings.lr  # LoRA; the baseline trains all weights at 1e-6
+    grpo_epochs: int = GrpoSettings.epochs  # the baseline: 10 on GPUs
+    grpo_max_steps: int = GrpoSettings.max_steps  # -1 = run the epochs
+    grpo_save_steps: int = 2  # checkpoints a killed GRPO run resumes from (5 steps per starting point on cpu)
+    grpo_lora: bool = GrpoSettings.lora  # adapters on the base model (an S4 model's own adapter trains on)
 
     def validate(self) -> None:
         """Refuse unknown stages, an unknown fallback, negative counts and a missing `raim_dir`."""
@@ -113,6 +125,21 @@ class ThinkingSettings(WorkedPairSettings):
         for name in _POSITIVE:
             if getattr(self, name) < 1:
                 raise ParameterError(f"{where} {name!r} must be >= 1, got {getattr(self, name)}")
+        try:
+            self.grpo_settings()
+        except ParameterError as err:  # GrpoSettings.<name> is parameter grpo_<name> here
+            raise ParameterError(f"{where} {str(err).replace('GrpoSettings.', 'grpo_')}") from None
         if self.raim_dir and not (Path(self.raim_dir).expanduser() / RAIM_SFT_FILE).exists():
             raise ParameterError(f"{where} 'raim_dir': {self.raim_dir} holds no {RAIM_SFT_FILE}. fix: point "
                                  "it to the public RAIM-PIQA folder, or leave it empty to use the committed counts")
+
+    def grpo_settings(self) -> GrpoSettings:
+        """The `GrpoSettings` of each GRPO run (the fields not set here keep `GrpoSettings`' defaults).
+
+        Raises:
+            ParameterError: a GRPO value `GrpoSettings.validate` refuses.
+        """
+        return GrpoSettings(prompts=self.grpo_prompts, num_generations=self.grpo_num_generations,
+                            batch_size=self.grpo_batch_size, max_completion_length=self.grpo_max_completion_length,
+                            lr=self.grpo_lr, epochs=self.grpo_epochs, max_steps=self.grpo_max_steps,
+                            save_steps=self.grpo_save_steps, lora=self.grpo_lora, seed=self.seed).validate()
