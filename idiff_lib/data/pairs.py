@@ -21,7 +21,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, Sequence
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError
@@ -317,6 +317,23 @@ class PairList(list):
     def __init__(self, pairs: Iterable[Pair] = (), skipped: list[DataError] | None = None):
         super().__init__(pairs)
         self.skipped: list[DataError] = skipped or []
+
+
+def spread_subset(pairs: Sequence[Pair], n: int, keep_ids: Iterable[str] = ()) -> list[Pair]:
+    """`n` of `pairs` at evenly spaced positions, in their order (all of them when `n` is 0 or too big).
+
+    A split is usually written photo by photo, so its first `n` pairs come from a few photos; evenly
+    spaced ones come from many. Pairs named in `keep_ids` (the worked pair) are always among them.
+    """
+    items = list(pairs)
+    if not n or n >= len(items):
+        return items
+    wanted = set(keep_ids)
+    keep = [i for i, p in enumerate(items) if p.id in wanted][:n]
+    others = [i for i in range(len(items)) if i not in keep]
+    rest = n - len(keep)
+    picked = [others[(k * len(others)) // rest] for k in range(rest)]
+    return [items[i] for i in sorted(set(keep) | set(picked))]
 
 
 def parse_record(

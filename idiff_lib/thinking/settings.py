@@ -48,7 +48,7 @@ class ThinkingSettings(WorkedPairSettings):
         lora: train LoRA adapters (True) or all weights (False).
         max_pixels: per-image pixel budget at encoding time (0 = the processor's own).
         max_new_tokens / gen_batch_size / no_repeat_ngram_size: greedy decoding.
-        train_limit / test_limit: use the first N pairs of a split (0 = all).
+        train_limit / test_limit: use N evenly spaced pairs of a split (`pairs.spread_subset`; 0 = all).
         tiny_hidden / tiny_layers / tiny_vocab: the tiny model's width, depth and BPE vocabulary.
         s0_control: also train S0 alone for as many epochs as the ladder's last stage has had in all
             ("S0, same epochs as S4"), separating prompt information from training.
@@ -78,8 +78,8 @@ class ThinkingSettings(WorkedPairSettings):
     max_pixels: int = 0  # the small VLM resizes each view to its encoder's 224 px itself
     max_new_tokens: int = 224  # the reference rationales are 4-7 lines, about 170 SmolLM2 tokens
     gen_batch_size: int = 8  # batched greedy decoding with left padding
-    train_limit: int = 60  # 60 pairs (120 with swaps): the budget of 2 cores; 0 = the whole split
-    test_limit: int = 40  # 40 test pairs x 5 stages of generation; 0 = the whole split
+    train_limit: int = 60  # 60 evenly spaced pairs (120 with swaps): the budget of 2 cores; 0 = the whole split
+    test_limit: int = 40  # 40 evenly spaced test pairs x 5 stages of generation; 0 = the whole split
     tiny_hidden: int = 160  # big enough to learn the templated references
     tiny_layers: int = 2  # a few layers: trains in minutes on CPU
     tiny_vocab: int = 1200  # BPE vocabulary learnt on the rationale corpus
