@@ -1,9 +1,10 @@
 """GPU check of the Thinking Model at the paper's scale: LoRA training steps and generation in bf16.
 
-Builds a randomly initialised model with Qwen2.5-VL-7B's public dimensions
-(``idiff_lib/configs/qwen2_5_vl_7b.json``; no download), attaches LoRA r=16 to every linear layer
-of the language model (`idiff_lib.thinking.lora.LoraSettings`), and times, with two images per pair at the
-pixel budget given:
+Builds a randomly initialised model with the public dimensions of the paper's Qwen3-VL-8B
+(``--arch qwen3-vl-8b``, the default: ``idiff_lib/configs/qwen3_vl_8b.json``, 8.77 B parameters) or of
+Qwen2.5-VL-7B (``--arch qwen2.5-vl-7b``: ``idiff_lib/configs/qwen2_5_vl_7b.json``), no download,
+attaches LoRA r=16 to every linear layer of the language model (`idiff_lib.thinking.lora.LoraSettings`),
+and times, with two images per pair at the pixel budget given:
 
 - training steps (forward + backward + AdamW) with gradient checkpointing: step time,
   tokens/s, peak GPU memory;
@@ -12,10 +13,11 @@ pixel budget given:
   seconds and decode tokens/s, beside the paper's 0.75 s per pair on an H20.
 
 No tokenizer is needed: the token ids are drawn at random around the image placeholders that
-the Qwen2-VL image processor sizes. Timings from random weights are valid for speed and memory,
-not for quality.
+the Qwen2-VL image processor sizes (14 px patches for Qwen2.5-VL, 16 px for Qwen3-VL). Timings from
+random weights are valid for speed and memory, not for quality.
 
 Usage (GPU):  python benchmarks/gpu_thinking_check.py --out benchmarks/results/gpu_thinking_check.json
+              python benchmarks/gpu_thinking_check.py --arch qwen2.5-vl-7b --out benchmarks/results/gpu_thinking_check_qwen2_5.json
 CPU smoke test of the setup: python benchmarks/gpu_thinking_check.py --tiny --device cpu --steps 1
 """
 
@@ -31,33 +33,64 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "idiff_lib" / "configs" / "qwen2_5_vl_7b.json"
+CONFIG_DIR = ROOT / "idiff_lib" / "configs"
+# --arch: the config JSON, transformers' config and model classes.
+ARCHES = {
+    "qwen3-vl-8b": ("qwen3_vl_8b.json", "Qwen3VLConfig", "Qwen3VLForConditionalGeneration"),
+    "qwen2.5-vl-7b": ("qwen2_5_vl_7b.json", "Qwen2_5_VLConfig", "Qwen2_5_VLForConditionalGeneration"),
+}
+DEFAULT_ARCH = "qwen3-vl-8b"  # the paper's Thinking Model
 PAPER_SECONDS_PER_PAIR_H20 = 0.75
 # Pixel budget per image: the RAIM-PIQA 1536 release's merged views, 1536 x 768 (A|B side by side).
 PAPER_IMAGE_SIZE = (1536, 768)
 
 
-def load_config(path: Path = CONFIG, tiny: bool = False):
-    """The Qwen2.5-VL config from the project's JSON; `tiny` shrinks every size (CPU smoke test)."""
-    from transformers import Qwen2_5_VLConfig
+def _tiny_sizes(data: dict, arch: str) -> None:
+    """Shrink every size of a config dict in place (CPU smoke test); the vocabulary stays."""
+    text, vision = data["text_config"], data["vision_config"]
+    text.update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2)
+    vision.update(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64)
+    rope = {"rope_type": "default", "rope_theta": text["rope_parameters"]["rope_theta"], "mrope_section": [2, 3, 3]}
+    if arch == "qwen3-vl-8b":
+        text.update(head_dim=16, rope_parameters={**rope, "mrope_interleaved": True})
+        vision.update(num_position_embeddings=64, deepstack_visual_indexes=[0])
+    else:
+        text.update(max_window_layers=2, rope_parameters=rope)
+        vision.update(fullatt_block_indexes=[1])
 
-    data = {k: v for k, v in json.loads(Path(path).read_text()).items() if not k.startswith("_") and k != "model_type"}
+
+def load_config(path: Path | None = None, tiny: bool = False, arch: str = DEFAULT_ARCH):
+    """The transformers config of `arch` from the project's JSON (or `path`); `tiny` shrinks every size.
+
+    Args:
+        path: a config JSON in the layout of ``idiff_lib/configs/qwen3_vl_8b.json`` (default: the arch's).
+        tiny: shrink the model to a few layers of width 64 (CPU smoke test of the scripts).
+        arch: a key of `ARCHES`.
+
+    Raises:
+        SystemExit: an unknown `arch`.
+    """
+    import transformers
+
+    if arch not in ARCHES:
+        raise SystemExit(f"unknown --arch {arch!r}: choose one of {', '.join(ARCHES)}")
+    file_name, config_class, _ = ARCHES[arch]
+    path = Path(path) if path else CONFIG_DIR / file_name
+    data = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_") and k != "model_type"}
     if tiny:
-        data["text_config"].update(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                                   num_key_value_heads=2, max_window_layers=2,
-                                   rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]})
-        data["vision_config"].update(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                                     fullatt_block_indexes=[1])
-    return Qwen2_5_VLConfig(**data)
+        _tiny_sizes(data, arch)
+    return getattr(transformers, config_class)(**data)
 
 
 def build_model(config, device: str, dtype: torch.dtype):
-    """Random-init Qwen2.5-VL on `device` (weights created there directly)."""
-    from transformers import Qwen2_5_VLForConditionalGeneration
+    """Random-init model of the config's class (Qwen3-VL or Qwen2.5-VL) on `device` (weights created there)."""
+    import transformers
 
+    name = next(model for _, config_class, model in ARCHES.values() if type(config).__name__ == config_class)
     torch.manual_seed(0)
     with torch.device(device):
-        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
+        model = getattr(transformers, name)._from_config(config, dtype=dtype)
     return model
 
 
@@ -69,7 +102,10 @@ def make_batch(config, image_size: tuple[int, int], prompt_tokens: int, target_t
 
     w, h = image_size
     budget = max_pixels or w * h
-    processor = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=budget)
+    patch, merge_size = config.vision_config.patch_size, config.vision_config.spatial_merge_size
+    unit = patch * merge_size  # pixels per visual token side after the merge
+    processor = Qwen2VLImageProcessor(patch_size=patch, merge_size=merge_size, min_pixels=4 * unit * unit,
+                                      max_pixels=budget)
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for _ in range(2)]
     vision = processor(images=images, return_tensors="pt")
@@ -86,7 +122,9 @@ def make_batch(config, image_size: tuple[int, int], prompt_tokens: int, target_t
     input_ids = torch.tensor([ids])
     labels = input_ids.clone()
     labels[:, :prompt_len] = -100
+    mm_token_type_ids = (input_ids == config.image_token_id).int()  # 1 = image token: M-RoPE's 3-D positions
     return {"input_ids": input_ids.to(device), "attention_mask": torch.ones_like(input_ids).to(device),
+            "mm_token_type_ids": mm_token_type_ids.to(device),
             "labels": labels.to(device), "pixel_values": vision["pixel_values"].to(device),
             "image_grid_thw": vision["image_grid_thw"].to(device), "prompt_len": prompt_len}
 
@@ -123,7 +161,7 @@ def run(args: argparse.Namespace) -> dict:
 
     device = args.device
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    config = load_config(Path(args.config), tiny=args.tiny)
+    config = load_config(args.config, tiny=args.tiny, arch=args.arch)
     t0 = time.perf_counter()
     model = build_model(config, device, dtype)
     build_s = time.perf_counter() - t0
@@ -155,7 +193,7 @@ def run(args: argparse.Namespace) -> dict:
     model.eval()
     if device.startswith("cuda"):  # generate as served: no activation checkpointing, the KV cache on
         model.gradient_checkpointing_disable()
-    gen_inputs = {k: v[:, :prompt_len] if k in ("input_ids", "attention_mask") else v
+    gen_inputs = {k: v[:, :prompt_len] if k in ("input_ids", "attention_mask", "mm_token_type_ids") else v
                   for k, v in batch.items() if k != "labels"}
     unmerged = _time_generate(model, gen_inputs, args.gen_tokens, device)
     merged = _time_generate(model.merge_and_unload(), gen_inputs, args.gen_tokens, device)  # as load_thinking_run serves it
@@ -163,7 +201,8 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
         "dtype": str(dtype).replace("torch.", ""),
-        "config": Path(args.config).name + (" (tiny)" if args.tiny else ""),
+        "arch": args.arch,
+        "config": Path(args.config or CONFIG_DIR / ARCHES[args.arch][0]).name + (" (tiny)" if args.tiny else ""),
         "params_b": round(n_params / 1e9, 3),
         "lora": lines[-1] if lines else "",
         "build_seconds": round(build_s, 1),
@@ -188,7 +227,9 @@ def run(args: argparse.Namespace) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--config", default=str(CONFIG))
+    p.add_argument("--arch", default=DEFAULT_ARCH, choices=sorted(ARCHES),
+                   help="model dimensions: the paper's Qwen3-VL-8B (default) or Qwen2.5-VL-7B")
+    p.add_argument("--config", default=None, help="a config JSON in place of the arch's own")
     p.add_argument("--device", default="cuda")
     p.add_argument("--tiny", action="store_true", help="shrink the model (CPU smoke test of this script)")
     p.add_argument("--steps", type=int, default=5)

@@ -281,19 +281,40 @@ def _gpu_check_module():
 
 
 def test_qwen2_5_vl_7b_config_has_the_public_dimensions():
-    config = _gpu_check_module().load_config()
+    config = _gpu_check_module().load_config(arch="qwen2.5-vl-7b")
     text, vision = config.text_config, config.vision_config
     assert (text.hidden_size, text.num_hidden_layers, text.num_attention_heads, text.num_key_value_heads,
             text.intermediate_size, text.vocab_size) == (3584, 28, 28, 4, 18944, 152064)
     assert (vision.depth, vision.hidden_size, vision.out_hidden_size) == (32, 1280, 3584)
 
 
-def test_gpu_check_setup_runs_on_cpu_with_a_tiny_config(tmp_path):
-    result = _gpu_check_module().main(["--tiny", "--device", "cpu", "--steps", "1", "--warmup", "0",
-                                       "--image-width", "112", "--image-height", "56", "--max-pixels", "6272",
-                                       "--prompt-tokens", "8", "--target-tokens", "4", "--gen-tokens", "3",
-                                       "--out", str(tmp_path / "r.json")])
-    assert result["image_tokens"] == 16 and result["generate_new_tokens"] == 3
+def test_qwen3_vl_8b_config_is_the_default_and_has_the_public_dimensions():
+    from transformers import Qwen3VLForConditionalGeneration
+
+    module = _gpu_check_module()
+    config = module.load_config()
+    assert type(config).__name__ == "Qwen3VLConfig" and module.parse_args([]).arch == "qwen3-vl-8b"
+    text, vision = config.text_config, config.vision_config
+    assert (text.hidden_size, text.num_hidden_layers, text.num_attention_heads, text.num_key_value_heads,
+            text.head_dim, text.intermediate_size, text.vocab_size) == (4096, 36, 32, 8, 128, 12288, 151936)
+    assert text.rope_parameters["mrope_section"] == [24, 20, 20] and text.rope_parameters["mrope_interleaved"]
+    assert (vision.depth, vision.hidden_size, vision.out_hidden_size, vision.patch_size) == (27, 1152, 4096, 16)
+    assert list(vision.deepstack_visual_indexes) == [8, 16, 24] and not config.tie_word_embeddings
+    with torch.device("meta"):  # no memory: the shapes only
+        model = Qwen3VLForConditionalGeneration(config)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e9, 2) == 8.77  # the model card's 8.77 B
+    with pytest.raises(SystemExit, match="unknown --arch"):
+        module.load_config(arch="qwen9")
+
+
+# Image sizes that give 2 x 8 visual tokens: 28 px per token for Qwen2.5-VL (14 px patches), 32 px for Qwen3-VL.
+@pytest.mark.parametrize("arch, width, height", [("qwen2.5-vl-7b", 112, 56), ("qwen3-vl-8b", 128, 64)])
+def test_gpu_check_setup_runs_on_cpu_with_a_tiny_config(tmp_path, arch, width, height):
+    result = _gpu_check_module().main(["--arch", arch, "--tiny", "--device", "cpu", "--steps", "1", "--warmup", "0",
+                                       "--image-width", str(width), "--image-height", str(height),
+                                       "--max-pixels", str(width * height), "--prompt-tokens", "8",
+                                       "--target-tokens", "4", "--gen-tokens", "3", "--out", str(tmp_path / "r.json")])
+    assert result["arch"] == arch and result["image_tokens"] == 16 and result["generate_new_tokens"] == 3
     assert result["generate_lora_unmerged_seconds_per_pair"] > 0
     assert "trainable params" in result["lora"] and json.loads((tmp_path / "r.json").read_text())["train_step_seconds"] > 0
 
