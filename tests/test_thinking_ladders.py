@@ -119,3 +119,25 @@ def test_spread_subset_takes_evenly_spaced_pairs_and_keeps_the_named_ones(labell
     assert [p.id for p in pairs.spread_subset(items, 3)] == [items[i].id for i in (0, 2, 4)]
     kept = pairs.spread_subset(items, 3, [items[5].id])
     assert items[5] in kept and len(kept) == 3 and kept == sorted(kept, key=items.index)
+
+
+def test_grpo_runs_on_the_small_vlm_from_its_aligned_base_and_from_the_joint_run(vlm_dir, labelled, tmp_path):
+    pytest.importorskip("trl")
+    from idiff_lib.thinking import grpo, grpo_run
+
+    settings = _settings(vlm_dir)
+    aligned = align_projector(tmp_path, labelled, settings, pairs=2, **QUIET)
+    train_joint(tmp_path, labelled, ["S0", "S4"], settings, init_from=aligned, **QUIET)
+    rows, stage, _ = grpo_run.grpo_train_rows(labelled[:2], tmp_path / "no_answer_model")
+    run_settings = RunSettings.from_dict({**asdict(settings), "stage": stage})
+    lora = grpo.GrpoSettings(prompts=2, num_generations=2, batch_size=2, max_completion_length=4, max_steps=1,
+                             lora=True, lora_r=2, lora_alpha=4)
+    kwargs = dict(vocabulary=prompts.load_vocabulary(labelled), report_to=[], log=lambda *_: None)
+    base = grpo_run.train_grpo_run(tmp_path / "g_base", rows, run_settings, lora, init_from=aligned,
+                                   base_dir=tmp_path / ALIGN_DIR, **kwargs)
+    s4 = grpo_run.train_grpo_run(tmp_path / "g_s4", rows, run_settings, lora, init_from=tmp_path / JOINT_DIR / "final",
+                                 base_dir=tmp_path / ALIGN_DIR, **kwargs)
+    assert base["steps"] == 1 and s4["steps"] == 1
+    for run in ("g_base", "g_s4"):
+        model, processor, _, _ = load_thinking_run(tmp_path / run)
+        assert type(model).__name__ == "SmallVlmForConditionalGeneration"

@@ -79,7 +79,7 @@ class ThinkingSettings(WorkedPairSettings):
     max_new_tokens: int = 224  # the reference rationales are 4-7 lines, about 170 SmolLM2 tokens
     gen_batch_size: int = 8  # batched greedy decoding with left padding
     train_limit: int = 60  # 60 evenly spaced pairs (120 with swaps): the budget of 2 cores; 0 = the whole split
-    test_limit: int = 40  # 40 evenly spaced test pairs x 5 stages of generation; 0 = the whole split
+    test_limit: int = 30  # 30 evenly spaced test pairs x 5 stages of generation; 0 = the whole split
     tiny_hidden: int = 160  # big enough to learn the templated references
     tiny_layers: int = 2  # a few layers: trains in minutes on CPU
     tiny_vocab: int = 1200  # BPE vocabulary learnt on the rationale corpus
@@ -92,7 +92,7 @@ class ThinkingSettings(WorkedPairSettings):
     threads: int = 2  # the 2 CPU cores of the demo machine
     raim_dir: str = ""  # never read a folder outside the repository unless asked
     grpo: bool = True  # GRPO from the base model and from S4 (the RAIM baseline's reinforcement learning)
-    grpo_prompts: int = GrpoSettings.prompts // 2  # per starting point: 2 x 10 prompts x 4 generations in ~8 min
+    grpo_prompts: int = 8  # per starting point: 2 x 8 prompts x 4 generations, the 8-minute budget of 2 cores
     grpo_num_generations: int = GrpoSettings.num_generations  # the baseline's group size
     grpo_batch_size: int = 2 * GrpoSettings.num_generations  # two prompts' groups per step: one batch of 8 generates at ~72 tokens/s on 2 cores
     grpo_max_completion_length: int = 200  # as max_new_tokens: the references are under 200 tokens (the baseline: 512)

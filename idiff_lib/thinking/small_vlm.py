@@ -79,6 +79,31 @@ def create_vision_backbone(name: str, pretrained_weights: bool = False, **kwargs
     return timm.create_model(name, pretrained=False, num_classes=0, global_pool="")
 
 
+class _SmallVlmBody:
+    """The small VLM without its LM head, which ``PreTrainedModel.base_model`` names: visual tokens merged
+    into the text embeddings, then the Llama decoder, returning its last hidden states.
+
+    TRL's GRPO trainer scores tokens with a fused LM head over ``model.base_model(...)``; this is
+    that body. A plain object (not a registered submodule), so the model's module tree is unchanged.
+    """
+
+    _tp_plan = None
+    _pp_plan = None
+
+    def __init__(self, vlm: "SmallVlmForConditionalGeneration"):
+        self.vlm = vlm
+
+    def __call__(self, input_ids=None, pixel_values=None, attention_mask=None, position_ids=None, inputs_embeds=None,
+                 **kwargs):
+        vlm = self.vlm
+        if inputs_embeds is None:
+            inputs_embeds = vlm.get_input_embeddings()(input_ids)
+        if pixel_values is not None:
+            inputs_embeds = vlm.merge_image_features(input_ids, inputs_embeds, pixel_values)
+        return vlm.language_model.model(attention_mask=attention_mask, position_ids=position_ids,
+                                        inputs_embeds=inputs_embeds, **kwargs)
+
+
 class SmallVlmForConditionalGeneration(PreTrainedModel, GenerationMixin):
     """timm vision encoder -> pooled grid tokens -> MLP projector -> image-token embeddings -> Llama.
 
@@ -121,6 +146,11 @@ class SmallVlmForConditionalGeneration(PreTrainedModel, GenerationMixin):
         super().train(mode)
         self.vision_tower.eval()
         return self
+
+    @property
+    def base_model(self) -> _SmallVlmBody:
+        """The model without its LM head (`_SmallVlmBody`): what TRL's fused LM head runs."""
+        return _SmallVlmBody(self)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
