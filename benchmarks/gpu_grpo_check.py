@@ -24,7 +24,6 @@ CPU smoke test of the setup: python benchmarks/gpu_grpo_check.py --tiny --device
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from gpu_thinking_check import (
     DEFAULT_ARCH,
     build_model,
     load_config,
+    run_check,
 )
 
 # Qwen's special tokens (the same ids in Qwen2.5-VL and Qwen3-VL).
@@ -262,16 +262,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("no CUDA device: run on a GPU machine, or use --tiny --device cpu for a smoke test")
-    result = run(args)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
-    return result
+    return run_check(parse_args(argv), run)
 
 
 if __name__ == "__main__":

@@ -244,17 +244,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
+def run_check(args: argparse.Namespace, run_fn) -> dict:
+    """Refuse a missing GPU, run `run_fn(args)`, print its JSON and write it to ``args.out`` (both GPU checks)."""
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run on a GPU machine, or use --tiny --device cpu for a smoke test")
-    result = run(args)
+    result = run_fn(args)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text + "\n")
     return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_check(parse_args(argv), run)
 
 
 if __name__ == "__main__":
