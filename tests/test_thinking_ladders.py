@@ -141,3 +141,15 @@ def test_grpo_runs_on_the_small_vlm_from_its_aligned_base_and_from_the_joint_run
     for run in ("g_base", "g_s4"):
         model, processor, _, _ = load_thinking_run(tmp_path / run)
         assert type(model).__name__ == "SmallVlmForConditionalGeneration"
+
+
+def test_train_stages_dispatches_and_stage_models_loads_each_run_once(vlm_dir, labelled, tmp_path, monkeypatch):
+    from idiff_lib.thinking import run
+
+    settings = _settings(vlm_dir)
+    assert list(run.train_stages(tmp_path, labelled[:2], ["S0", "S1"], settings, ladder="joint", **QUIET)) == [JOINT_DIR]
+    loads = []
+    real = run.load_thinking_run
+    monkeypatch.setattr(run, "load_thinking_run", lambda d: loads.append(d) or real(d))
+    got = [(stage, type(model).__name__) for stage, model, _ in run.stage_models(tmp_path, ["S0", "S1"], "joint")]
+    assert [s for s, _ in got] == ["S0", "S1"] and loads == [tmp_path / JOINT_DIR]

@@ -364,6 +364,22 @@ def train_joint(
                                  init_from=init_from, log=log)}
 
 
+def train_stages(root: str | Path, train_pairs: Sequence[pairs_mod.Pair], stages: Sequence[str], settings: RunSettings,
+                 *, ladder: str, **kwargs) -> dict[str, dict]:
+    """Train `stages` as `ladder` says: `train_joint` ("joint") or `train_ladder` ("progressive")."""
+    return (train_joint if ladder == "joint" else train_ladder)(root, train_pairs, stages, settings, **kwargs)
+
+
+def stage_models(root: str | Path, stages: Sequence[str], ladder: str):
+    """``(stage, model, processor)`` for each stage, each run's model loaded once (the joint ladder: one load)."""
+    loaded = None
+    for stage in stages:
+        run_dir = stage_run_dir(root, stage, ladder)
+        if loaded is None or loaded[0] != run_dir:
+            loaded = (run_dir, *load_thinking_run(run_dir)[:2])
+        yield stage, loaded[1], loaded[2]
+
+
 # The control run's folder under the ladder's model root.
 S0_CONTROL_DIR = "S0_control"
 
