@@ -66,6 +66,26 @@ def test_processor_expands_each_image_to_its_tokens(tiny_vlm):
         processor(text=[text], images=_images(1), return_tensors="pt")
 
 
+def test_training_loss_runs_the_lm_head_on_the_labelled_tail_only(tiny_vlm):
+    model, processor = tiny_vlm
+    batch = {**_batch(processor)}
+    batch["input_ids"] = batch["input_ids"].repeat(2, 1)
+    batch["attention_mask"] = batch["attention_mask"].repeat(2, 1)
+    batch["pixel_values"] = batch["pixel_values"].repeat(2, 1, 1, 1)
+    n = batch["input_ids"].shape[1]
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[0, n - 3:] = batch["input_ids"][0, n - 3:]
+    labels[1, n - 5:n - 1] = batch["input_ids"][1, n - 5:n - 1]
+    assert small_vlm.labelled_tail(labels) == 6 and small_vlm.labelled_tail(torch.full_like(labels, -100)) == n
+    with torch.no_grad():
+        out = model(**batch, labels=labels)
+        full = model(**batch).logits
+    assert out.logits.shape[1] == 6
+    shifted = torch.nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]
+    expected = torch.nn.functional.cross_entropy(full.float().flatten(0, 1), shifted.flatten(), ignore_index=-100)
+    assert torch.allclose(out.loss, expected, atol=1e-5)
+
+
 def test_view_mode_gives_each_half_its_own_marked_block(tiny_vlm, tmp_path):
     from idiff_lib.core import paths
     from idiff_lib.data import pairs
@@ -243,7 +263,7 @@ def test_build_real_small_vlm_and_generate_for_a_demo_pair(tmp_path):
     model, processor = load_model(str(folder), device="cpu")
     assert model.config.text_config.hidden_size == 576
     pair = pairs.read_pairs(paths.DATA_DIR / "demo" / "val_sft.jsonl")[0]
-    item = encode(processor, prompts.build_prompt("S1", pair.category), load_images(pair))
+    item = encode(processor, prompts.build_prompt("S1", pair.category), load_images(pair, views=True))
     batch = {k: v for k, v in item.items() if k != "labels"}
     start = time.time()
     ids = model.generate(**batch, max_new_tokens=4, min_new_tokens=4, do_sample=False,

@@ -73,11 +73,12 @@ def test_run_settings_are_the_ones_notebook_03_built_by_hand():
     settings = ThinkingSettings()
     # The cpu profile (no GPU): the small VLM with LoRA, the processor's own image size.
     by_hand = RunSettings(
-        model="small-vlm", lora=True, max_pixels=None, max_new_tokens=224, gen_batch_size=8, swap_augment=True,
+        model="small-vlm", lora=True, max_pixels=None, max_new_tokens=224, gen_batch_size=16, swap_augment=True,
         no_repeat_ngram_size=10,
         tiny=TinySettings(vocab_size=1200, hidden_size=160, layers=2, intermediate_size=480,
                           max_pixels=TinySettings.max_pixels, seed=0),
-        train=TrainSettings(epochs=1, batch_size=8, lr=0.0005, seed=0, mixed_precision="no"),
+        lora_settings=LoraSettings(r=16, alpha=32, dropout=0.0),
+        train=TrainSettings(epochs=1, batch_size=4, grad_accum=2, lr=0.0005, seed=0, mixed_precision="no"),
     )
     assert build_run_settings(settings, mixed_precision="no") == by_hand
 

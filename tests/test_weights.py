@@ -171,7 +171,11 @@ def test_offline_check_never_hangs(monkeypatch):
     import socket
     import time
 
-    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(30))
+    def hung_lookup(*args, **kwargs):  # a name lookup that answers only after 30 s, with a failure
+        time.sleep(30)
+        raise OSError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", hung_lookup)
     t0 = time.perf_counter()
     assert weights.hub_online("hung.invalid", timeout=0.2) is False
     assert time.perf_counter() - t0 < 2

@@ -17,6 +17,7 @@ from idiff_lib.thinking.checkpoints import PAPER_MODELS
 from idiff_lib.thinking.generation import model_writer, write_rationales
 from idiff_lib.thinking.grpo import read_grpo_file
 from idiff_lib.thinking.run import RunSettings, build_run_settings, load_thinking_run, train_run
+from idiff_lib.thinking.lora import LoraSettings
 from idiff_lib.thinking.settings import ThinkingSettings
 from idiff_lib.thinking.side_inputs import calibrated_cues, read_answers, read_answers_source, read_id_table
 from idiff_lib.thinking.swift_export import grpo_stage, swift_records, write_swift_grpo
@@ -46,7 +47,8 @@ def _defaults_for(model: str) -> dict:
     paper checkpoint (``qwen3-vl-8b``, ``Qwen/Qwen3-VL-8B-Instruct``, ...) the paper profile's
     (LoRA, lr 1e-4, its batch size, epochs, pixel budget and decoding)."""
     base = {"epochs_per_stage": TrainSettings.epochs, "batch_size": TrainSettings.batch_size,
-            "lr": TrainSettings.lr, "lora": False, "max_pixels": 0, **_TRAIN_DEFAULTS}
+            "grad_accum": TrainSettings.grad_accum, "lr": TrainSettings.lr, "lora": False,
+            "lora_dropout": LoraSettings.dropout, "max_pixels": 0, **_TRAIN_DEFAULTS}
     if model in PAPER_MODELS or model in PAPER_MODELS.values():
         overlay = ThinkingSettings.profile_overlay("paper")
         base.update({k: overlay[k] for k in base if k in overlay})

@@ -113,14 +113,14 @@ def build_run_settings(
     tiny = TinySettings(vocab_size=settings.tiny_vocab, hidden_size=settings.tiny_hidden, layers=settings.tiny_layers,
                         intermediate_size=3 * settings.tiny_hidden,  # Qwen's MLP ratio, kept by the tiny model
                         max_pixels=tiny_max_pixels or max_pixels or TinySettings.max_pixels, seed=settings.seed)
-    train_settings = TrainSettings(epochs=settings.epochs_per_stage, batch_size=settings.batch_size, lr=settings.lr,
-                                   max_steps=max_steps, save_every=save_every, seed=settings.seed,
+    train_settings = TrainSettings(epochs=settings.epochs_per_stage, batch_size=settings.batch_size,
+                                   grad_accum=settings.grad_accum, lr=settings.lr, max_steps=max_steps, save_every=save_every, seed=settings.seed,
                                    mixed_precision=mixed_precision)
     return RunSettings(model=settings.model_name, stage=prompts_mod.check_stage(stage), lora=settings.lora,
                        max_pixels=max_pixels, max_new_tokens=settings.max_new_tokens,
                        gen_batch_size=settings.gen_batch_size, no_repeat_ngram_size=settings.no_repeat_ngram_size,
                        swap_augment=settings.swap_augment, raim_dir=settings.raim_dir, tiny=tiny,
-                       train=train_settings)
+                       lora_settings=LoraSettings(dropout=settings.lora_dropout), train=train_settings)
 
 
 SMALL_VLM = "small-vlm"  # settings.model value: SmolLM2-135M + EfficientNet-Lite0 (`small_vlm_build`)

@@ -25,9 +25,9 @@ LADDERS = ("progressive", "joint")
 ANSWERS_FALLBACKS = ("reference", "prior")
 # Settings that count something and may not be negative (0 has a meaning for each, see the fields).
 _NON_NEGATIVE = ("max_pixels", "train_limit", "test_limit", "no_repeat_ngram_size", "seed", "threads", "align_pairs",
-                 "grpo_prompts")
+                 "grpo_prompts", "lora_dropout")
 # Settings that must be at least one.
-_POSITIVE = ("epochs_per_stage", "batch_size", "max_new_tokens", "gen_batch_size", "tiny_hidden", "tiny_layers",
+_POSITIVE = ("epochs_per_stage", "batch_size", "grad_accum", "max_new_tokens", "gen_batch_size", "tiny_hidden", "tiny_layers",
              "tiny_vocab", "align_epochs")
 
 
@@ -44,8 +44,9 @@ class ThinkingSettings(WorkedPairSettings):
             "joint" (one run on all stages' prompts; every stage's row from the same model).
         align_pairs / align_epochs / align_lr: the projector alignment run before the ladder
             (projector only, S0 prompts; 0 pairs = none).
-        epochs_per_stage / batch_size / lr: the optimiser of each stage.
-        lora: train LoRA adapters (True) or all weights (False).
+        epochs_per_stage / batch_size / grad_accum / lr: the optimiser of each stage (batch_size
+            sequences per forward pass, grad_accum passes per optimiser step).
+        lora / lora_dropout: train LoRA adapters (True) or all weights (False); the adapters' dropout.
         max_pixels: per-image pixel budget at encoding time (0 = the processor's own).
         max_new_tokens / gen_batch_size / no_repeat_ngram_size: greedy decoding.
         train_limit / test_limit: use N evenly spaced pairs of a split (`pairs.spread_subset`; 0 = all).
@@ -68,18 +69,20 @@ class ThinkingSettings(WorkedPairSettings):
     model_name: str = "small-vlm"  # pretrained parts on CPU; the paper profile names Qwen3-VL-8B-Instruct
     stages: list[str] = dataclasses.field(default_factory=lambda: list(STAGES))  # the whole ladder S0 -> S4
     ladder: str = "joint"  # one LoRA run on all five stages' prompts: the 20-minute budget of 2 cores
-    align_pairs: int = 48  # projector alignment on 48 pairs first (LLaVA's stage 1)
+    align_pairs: int = 16  # projector alignment on 16 pairs first (LLaVA's stage 1): about 1 min on 2 cores
     align_epochs: int = 1
     align_lr: float = 0.001  # a fresh projector learns fast; the frozen parts do not move
     epochs_per_stage: int = 1  # epochs of each run (the joint ladder has one run)
-    batch_size: int = 8  # sequences of about 450 tokens
+    batch_size: int = 4  # sequences of about 400 tokens per forward pass (about 7 GB of activations on CPU)
+    grad_accum: int = 2  # 2 x 4 = 8 sequences per optimiser step
     lr: float = 0.0005  # LoRA on a 135M model with few steps; LoRA on the 8B model uses 0.0001
     lora: bool = True  # rank-16 LoRA on every linear layer of the language model, plus the projector
+    lora_dropout: float = 0.0  # a dropout mask per adapted layer costs ~15% of a CPU step (profiled); paper: 0.05
     max_pixels: int = 0  # the small VLM resizes each view to its encoder's 224 px itself
     max_new_tokens: int = 224  # the reference rationales are 4-7 lines, about 170 SmolLM2 tokens
-    gen_batch_size: int = 8  # batched greedy decoding with left padding
-    train_limit: int = 60  # 60 evenly spaced pairs (120 with swaps): the budget of 2 cores; 0 = the whole split
-    test_limit: int = 30  # 30 evenly spaced test pairs x 5 stages of generation; 0 = the whole split
+    gen_batch_size: int = 16  # batched greedy decoding: ~75 tokens/s on 2 cores from 16 rows on (8 rows: ~45)
+    train_limit: int = 40  # 40 evenly spaced pairs (80 sequences with swaps, ~3.5 s each on 2 cores); 0 = the whole split
+    test_limit: int = 16  # 16 evenly spaced test pairs x 5 stages (~4 s per rationale on 2 cores); 0 = the whole split
     tiny_hidden: int = 160  # big enough to learn the templated references
     tiny_layers: int = 2  # a few layers: trains in minutes on CPU
     tiny_vocab: int = 1200  # BPE vocabulary learnt on the rationale corpus
@@ -92,14 +95,14 @@ class ThinkingSettings(WorkedPairSettings):
     threads: int = 2  # the 2 CPU cores of the demo machine
     raim_dir: str = ""  # never read a folder outside the repository unless asked
     grpo: bool = True  # GRPO from the base model and from S4 (the RAIM baseline's reinforcement learning)
-    grpo_prompts: int = 8  # per starting point: 2 x 8 prompts x 4 generations, the 8-minute budget of 2 cores
+    grpo_prompts: int = 4  # per starting point: 2 x 4 prompts x 4 generations, the 8-minute budget of 2 cores
     grpo_num_generations: int = GrpoSettings.num_generations  # the baseline's group size
-    grpo_batch_size: int = 2 * GrpoSettings.num_generations  # two prompts' groups per step: one batch of 8 generates at ~72 tokens/s on 2 cores
+    grpo_batch_size: int = 2 * GrpoSettings.num_generations  # two prompts' groups per step, generated as one batch of 8
     grpo_max_completion_length: int = 200  # as max_new_tokens: the references are under 200 tokens (the baseline: 512)
     grpo_lr: float = GrpoSettings.lr  # LoRA; the baseline trains all weights at 1e-6
     grpo_epochs: int = GrpoSettings.epochs  # the baseline: 10 on GPUs
     grpo_max_steps: int = GrpoSettings.max_steps  # -1 = run the epochs
-    grpo_save_steps: int = 2  # checkpoints a killed GRPO run resumes from (5 steps per starting point on cpu)
+    grpo_save_steps: int = 1  # checkpoints a killed GRPO run resumes from (2 steps per starting point on cpu)
     grpo_lora: bool = GrpoSettings.lora  # adapters on the base model (an S4 model's own adapter trains on)
 
     def validate(self) -> None:
@@ -125,6 +128,8 @@ class ThinkingSettings(WorkedPairSettings):
         for name in _POSITIVE:
             if getattr(self, name) < 1:
                 raise ParameterError(f"{where} {name!r} must be >= 1, got {getattr(self, name)}")
+        if self.lora_dropout >= 1:
+            raise ParameterError(f"{where} 'lora_dropout' must be below 1, got {self.lora_dropout}")
         try:
             self.grpo_settings()
         except ParameterError as err:  # GrpoSettings.<name> is parameter grpo_<name> here
