@@ -35,7 +35,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	rm -rf $(NBTEST)
 	$(VENV)/bin/idiff prepare-notebooks --profile tiny --out $(NBTEST)
-	$(PY) -m pytest tests $(NBTEST) --nbval-lax --nbval-current-env -p no:cacheprovider -q
+	$(PY) -m pytest tests $(NBTEST) --nbval-lax --nbval-current-env -p no:cacheprovider -q --durations=25
 
 test-fast: $(VENV)/.installed
 	$(PY) -m pytest tests -m "not slow" -q
