@@ -78,7 +78,7 @@ def test_run_settings_are_the_ones_notebook_03_built_by_hand():
         tiny=TinySettings(vocab_size=1200, hidden_size=160, layers=2, intermediate_size=480,
                           max_pixels=TinySettings.max_pixels, seed=0),
         lora_settings=LoraSettings(r=16, alpha=32, dropout=0.0),
-        train=TrainSettings(epochs=1, batch_size=4, grad_accum=2, lr=0.0005, seed=0, mixed_precision="no"),
+        train=TrainSettings(epochs=1, batch_size=4, grad_accum=1, lr=0.002, seed=0, mixed_precision="no"),
     )
     assert build_run_settings(settings, mixed_precision="no") == by_hand
 
