@@ -44,6 +44,14 @@ def test_tables_put_ours_beside_the_paper(run_dir, tmp_path):
     assert "| rung" in paths["md"].read_text() and "\\begin{table}" in paths["tex"].read_text()
 
 
+def test_the_saved_ensemble_is_the_feature_row_when_the_run_has_one(run_dir):
+    a = report.answer_table(run_dir)
+    assert report.saved_ensemble_cell(a) == a.loc[a["rung"] == "+ backbone ensemble", "ours overall"].iloc[0]
+    with_feature = pd.concat([a, pd.DataFrame([{"rung": "+ feature member", "kind": "ours",
+                                                "ours overall": "0.695 [0.583, 0.739]"}])], ignore_index=True)
+    assert report.saved_ensemble_cell(with_feature) == "0.695 [0.583, 0.739]"
+
+
 def test_figures_draw(run_dir):
     for fig in (report.plot_answer_ladder(run_dir), report.plot_thinking_ladder(run_dir)):
         assert fig.axes and fig.axes[0].get_ylabel()

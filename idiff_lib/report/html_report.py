@@ -68,6 +68,15 @@ RUNG_NAMES = {
 TABLE_GROUPS = (*CATEGORIES, "overall")
 
 
+def saved_ensemble_cell(table_a: pd.DataFrame, column: str = "ours overall") -> str:
+    """Table A's cell of the ensemble notebook 02 saved (its ``test_accuracy``): the row "+ feature
+    member" when the run has one (`answer.ladder.PLUS_FEATURE_ROW`), else the networks' ensemble rung."""
+    from idiff_lib.answer.ladder import PLUS_FEATURE_ROW
+
+    rung = PLUS_FEATURE_ROW if (table_a["rung"] == PLUS_FEATURE_ROW).any() else RUNG_NAMES["ensemble"]
+    return str(table_a.loc[table_a["rung"] == rung, column].iloc[0])
+
+
 def answer_ladder(run_dir: str | Path) -> pd.DataFrame:
     """Notebook 02's ladder in long form: rung, kind, category, accuracy, ci_low, ci_high, n.
 
