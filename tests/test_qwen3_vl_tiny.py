@@ -72,6 +72,15 @@ def test_tiny_qwen3_vl_encodes_trains_with_lora_generates_and_reloads(labelled, 
     assert int((item["input_ids"][0] == processor.image_token_id).sum()) == int(item["image_grid_thw"].prod(-1).sum()) // 4
     assert (item["labels"][0][item["input_ids"][0] == processor.image_token_id] == IGNORE_INDEX).all()
 
+    # the training step's trim to the labelled tail (`training.loss_inputs`) keeps Qwen3-VL's loss
+    from idiff_lib.thinking.encoding import collate
+    from idiff_lib.thinking.training import loss_inputs
+
+    batch = collate([{k: v for k, v in ex.items() if k != "id"} for ex in examples[:2]], tokenizer.pad_token_id)
+    with torch.no_grad():
+        trimmed, full = model(**loss_inputs(batch)), model(**batch)
+    assert trimmed.logits.shape[1] < full.logits.shape[1] and torch.allclose(trimmed.loss, full.loss, atol=1e-5)
+
     targets = lora_target_modules(model)
     assert any(n.endswith("q_proj") for n in targets) and all("visual" not in n for n in targets)
     peft_model = apply_lora(model, LoraSettings(r=4, alpha=8, dropout=0.0), log=lambda *_: None)

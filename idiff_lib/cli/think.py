@@ -16,8 +16,8 @@ from idiff_lib.thinking import template_baseline
 from idiff_lib.thinking.checkpoints import PAPER_MODELS
 from idiff_lib.thinking.generation import model_writer, write_rationales
 from idiff_lib.thinking.grpo import read_grpo_file
-from idiff_lib.thinking.run import RunSettings, build_run_settings, load_thinking_run, train_run
 from idiff_lib.thinking.lora import LoraSettings
+from idiff_lib.thinking.run import RunSettings, build_run_settings, load_thinking_run, train_run
 from idiff_lib.thinking.settings import ThinkingSettings
 from idiff_lib.thinking.side_inputs import calibrated_cues, read_answers, read_answers_source, read_id_table
 from idiff_lib.thinking.swift_export import grpo_stage, swift_records, write_swift_grpo

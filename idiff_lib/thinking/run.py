@@ -114,8 +114,8 @@ def build_run_settings(
                         intermediate_size=3 * settings.tiny_hidden,  # Qwen's MLP ratio, kept by the tiny model
                         max_pixels=tiny_max_pixels or max_pixels or TinySettings.max_pixels, seed=settings.seed)
     train_settings = TrainSettings(epochs=settings.epochs_per_stage, batch_size=settings.batch_size,
-                                   grad_accum=settings.grad_accum, lr=settings.lr, max_steps=max_steps, save_every=save_every, seed=settings.seed,
-                                   mixed_precision=mixed_precision)
+                                   grad_accum=settings.grad_accum, lr=settings.lr, max_steps=max_steps,
+                                   save_every=save_every, seed=settings.seed, mixed_precision=mixed_precision)
     return RunSettings(model=settings.model_name, stage=prompts_mod.check_stage(stage), lora=settings.lora,
                        max_pixels=max_pixels, max_new_tokens=settings.max_new_tokens,
                        gen_batch_size=settings.gen_batch_size, no_repeat_ngram_size=settings.no_repeat_ngram_size,

@@ -191,15 +191,8 @@ class SmallVlmForConditionalGeneration(PreTrainedModel, GenerationMixin):
         """Language-model forward on the text embeddings with the visual tokens merged in.
 
         `pixel_values` is used only when given (generate passes it on the prefill step alone);
-        other keyword arguments go to ``LlamaForCausalLM.forward``. With `labels` (and the default
-        `logits_to_keep`), the LM head runs only from the first labelled position of the batch on
-        (`labelled_tail`): the prompt's logits carry no loss, and over a 49k vocabulary they cost
-        about a fifth of a training step and most of its memory. The loss is the same; the
-        returned logits then cover those last positions only.
+        other keyword arguments go to ``LlamaForCausalLM.forward``.
         """
-        if labels is not None and isinstance(logits_to_keep, int) and logits_to_keep == 0:
-            logits_to_keep = labelled_tail(labels)
-            labels = labels[:, labels.shape[1] - logits_to_keep:]
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         if pixel_values is not None:
@@ -209,15 +202,6 @@ class SmallVlmForConditionalGeneration(PreTrainedModel, GenerationMixin):
         return self.language_model(attention_mask=attention_mask, position_ids=position_ids, cache=cache,
                                    inputs_embeds=inputs_embeds, labels=labels, use_cache=use_cache,
                                    logits_to_keep=logits_to_keep, **kwargs)
-
-
-def labelled_tail(labels: torch.Tensor, ignore_index: int = -100) -> int:
-    """How many last positions hold every labelled token of the batch, plus the one that predicts the
-    first of them (the whole length when nothing is labelled)."""
-    labelled = (labels != ignore_index).any(0).nonzero()
-    if labelled.numel() == 0:
-        return labels.shape[1]
-    return labels.shape[1] - max(0, int(labelled[0]) - 1)
 
 
 AutoConfig.register(MODEL_TYPE, SmallVlmConfig, exist_ok=True)
