@@ -28,7 +28,8 @@ def test_profiles_hold_the_values_the_chain_ran_with():
     cpu, paper, tiny = (AnswerSettings.for_profile(p) for p in ("cpu", "paper", "tiny"))
     assert cpu.backbones == ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
     assert (cpu.pretrained, cpu.pretext_steps, cpu.pooling, cpu.frozen_stages, cpu.lr) == (True, 0, "stats", 2, 1e-4)
-    assert (cpu.threads, cpu.feature_synthetic_pairs, cpu.scratch_rows, cpu.frozen_row) == (2, 4000, ["split"], True)
+    assert (cpu.threads, cpu.feature_synthetic_pairs, cpu.scratch_rows, cpu.frozen_row) == (2, 1000, ["split"], True)
+    assert (cpu.method, paper.method, tiny.method) == ("heads", "finetune", "heads")
     assert paper.backbones == ["wide_resnet50_2", "efficientnet_b2", "convnext_small", "swinv2_small", "maxvit_tiny"]
     assert (paper.pretrained, paper.ensembler, paper.specialist_epochs, paper.threads) == (True, "mean", 3, 16)
     assert (paper.pooling, paper.frozen_stages, paper.scratch_rows, paper.frozen_row) == ("avg", 0, [], False)

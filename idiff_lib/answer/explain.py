@@ -13,6 +13,9 @@ The target layer is the deepest module of the backbone whose output is a 4-D map
 stage of the features-only model inside `StatsPool`; the stage before it when the last one
 shrinks to 1 × 1 on small crops). With ``pooling="stats"`` the logit also reads earlier
 stages; the map shows the last stage's share of it.
+
+A head member of the cache-first profile (`idiff_lib.answer.head_member`) is explained the same
+way through its frozen backbone and its head (`explain_head_pair`).
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ from torch import nn
 
 from idiff_lib.answer.analysis import Step02Outputs
 from idiff_lib.answer.ensemble import NetworkMember
+from idiff_lib.answer.feature_cache import PAIR_VIEWS, FrozenBackbone
+from idiff_lib.answer.head_member import HeadMember, feature_cache
 from idiff_lib.answer.inputs import crop_views, crops_to_tensor, load_items
 from idiff_lib.answer.network import PairwiseModel
 from idiff_lib.core.errors import ParameterError
 from idiff_lib.data.pairs import Pair
+from idiff_lib.data.views import load_views
 
 CAM_TARGETS = ("predicted", "A", "B")  # which answer's logit the map explains
 
@@ -81,37 +87,46 @@ class _SignedLogit:
         return self.sign * output
 
 
-def cam_target_layer(model: PairwiseModel, size: int | None = None) -> nn.Module:
+def deepest_map_layer(backbone: nn.Module, size: int) -> nn.Module | None:
     """The backbone's deepest module with a 4-D output of at least 2 × 2 positions at crop side `size`.
 
-    Works for a plain timm backbone (``num_classes=0``) and for `StatsPool` around a features-only
-    model: both are searched by running one blank crop through the backbone with forward hooks.
-
-    Raises:
-        ParameterError: when no module of the backbone gives such a map.
+    Found by running one blank crop through the backbone with forward hooks (a plain timm backbone
+    and a features-only model alike); None when no module gives such a map.
     """
-    size = size or model.cfg.img_size
     found: list[nn.Module] = []
 
     def hook(module: nn.Module, _inputs: object, out: object) -> None:
         if isinstance(out, torch.Tensor) and out.dim() == 4 and min(out.shape[-2:]) >= 2:
             found.append(module)
 
-    handles = [m.register_forward_hook(hook) for m in model.backbone.modules() if m is not model.backbone]
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    handles = [m.register_forward_hook(hook) for m in backbone.modules() if m is not backbone]
+    device = next(backbone.parameters()).device
+    was_training = backbone.training
+    backbone.eval()
     try:
         with torch.no_grad():
-            model.backbone(torch.zeros(1, 3, size, size, device=device))
+            backbone(torch.zeros(1, 3, size, size, device=device))
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
-    if not found:
+        backbone.train(was_training)
+    return found[-1] if found else None
+
+
+def cam_target_layer(model: PairwiseModel, size: int | None = None) -> nn.Module:
+    """A member network's Grad-CAM layer: `deepest_map_layer` of its backbone at its crop size.
+
+    Works for a plain timm backbone (``num_classes=0``) and for `StatsPool` around a features-only model.
+
+    Raises:
+        ParameterError: when no module of the backbone gives such a map.
+    """
+    size = size or model.cfg.img_size
+    layer = deepest_map_layer(model.backbone, size)
+    if layer is None:
         raise ParameterError(f"member {model.cfg.name}: backbone {model.cfg.backbone} has no convolutional map of at "
                              f"least 2x2 at img_size {size}; fix: explain a CNN member, or one with larger crops")
-    return found[-1]
+    return layer
 
 
 def explain_pair(model: PairwiseModel, pair: Pair, target: str = "predicted", layer: nn.Module | None = None,
@@ -161,16 +176,80 @@ def cam_pair_indices(p: np.ndarray, labels: np.ndarray, n: int = 4) -> list[int]
     return chosen + [i for i in wrong[take_wrong:] if len(chosen) < n and i not in chosen][: n - len(chosen)]
 
 
-def first_network_member(members: Sequence[object]) -> NetworkMember:
-    """The first network member of an ensemble (the one Grad-CAM explains).
+def first_network_member(members: Sequence[object]) -> NetworkMember | HeadMember:
+    """The first member with a backbone (a network, or a head on a frozen backbone): the one Grad-CAM explains.
 
     Raises:
-        ParameterError: when the ensemble has no network member (only the feature member).
+        ParameterError: when the ensemble has no such member (only the feature member).
     """
     for m in members:
-        if isinstance(m, NetworkMember):
+        if isinstance(m, NetworkMember) or (isinstance(m, HeadMember) and m.input in ("global+local", "evidence")):
             return m
     raise ParameterError("the ensemble has no network member to explain; fix: train step 02 with at least one backbone")
+
+
+class _HeadLogit(nn.Module):
+    """A head member as one differentiable function: four views (4, 3, S, S) -> its logit (1,).
+
+    The frozen backbone's stages are pooled (mean and std) per view, the global and local A - B
+    differences are scaled and read by the member's head (through its defect heads for an evidence
+    member), exactly as on the cached descriptors.
+    """
+
+    def __init__(self, member: HeadMember, extractor: FrozenBackbone, category: str = ""):
+        super().__init__()
+        self.extractor, self.model = extractor, extractor.model
+        head = member.head.heads.get(category) or member.head.heads[""]
+        self.register_buffer("coef", torch.as_tensor(head.coef, dtype=torch.float32))
+        self.register_buffer("scale", torch.as_tensor(head.scale, dtype=torch.float32))
+        self.evidence = member.defects is not None
+        if self.evidence:
+            self.register_buffer("d_coef", torch.as_tensor(member.defects.coef, dtype=torch.float32))
+            self.register_buffer("d_scale", torch.as_tensor(member.defects.scale, dtype=torch.float32))
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        d = self.extractor.pool(self.model(views))
+        x = torch.cat([d[0] - d[1], d[2] - d[3]])
+        if self.evidence:
+            x = (x / self.d_scale) @ self.d_coef
+        return ((x / self.scale) @ self.coef).reshape(1)
+
+
+def explain_head_pair(member: HeadMember, pair: Pair, cache: dict, category: str = "", target: str = "predicted",
+                      max_side: int = 256) -> PairCam:
+    """Grad-CAM of a head member's logit through its frozen backbone, on central squares of the four views.
+
+    The four views are cut to one common central square (their smallest side, at most `max_side`),
+    so the map explains the head on those crops; the cached descriptors it was trained on cover
+    each whole view.
+    """
+    from pytorch_grad_cam import GradCAM
+
+    if target not in CAM_TARGETS:
+        raise ParameterError(f"target must be one of {CAM_TARGETS}, got {target!r}")
+    extractor = feature_cache(member.spec, cache, member.cache_root).extractor
+    v = load_views(pair)
+    views = [getattr(v, name) for name in PAIR_VIEWS]
+    side = min(max_side, *(min(x.shape[:2]) for x in views))
+    crops = np.stack([_central(x, side) for x in views])
+    x = torch.cat([extractor.tensor(c) for c in crops])
+    model = _HeadLogit(member, extractor, category).eval()
+    with torch.no_grad():
+        logit = float(model(x)[0])
+    side_answer = ("A" if logit > 0 else "B") if target == "predicted" else target
+    layer = deepest_map_layer(extractor.model, side)
+    if layer is None:
+        raise ParameterError(f"member {member.name}: no convolutional map of at least 2x2 at {side} px")
+    with torch.enable_grad(), GradCAM(model=model, target_layers=[layer]) as cam:
+        maps = cam(input_tensor=x.requires_grad_(True), targets=[_SignedLogit(1.0 if side_answer == "A" else -1.0)])
+    return PairCam(pair.id, crops, np.asarray(maps, dtype=np.float32), float(1 / (1 + np.exp(-logit))), side_answer,
+                   member.name, label=pair.answer or "")
+
+
+def _central(image: np.ndarray, side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    y, x = (h - side) // 2, (w - side) // 2
+    return image[y:y + side, x:x + side]
 
 
 def explain_run(run: Step02Outputs, n: int = 4, target: str = "predicted") -> list[PairCam]:
@@ -182,9 +261,12 @@ def explain_run(run: Step02Outputs, n: int = 4, target: str = "predicted") -> li
     from dataclasses import replace
 
     member = first_network_member(run.ensemble.members)
-    out = []
+    out, cache = [], {}
     for i in cam_pair_indices(run.final_test, run.test_labels, n):
         pair = run.test_pairs[i]
-        cam = explain_pair(member.route(run.test_categories[i]), pair, target, member=member.name)
+        if isinstance(member, HeadMember):
+            cam = explain_head_pair(member, pair, cache, run.test_categories[i], target)
+        else:
+            cam = explain_pair(member.route(run.test_categories[i]), pair, target, member=member.name)
         out.append(replace(cam, ensemble_p=float(run.final_test[i])))
     return out

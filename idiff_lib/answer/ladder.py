@@ -132,7 +132,7 @@ class Trainer:
         return self._probs[key]
 
 
-def _row(name: str, description: str, kind: str, start: str, p: np.ndarray, split: Split, members: int) -> dict[str, Any]:
+def table_row(name: str, description: str, kind: str, start: str, p: np.ndarray, split: Split, members: int) -> dict[str, Any]:
     table = accuracy_table(p, split.labels, split.categories, clusters=split.photos)
     row: dict[str, Any] = {"row": name, "description": description, "kind": kind, "start": start, "members": members}
     for group, stats in table.items():
@@ -229,7 +229,7 @@ def run(settings: AnswerSettings, splits: dict[str, Split], step_dir: str | Path
         else:
             val_cols[column], test_cols[column] = probs["val"], probs["test"]
         if row is not None:
-            rows.append(_row(*row, test_cols[column], splits["test"], 1))
+            rows.append(table_row(*row, test_cols[column], splits["test"], 1))
 
     def ladder_rows(scratch: bool) -> None:
         wanted = tuple(settings.scratch_rows) if scratch else LADDER_ROWS[:3]
@@ -251,13 +251,13 @@ def run(settings: AnswerSettings, splits: dict[str, Split], step_dir: str | Path
     members: list[NetworkMember | FeatureMemberAdapter] = [tr.network(b, "split", True) for b in settings.backbones]
     for m in members:
         add(m.name, m)
-    final_val, final_test, ens = _ensemble_row(settings, splits, members, val_cols, test_cols, rows, "ensemble", "rung", start)
+    final_val, final_test, ens = ensemble_row(settings, splits, members, val_cols, test_cols, rows, "ensemble", "rung", start)
     if settings.feature_member:
         feature = fit_feature_member(splits, settings.feature_synthetic_pairs, data_dir, step_dir, settings.seed,
                                      settings.threads)
         add(feature.name, feature, (FEATURE_ROW, "gradient boosting on the aligned pair cues", "ours", "-"))
         members.append(feature)
-        final_val, final_test, ens = _ensemble_row(settings, splits, members, val_cols, test_cols, rows,
+        final_val, final_test, ens = ensemble_row(settings, splits, members, val_cols, test_cols, rows,
                                                    PLUS_FEATURE_ROW, "ours", start)
     save_answer_run(step_dir, members, ens)
     if start != "scratch" and settings.scratch_rows:
@@ -273,7 +273,7 @@ def run(settings: AnswerSettings, splits: dict[str, Split], step_dir: str | Path
     )
 
 
-def _ensemble_row(settings: AnswerSettings, splits: dict[str, Split], members: list, val_cols: dict, test_cols: dict,
+def ensemble_row(settings: AnswerSettings, splits: dict[str, Split], members: list, val_cols: dict, test_cols: dict,
                   rows: list, name: str, kind: str, start: str) -> tuple[np.ndarray, np.ndarray, Any]:
     """Fit the ensembler on val over `members`' columns and append its test row."""
     names = [m.name for m in members]
@@ -281,7 +281,7 @@ def _ensemble_row(settings: AnswerSettings, splits: dict[str, Split], members: l
     pt = np.column_stack([test_cols[n] for n in names])
     ens = make_ensembler(settings.ensembler).fit(pv, splits["val"].labels)
     final_val, final_test = ens.predict(pv), ens.predict(pt)
-    rows.append(_row(name, f"{settings.ensembler} of {', '.join(names)}", kind, start, final_test, splits["test"], len(names)))
+    rows.append(table_row(name, f"{settings.ensembler} of {', '.join(names)}", kind, start, final_test, splits["test"], len(names)))
     return final_val, final_test, ens
 
 

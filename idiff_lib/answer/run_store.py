@@ -6,7 +6,9 @@
   member's settings (`MemberConfig`) and its weights file (the member's ``best.pt``, a state dict
   read with ``torch.load(..., weights_only=True)``);
 - the feature member: its class name, settings, the feature table it reads and its
-  ``skops.io`` file (loaded with an explicit list of trusted types).
+  ``skops.io`` file (loaded with an explicit list of trusted types);
+- a head member (the cache-first cpu profile, `idiff_lib.answer.head_member`): its frozen backbone,
+  its input and its head's arrays in a safetensors file.
 
 Nothing is looked up by module path and no object is rebuilt from a class name stored in a file,
 so a run outlives moving a class and a crafted file cannot run code. A folder written by the
@@ -24,6 +26,7 @@ from idiff_lib.answer.checkpoints import RETRAIN_HINT, load_weights
 from idiff_lib.answer.ensemble import (Ensemble, Ensembler, FeatureMemberAdapter, NetworkMember, TableBuilder,
                                        make_ensembler)
 from idiff_lib.answer.feature_member import FeatureMember
+from idiff_lib.answer.head_member import HeadMember
 from idiff_lib.answer.training import BEST_CHECKPOINT, MEMBERS_DIR, model_from_checkpoint
 from idiff_lib.core import layout, storage
 from idiff_lib.core.errors import DataError, ParameterError
@@ -31,6 +34,7 @@ from idiff_lib.core.errors import DataError, ParameterError
 # Version of the spec; a spec without it was written by the pickling layout before it.
 RUN_FORMAT = 2
 FEATURE_MEMBER_FILE = MEMBERS_DIR + "/{name}.skops"  # beside the network members' folders
+HEAD_MEMBER_FILE = MEMBERS_DIR + "/{name}.safetensors"  # a head member's arrays
 # The feature-member classes a spec may name (looked up here, never imported by name).
 FEATURE_MEMBER_CLASSES: dict[str, type[FeatureMember]] = {"FeatureMember": FeatureMember}
 
@@ -75,15 +79,28 @@ def _feature_spec(member: FeatureMemberAdapter, step_dir: Path) -> dict[str, Any
             "weights": _relative(target, step_dir), "settings": member.member.settings(), "table": member.table_name}
 
 
-def save_answer_run(step_dir: str | Path, members: Sequence[NetworkMember | FeatureMemberAdapter],
+def _head_spec(member: HeadMember, step_dir: Path) -> dict[str, Any]:
+    target = step_dir / HEAD_MEMBER_FILE.format(name=member.name)
+    member.save(target)
+    return member.spec_dict(_relative(target, step_dir))
+
+
+def _member_spec(member: NetworkMember | FeatureMemberAdapter | HeadMember, step_dir: Path) -> dict[str, Any]:
+    if isinstance(member, NetworkMember):
+        return _network_spec(member, step_dir)
+    if isinstance(member, HeadMember):
+        return _head_spec(member, step_dir)
+    return _feature_spec(member, step_dir)
+
+
+def save_answer_run(step_dir: str | Path, members: Sequence[NetworkMember | FeatureMemberAdapter | HeadMember],
                     ensembler: Ensembler) -> Path:
     """Write ``ensemble.json`` (and the feature member's skops file) so `load_answer_run` / the CLI can predict.
 
     Network members keep their weights where training left them (``members/<name>/best.pt``).
     """
     step_dir = Path(step_dir)
-    specs = [_network_spec(m, step_dir) if isinstance(m, NetworkMember) else _feature_spec(m, step_dir)
-             for m in members]
+    specs = [_member_spec(m, step_dir) for m in members]
     spec = {"format": RUN_FORMAT, "members": specs, "ensembler": {"name": ensembler.name, "state": ensembler.state()}}
     return storage.write_json(step_dir / layout.ENSEMBLE_FILE, spec)
 
@@ -117,7 +134,8 @@ def _check_spec(path: Path, spec: Any) -> None:
     ens = spec.get("ensembler")
     if not (isinstance(ens, dict) and isinstance(ens.get("name"), str) and isinstance(ens.get("state") or {}, dict)):
         raise DataError(path, "'ensembler' must be an object with a 'name' and a 'state' object", RETRAIN_HINT)
-    need = {"network": ("name", "backbone", "models"), "feature_member": ("name", "class", "weights", "settings", "table")}
+    need = {"network": ("name", "backbone", "models"), "feature_member": ("name", "class", "weights", "settings", "table"),
+            "head": ("name", "weights", "input", "backbone")}
     for m in spec["members"]:
         kind = m.get("kind") if isinstance(m, dict) else None
         if kind not in need:
@@ -133,6 +151,12 @@ def _check_spec(path: Path, spec: Any) -> None:
 
 def _check_types(path: Path, member: dict[str, Any]) -> None:
     """Refuse a member entry whose fields have the wrong JSON types (a hand-edited or damaged spec)."""
+    if member["kind"] == "head":
+        if not (isinstance(member.get("weights"), str) and member["weights"] and isinstance(member.get("backbone"), dict)
+                and isinstance(member["backbone"].get("backbone"), str)):
+            raise DataError(path, f"member {member.get('name')!r}: 'weights' must be a file name and 'backbone' an "
+                            "object naming the backbone", RETRAIN_HINT)
+        return
     files = [member.get("weights")] if member["kind"] == "feature_member" else \
         [v["weights"] for v in member["models"].values()]
     settings = [member.get("settings")] if member["kind"] == "feature_member" else \
@@ -172,6 +196,18 @@ def _load_feature(spec: dict[str, Any], folder: Path, path: Path) -> FeatureMemb
     return FeatureMemberAdapter(member, feature_table_builder(spec["table"]), spec["name"], spec["table"])
 
 
+def _load_member(spec: dict[str, Any], folder: Path, path: Path,
+                 device: str | None) -> NetworkMember | FeatureMemberAdapter | HeadMember:
+    if spec["kind"] == "network":
+        return _load_network(spec, folder, device)
+    if spec["kind"] == "head":
+        try:
+            return HeadMember.load(spec, folder / spec["weights"])
+        except ParameterError as err:  # an unknown input or an evidence member without its heads
+            raise DataError(path, f"member {spec['name']!r}: {err}", RETRAIN_HINT) from None
+    return _load_feature(spec, folder, path)
+
+
 def load_answer_run(run_dir: str | Path, device: str | None = None) -> Ensemble:
     """The ensemble of a notebook-02 step folder, or of a chain run folder that holds one.
 
@@ -188,8 +224,7 @@ def load_answer_run(run_dir: str | Path, device: str | None = None) -> Ensemble:
     except (OSError, UnicodeDecodeError) as err:
         raise DataError(path, f"cannot be read ({type(err).__name__}: {err})", RETRAIN_HINT) from None
     _check_spec(path, spec)
-    members: list[NetworkMember | FeatureMemberAdapter] = [
-        _load_network(m, folder, device) if m["kind"] == "network" else _load_feature(m, folder, path)
-        for m in spec["members"]]
+    members: list[NetworkMember | FeatureMemberAdapter | HeadMember] = [_load_member(m, folder, path, device)
+                                                                       for m in spec["members"]]
     ensembler = make_ensembler(spec["ensembler"]["name"]).load_state(spec["ensembler"].get("state") or {})
     return Ensemble(members, ensembler, folder)

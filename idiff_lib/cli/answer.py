@@ -16,7 +16,9 @@ from typing import Any
 
 import torch
 
+from idiff_lib.answer import aspects
 from idiff_lib.answer.ensemble import predict_rows
+from idiff_lib.answer.head_member import release_chunk
 from idiff_lib.answer.run_store import load_answer_run
 from idiff_lib.core import layout, storage
 from idiff_lib.core.errors import DataError, ParameterError
@@ -37,6 +39,9 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("--data-root", default=None, help="a folder to look for images in when the paths do not resolve")
     pred.add_argument("--batch-size", type=int, default=16)
     pred.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    pred.add_argument("--aspects", action="store_true",
+                      help="add the evidence heads' per-aspect p(A better) and per-defect A - B severity to each row "
+                           "(a run trained with method=heads on a data folder with meta/)")
     pred.add_argument("--skip-bad", action="store_true",
                       help="write an error row (and a line of <out stem>.bad.jsonl) for each bad pair instead of stopping")
     pred.set_defaults(func=_cli_predict)
@@ -94,15 +99,23 @@ def _predict_all(args: argparse.Namespace, entries: list[tuple[int, Pair | DataE
     """One row per entry, in order: predicted a chunk at a time, resumed from and saved to `partial`."""
     run = Path(args.run)
     ens = load_answer_run(run, device=args.device)
+    evidence = aspects.load(run) if args.aspects else None
     key = {"data": storage.file_sha256(args.data), "run": storage.file_sha256(ens.run_dir / layout.ENSEMBLE_FILE),
-           "data_root": args.data_root, "skip_bad": bool(args.skip_bad)}
+           "data_root": args.data_root, "skip_bad": bool(args.skip_bad), "aspects": bool(args.aspects)}
+    cache: dict = {}
     done = _resume(partial, key)
     for start in range(0, len(entries), CHUNK):
         chunk = entries[start:start + CHUNK]
         if all(line in done for line, _ in chunk):
             continue
         good = [item for _, item in chunk if isinstance(item, Pair)]
-        rows = predict_rows(ens, good, batch_size=args.batch_size, skip_bad=args.skip_bad)
+        rows = predict_rows(ens, good, batch_size=args.batch_size, skip_bad=args.skip_bad, cache=cache)
+        if evidence is not None:
+            ok = [pair for pair, row in zip(good, rows) if row.get("error") is None]
+            found = {r["id"]: r for r in evidence.predict(ok, cache)}
+            for row in rows:
+                row.update({k: v for k, v in found.get(row["id"], {}).items() if k != "id"})
+        release_chunk(cache)
         by_line = {pair.line: row for pair, row in zip(good, rows)}
         for line, item in chunk:
             row = by_line[line] if isinstance(item, Pair) else _bad_row(item)

@@ -47,6 +47,30 @@ def plot_curves(curves: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def plot_regularisation(histories: dict[str, list[dict[str, Any]]]) -> plt.Figure:
+    """Val log-loss against the head's inverse L2 strength C, one line per head (chance ln 2 dotted).
+
+    The cache-first heads' counterpart of training curves: each point is a head fitted in seconds;
+    the val split picks the lowest.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for member, hist in histories.items():
+        for head in dict.fromkeys(h.get("head", "all") for h in hist):
+            pts = [(h["C"], h["val_loss"]) for h in hist if h.get("head", "all") == head and "C" in h]
+            if pts:
+                c, loss = zip(*pts)
+                ax.plot(c, loss, marker="o", markersize=3, lw=1.2,
+                        label=member if head == "all" else f"{member} / {head}")
+    ax.axhline(CHANCE_BCE, color="grey", lw=1, ls=":", label="chance (ln 2)")
+    ax.set_xscale("log")
+    ax.set_xlabel("C (inverse L2 strength)")
+    ax.set_ylabel("val log-loss")
+    ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title("Each head's regularisation, chosen on val")
+    fig.tight_layout()
+    return fig
+
+
 def draw_accuracy_bars(ax: plt.Axes, labels: Sequence[str], table: dict[str, tuple[Any, Any, Any]]) -> None:
     """Horizontal grouped bars: one row per label (top to bottom), one bar per group with its 95% interval.
 
@@ -188,6 +212,32 @@ def plot_defect_accuracy(table: pd.DataFrame) -> plt.Figure:
     missing = int(table.loc[table["by"] == "no meta", "n"].sum())
     fig.suptitle("Ensemble test accuracy per defect (a pair counts in each of its defects)"
                  + (f"; {missing} pairs without meta" if missing else ""), fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_evidence_accuracy(table: pd.DataFrame) -> plt.Figure:
+    """The evidence heads' test accuracy per defect kind (left) and per aspect (right), with 95%
+    intervals, the always-majority floor of each head as a tick, and chance dotted."""
+    groups = [("defect", "worse side per defect kind"), ("aspect", "better side per aspect")]
+    n_rows = max(4, *(int((table["by"] == by).sum()) for by, _ in groups)) if len(table) else 4
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.3 * n_rows + 1.8))
+    for ax, (by, title) in zip(axes, groups):
+        sub = table[table["by"] == by].sort_values("acc", ascending=True)
+        if sub.empty:
+            ax.set_visible(False)
+            continue
+        y = np.arange(len(sub))
+        ax.errorbar(sub["acc"], y, xerr=[sub["acc"] - sub["lo"], sub["hi"] - sub["acc"]], fmt="o", ms=4,
+                    color=CATEGORY_COLOURS["overall"], ecolor="grey", capsize=2, label="head (95% interval)")
+        ax.scatter(sub["floor"], y, marker="|", s=120, color="black", label="always-majority floor")
+        ax.axvline(0.5, color="grey", lw=1, ls=":", label="chance")
+        ax.set_yticks(y, [f"{g} (n={n})" for g, n in zip(sub["group"], sub["n"])], fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("test accuracy")
+        ax.set_title(title, fontsize=9)
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("The Answer Model's evidence heads (the Thinking Model's evidence) on test", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -61,8 +61,10 @@ def _fmt_ci(acc: float, lo: float | None, hi: float | None) -> str:
 RUNG_NAMES = {
     "merged": "single model, merged input",
     "split": "+ L/R split views",
+    "local": "+ local detail views",  # the cache-first ladder's own rung (global and local A - B)
     "specialists": "+ person/scene specialists",
     "ensemble": "+ backbone ensemble",
+    "evidence": "+ defect evidence",  # the cache-first ladder's own rung (per-kind defect heads)
 }
 # The groups of Table A: each content category, then all pairs.
 TABLE_GROUPS = (*CATEGORIES, "overall")
