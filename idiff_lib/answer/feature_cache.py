@@ -26,8 +26,10 @@ for the views.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import logging
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -94,8 +96,9 @@ class FrozenBackbone:
         self.backbone, self.pretrained, self.stages, self.short_side = backbone, pretrained, tuple(stages), short_side
         self.timm_name = resolve_backbone(backbone)
         if pretrained:
-            self.model = create_pretrained(self.timm_name, path=checkpoint or None, features_only=True,
-                                           out_indices=self.stages)
+            with _head_keys_expected():
+                self.model = create_pretrained(self.timm_name, path=checkpoint or None, features_only=True,
+                                               out_indices=self.stages)
         else:
             torch.manual_seed(seed)
             self.model = timm.create_model(self.timm_name, pretrained=False, features_only=True, out_indices=self.stages)
@@ -136,6 +139,25 @@ class FrozenBackbone:
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """One RGB uint8 view -> its descriptor (float32)."""
         return self.pool(self.model(self.tensor(image)))[0].numpy().astype(np.float32)
+
+
+class _DroppedHeadFilter(logging.Filter):
+    """Drops timm's "Unexpected keys" warning: a features-only model has no classifier head, so the
+    ImageNet checkpoint's head weights are left out by design, every time."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("Unexpected keys")
+
+
+@contextlib.contextmanager
+def _head_keys_expected():
+    logger = logging.getLogger("timm.models._builder")
+    flt = _DroppedHeadFilter()
+    logger.addFilter(flt)
+    try:
+        yield
+    finally:
+        logger.removeFilter(flt)
 
 
 @dataclass
