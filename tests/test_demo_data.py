@@ -154,8 +154,15 @@ def test_committed_rationales_parse_and_agree_with_the_answer(committed):
                 assert region in regions and attribute in ontology.REFERENCE_ATTRIBUTES, ln
 
 
+def _decoded(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(np.int16)
+
+
 @needs_demo
-def test_a_few_committed_pairs_rebuild_byte_for_byte(committed):
+def test_a_few_committed_pairs_rebuild_to_the_same_pixels(committed):
+    """The generator rebuilds committed pairs: the same JPEG bytes, or, where the installed JPEG
+    encoder is another version than the one the set was written with (Pillow 13 writes other bytes
+    for the same pixels), the same decoded pixels to one grey level on all but 0.1% of values."""
     for split in ("train", "test"):
         plan = demo_data.plan_split(split, len(committed[split][0]), seed=0)
         metas = {m["id"]: m for m in committed[split][1]}
@@ -168,7 +175,11 @@ def test_a_few_committed_pairs_rebuild_byte_for_byte(committed):
                 assert sample.completion == committed_pair.completion
             for tag, img in (("c0", sample.c0), ("c1", sample.c1)):
                 committed_bytes = (DEMO / "images" / f"{p['id']}_merged_{tag}.jpg").read_bytes()
-                assert hashlib.sha256(_jpeg_bytes(img)).hexdigest() == hashlib.sha256(committed_bytes).hexdigest()
+                rebuilt = _jpeg_bytes(img)
+                if hashlib.sha256(rebuilt).hexdigest() == hashlib.sha256(committed_bytes).hexdigest():
+                    continue
+                diff = np.abs(_decoded(rebuilt) - _decoded(committed_bytes))
+                assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (p["id"], tag, int(diff.max()), float((diff > 0).mean()))
 
 
 @needs_demo
