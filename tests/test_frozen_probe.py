@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from answer_fixtures import make_pairs_file
-from idiff_lib.answer import frozen_probe, weights
+from idiff_lib.answer import frozen_probe, heads, weights
 from idiff_lib.core.errors import ParameterError
 
 
@@ -36,9 +36,9 @@ def test_linear_head_is_antisymmetric_and_learns_the_sign():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 5))
     y = (x[:, 0] > 0).astype(float)
-    head = frozen_probe.fit_linear_head(x[:40], y[:40], x[40:], y[40:])
-    p = head.predict_proba(x[40:])[:, 1]
-    assert np.allclose(head.predict_proba(-x[40:])[:, 1], 1 - p, atol=1e-12)
+    head = heads.fit_head(x[:40], y[:40], x[40:], y[40:], frozen_probe.C_GRID)
+    p = head.predict(x[40:])
+    assert np.allclose(head.predict(-x[40:]), 1 - p, atol=1e-12) and head.C in frozen_probe.C_GRID
     assert np.mean((p > 0.5) == (y[40:] > 0.5)) >= 0.9
 
 

@@ -5,7 +5,9 @@ over each of a pair's four views (global/local x A/B); the mean and std over spa
 feature stages describe each view, and the A - B differences of the global and the local view
 feed a logistic regression fitted on the train split in both orders (A|B and B|A, labels
 exchanged). With no intercept the head is antisymmetric, so swapping A and B gives exactly
-``1 - p``. Every fine-tuned member has to clear this floor (issue 16).
+``1 - p``. Every fine-tuned member has to clear this floor (issue 16). The backbone and the head
+are the cache-first Answer Model's own (`feature_cache.FrozenBackbone`, `heads.fit_head`); this
+module is the probe as one call, for the fine-tuning ladder's teaching row and `benchmarks/`.
 
 Reference: iDiff (NTIRE 2026 RAIM Track 1) fine-tunes ImageNet backbones; the linear probe on
 frozen features is the standard floor for such transfer (Kornblith et al., "Do Better ImageNet
@@ -19,53 +21,21 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
-from idiff_lib.core.progress import progress_bar
 
 from idiff_lib.answer.analysis import bootstrap_ci
 from idiff_lib.answer.backbones import resolve_backbone
+from idiff_lib.answer.feature_cache import FrozenBackbone
+from idiff_lib.answer.heads import fit_head
 from idiff_lib.answer.splits import load_splits
-from idiff_lib.answer.weights import create_pretrained
 from idiff_lib.core.errors import ParameterError
+from idiff_lib.core.progress import progress_bar
 from idiff_lib.data.pairs import Pair
 from idiff_lib.data.views import load_views
 
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)  # inverse L2 strengths tried, chosen by log-loss on val
 
 
-class FrozenViewFeatures:
-    """Mean and std over space of the chosen stages of a frozen ImageNet backbone, per view.
-
-    Args:
-        backbone: a key of ANSWER_BACKBONES or a timm name with ImageNet weights to be had.
-        stages: timm feature stages (``features_only`` out_indices) to pool.
-        short_side: resize each view's short side to this many pixels first (0: native pixels).
-    """
-
-    def __init__(self, backbone: str, stages: Sequence[int] = (1, 2, 3, 4), short_side: int = 0):
-        import timm
-
-        self.timm_name = resolve_backbone(backbone)
-        self.model = create_pretrained(self.timm_name, features_only=True, out_indices=tuple(stages)).eval()
-        cfg = timm.data.resolve_model_data_config(self.model)
-        self.mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
-        self.std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
-        self.short_side = short_side
-
-    @torch.no_grad()
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """One RGB uint8 view -> ``[mean_s1, std_s1, mean_s2, ...]`` (float32)."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255.0)
-        if self.short_side:
-            scale = self.short_side / min(x.shape[-2:])
-            x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bilinear", antialias=True)
-        out = []
-        for f in self.model((x - self.mean) / self.std):
-            out += [f.mean((2, 3)), f.std((2, 3), correction=0)]  # population std: defined on a 1x1 map too
-        return torch.cat(out, 1)[0].numpy()
-
-
-def pair_differences(pairs: Sequence[Pair], features: FrozenViewFeatures, desc: str = "frozen features") -> np.ndarray:
+def pair_differences(pairs: Sequence[Pair], features: FrozenBackbone, desc: str = "frozen features") -> np.ndarray:
     """``[f(global A) - f(global B), f(local A) - f(local B)]`` per pair (rows follow `pairs`)."""
     rows = []
     for pair in progress_bar(pairs, desc=desc, leave=False, disable=len(pairs) < 20):
@@ -75,37 +45,13 @@ def pair_differences(pairs: Sequence[Pair], features: FrozenViewFeatures, desc: 
     return np.stack(rows).astype(np.float64)  # float64: a swap's probability is 1 - p to rounding
 
 
-def fit_linear_head(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, seed: int = 0):
-    """Logistic regression without intercept on both orders, scaled, C chosen by val log-loss.
-
-    Returns:
-        the fitted scikit-learn pipeline (``predict_proba(-x)[:, 1] == 1 - predict_proba(x)[:, 1]``).
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    both_x, both_y = np.concatenate([x, -x]), np.concatenate([y, 1 - y])
-    best = None
-    for c in C_GRID:
-        # with_mean=False: scaling alone keeps the features odd under a swap (both orders have zero mean anyway)
-        head = make_pipeline(StandardScaler(with_mean=False),
-                             LogisticRegression(C=c, fit_intercept=False, max_iter=5000, random_state=seed))
-        head.fit(both_x, both_y)
-        loss = log_loss(y_val, head.predict_proba(x_val)[:, 1], labels=[0, 1])
-        if best is None or loss < best[0]:
-            best = (loss, c, head)
-    return best[2]
-
-
 def probe_probabilities(splits: dict, backbone: str = "efficientnet_lite2", stages: Sequence[int] = (1, 2, 3, 4),
                         short_side: int = 0, seed: int = 0) -> tuple[dict[str, np.ndarray], float]:
     """p_left of every pair of every split from the frozen-features + linear-head probe.
 
     Args:
         splits: ``{"train", "val", "test"}`` -> `idiff_lib.answer.splits.Split` (train and val labelled).
-        backbone / stages / short_side: see `FrozenViewFeatures`.
+        backbone / stages / short_side: see `idiff_lib.answer.feature_cache.FrozenBackbone`.
 
     Returns:
         split name -> p_left (rows follow the split's pairs), and the chosen inverse strength C.
@@ -119,10 +65,10 @@ def probe_probabilities(splits: dict, backbone: str = "efficientnet_lite2", stag
         if len(set(labels[~np.isnan(labels)])) < 2:
             raise ParameterError(f"frozen probe: the {name} split needs labelled pairs with both answers. "
                                  "fix: give a data folder whose train and val pairs have <answer> A and B")
-    features = FrozenViewFeatures(backbone, stages, short_side)
+    features = FrozenBackbone(backbone, stages=stages, short_side=short_side)
     x = {name: pair_differences(s.pairs, features, f"{name} frozen features") for name, s in splits.items()}
-    head = fit_linear_head(x["train"], splits["train"].labels, x["val"], splits["val"].labels, seed)
-    return {name: head.predict_proba(v)[:, 1] for name, v in x.items()}, float(head[-1].C)
+    head = fit_head(x["train"], splits["train"].labels, x["val"], splits["val"].labels, C_GRID, seed)
+    return {name: head.predict(v) for name, v in x.items()}, float(head.C)
 
 
 def frozen_probe(data_dir: str | Path, backbone: str = "efficientnet_lite2", stages: Sequence[int] = (1, 2, 3, 4),
@@ -132,7 +78,7 @@ def frozen_probe(data_dir: str | Path, backbone: str = "efficientnet_lite2", sta
     Args:
         data_dir: a data folder with ``{train,val,test}_sft.jsonl`` (labelled).
         backbone: an ImageNet backbone (e.g. ``efficientnet_lite0`` .. ``efficientnet_lite2``).
-        stages / short_side: see `FrozenViewFeatures`.
+        stages / short_side: see `idiff_lib.answer.feature_cache.FrozenBackbone`.
         max_pairs: cap on pairs per split (0: all).
 
     Returns:
