@@ -1,4 +1,5 @@
-"""Thinking-model speed on this machine: generation tokens/s per batch size, and one LoRA training step's seconds.
+"""Thinking-model speed on this machine: generation tokens/s per batch size and decoding (free or structure-
+constrained), and one LoRA training step's seconds.
 Writes ``benchmarks/results/thinking_speed.json``.
 
 The model is a saved model folder (``--model FOLDER``: the tiny Qwen2-VL of `idiff think build-tiny`,
@@ -52,8 +53,14 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--stage", default="S3", choices=("S3", "S4"), help="the prompt stage (S4: + the verdict)")
     parser.add_argument("--cues", default="", help="a cue file of `idiff think cues` instead of computing the cues")
     parser.add_argument("--cue-sources", default="cv,iqa", help="cue sources computed when --cues is not given")
+    parser.add_argument("--answer-run", default="", help="a run (or its 02 folder) whose aspect heads give the S3/S4 "
+                        "evidence blocks (default: none, the blocks say 'unavailable')")
     parser.add_argument("--batch-sizes", default="1,8", help="comma-separated generation batch sizes")
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--decodings", default="free,constrained",
+                        help="comma-separated: free greedy decoding and/or constrained (`generation.AgreementConstraint`)")
+    parser.add_argument("--no-repeat-ngram-size", type=int, default=ThinkingSettings.no_repeat_ngram_size,
+                        help="the greedy decoding guard (default: the cpu profile's)")
     parser.add_argument("--max-pixels", type=int, default=ThinkingSettings.max_pixels,
                         help="per-image pixel budget at encoding (default: the cpu profile's; 0: the processor's own)")
     parser.add_argument("--train-batch", type=int, default=2, help="pairs in the timed LoRA step (0: no training step)")
@@ -84,6 +91,18 @@ def _prompts(args: argparse.Namespace, pairs: list) -> tuple[dict, str]:
     else:
         sources = tuple(s for s in args.cue_sources.split(",") if s)
         cues, note = calibrated_cues(pairs, sources=sources, progress=False)
+    if args.answer_run:
+        from idiff_lib.core import layout
+        from idiff_lib.thinking.side_inputs import aspect_evidence
+
+        answer_dir = Path(args.answer_run)
+        if not (answer_dir / layout.ENSEMBLE_FILE).exists():
+            answer_dir = layout.step_dir(answer_dir, layout.ANSWER_STEP)
+        settings = ThinkingSettings()
+        blocks, ev_note = aspect_evidence(pairs, answer_dir, lines=settings.evidence_lines,
+                                          presence_weight=settings.evidence_weight)
+        cues = {p.id: {**cues.get(p.id, {}), "evidence": blocks[p.id]} for p in pairs}
+        note += f"; {ev_note}"
     answers = {p.id: {"answer": p.answer, "p_answer": None} for p in pairs}
     built = prompts_mod.build_prompts(pairs, args.stage, cues=cues, answers=answers,
                                       vocabulary=prompts_mod.load_vocabulary())
@@ -91,14 +110,18 @@ def _prompts(args: argparse.Namespace, pairs: list) -> tuple[dict, str]:
     return built, note + (f"; IQA cues from: {sources}" if sources else "")
 
 
-def _time_generation(model, processor, examples: list, batch: int, max_new_tokens: int) -> dict:
-    """Greedy decoding of every example at batch size `batch`: seconds, new tokens and tokens/s."""
+def _time_generation(model, processor, examples: list, batch: int, max_new_tokens: int, decoding: str = "free",
+                     answers: list | None = None, no_repeat_ngram_size: int = 0) -> dict:
+    """Greedy decoding (with the KV cache) of every example at batch size `batch`: seconds, new tokens and tokens/s."""
     generate_ids(model, processor, examples[:1], batch_size=1, max_new_tokens=2, progress=False)  # warm-up
     t0 = time.perf_counter()
-    ids = generate_ids(model, processor, examples, batch_size=batch, max_new_tokens=max_new_tokens, progress=False)
+    ids = generate_ids(model, processor, examples, batch_size=batch, max_new_tokens=max_new_tokens, progress=False,
+                       constrained=decoding == "constrained", answers=answers,
+                       no_repeat_ngram_size=no_repeat_ngram_size)
     seconds = time.perf_counter() - t0
     tokens = sum(len(row) for row in ids)
-    return {"batch_size": batch, "pairs": len(examples), "seconds": round(seconds, 3), "new_tokens": tokens,
+    return {"decoding": decoding, "batch_size": batch, "pairs": len(examples), "seconds": round(seconds, 3),
+            "new_tokens": tokens, "no_repeat_ngram_size": no_repeat_ngram_size,
             "tokens_per_s": round(tokens / seconds, 2), "pairs_per_s": round(len(examples) / seconds, 3),
             "seconds_per_pair": round(seconds / len(examples), 3)}
 
@@ -158,10 +181,13 @@ def main() -> None:
                            "prompt_tokens_max": max(prompt_tokens)}
     results["encode"] = {"seconds": round(encode_seconds, 3), "seconds_per_pair": round(encode_seconds / len(pairs), 4)}
     results["generation"] = []
-    for batch in [int(b) for b in args.batch_sizes.split(",") if b]:
-        row = _time_generation(model, processor, examples, batch, args.max_new_tokens)
-        results["generation"].append(row)
-        print("generation", row, flush=True)
+    answers = [built[p.id].answer for p in pairs]
+    for decoding in [d for d in args.decodings.split(",") if d]:
+        for batch in [int(b) for b in args.batch_sizes.split(",") if b]:
+            row = _time_generation(model, processor, examples, batch, args.max_new_tokens, decoding, answers,
+                                   args.no_repeat_ngram_size)
+            results["generation"].append(row)
+            print("generation", row, flush=True)
     if args.train_batch:
         results["lora_step"] = _time_lora_step(model, processor, pairs[:args.train_batch], built, max_pixels)
         print("lora_step", results["lora_step"], flush=True)

@@ -55,7 +55,7 @@ def test_grpo_rows_refuse_an_unlabeled_pair(train_pairs):
 # --------------------------------------------------------------------------- settings
 def test_thinking_settings_build_the_grpo_settings():
     cpu = ThinkingSettings().grpo_settings()
-    assert (cpu.prompts, cpu.num_generations, cpu.batch_size, cpu.beta, cpu.temperature) == (4, 4, 8, 0.04, 0.9)
+    assert (cpu.prompts, cpu.num_generations, cpu.batch_size, cpu.beta, cpu.temperature) == (2, 4, 8, 0.04, 0.9)  # one step of two prompts x 4 generations
     assert cpu.max_completion_length == 200 and cpu.lora
     paper = ThinkingSettings.for_profile("paper").grpo_settings()
     assert (paper.prompts, paper.max_completion_length, paper.lr, paper.epochs) == (0, 512, 1e-6, 10)

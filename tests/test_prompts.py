@@ -18,21 +18,24 @@ PERSON_TEMPLATE = (
 )
 CV = "Hand-crafted CV cues (A vs B):\nGlobal Noise: Image A is noisier than Image B."
 IQA = "IQA-model cues (A vs B):\nMUSIQ: Image B scores higher."
+EVIDENCE_LINE = "Face Sharpness: Image A (Left) better (p 0.91; Image B (Right) shows defocus)"
+EVIDENCE = ("Answer Model evidence per aspect (strongest first; p = the head's confidence):\n" + EVIDENCE_LINE)
 ANSWER = ("Answer Model verdict: Image B (Right) is better (confidence 0.83). Explain this verdict in the "
           "rationale; the conclusion will be <answer>B</answer>.")
 GOLDEN = {
     "S0": HEAD,
     "S1": f"{HEAD}\n\n{PERSON_TEMPLATE}",
     "S2": f"{HEAD}\n\n{PERSON_TEMPLATE}\n\n{CV}",
-    "S3": f"{HEAD}\n\n{PERSON_TEMPLATE}\n\n{CV}\n\n{IQA}",
-    "S4": f"{HEAD}\n\n{PERSON_TEMPLATE}\n\n{CV}\n\n{IQA}\n\n{ANSWER}",
+    "S3": f"{HEAD}\n\n{PERSON_TEMPLATE}\n\n{CV}\n\n{IQA}\n\n{EVIDENCE}",
+    "S4": f"{HEAD}\n\n{PERSON_TEMPLATE}\n\n{CV}\n\n{IQA}\n\n{EVIDENCE}\n\n{ANSWER}",
 }
 
 
 @pytest.mark.parametrize("stage", prompts.STAGES)
 def test_golden_prompt_per_stage(stage):
     p = prompts.build_prompt(stage, "person", cv_cues="Global Noise: Image A is noisier than Image B.",
-                             iqa_cues="MUSIQ: Image B scores higher.", answer="B", p_answer=0.83)
+                             iqa_cues="MUSIQ: Image B scores higher.", evidence=EVIDENCE_LINE, answer="B",
+                             p_answer=0.83)
     assert p.system == pairs.SYSTEM_PROMPT
     assert p.user == GOLDEN[stage]
     assert p.answer == ("B" if stage == "S4" else None)
@@ -48,6 +51,12 @@ def test_scene_template_covers_required_regions_and_missing_cues_are_said():
     for region in ("Background", "Building", "Vegetation", "Edges"):
         assert f"\n{region} " in p.user
     assert p.user.endswith("Hand-crafted CV cues (A vs B):\n(not measured for this pair)")
+
+
+def test_missing_evidence_is_said_unavailable_never_filled():
+    p = prompts.build_prompt("S3", "person")
+    assert p.user.endswith("(strongest first; p = the head's confidence):\nunavailable (no evidence given for this pair)")
+    assert "Image A (Left) better" not in p.user
 
 
 def test_s4_requires_an_answer_and_unknown_stage_suggests():
@@ -144,4 +153,4 @@ def test_s3_and_s4_name_the_iqa_sources_under_the_heading():
         assert line in prompts.build_prompt(stage, "person", **kw).user
     assert prompts.build_prompt("S2", "person", **kw).user == GOLDEN["S2"], "S2 has no IQA block"
     empty = prompts.build_prompt("S3", "person", iqa_sources="none (LIQE: no weights)").user
-    assert empty.endswith("IQA-model cues (A vs B):\nIQA cues from: none (LIQE: no weights)\n(not measured for this pair)")
+    assert "IQA-model cues (A vs B):\nIQA cues from: none (LIQE: no weights)\n(not measured for this pair)\n\n" in empty

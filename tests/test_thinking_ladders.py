@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 
 import pytest
@@ -153,3 +154,74 @@ def test_train_stages_dispatches_and_stage_models_loads_each_run_once(vlm_dir, l
     monkeypatch.setattr(run, "load_thinking_run", lambda d: loads.append(d) or real(d))
     got = [(stage, type(model).__name__) for stage, model, _ in run.stage_models(tmp_path, ["S0", "S1"], "joint")]
     assert [s for s, _ in got] == ["S0", "S1"] and loads == [tmp_path / JOINT_DIR]
+
+
+def test_val_curve_chooses_the_steps_and_the_run_keeps_the_lowest_points_weights(vlm_dir, labelled, tmp_path):
+    from idiff_lib.thinking.run import train_run
+    from idiff_lib.thinking.training import BEST_WEIGHTS
+
+    settings = RunSettings.from_dict({**asdict(_settings(vlm_dir, eval_every=1, lr=0.05)), "stage": "S1"})
+    result = train_run(tmp_path / "run", labelled[:4], settings, val_pairs=labelled[4:], **QUIET)
+    val = result["val_history"]
+    assert [s for s, _ in val] == [1, 2]  # every step, and the last one
+    best_step, best_loss = min(val, key=lambda sv: sv[1])
+    assert result["best_step"] == best_step
+    best = load_file(str(tmp_path / "run" / BEST_WEIGHTS))
+    model, *_ = load_thinking_run(tmp_path / "run")  # the saved model holds the best point's weights
+    from idiff_lib.thinking.encoding import examples_for
+    from idiff_lib.thinking.training import labelled_loss
+
+    voc = prompts.load_vocabulary(labelled[:4])
+    val_prompts = prompts.build_prompts(labelled[4:], "S1", answers={p.id: {"answer": p.answer} for p in labelled},
+                                        vocabulary=voc)
+    _, processor, _, _ = load_thinking_run(tmp_path / "run")
+    examples = examples_for(labelled[4:], val_prompts, processor, with_targets=True, progress=False)
+    assert labelled_loss(model, examples, processor.tokenizer.pad_token_id, 2) == pytest.approx(best_loss, abs=2e-3)
+    assert best  # the kept weights are on disk beside the checkpoint
+
+
+def test_export_finds_the_joint_ladders_model_for_each_of_its_stages(tmp_path):
+    from idiff_lib.chain.export import available_stages, thinking_model_dir
+    from idiff_lib.core import layout, storage
+    from idiff_lib.core.errors import DataError
+
+    run = tmp_path / "run"
+    with pytest.raises(DataError, match="no trained Thinking Model"):
+        thinking_model_dir(run)
+    joint = layout.step_dir(run, layout.THINKING_STEP) / layout.THINKING_MODEL_DIR / JOINT_DIR
+    storage.write_json(joint / layout.FINAL_CHECKPOINT / "thinking.json",
+                       {"settings": {"stage": "S4", "stage_mix": ["S0", "S1", "S4"]}, "train": {}})
+    assert available_stages(run) == ["S0", "S1", "S4"]
+    assert thinking_model_dir(run) == (joint, "S4")
+    assert thinking_model_dir(run, "S1") == (joint, "S1")
+    with pytest.raises(DataError, match="no Thinking Model trained for stage S3"):
+        thinking_model_dir(run, "S3")
+
+
+def test_export_writes_a_submission_from_a_run_shaped_like_the_cpu_profiles(vlm_dir, labelled, tmp_path):
+    """The cpu demo's layout: an Answer step, then the joint ladder's one model in model/joint (no model/<stage>)."""
+    from answer_fixtures import make_pairs_file
+    from idiff_lib.answer import ensemble, inputs, run_store, training
+    from idiff_lib.answer.member_config import MemberConfig
+    from idiff_lib.chain.export import export
+    from idiff_lib.core import layout
+
+    data = make_pairs_file(tmp_path / "d", n=4, side=96, name="test_sft.jsonl")  # views large enough for the cues
+    run = tmp_path / "run"
+    step = layout.step_dir(run, layout.ANSWER_STEP)
+    cfg = MemberConfig(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
+                       batch_size=4, hidden=8)
+    training.train_member(cfg, inputs.load_items(labelled, cfg), (), step / "members" / "m", progress=False)
+    run_store.save_answer_run(step, [ensemble.network_member("m", {"": step / "members" / "m"})],
+                              ensemble.make_ensembler("mean"))
+    root = layout.step_dir(run, layout.THINKING_STEP) / layout.THINKING_MODEL_DIR
+    train_joint(root, labelled, ["S0", "S1", "S4"], _settings(vlm_dir), **QUIET)
+    assert not (root / "S4").exists()
+    out = tmp_path / "submission.jsonl"
+    summary = export(run, data, out, writer="model", progress=False)
+    assert summary["stage"] == "S4" and summary["pairs"] == 4
+    assert "aspect evidence unavailable" in summary["cues"]  # this Answer run has no aspect heads: said, not filled
+    submitted = pairs.read_pairs(out)
+    answers = {r["id"]: r["answer"] for r in map(json.loads, (tmp_path / "submission.answers.jsonl").read_text().splitlines())}
+    assert [p.id for p in submitted] == [p.id for p in pairs.read_pairs(data)]
+    assert all(p.answer == answers[p.id] for p in submitted)  # the Answer Model's verdicts, the model's rationales

@@ -373,7 +373,7 @@ def test_s4_verdicts_carry_no_confidence_as_in_training(tmp_path):
     assert answers["p_000"] == {"answer": "B", "p_answer": None}
     assert answers["p_001"]["answer"] == "A" and "1 pairs use the prior fallback" in note
     prompt = prompts.build_prompts(refs, "S4", answers=answers)["p_000"].user
-    assert "confidence" not in prompt and "Image B (Right) is better" in prompt
+    assert "(confidence" not in prompt and "Image B (Right) is better" in prompt
 
 
 def test_s0_control_trains_s0_for_the_given_epochs_from_a_fresh_start(tiny_dir, data_file, tmp_path):

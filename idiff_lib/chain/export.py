@@ -52,6 +52,11 @@ def _file_digest(path: Path) -> str | None:
     return storage.file_sha256(path) if path.is_file() else None
 
 
+def _stage_spec_digest(run_dir: Path, stage: str) -> str | None:
+    folder = stage_run_folder(run_dir, stage)
+    return None if folder is None else _file_digest(folder / layout.FINAL_CHECKPOINT / _STAGE_SPEC)
+
+
 def export_key(run_dir: Path, data: str | Path, settings: dict[str, Any]) -> dict[str, Any]:
     """What the side files depend on: the run (its models' specs and step markers), the input's content, the settings."""
     answer, thinking = layout.step_dir(run_dir, layout.ANSWER_STEP), layout.step_dir(run_dir, layout.THINKING_STEP)
@@ -60,8 +65,7 @@ def export_key(run_dir: Path, data: str | Path, settings: dict[str, Any]) -> dic
         "run": str(run_dir.resolve()),
         "ensemble": _file_digest(answer / layout.ENSEMBLE_FILE),
         "answer_step": _file_digest(answer / layout.STEP_MARKER),
-        "thinking_model": _file_digest(layout.stage_model_dir(run_dir, stage) / _STAGE_SPEC)
-        if settings.get("writer") == "model" and stage else None,
+        "thinking_model": _stage_spec_digest(run_dir, stage) if settings.get("writer") == "model" and stage else None,
         "thinking_step": _file_digest(thinking / layout.STEP_MARKER) if settings.get("writer") == "model" else None,
         "data": storage.file_sha256(data),
         "settings": settings,
@@ -88,27 +92,52 @@ def _start_side_files(out: Path, key: dict[str, Any]) -> str | None:
     return None
 
 
-def thinking_model_dir(run_dir: str | Path, stage: str | None = None) -> Path:
-    """The folder of the Thinking Model for `stage` (default: the last stage trained) in a chain run."""
+def stage_run_folder(run_dir: str | Path, stage: str) -> Path | None:
+    """The training run folder whose final model writes `stage` in a chain run, or None when none does.
+
+    The progressive ladder leaves ``model/<stage>/final``; the joint ladder one model,
+    ``model/joint/final``, trained on every stage of its ``stage_mix`` (`thinking.run.JOINT_DIR`).
+    """
+    from idiff_lib.thinking.run import JOINT_DIR, RUN_INFO_FILE
+
+    if (layout.stage_model_dir(run_dir, stage) / _STAGE_SPEC).exists():
+        return layout.stage_model_dir(run_dir, stage).parent
+    joint = layout.step_dir(run_dir, layout.THINKING_STEP) / layout.THINKING_MODEL_DIR / JOINT_DIR
+    info_file = joint / layout.FINAL_CHECKPOINT / RUN_INFO_FILE
+    if info_file.is_file():
+        try:
+            settings = json.loads(info_file.read_text(encoding="utf-8")).get("settings", {})
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DataError(info_file, f"is not valid JSON ({err})", "rerun notebook 03 (idiff run --from 03)") from None
+        if stage in (settings.get("stage_mix") or [settings.get("stage")]):
+            return joint
+    return None
+
+
+def thinking_model_dir(run_dir: str | Path, stage: str | None = None) -> tuple[Path, str]:
+    """The run folder of the Thinking Model for `stage` (default: the last stage trained) and that stage.
+
+    Either ladder's model is found (`stage_run_folder`).
+    """
     base = layout.step_dir(run_dir, layout.THINKING_STEP) / layout.THINKING_MODEL_DIR
     if stage:
-        path = base / stage
-        if not (layout.stage_model_dir(run_dir, stage) / _STAGE_SPEC).exists():
-            raise DataError(path, f"no Thinking Model trained for stage {stage}",
+        folder = stage_run_folder(run_dir, stage)
+        if folder is None:
+            raise DataError(base / stage, f"no Thinking Model trained for stage {stage}",
                             f"run notebook 03 with {stage} in its stages, or pick one of "
                             f"{', '.join(available_stages(run_dir)) or 'none trained yet'}")
-        return path
+        return folder, stage
     stages = available_stages(run_dir)
     if not stages:
         raise DataError(base, "no trained Thinking Model in this run",
                         "run the chain through notebook 03 (idiff run --profile cpu --out RUN_DIR), "
                         "or export with --writer template")
-    return base / stages[-1]
+    return stage_run_folder(run_dir, stages[-1]), stages[-1]
 
 
 def available_stages(run_dir: str | Path) -> list[str]:
-    """The prompt stages whose final Thinking Model the run holds, in ladder order."""
-    return [s for s in prompts_mod.STAGES if (layout.stage_model_dir(run_dir, s) / _STAGE_SPEC).exists()]
+    """The prompt stages some final Thinking Model of the run writes (either ladder), in ladder order."""
+    return [s for s in prompts_mod.STAGES if stage_run_folder(run_dir, s) is not None]
 
 
 def predict_answers(run_dir: str | Path, pairs: Sequence[pairs_mod.Pair], path: Path,
@@ -140,17 +169,46 @@ def training_pairs(run_dir: str | Path) -> list[pairs_mod.Pair]:
 
 
 def cues_for(pairs: Sequence[pairs_mod.Pair], stage: str, calibration: Sequence[pairs_mod.Pair] = (),
-             progress: bool = True) -> tuple[dict, str]:
-    """Feature cue texts for the stages whose prompts carry them (S2 and later).
+             progress: bool = True, run_dir: str | Path | None = None) -> tuple[dict, str]:
+    """Feature cue texts for the stages whose prompts carry them (S2 and later), and the aspect evidence (S3 and later).
 
     The cue thresholds are calibrated on `calibration` (the run's train split, as in notebook 03),
-    or on `pairs` themselves when it is empty (and the note says so).
+    or on `pairs` themselves when it is empty (and the note says so). The evidence comes from
+    `run_dir`'s aspect heads with notebook 03's evidence settings of that run (``params.yaml``;
+    the defaults when absent); without heads each block says ``unavailable``.
     """
     if prompts_mod.STAGES.index(stage) < prompts_mod.STAGES.index("S2"):
         return {}, f"stage {stage} uses no feature cues"
-    from idiff_lib.thinking.side_inputs import calibrated_cues
+    from idiff_lib.thinking.side_inputs import aspect_evidence, calibrated_cues
 
-    return calibrated_cues(pairs, calibration, progress=progress)
+    cues, note = calibrated_cues(pairs, calibration, progress=progress)
+    if prompts_mod.STAGES.index(stage) >= prompts_mod.STAGES.index("S3") and run_dir is not None:
+        settings = thinking_settings_of(run_dir)
+        blocks, ev_note = aspect_evidence(pairs, layout.step_dir(run_dir, layout.ANSWER_STEP),
+                                          lines=settings.evidence_lines, presence_weight=settings.evidence_weight)
+        for pair in pairs:
+            cues.setdefault(pair.id, {})["evidence"] = blocks[pair.id]
+        note += f"; {ev_note}"
+    return cues, note
+
+
+def thinking_settings_of(run_dir: str | Path):
+    """Notebook 03's settings in `run_dir` (its ``params.yaml``), or the defaults when it has none."""
+    from idiff_lib.thinking.settings import ThinkingSettings
+
+    params_file = layout.step_dir(run_dir, layout.THINKING_STEP) / layout.PARAMS_FILE
+    if not params_file.is_file():
+        return ThinkingSettings()
+    import yaml
+
+    try:
+        params = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise DataError(params_file, f"is not valid YAML ({err})", "rerun notebook 03 (idiff run --from 03)") from None
+    if not isinstance(params, dict):
+        raise DataError(params_file, "does not hold a mapping of parameters", "rerun notebook 03 (idiff run --from 03)")
+    known = {f.name for f in dataclasses.fields(ThinkingSettings)}
+    return ThinkingSettings.from_params({k: v for k, v in params.items() if k in known}, where=str(params_file))
 
 
 def _submission(pairs: Sequence[pairs_mod.Pair], answers: dict[str, dict[str, Any]],
@@ -199,8 +257,7 @@ def export(
         raise DataError(spec, "no trained Answer Model in this run",
                         "run the chain through notebook 02 first: idiff run --profile cpu --out RUN_DIR")
     pairs = pairs_mod.read_pairs(data, data_root=data_root, require_images=True, limit=limit)
-    model_dir = thinking_model_dir(run_dir, stage) if writer == "model" else None
-    stage = model_dir.name if model_dir is not None else (stage or "S4")
+    model_dir, stage = thinking_model_dir(run_dir, stage) if writer == "model" else (None, stage or "S4")
     out.parent.mkdir(parents=True, exist_ok=True)
     key = export_key(run_dir, data, {"writer": writer, "stage": stage,
                                      "data_root": str(data_root) if data_root else None})
@@ -209,7 +266,7 @@ def export(
 
     if model_dir is not None:
         model, processor, settings, vocabulary = load_thinking_run(model_dir)
-        cues, cue_note = cues_for(pairs, stage, training_pairs(run_dir), progress)
+        cues, cue_note = cues_for(pairs, stage, training_pairs(run_dir), progress, run_dir=run_dir)
         write = model_writer(model, processor, batch_size=settings.gen_batch_size,
                              max_new_tokens=settings.max_new_tokens, max_pixels=settings.max_pixels,
                              no_repeat_ngram_size=settings.no_repeat_ngram_size)
@@ -217,7 +274,7 @@ def export(
         from idiff_lib.thinking import template_baseline as template_writer
 
         vocabulary = prompts_mod.load_vocabulary()
-        cues, cue_note = cues_for(pairs, stage, training_pairs(run_dir), progress)
+        cues, cue_note = cues_for(pairs, stage, training_pairs(run_dir), progress, run_dir=run_dir)
         write = template_writer.writer(vocabulary, stage, cues=cues)
     verdicts, _ = s4_answers(pairs, side_file(out, "answers"))  # the same verdict prompts as notebook 03
     prompts = prompts_mod.build_prompts(pairs, stage, cues=cues, answers=verdicts, vocabulary=vocabulary)

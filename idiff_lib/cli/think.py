@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -76,7 +77,8 @@ def _cmd_build_tiny(args: argparse.Namespace) -> int:
 
 
 CUE_SOURCES = ("cv", "iqa")
-CUES_HELP = "JSONL rows {id, cv, iqa[, iqa_sources]} of feature cue texts (S2, S3), as `idiff think cues` writes them"
+CUES_HELP = ("JSONL rows {id, cv, iqa[, iqa_sources, evidence]} of feature cue texts (S2, S3) and aspect evidence (S3, "
+             "S4), as `idiff think cues` writes them")
 
 
 def cue_sources_arg(text: str) -> tuple[str, ...]:
@@ -100,6 +102,18 @@ def _cmd_cues(args: argparse.Namespace) -> int:
     pairs = pairs_mod.read_pairs(args.data, require_images=True)
     calibration = pairs_mod.read_pairs(args.calibrate, require_images=True) if args.calibrate else []
     cues, note = calibrated_cues(pairs, calibration, sources=sources, require_learned=args.strict_iqa)
+    if args.evidence_run:
+        from idiff_lib.chain.export import thinking_settings_of
+        from idiff_lib.core import layout
+        from idiff_lib.thinking.side_inputs import aspect_evidence
+
+        run = Path(args.evidence_run)
+        answer_dir = run if (run / layout.ENSEMBLE_FILE).exists() else layout.step_dir(run, layout.ANSWER_STEP)
+        settings = thinking_settings_of(run if answer_dir != run else run.parent)
+        blocks, ev_note = aspect_evidence(pairs, answer_dir, lines=settings.evidence_lines,
+                                          presence_weight=settings.evidence_weight)
+        cues = {p.id: {**cues.get(p.id, {}), "evidence": blocks[p.id]} for p in pairs}
+        note += f"; {ev_note}"
     storage.write_jsonl(args.out, [{"id": pid, **row} for pid, row in cues.items()])
     print(f"{len(cues)} cue rows -> {args.out}")
     print(note)
@@ -187,7 +201,8 @@ def _add_build_tiny(sub) -> None:
 
 
 def _add_cues(sub) -> None:
-    p = sub.add_parser("cues", help="write the feature cue file (rows {id, cv, iqa, iqa_sources}) that --cues takes")
+    p = sub.add_parser("cues", help="write the feature cue file (rows {id, cv, iqa, iqa_sources[, evidence]}) that "
+                                    "--cues takes")
     p.add_argument("--data", required=True, help="the pairs JSONL whose cues are written")
     p.add_argument("--calibrate", help="the labelled train JSONL whose pairs calibrate the cue thresholds (as notebook "
                                        "03 does); default: the --data file's own pairs")
@@ -195,6 +210,10 @@ def _add_cues(sub) -> None:
     p.add_argument("--sources", default=",".join(CUE_SOURCES),
                    help="comma-separated cue sources: cv (hand-crafted, S2) and iqa (IQA models, S3); "
                         "default: %(default)s")
+    p.add_argument("--evidence-run", default="",
+                   help="a chain run folder (or its 02_train_answer_model folder) whose aspect heads write each pair's "
+                        "S3/S4 evidence block, with that run's notebook-03 evidence settings; default: none (S3/S4 "
+                        "prompts then say the evidence is unavailable)")
     p.add_argument("--strict-iqa", action="store_true",
                    help="stop when a learned IQA metric (LIQE, Q-Align, ...) has no weights here (the paper profile's "
                         "rule); default: leave it out with a warning, and the cue rows say which metrics ran")

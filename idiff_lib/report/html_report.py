@@ -44,7 +44,7 @@ STAGE_NAMES = {
     "S0": "baseline prompt",
     "S1": "+ expert templates",
     "S2": "+ CV feature cues",
-    "S3": "+ IQA-model cues",
+    "S3": "+ IQA cues & aspect evidence",
     "S4": "+ answer-aware",
 }
 

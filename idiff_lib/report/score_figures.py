@@ -368,18 +368,28 @@ def _draw_marked_lines(ax: plt.Axes, text: str | None, comparisons: Sequence[Map
 
 
 def plot_training_loss(train_results: dict[str, dict[str, Any]], title: str = "") -> plt.Figure:
-    """The Thinking Model's training loss, one panel per stage on a shared loss axis.
+    """The Thinking Model's training loss, one panel per run on a shared loss axis, with the val loss
+    where the run measured it and a marker at the step whose weights it kept (``best_step``).
 
-    Each stage starts from the previous stage's weights (`thinking_model.train_ladder`), so a
-    panel's first loss is where the previous panel ended, not a fresh start.
+    In the progressive ladder each stage starts from the previous stage's weights
+    (`thinking.run.train_ladder`), so a panel's first loss is where the previous panel ended.
     """
     stages = list(train_results) or ["(none)"]
     fig, axes = plt.subplots(1, len(stages), figsize=(2.4 * len(stages) + 0.8, 3.0), sharey=True, squeeze=False)
     for ax, stage in zip(axes[0], stages):
-        history = train_results.get(stage, {}).get("loss_history") or []
+        result = train_results.get(stage, {})
+        history = result.get("loss_history") or []
         if history:
             steps, losses = zip(*history)
-            ax.plot(steps, losses, color=sns.color_palette()[0])
+            ax.plot(steps, losses, color=sns.color_palette()[0], label="train")
+        val = result.get("val_history") or []
+        if val:
+            steps, losses = zip(*val)
+            ax.plot(steps, losses, "o-", color=sns.color_palette()[1], label="val")
+            best = result.get("best_step")
+            if best is not None:
+                ax.axvline(best, color="0.5", ls="--", lw=1, label=f"kept: step {best}")
+            ax.legend(fontsize=7)
         ax.set(title=stage, xlabel="optimiser step")
     axes[0][0].set_ylabel("training loss (token cross-entropy)")
     if title:

@@ -95,3 +95,25 @@ def control_sentence(rows: Sequence[Mapping[str, Any]], system: str, control: st
     if ctrl >= last:
         return head + f"S0 trained as long does at least as well as {stages[-1]}: the ladder's gain is more training, not prompt information."
     return head + f"Training alone accounts for {max(ctrl - first, 0.0) / (last - first):.0%} of the ladder's gain; the prompt adds the rest."
+
+
+def decoding_comparison(files: Mapping[str, str | Path], pairs: Sequence[pairs_mod.Pair],
+                        meta: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> pd.DataFrame:
+    """Rationale files scored on the same `pairs` side by side (e.g. free and constrained decoding).
+
+    One row per file that holds every pair: ``decoding``, ``n`` and `score_completions`' measures
+    (``consistency`` is the share of rationales whose Overall line states their ``<answer>``), plus
+    ``raw_format_pass``, the format check on what the model itself wrote. Files missing a pair are
+    left out (rows would not be comparable).
+    """
+    out = []
+    for name, path in files.items():
+        rows = {r["id"]: r for r in storage.read_jsonl_rows(path)} if Path(path).exists() else {}
+        if not all(p.id in rows for p in pairs):
+            continue
+        score = score_completions({p.id: rows[p.id]["completion"] for p in pairs}, pairs, meta=meta)
+        out.append({"decoding": name, "n": score["n"], "bleu4": score["bleu4"], "rouge_l": score["rouge_l"],
+                    "consistency": score["consistency"], "verdict_accuracy": score["verdict_accuracy"],
+                    "meta_coverage": score["meta_coverage"],
+                    "raw_format_pass": sum(bool(rows[p.id].get("raw_format_ok")) for p in pairs) / max(1, len(pairs))})
+    return pd.DataFrame(out)

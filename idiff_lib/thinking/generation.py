@@ -14,6 +14,68 @@ from idiff_lib.thinking.encoding import collate, context_length, examples_for
 from idiff_lib.thinking.evaluation import format_ok, score_completions
 
 
+class AgreementConstraint:
+    """Structure-constrained decoding: the ``Global Overall`` line and ``<answer>`` must agree.
+
+    A ``prefix_allowed_tokens_fn`` for ``transformers``' ``generate`` (its
+    `PrefixConstrainedLogitsProcessor`), so the decoding loop, the KV cache and batching stay the
+    library's. Per row it reads the text generated so far and forces a short continuation where the
+    grammar fixes one:
+
+    - a row whose verdict is given (answer-aware stages, `answers`): right after it writes
+      ``Global Overall:``, the words `` Image X (Side) is better overall`` naming that verdict;
+    - every row: right after ``</thinking>``, ``\n<answer>X</answer>`` with X the verdict of its
+      ``Global Overall`` line (`idiff_lib.scoring.verdicts.read_verdict`; the given verdict, else
+      the row's own, else `fallback`), then the end of the text.
+
+    Elsewhere every token is allowed: the lines themselves are the model's.
+    """
+
+    def __init__(self, tokenizer, prompt_length: int, answers: Sequence[str | None], fallback: str = "A"):
+        from idiff_lib.core.ontology import SUMMARY_HEADING
+
+        self.tokenizer, self.prompt_length = tokenizer, prompt_length
+        self.answers, self.fallback = list(answers), fallback
+        self.summary = f"{SUMMARY_HEADING}:"
+        self.vocab = torch.arange(len(tokenizer))  # "any token" (a tensor: the processor indexes with it fast)
+        self.queue: dict[int, list[int]] = {}
+        self.done: dict[int, set[str]] = {}
+        self.eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id
+
+    def _force(self, row: int, text: str, end: bool = False) -> None:
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        self.queue[row] = list(ids) + ([self.eos] if end and self.eos is not None else [])
+
+    def _verdict(self, row: int, text: str) -> str:
+        from idiff_lib.scoring.verdicts import read_verdict
+
+        if self.answers[row] in pairs_mod.ANSWERS:
+            return str(self.answers[row])
+        overall = [ln for ln in text.splitlines() if ln.strip().startswith(self.summary)]
+        verdict = read_verdict(overall[-1].split(":", 1)[1])[0] if overall else None
+        return verdict if verdict in pairs_mod.ANSWERS else self.fallback
+
+    def __call__(self, row: int, input_ids: torch.Tensor) -> list[int]:
+        queue = self.queue.get(row)
+        if queue:
+            return [queue.pop(0)]
+        done = self.done.setdefault(row, set())
+        if "answer" in done:
+            return [self.eos] if self.eos is not None else self.vocab
+        text = self.tokenizer.decode(input_ids[self.prompt_length:], skip_special_tokens=True)
+        answer = self.answers[row]
+        if answer in pairs_mod.ANSWERS and "overall" not in done and text.rstrip().endswith(self.summary):
+            done.add("overall")
+            side = "Left" if answer == "A" else "Right"
+            self._force(row, f" Image {answer} ({side}) is better overall")
+            return [self.queue[row].pop(0)]
+        if text.rstrip().endswith("</thinking>"):
+            done.add("answer")
+            self._force(row, f"\n<answer>{self._verdict(row, text)}</answer>", end=True)
+            return [self.queue[row].pop(0)]
+        return self.vocab
+
+
 @torch.no_grad()
 def generate_ids(
     model: torch.nn.Module,
@@ -24,9 +86,14 @@ def generate_ids(
     max_new_tokens: int = 256,
     stop_after_rationale: bool = False,
     no_repeat_ngram_size: int = 0,
+    constrained: bool = False,
+    answers: Sequence[str | None] | None = None,
+    fallback_answer: str = "A",
     progress: bool = True,
 ) -> list[torch.Tensor]:
     """Greedy decoding for encoded prompts (no targets): the new token ids of each example.
+
+    Batched, with ``transformers``' KV cache (``generate``).
 
     The padding a batch adds after an example has finished is removed, so the lengths count the
     tokens each example generated (its end-of-turn token included when the pad token differs).
@@ -35,6 +102,8 @@ def generate_ids(
         stop_after_rationale: stop at ``</thinking>`` (answer-aware stages append the answer).
         no_repeat_ngram_size: forbid repeating any token n-gram of this size (0 = off); a guard
             against the loops small models fall into under greedy decoding.
+        constrained: structure-constrained decoding (`AgreementConstraint`); `answers` gives each
+            example's verdict when its prompt holds one (None: the model's own Overall line decides).
     """
     from idiff_lib.core.progress import progress_bar
 
@@ -51,7 +120,11 @@ def generate_ids(
                               leave=False):
         chunk = [{k: v for k, v in ex.items() if k not in ("id", "labels")} for ex in examples[start:start + batch_size]]
         batch = {k: v.to(device) for k, v in collate(chunk, tok.pad_token_id, "left").items()}
-        ids = model.generate(**batch, **kwargs)
+        extra = {}
+        if constrained:
+            rows = list(answers[start:start + batch_size]) if answers is not None else [None] * len(chunk)
+            extra["prefix_allowed_tokens_fn"] = AgreementConstraint(tok, batch["input_ids"].shape[1], rows, fallback_answer)
+        ids = model.generate(**batch, **kwargs, **extra)
         for row in ids[:, batch["input_ids"].shape[1]:].cpu():
             kept = (row != tok.pad_token_id).nonzero()
             out.append(row[:int(kept[-1]) + 1] if len(kept) else row[:0])
@@ -67,6 +140,9 @@ def generate(
     max_new_tokens: int = 256,
     stop_after_rationale: bool = False,
     no_repeat_ngram_size: int = 0,
+    constrained: bool = False,
+    answers: Sequence[str | None] | None = None,
+    fallback_answer: str = "A",
     progress: bool = True,
 ) -> list[str]:
     """Greedy decoding for encoded prompts (no targets); returns the new text of each example.
@@ -75,7 +151,7 @@ def generate(
     """
     ids = generate_ids(model, processor, examples, batch_size=batch_size, max_new_tokens=max_new_tokens,
                        stop_after_rationale=stop_after_rationale, no_repeat_ngram_size=no_repeat_ngram_size,
-                       progress=progress)
+                       constrained=constrained, answers=answers, fallback_answer=fallback_answer, progress=progress)
     return processor.tokenizer.batch_decode([row.tolist() for row in ids], skip_special_tokens=True)
 
 
@@ -140,15 +216,17 @@ def write_rationales(
 
 def ladder_stage(system: str, stage: str, pairs: Sequence[pairs_mod.Pair],
                  prompts: Mapping[str, prompts_mod.Prompt], out_path: str | Path, writer,
-                 progress: bool = True, meta: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> dict:
+                 progress: bool = True, meta: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+                 chunk: int = 8) -> dict:
     """One row of notebook 03's stage ladder: write `system`'s rationales for `pairs` (resumably) and score them.
 
     Returns ``{"system", "stage", **score_completions(...), "raw_format_pass"}``; ``raw_format_pass``
     is the share of outputs whose raw text (before `finish_completion`) passed the format check.
     With `meta` (pair id -> ground-truth comparisons, `idiff_lib.data.meta.split_comparisons`) the
-    row's ``verdict_accuracy`` and ``meta_coverage`` are filled (else None).
+    row's ``verdict_accuracy`` and ``meta_coverage`` are filled (else None). `chunk`: pairs per
+    writer call (and per resumable append): a model writer's batch is at most this.
     """
-    write_rationales(pairs, prompts, out_path, writer, progress=progress)
+    write_rationales(pairs, prompts, out_path, writer, progress=progress, chunk=chunk)
     written = storage.read_jsonl_rows(out_path)
     score = score_completions({r["id"]: r["completion"] for r in written}, pairs, meta=meta)
     score["raw_format_pass"] = sum(bool(r.get("raw_format_ok")) for r in written) / max(1, len(written))
@@ -156,8 +234,10 @@ def ladder_stage(system: str, stage: str, pairs: Sequence[pairs_mod.Pair],
 
 
 def model_writer(model, processor, *, batch_size: int = 8, max_new_tokens: int = 256, max_pixels: int | None = None,
-                 fallback_answer: str = "A", no_repeat_ngram_size: int = 0):
+                 fallback_answer: str = "A", no_repeat_ngram_size: int = 0, constrained: bool = False):
     """A `write_rationales` writer that runs the model (answer-aware when the prompt holds an answer).
+
+    With `constrained`, decoding follows `AgreementConstraint` (the Overall line and the answer agree).
 
     A prompt longer than the model's context less `max_new_tokens` is cut by the rule of
     `idiff_lib.thinking.encoding.fit_prompt` (the middle of its longest plain-text run; never image or
@@ -171,7 +251,9 @@ def model_writer(model, processor, *, batch_size: int = 8, max_new_tokens: int =
                                 max_length=max_length, progress=False)
         aware = any(prompts[p.id].answer is not None for p in part)
         raw = generate(model, processor, examples, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                       stop_after_rationale=aware, no_repeat_ngram_size=no_repeat_ngram_size, progress=False)
+                       stop_after_rationale=aware and not constrained, no_repeat_ngram_size=no_repeat_ngram_size,
+                       constrained=constrained, answers=[prompts[p.id].answer for p in part],
+                       fallback_answer=fallback_answer, progress=False)
         return [finish_completion(text, prompts[p.id].answer, fallback_answer) for p, text in zip(part, raw)]
 
     return run

@@ -7,7 +7,9 @@ iDiff (NTIRE 2026 RAIM challenge, Track 1 winner) improves the rationale writer 
   and clothing; scene photos cover background, buildings, vegetation and edges. 4-7
   ``Region Attribute`` lines plus one global summary line, mined from real expert rationales;
 - **S2**: + hand-crafted computer-vision feature cues (text from ``features.render_features(row, style="cv")``);
-- **S3**: + IQA-model feature cues (``style="iqa"``);
+- **S3**: + the learned sources: IQA-model feature cues (``style="iqa"``) and the Answer Model's
+  per-aspect evidence (`idiff_lib.thinking.evidence`: which side each aspect head favours, with its
+  confidence, strongest first, in the references' heading names);
 - **S4**: + answer-aware: the Answer Model's verdict is in the prompt, the loss covers only the
   rationale tokens and the final ``<answer>`` is the Answer Model's.
 
@@ -24,13 +26,14 @@ from typing import Iterable, Mapping
 from idiff_lib.data import pairs as pairs_mod
 from idiff_lib.core.errors import ParameterError, suggest
 from idiff_lib.core.ontology import CATEGORIES, STAGES, SUMMARY_HEADING
+from idiff_lib.thinking.evidence import EVIDENCE_TITLE, UNAVAILABLE
 from idiff_lib.benchmark.references import FALLBACK_HEADINGS, Vocabulary, mine_vocabulary, raim_vocabulary
 
 STAGE_LABELS = {
     "S0": "baseline prompt",
     "S1": "+ expert templates",
     "S2": "+ CV cues",
-    "S3": "+ IQA cues",
+    "S3": "+ IQA cues & aspect evidence",
     "S4": "+ answer-aware",
 }
 # The template headings of a prompt when no vocabulary is given (`references.FALLBACK_HEADINGS`).
@@ -120,6 +123,7 @@ def build_prompt(
     cv_cues: str = "",
     iqa_cues: str = "",
     iqa_sources: str = "",
+    evidence: str = "",
     answer: str | None = None,
     p_answer: float | None = None,
     vocabulary: Vocabulary = FALLBACK_VOCABULARY,
@@ -134,6 +138,8 @@ def build_prompt(
         iqa_sources: which IQA metrics the cues come from and which could not run
             (`side_inputs.iqa_sources_text`, e.g. "PIQE (LIQE, QALIGN: no weights)"); S3 and later show
             it as a line "IQA cues from: ..." under the heading. "" = no such line.
+        evidence: the Answer Model's per-aspect evidence block (S3 and later;
+            `idiff_lib.thinking.evidence.evidence_block`, "unavailable (...)" when there is none).
         answer: the Answer Model's "A"/"B" (required from S4).
         p_answer: the Answer Model's probability of `answer` (optional, shown in S4).
         vocabulary: the mined template headings (`load_vocabulary`).
@@ -150,6 +156,7 @@ def build_prompt(
     if level >= 3:
         blocks.append(_cue_block("IQA-model cues (A vs B)", iqa_cues,
                                  f"IQA cues from: {iqa_sources}" if iqa_sources else ""))
+        blocks.append(_cue_block(EVIDENCE_TITLE, evidence or f"{UNAVAILABLE} (no evidence given for this pair)"))
     if level >= 4:
         if answer not in pairs_mod.ANSWERS:
             raise ParameterError(f"stage S4 needs the Answer Model's verdict 'A' or 'B', got {answer!r}. fix: pass "
@@ -166,7 +173,7 @@ def build_prompts(
     answers: Mapping[str, Mapping[str, object]] | None = None,
     vocabulary: Vocabulary = FALLBACK_VOCABULARY,
 ) -> dict[str, Prompt]:
-    """Prompts for many pairs: `cues` maps id -> {"cv", "iqa"[, "iqa_sources"]}; `answers` maps id ->
+    """Prompts for many pairs: `cues` maps id -> {"cv", "iqa"[, "iqa_sources", "evidence"]}; `answers` maps id ->
     {"answer", "p_answer"}.
 
     Raises:
@@ -182,7 +189,8 @@ def build_prompts(
                                  "with a row {\"id\", \"answer\"} for every pair")
         p = a.get("p_answer")
         out[pair.id] = build_prompt(stage, pair.category, cv_cues=str(c.get("cv", "")), iqa_cues=str(c.get("iqa", "")),
-                                    iqa_sources=str(c.get("iqa_sources", "")), answer=a.get("answer"),
+                                    iqa_sources=str(c.get("iqa_sources", "")), evidence=str(c.get("evidence", "")),
+                                    answer=a.get("answer"),
                                     p_answer=float(p) if p is not None else None,
                                     vocabulary=vocabulary)
     return out

@@ -114,7 +114,9 @@ def build_run_settings(
                         intermediate_size=3 * settings.tiny_hidden,  # Qwen's MLP ratio, kept by the tiny model
                         max_pixels=tiny_max_pixels or max_pixels or TinySettings.max_pixels, seed=settings.seed)
     train_settings = TrainSettings(epochs=settings.epochs_per_stage, batch_size=settings.batch_size,
-                                   grad_accum=settings.grad_accum, lr=settings.lr, max_steps=max_steps,
+                                   grad_accum=settings.grad_accum, lr=settings.lr,
+                                   max_steps=max_steps if max_steps is not None else (settings.max_steps or None),
+                                   eval_every=settings.eval_every,
                                    save_every=save_every, seed=settings.seed, mixed_precision=mixed_precision)
     return RunSettings(model=settings.model_name, stage=prompts_mod.check_stage(stage), lora=settings.lora,
                        max_pixels=max_pixels, max_new_tokens=settings.max_new_tokens,
@@ -197,12 +199,14 @@ def train_run(
     vocabulary: Vocabulary | None = None,
     init_from: str | Path | None = None,
     resume: bool = True,
+    val_pairs: Sequence[pairs_mod.Pair] = (),
     log=print,
 ) -> dict:
     """Train the Thinking Model at one stage and save it to ``run_dir/final`` (resumable).
 
     In S4 the prompt's verdict during training is the reference answer (teacher forcing); at test
-    time it is the Answer Model's.
+    time it is the Answer Model's. With `val_pairs` (labelled, their cues in `cues`) the val loss
+    on their prompts (the same stage mix, no swaps) chooses the steps (`training.train`).
     """
     run_dir = Path(run_dir)
     final = run_dir / layout.FINAL_CHECKPOINT
@@ -222,7 +226,15 @@ def train_run(
     model, processor = prepare_model(run_dir, settings, train_pairs, init_from, log)
     examples = examples_for(examples_pairs, prompts, processor, with_targets=True, max_pixels=settings.max_pixels,
                             max_length=context_length(model))
-    result = train(model, examples, processor.tokenizer.pad_token_id, run_dir, settings.train, resume=resume, log=log)
+    val_examples = []
+    if val_pairs:
+        val_answers = {p.id: {"answer": p.answer} for p in val_pairs}
+        val_prompts = mixed_prompts(list(val_pairs), settings.stage_mix or (settings.stage,), cues, val_answers,
+                                    vocabulary)
+        val_examples = examples_for(list(val_pairs), val_prompts, processor, with_targets=True,
+                                    max_pixels=settings.max_pixels, max_length=context_length(model))
+    result = train(model, examples, processor.tokenizer.pad_token_id, run_dir, settings.train, resume=resume,
+                   val_examples=val_examples, log=log)
     if result["is_main_process"]:
         with staging_dir(final) as tmp:
             model.save_pretrained(tmp)
@@ -273,6 +285,7 @@ def train_ladder(
     cues: Mapping[str, Mapping[str, str]] | None = None,
     vocabulary: Vocabulary | None = None,
     init_from: str | Path | None = None,
+    val_pairs: Sequence[pairs_mod.Pair] = (),
     log=print,
 ) -> dict[str, dict]:
     """Train the stages progressively: ``root/<stage>``, each initialised from the previous stage's weights.
@@ -289,7 +302,7 @@ def train_ladder(
         stage_settings = RunSettings.from_dict({**asdict(settings), "stage": prompts_mod.check_stage(stage)})
         log(f"-- stage {stage} ({prompts_mod.STAGE_LABELS[stage]})")
         results[stage] = train_run(Path(root) / stage, train_pairs, stage_settings, cues=cues, vocabulary=vocabulary,
-                                   init_from=previous, log=log)
+                                   init_from=previous, val_pairs=val_pairs, log=log)
         previous = Path(root) / stage / layout.FINAL_CHECKPOINT
     return results
 
@@ -349,6 +362,7 @@ def train_joint(
     cues: Mapping[str, Mapping[str, str]] | None = None,
     vocabulary: Vocabulary | None = None,
     init_from: str | Path | None = None,
+    val_pairs: Sequence[pairs_mod.Pair] = (),
     log=print,
 ) -> dict[str, dict]:
     """The joint ladder: one run, ``root/joint``, on all stages' prompts (`mixed_prompts`); every stage's
@@ -361,7 +375,7 @@ def train_joint(
     joint = RunSettings.from_dict({**asdict(settings), "stage": stages[-1], "stage_mix": stages})
     log(f"-- joint ladder: one run on the prompts of {', '.join(stages)}")
     return {JOINT_DIR: train_run(Path(root) / JOINT_DIR, train_pairs, joint, cues=cues, vocabulary=vocabulary,
-                                 init_from=init_from, log=log)}
+                                 init_from=init_from, val_pairs=val_pairs, log=log)}
 
 
 def train_stages(root: str | Path, train_pairs: Sequence[pairs_mod.Pair], stages: Sequence[str], settings: RunSettings,

@@ -25,10 +25,10 @@ LADDERS = ("progressive", "joint")
 ANSWERS_FALLBACKS = ("reference", "prior")
 # Settings that count something and may not be negative (0 has a meaning for each, see the fields).
 _NON_NEGATIVE = ("max_pixels", "train_limit", "test_limit", "no_repeat_ngram_size", "seed", "threads", "align_pairs",
-                 "grpo_prompts", "lora_dropout")
+                 "grpo_prompts", "lora_dropout", "final_test_limit", "evidence_weight", "val_pairs", "max_steps")
 # Settings that must be at least one.
 _POSITIVE = ("epochs_per_stage", "batch_size", "grad_accum", "max_new_tokens", "gen_batch_size", "tiny_hidden", "tiny_layers",
-             "tiny_vocab", "align_epochs")
+             "tiny_vocab", "align_epochs", "evidence_lines", "eval_every")
 
 
 @dataclasses.dataclass
@@ -49,7 +49,19 @@ class ThinkingSettings(WorkedPairSettings):
         lora / lora_dropout: train LoRA adapters (True) or all weights (False); the adapters' dropout.
         max_pixels: per-image pixel budget at encoding time (0 = the processor's own).
         max_new_tokens / gen_batch_size / no_repeat_ngram_size: greedy decoding.
-        train_limit / test_limit: use N evenly spaced pairs of a split (`pairs.spread_subset`; 0 = all).
+        constrained_decoding: the ladder's rationales follow `generation.AgreementConstraint` (the
+            Overall line and ``<answer>`` agree); the last stage is also written freely on the rung's
+            pairs, side by side.
+        train_limit / test_limit: use N evenly spaced pairs of a split (`pairs.spread_subset`; 0 = all);
+            test_limit is every rung's test set.
+        final_test_limit: the last stage's (and the template rows') test set, a superset of
+            test_limit's (0 = the whole split).
+        evidence_lines / evidence_weight: the S3/S4 evidence block (`idiff_lib.thinking.evidence`):
+            how many aspect lines, and how much the defect heads' severity gaps add to an aspect's rank.
+        val_pairs / eval_every: the val loss curve of the training run: on this many evenly spaced
+            val pairs every `eval_every` optimiser steps; the run keeps the weights of the lowest
+            val loss (0 pairs: no curve, the last weights).
+        max_steps: the training run's optimiser steps at most (0 = all epochs).
         tiny_hidden / tiny_layers / tiny_vocab: the tiny model's width, depth and BPE vocabulary.
         s0_control: also train S0 alone for as many epochs as the ladder's last stage has had in all
             ("S0, same epochs as S4"), separating prompt information from training.
@@ -82,20 +94,28 @@ class ThinkingSettings(WorkedPairSettings):
     max_new_tokens: int = 224  # the reference rationales are 4-7 lines, about 170 SmolLM2 tokens
     gen_batch_size: int = 16  # batched greedy decoding: ~75 tokens/s on 2 cores from 16 rows on (8 rows: ~45)
     train_limit: int = 40  # 40 evenly spaced pairs (80 sequences with swaps, ~3.5 s each on 2 cores); 0 = the whole split
-    test_limit: int = 16  # 16 evenly spaced test pairs x 5 stages (~4 s per rationale on 2 cores); 0 = the whole split
+    test_limit: int = 16  # every rung: 16 evenly spaced test pairs x 5 stages (~3.5 s per rationale on 2 cores)
+    final_test_limit: int = 48  # the last stage and the template rows: 48 test pairs (the whole split: 0, ~12 min more)
+    evidence_lines: int = 4  # aspect lines in the S3/S4 evidence block: the references write 3-5 (4: val verdict accuracy 0.93)
+    evidence_weight: float = 1.0  # the defect heads' severity gaps in an aspect's rank (val coverage 0.27 -> 0.29 at 4 lines)
+    val_pairs: int = 8  # the val loss curve: 8 val pairs (~10 s per point on 2 cores)
+    eval_every: int = 5  # optimiser steps between val points; the run keeps the lowest point's weights
+    max_steps: int = 0  # 0: every step of the epochs
     tiny_hidden: int = 160  # big enough to learn the templated references
     tiny_layers: int = 2  # a few layers: trains in minutes on CPU
     tiny_vocab: int = 1200  # BPE vocabulary learnt on the rationale corpus
     s0_control: bool = False  # progressive ladder only: the joint ladder trains every stage alike
     swap_augment: bool = True  # letters then follow the images and the verdict, not a side prior
     no_repeat_ngram_size: int = 10  # greedy decoding guard against the loops of a small model
+    constrained_decoding: bool = True  # the Overall line and <answer> agree (a transformers prefix_allowed_tokens_fn)
     use_feature_cues: bool = True  # cached per image; off in the tiny profile to stay fast
     answers_fallback: str = "reference"  # an upper bound on the Answer Model, said in metrics.json
     seed: int = 0  # shuffling and initialisation
     threads: int = 2  # the 2 CPU cores of the demo machine
     raim_dir: str = ""  # never read a folder outside the repository unless asked
-    grpo: bool = True  # GRPO from the base model and from S4 (the RAIM baseline's reinforcement learning)
-    grpo_prompts: int = 4  # per starting point: 2 x 4 prompts x 4 generations, the 8-minute budget of 2 cores
+    grpo: bool = True  # GRPO from the tuned model on S3 prompts (the RAIM baseline's reinforcement learning)
+    grpo_from_base: bool = False  # also GRPO from the base model (zero reward on cpu: it has not learnt the format)
+    grpo_prompts: int = 2  # one step of 2 prompts x 4 generations: the 3-minute budget of 2 cores
     grpo_num_generations: int = GrpoSettings.num_generations  # the baseline's group size
     grpo_batch_size: int = 2 * GrpoSettings.num_generations  # two prompts' groups per step, generated as one batch of 8
     grpo_max_completion_length: int = 200  # as max_new_tokens: the references are under 200 tokens (the baseline: 512)

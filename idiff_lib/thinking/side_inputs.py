@@ -177,3 +177,31 @@ def calibrated_cues(
     if not calibration:
         note += " (no training split given: thresholds calibrated on these pairs)"
     return {p.id: cues[p.id] for p in pairs if p.id in cues}, note
+
+
+def aspect_evidence(pairs: Sequence[pairs_mod.Pair], answer_dir: str | Path, *, lines: int,
+                    presence_weight: float, follow_reference: Iterable[str] = ()) -> tuple[dict[str, str], str]:
+    """Each pair's evidence block (S3, S4) from the Answer step's aspect heads, and a note saying where it came from.
+
+    `follow_reference`: the training pairs' ids, whose blocks follow their reference's aspects
+    (`idiff_lib.thinking.evidence.pair_evidence`).
+
+    The heads are `idiff_lib.answer.aspects` (saved by notebook 02's cache-first method); their
+    features come from the shared feature cache. Without them (a fine-tuned Answer run, data
+    without ``meta/``) every block says ``unavailable`` and why, and the note says so.
+    """
+    from idiff_lib.answer import aspects
+    from idiff_lib.thinking.evidence import pair_evidence
+
+    model = aspects.load_if_present(answer_dir)
+    if model is None:
+        reason = f"no aspect heads in {Path(answer_dir).name}"
+        return pair_evidence(pairs, None, lines=lines, presence_weight=presence_weight,
+                             unavailable_reason=reason), f"aspect evidence unavailable ({reason})"
+    heads = {row["id"]: row for row in model.predict(list(pairs))}
+    follow = set(follow_reference)
+    blocks = pair_evidence(pairs, heads, lines=lines, presence_weight=presence_weight, follow_reference=follow)
+    taught = sum(p.id in follow for p in pairs)
+    return blocks, (f"aspect evidence from {model.spec.backbone} heads ({len(model.aspects.heads)} aspects, "
+                    f"{len(model.defects.kinds)} defect kinds) for {len(heads)} pairs: {lines} ranked lines each"
+                    + (f"; the {taught} training pairs' lines follow their references' aspects" if taught else ""))

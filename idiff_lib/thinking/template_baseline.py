@@ -8,9 +8,13 @@ ladder as the trained model:
 
 - **S0**: no template, no evidence: one generic line; the answer is the prior (majority) letter;
 - **S1**: the content-specific template; without evidence each line says the images are comparable;
-- **S2 / S3**: each cue line (``Region Attribute: ... A vs B ...``) gives a verdict; lines whose
+- **S2**: each cue line (``Region Attribute: ... A vs B ...``) gives a verdict; lines whose
   attribute a cue covers take its winner, and the majority of cue verdicts is the answer;
-- **S4**: the answer is the Answer Model's; lines without a cue favour it.
+- **S3 / S4** with the Answer Model's aspect evidence in the prompt: **the template filled from the
+  evidence** (`evidence.evidence_rationale`): one line per evidence line, in its order, with its
+  side and cause; the answer is the evidence's confidence-weighted vote (S3) or the Answer Model's
+  (S4). This is the fair floor of a language model that sees the same lines. Without evidence
+  (``unavailable``) S3 reads the cue lines as S2 does, and S4's lines without a cue favour the answer.
 
 Cue lines are read with `idiff_lib.scoring.verdicts.read_verdict`.
 """
@@ -28,6 +32,7 @@ from idiff_lib.core.errors import ParameterError
 from idiff_lib.core.ontology import (REFERENCE_ATTRIBUTES, REFERENCE_PERSON_REGIONS, REFERENCE_SCENE_REGIONS,
                                     SUMMARY_HEADING, TEMPLATE_ATTRIBUTE_WORDS, TEMPLATE_CUE_KEYWORDS)
 from idiff_lib.scoring.verdicts import read_verdict
+from idiff_lib.thinking.evidence import evidence_answer, evidence_rationale, parse_evidence
 
 # Comparison phrases per template attribute word (`TEMPLATE_ATTRIBUTE_WORDS`, same order): (what the
 # better image shows, what the worse image shows).
@@ -80,6 +85,7 @@ def write_template(
     *,
     cv_cues: str = "",
     iqa_cues: str = "",
+    evidence: str = "",
     answer: str | None = None,
     vocabulary: templates.Vocabulary = prompts_mod.FALLBACK_VOCABULARY,
     prior_answer: str = "A",
@@ -93,13 +99,20 @@ def write_template(
     else by `BASELINE_PHRASES`.
 
     Returns:
-        (completion, {"raw_format_ok": True, "answer_source": "prior" | "cues" | "answer_model"}).
+        (completion, {"raw_format_ok": True, "answer_source": "prior" | "cues" | "evidence" | "answer_model"}).
     """
     level = prompts_mod.STAGES.index(prompts_mod.check_stage(stage))
     if level == 0:
         line = ("Global Quality: Image A (Left) and Image B (Right) differ in texture, noise and sharpness; "
                 f"Image {prior_answer} ({_SIDE[prior_answer]}) looks slightly better overall.")
         return pairs_mod.format_completion(line, prior_answer), {"raw_format_ok": True, "answer_source": "prior"}
+    aspects = parse_evidence(evidence) if level >= 3 else []
+    if aspects:
+        final, source = (answer, "answer_model") if level >= 4 and answer in pairs_mod.ANSWERS \
+            else (evidence_answer(aspects, prior_answer), "evidence")
+        filled = evidence_rationale(category, aspects, final, seed)
+        if filled is not None:
+            return filled, {"raw_format_ok": True, "answer_source": source}
     evidence = (cue_verdicts(cv_cues) if level >= 2 else []) + (cue_verdicts(iqa_cues) if level >= 3 else [])
     votes = Counter(v for _, v in evidence)
     if level >= 4 and answer in pairs_mod.ANSWERS:
@@ -166,7 +179,8 @@ def writer(vocabulary: templates.Vocabulary, stage: str, prior_answer: str = "A"
         for pair in part:
             c = cues.get(pair.id, {})
             out.append(write_template(stage, pair.category, cv_cues=str(c.get("cv", "")),
-                                      iqa_cues=str(c.get("iqa", "")), answer=prompts[pair.id].answer,
+                                      iqa_cues=str(c.get("iqa", "")), evidence=str(c.get("evidence", "")),
+                                      answer=prompts[pair.id].answer,
                                       vocabulary=vocabulary, prior_answer=prior_answer,
                                       seed=zlib.crc32(pair.id.encode())))
         return out

@@ -28,6 +28,8 @@ class TrainSettings:
         epochs / batch_size / grad_accum / lr / weight_decay / warmup_frac / max_grad_norm: the optimiser.
         max_steps: stop after this many optimiser steps (None = all epochs).
         save_every: checkpoint every this many steps (and at the end of each epoch).
+        eval_every: with val examples, the val loss every this many steps and at the last one; the
+            run ends with the trainable weights of the lowest val loss (`BEST_WEIGHTS`).
         seed: shuffling seed.
         mixed_precision: "no" or "bf16" (GPU).
     """
@@ -41,6 +43,7 @@ class TrainSettings:
     max_grad_norm: float = 1.0
     max_steps: int | None = None
     save_every: int = 50
+    eval_every: int = 5
     seed: int = 0
     mixed_precision: str = "no"
 
@@ -64,6 +67,30 @@ def loss_inputs(batch: dict) -> dict:
         return batch
     keep = labelled_tail(labels)
     return {**batch, "labels": labels[:, labels.shape[1] - keep:], "logits_to_keep": keep}
+
+
+# The trainable weights at the lowest val loss so far, beside the checkpoint (safetensors, written atomically).
+BEST_WEIGHTS = "best_trainable.safetensors"
+
+
+@torch.no_grad()
+def labelled_loss(model: torch.nn.Module, examples: Sequence[dict], pad_id: int, batch_size: int) -> float:
+    """The mean loss per labelled token of `examples` (the model left in train mode afterwards)."""
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    items = [{k: v for k, v in ex.items() if k != "id"} for ex in examples]
+    for start in range(0, len(items), batch_size):
+        batch = {k: v.to(device) for k, v in collate(items[start:start + batch_size], pad_id, "right").items()}
+        labelled = int((batch["labels"][:, 1:] != -100).sum())
+        total += float(model(**loss_inputs(batch)).loss) * labelled
+        count += labelled
+    model.train()
+    return total / max(1, count)
+
+
+def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
 def _trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -105,12 +132,15 @@ class _Loop:
     """The prepared objects of one training run, its resumable state and its checkpoint files."""
 
     def __init__(self, accelerator, model, optimizer, loader, scheduler, settings: TrainSettings, total: int,
-                 out_dir: Path):
+                 out_dir: Path, val_examples: Sequence[dict] = (), pad_id: int = 0):
         self.accelerator, self.model, self.optimizer = accelerator, model, optimizer
         self.loader, self.scheduler, self.settings, self.total = loader, scheduler, settings, total
+        self.val_examples, self.pad_id = list(val_examples), pad_id
         self.ckpt = out_dir / "checkpoint"
+        self.best_file = out_dir / BEST_WEIGHTS
         self.state_file = out_dir / "train_state.json"
-        self.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "loss_history": []}
+        self.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "loss_history": [], "val_history": [],
+                      "best_step": None}
         self.bar = None
         self.curves = None  # TensorBoard writer of the main process, opened by `run`
 
@@ -171,11 +201,31 @@ class _Loop:
                     self.curves.add_scalar("train/lr", self.scheduler.get_last_lr()[0], state["step"])
                 self.bar.update(1)
                 self.bar.set_postfix(loss=f"{value:.3f}")
+                at_end = state["step"] >= self.total
+                if self.val_examples and (state["step"] % settings.eval_every == 0 or at_end):
+                    self.evaluate()
                 if state["step"] % settings.save_every == 0:
                     self.save()
-                if state["step"] >= self.total:
+                if at_end:
                     return True
         return False
+
+    def evaluate(self) -> None:
+        """The val loss now; the trainable weights are kept in `BEST_WEIGHTS` when it is the lowest so far."""
+        from safetensors.torch import save_file
+
+        state = self.state
+        value = round(labelled_loss(self.model, self.val_examples, self.pad_id, self.settings.batch_size), 5)
+        state.setdefault("val_history", []).append([state["step"], value])
+        if self.curves is not None:
+            self.curves.add_scalar("val/loss", value, state["step"])
+        best = min(v for _, v in state["val_history"])
+        if value <= best and self.accelerator.is_main_process:
+            tmp = self.best_file.with_name(self.best_file.name + ".tmp")
+            save_file(_trainable_state(self.accelerator.unwrap_model(self.model)), str(tmp))
+            tmp.replace(self.best_file)
+            state["best_step"] = state["step"]
+        self.bar.set_postfix(val=f"{value:.3f}")
 
     def step(self, batch: dict) -> torch.Tensor:
         """One forward/backward pass; the optimiser steps when the accumulation is complete."""
@@ -199,17 +249,23 @@ def train(
     settings: TrainSettings | None = None,
     *,
     resume: bool = True,
+    val_examples: Sequence[dict] = (),
     log=print,
 ) -> dict:
     """Train on encoded examples with accelerate; checkpoint to ``out_dir/checkpoint``; resume from it.
+
+    With `val_examples` the val loss is measured every ``settings.eval_every`` steps and at the last
+    one, and the run ends with the trainable weights of the lowest val loss: the number of steps is
+    chosen by the val curve, not fixed in advance.
 
     The same function runs in one process or under ``accelerate launch`` (DDP across processes,
     or DeepSpeed ZeRO with ``--config_file`` naming a DeepSpeed plugin); each process sees its own
     shard of the batches.
 
     Returns:
-        {"steps", "epochs", "loss_history": [[step, loss], ...], "seconds", "resumed_from",
-        "processes", "is_main_process"}.
+        {"steps", "epochs", "loss_history": [[step, loss], ...], "val_history": [[step, loss], ...],
+        "best_step" (the step whose weights the model holds; None without val examples), "seconds",
+        "resumed_from", "processes", "is_main_process"}.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -224,7 +280,7 @@ def train(
     optimizer, scheduler = _optimiser(model, settings, total, accelerator.num_processes)
     model.train()
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    loop = _Loop(accelerator, model, optimizer, loader, scheduler, settings, total, Path(out_dir))
+    loop = _Loop(accelerator, model, optimizer, loader, scheduler, settings, total, Path(out_dir), val_examples, pad_id)
     resumed_from = loop.restore(log) if resume else None
     t0 = time.monotonic()
     loop.run()
@@ -232,6 +288,15 @@ def train(
     model = accelerator.unwrap_model(loop.model)
     model.eval()
     state = loop.state
+    if state.get("best_step") is not None and loop.best_file.exists():
+        from safetensors.torch import load_file
+
+        best = load_file(str(loop.best_file))
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name in best:
+                    param.copy_(best[name].to(param.device, param.dtype))
     return {"steps": state["step"], "epochs": state["epoch"], "loss_history": state["loss_history"],
+            "val_history": state.get("val_history", []), "best_step": state.get("best_step"),
             "seconds": round(time.monotonic() - t0, 2), "resumed_from": resumed_from,
             "processes": accelerator.num_processes, "is_main_process": accelerator.is_main_process}

@@ -1,0 +1,86 @@
+"""Structure-constrained decoding: the Overall line and <answer> agree, through transformers' generate."""
+
+import pytest
+import torch
+
+from idiff_lib.data import pairs as pairs_mod
+from idiff_lib.thinking.generation import AgreementConstraint
+from test_small_vlm import _tiny_parts
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return _tiny_parts()[1]
+
+
+def _run(constraint, tok, written: str, steps: int = 40) -> str:
+    """Feed `written` as the model's own text, then let the constraint force what it must (else stop)."""
+    prompt = tok("You compare two photos.", add_special_tokens=False).input_ids
+    ids = prompt + tok(written, add_special_tokens=False).input_ids
+    forced = []
+    for _ in range(steps):
+        allowed = constraint(0, torch.tensor(ids))
+        if len(allowed) != 1:
+            break
+        token = int(allowed[0])
+        if token == tok.eos_token_id:
+            break
+        ids.append(token)
+        forced.append(token)
+    return tok.decode(forced)
+
+
+def test_the_answer_after_thinking_follows_the_overall_line(tok):
+    prompt_len = len(tok("You compare two photos.", add_special_tokens=False).input_ids)
+    written = "Global Sharpness: Image B is sharper.\nGlobal Overall: Image B (Right) is better.\n</thinking>"
+    forced = _run(AgreementConstraint(tok, prompt_len, [None], fallback="A"), tok, written)
+    assert forced.replace(" ", "") == "\n<answer>B</answer>".replace(" ", "")
+
+
+def test_a_given_verdict_is_written_into_the_overall_line(tok):
+    prompt_len = len(tok("You compare two photos.", add_special_tokens=False).input_ids)
+    constraint = AgreementConstraint(tok, prompt_len, ["A"])
+    forced = _run(constraint, tok, "Face Noise: Image B is noisier.\nGlobal Overall:")
+    assert "Image A (Left) is better overall" in forced.replace("  ", " ")
+    text = "Face Noise: Image B is noisier.\nGlobal Overall: Image A (Left) is better overall.\n</thinking>"
+    after = _run(AgreementConstraint(tok, prompt_len, ["A"]), tok, text)
+    assert after.replace(" ", "") == "\n<answer>A</answer>"
+    completion = f"<thinking>\n{text.replace('</thinking>', '')}</thinking>{after}"
+    assert pairs_mod.parse_completion(completion).answer == "A"
+
+
+def test_free_text_is_left_to_the_model(tok):
+    prompt_len = len(tok("You compare two photos.", add_special_tokens=False).input_ids)
+    allowed = AgreementConstraint(tok, prompt_len, ["B"])(0, torch.tensor(tok("You compare two photos. Face",
+                                                                               add_special_tokens=False).input_ids))
+    assert len(allowed) == len(tok)
+
+
+def test_generate_with_the_constraint_ends_in_an_agreeing_answer():
+    """Through `generate_ids` on a random tiny model: whatever it writes, a closing answer agrees with its Overall line."""
+    lm, tok = _tiny_parts()
+    ids = tok("Global Overall: Image B (Right) is better.\n</thinking>", add_special_tokens=False).input_ids
+    constraint = AgreementConstraint(tok, 0, [None])
+    out = lm.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), max_new_tokens=20,
+                      do_sample=False, prefix_allowed_tokens_fn=constraint, pad_token_id=tok.pad_token_id)
+    text = tok.decode(out[0, len(ids):], skip_special_tokens=True)
+    assert text.replace(" ", "").startswith("\n<answer>B</answer>")
+
+
+def test_decoding_comparison_scores_files_on_the_same_pairs(tmp_path):
+    from idiff_lib.core import storage
+    from idiff_lib.thinking.evaluation import decoding_comparison
+
+    refs = [pairs_mod.make_pair([f"images/p_{i}_merged_c0.jpg", f"images/p_{i}_merged_c1.jpg"],
+                                pairs_mod.format_completion("Global Overall: Image A (Left) is better overall.", "A"),
+                                base_dir=tmp_path) for i in range(3)]
+    agree = pairs_mod.format_completion("Global Overall: Image A (Left) is better overall.", "A")
+    disagree = pairs_mod.format_completion("Global Overall: Image B (Right) is better overall.", "A")
+    storage.write_jsonl(tmp_path / "c.jsonl", [{"id": p.id, "completion": agree, "raw_format_ok": True} for p in refs])
+    storage.write_jsonl(tmp_path / "f.jsonl", [{"id": p.id, "completion": disagree, "raw_format_ok": False} for p in refs])
+    storage.write_jsonl(tmp_path / "short.jsonl", [{"id": refs[0].id, "completion": agree}])
+    table = decoding_comparison({"constrained": tmp_path / "c.jsonl", "free": tmp_path / "f.jsonl",
+                                 "partial": tmp_path / "short.jsonl", "absent": tmp_path / "none.jsonl"}, refs)
+    assert list(table["decoding"]) == ["constrained", "free"]  # files missing a pair are left out
+    assert list(table["consistency"]) == [1.0, 0.0] and list(table["raw_format_pass"]) == [1.0, 0.0]
+    assert list(table["n"]) == [3, 3]
