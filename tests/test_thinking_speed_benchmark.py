@@ -38,7 +38,8 @@ def test_thinking_speed_times_generation_and_a_lora_step_on_real_pairs(tmp_path)
     res = json.loads(out.read_text())
     assert res["settings"]["pairs"] == 3 and res["settings"]["stage"] == "S4"
     assert res["settings"]["model_class"] == "Qwen2VLForConditionalGeneration" and res["settings"]["prompt_tokens_mean"] > 50
-    assert [g["batch_size"] for g in res["generation"]] == [1, 2]
+    assert [(g["decoding"], g["batch_size"]) for g in res["generation"]] == [
+        ("free", 1), ("free", 2), ("constrained", 1), ("constrained", 2)]  # both decodings by default
     for g in res["generation"]:
         assert g["pairs"] == 3 and 0 < g["new_tokens"] <= 3 * 6 and g["tokens_per_s"] > 0
     step = res["lora_step"]
