@@ -92,17 +92,9 @@ def _prompts(args: argparse.Namespace, pairs: list) -> tuple[dict, str]:
         sources = tuple(s for s in args.cue_sources.split(",") if s)
         cues, note = calibrated_cues(pairs, sources=sources, progress=False)
     if args.answer_run:
-        from idiff_lib.core import layout
-        from idiff_lib.thinking.side_inputs import aspect_evidence
+        from idiff_lib.chain.export import with_run_evidence
 
-        answer_dir = Path(args.answer_run)
-        if not (answer_dir / layout.ENSEMBLE_FILE).exists():
-            answer_dir = layout.step_dir(answer_dir, layout.ANSWER_STEP)
-        settings = ThinkingSettings()
-        blocks, ev_note = aspect_evidence(pairs, answer_dir, lines=settings.evidence_lines,
-                                          presence_weight=settings.evidence_weight)
-        cues = {p.id: {**cues.get(p.id, {}), "evidence": blocks[p.id]} for p in pairs}
-        note += f"; {ev_note}"
+        cues, note = with_run_evidence(cues, note, pairs, args.answer_run)
     answers = {p.id: {"answer": p.answer, "p_answer": None} for p in pairs}
     built = prompts_mod.build_prompts(pairs, args.stage, cues=cues, answers=answers,
                                       vocabulary=prompts_mod.load_vocabulary())

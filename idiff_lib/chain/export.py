@@ -179,17 +179,28 @@ def cues_for(pairs: Sequence[pairs_mod.Pair], stage: str, calibration: Sequence[
     """
     if prompts_mod.STAGES.index(stage) < prompts_mod.STAGES.index("S2"):
         return {}, f"stage {stage} uses no feature cues"
-    from idiff_lib.thinking.side_inputs import aspect_evidence, calibrated_cues
+    from idiff_lib.thinking.side_inputs import calibrated_cues
 
     cues, note = calibrated_cues(pairs, calibration, progress=progress)
     if prompts_mod.STAGES.index(stage) >= prompts_mod.STAGES.index("S3") and run_dir is not None:
-        settings = thinking_settings_of(run_dir)
-        blocks, ev_note = aspect_evidence(pairs, layout.step_dir(run_dir, layout.ANSWER_STEP),
-                                          lines=settings.evidence_lines, presence_weight=settings.evidence_weight)
-        for pair in pairs:
-            cues.setdefault(pair.id, {})["evidence"] = blocks[pair.id]
-        note += f"; {ev_note}"
+        cues, note = with_run_evidence(cues, note, pairs, run_dir)
     return cues, note
+
+
+def with_run_evidence(cues: dict, note: str, pairs: Sequence[pairs_mod.Pair], run: str | Path) -> tuple[dict, str]:
+    """`cues` with each pair's S3/S4 evidence block (key ``evidence``) from a run's aspect heads, and the note.
+
+    `run` is a chain run folder or its Answer step folder; the block settings are that run's
+    notebook-03 ones (`thinking_settings_of`). Without heads each block says ``unavailable``.
+    """
+    from idiff_lib.thinking.side_inputs import aspect_evidence
+
+    run = Path(run)
+    answer_dir = run if (run / layout.ENSEMBLE_FILE).exists() else layout.step_dir(run, layout.ANSWER_STEP)
+    settings = thinking_settings_of(run if answer_dir != run else run.parent)
+    blocks, ev_note = aspect_evidence(pairs, answer_dir, lines=settings.evidence_lines,
+                                      presence_weight=settings.evidence_weight)
+    return {p.id: {**cues.get(p.id, {}), "evidence": blocks[p.id]} for p in pairs}, f"{note}; {ev_note}"
 
 
 def thinking_settings_of(run_dir: str | Path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 
@@ -103,17 +102,9 @@ def _cmd_cues(args: argparse.Namespace) -> int:
     calibration = pairs_mod.read_pairs(args.calibrate, require_images=True) if args.calibrate else []
     cues, note = calibrated_cues(pairs, calibration, sources=sources, require_learned=args.strict_iqa)
     if args.evidence_run:
-        from idiff_lib.chain.export import thinking_settings_of
-        from idiff_lib.core import layout
-        from idiff_lib.thinking.side_inputs import aspect_evidence
+        from idiff_lib.chain.export import with_run_evidence
 
-        run = Path(args.evidence_run)
-        answer_dir = run if (run / layout.ENSEMBLE_FILE).exists() else layout.step_dir(run, layout.ANSWER_STEP)
-        settings = thinking_settings_of(run if answer_dir != run else run.parent)
-        blocks, ev_note = aspect_evidence(pairs, answer_dir, lines=settings.evidence_lines,
-                                          presence_weight=settings.evidence_weight)
-        cues = {p.id: {**cues.get(p.id, {}), "evidence": blocks[p.id]} for p in pairs}
-        note += f"; {ev_note}"
+        cues, note = with_run_evidence(cues, note, pairs, args.evidence_run)
     storage.write_jsonl(args.out, [{"id": pid, **row} for pid, row in cues.items()])
     print(f"{len(cues)} cue rows -> {args.out}")
     print(note)
