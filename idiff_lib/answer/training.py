@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from idiff_lib.core.curves import open_curves
 from idiff_lib.core.progress import progress_bar
+from idiff_lib.core.rng import global_rng_state, set_global_rng_state
 
 from idiff_lib.answer.checkpoints import load_weights, save_weights
 from idiff_lib.answer.inputs import Item, crop_views, crops_to_tensor
@@ -97,28 +98,6 @@ def _schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_frac: f
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _rng_state() -> dict[str, Any]:
-    """The global generators' states in plain values and tensors (readable with weights_only=True)."""
-    name, key, pos, has_gauss, gauss = np.random.get_state()
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": {"name": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    version, internal, gauss_next = state["python"]
-    random.setstate((version, tuple(internal), gauss_next))
-    np_state = state["numpy"]
-    np.random.set_state((np_state["name"], np_state["key"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 @dataclass
 class TrainResult:
     """What `train_member` leaves behind: the folder, the best model and the epoch history."""
@@ -170,7 +149,7 @@ def _resume(run: _Training, cfg: MemberConfig, last: Path, member_dir: Path) -> 
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
-    _set_rng_state(state["rng"])
+    set_global_rng_state(state["rng"])
     run.history, run.best, run.start_epoch = state["history"], state["best"], state["epoch"] + 1
 
 
@@ -253,7 +232,7 @@ def _checkpoint(run: _Training, cfg: MemberConfig, epoch: int, row: dict[str, An
         save_weights({"config": cfg.to_dict(), "model": run.model.state_dict(), "epoch": epoch,
                       "val_acc": row.get("val_acc")}, member_dir / BEST_CHECKPOINT)
     save_weights({"config": cfg.to_dict(), "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-                  "scheduler": run.scheduler.state_dict(), "rng": _rng_state(), "epoch": epoch,
+                  "scheduler": run.scheduler.state_dict(), "rng": global_rng_state(), "epoch": epoch,
                   "history": run.history, "best": run.best}, member_dir / LAST_CHECKPOINT)
     storage.write_json(member_dir / HISTORY_FILE, run.history)
 

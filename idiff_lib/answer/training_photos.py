@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from idiff_lib.answer.splits import Split
 from idiff_lib.benchmark import degrade
@@ -84,6 +84,6 @@ def encode_image(img: np.ndarray, quality: int) -> bytes:
 
 
 def decode_image(data: bytes) -> np.ndarray:
-    """RGB pixels of encoded image bytes."""
+    """RGB pixels of encoded image bytes, upright (the EXIF orientation applied, as `views.load_rgb` does)."""
     with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB"))
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))

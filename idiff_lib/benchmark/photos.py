@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from idiff_lib.benchmark import library
 from idiff_lib.core import paths, storage
@@ -132,7 +132,7 @@ def load_photo(name: str) -> Photo:
     spec = check_name(name)
     path = photo_path(spec)
     with Image.open(path) as im:
-        rgb = np.asarray(im.convert("RGB"))
+        rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))  # upright, as `library.process_photo` makes them
     rgb.setflags(write=False)
     return Photo(spec, rgb, [tuple(b) for b in spec.faces], spec.sha256)
 

@@ -18,6 +18,13 @@ pairs are computed. The side files belong to one export: ``<out>.export.json`` r
 same ``--out`` with another run, other data or other settings removes the old side files (they are
 only a cache of this run's outputs) and starts afresh. The submission itself is written atomically
 at the end. ``--out`` is checked before any work: not a folder, not the input, in a writable folder.
+
+Nothing of the input's answers reaches the submission or its side files. Each pair is read, then
+made blind (`blind_pair`: no completion, no answer) before any writer sees it, and each submitted
+record is built from an allow-list (`SUBMISSION_FIELDS`, and the system and user messages' role and
+content): no assistant turn in any letter case, no ``solution``, no other key of the input. The
+answers side file holds the Answer Model's rows without the gold ``label``; the accuracy against
+labelled input is given only in the summary the command prints.
 """
 
 from __future__ import annotations
@@ -34,6 +41,10 @@ from idiff_lib.core.errors import DataError, ParameterError
 
 # The file in model/<stage>/final that marks a finished Thinking Model stage.
 _STAGE_SPEC = "thinking.json"
+# The input record's top-level keys a submission carries (besides the messages): nothing else passes.
+SUBMISSION_FIELDS = ("id", "images", "layout")
+# Bumped when the side files' content changes, so those of an older export are recomputed.
+SIDE_FILE_FORMAT = 2
 
 
 def side_file(out: str | Path, kind: str) -> Path:
@@ -62,6 +73,7 @@ def export_key(run_dir: Path, data: str | Path, settings: dict[str, Any]) -> dic
     answer, thinking = layout.step_dir(run_dir, layout.ANSWER_STEP), layout.step_dir(run_dir, layout.THINKING_STEP)
     stage = settings.get("stage")
     return {
+        "format": SIDE_FILE_FORMAT,
         "run": str(run_dir.resolve()),
         "ensemble": _file_digest(answer / layout.ENSEMBLE_FILE),
         "answer_step": _file_digest(answer / layout.STEP_MARKER),
@@ -151,6 +163,7 @@ def predict_answers(run_dir: str | Path, pairs: Sequence[pairs_mod.Pair], path: 
         ens = run_store.load_answer_run(layout.step_dir(run_dir, layout.ANSWER_STEP), device=device)
         for start in range(0, len(todo), 64):  # saved a chunk at a time, so an interruption loses little
             for row in ensemble.predict_rows(ens, todo[start:start + 64], batch_size=batch_size):
+                row = {k: v for k, v in row.items() if k != "label"}  # no gold beside a submission
                 storage.append_jsonl(path, row)
                 done[row["id"]] = row
     return done
@@ -168,20 +181,29 @@ def training_pairs(run_dir: str | Path) -> list[pairs_mod.Pair]:
     return list(pairs_mod.read_pairs(train)) if train.exists() else []
 
 
-def cues_for(pairs: Sequence[pairs_mod.Pair], stage: str, calibration: Sequence[pairs_mod.Pair] = (),
+def cues_for(pairs: Sequence[pairs_mod.Pair], stage: str, calibration: Sequence[pairs_mod.Pair] | None = None,
              progress: bool = True, run_dir: str | Path | None = None) -> tuple[dict, str]:
     """Feature cue texts for the stages whose prompts carry them (S2 and later), and the aspect evidence (S3 and later).
 
-    The cue thresholds are calibrated on `calibration` (the run's train split, as in notebook 03),
-    or on `pairs` themselves when it is empty (and the note says so). The evidence comes from
-    `run_dir`'s aspect heads with notebook 03's evidence settings of that run (``params.yaml``;
-    the defaults when absent); without heads each block says ``unavailable``.
+    The cue thresholds are the ones `run_dir`'s notebook 03 calibrated on its train split and saved
+    (``CUE_THRESHOLDS_FILE``), so only `pairs`' features are computed. A run without them (an older
+    one) has them calibrated on `calibration` (default: the run's train split, `training_pairs`), or
+    on `pairs` themselves when that is empty (and the note says so). The evidence comes from `run_dir`'s aspect heads with notebook
+    03's evidence settings of that run (``params.yaml``; the defaults when absent); without heads
+    each block says ``unavailable``.
     """
     if prompts_mod.STAGES.index(stage) < prompts_mod.STAGES.index("S2"):
         return {}, f"stage {stage} uses no feature cues"
-    from idiff_lib.thinking.side_inputs import calibrated_cues
+    from idiff_lib.features import cue_text
+    from idiff_lib.thinking.side_inputs import CUE_THRESHOLDS_FILE, calibrated_cues
 
-    cues, note = calibrated_cues(pairs, calibration, progress=progress)
+    saved = layout.step_dir(run_dir, layout.THINKING_STEP) / CUE_THRESHOLDS_FILE if run_dir is not None else None
+    if saved is not None and saved.is_file():
+        cues, note = calibrated_cues(pairs, progress=progress, thresholds=cue_text.load_thresholds(saved))
+    else:
+        if calibration is None:
+            calibration = training_pairs(run_dir) if run_dir is not None else []
+        cues, note = calibrated_cues(pairs, calibration, progress=progress)
     if prompts_mod.STAGES.index(stage) >= prompts_mod.STAGES.index("S3") and run_dir is not None:
         cues, note = with_run_evidence(cues, note, pairs, run_dir)
     return cues, note
@@ -222,9 +244,26 @@ def thinking_settings_of(run_dir: str | Path):
     return ThinkingSettings.from_params({k: v for k, v in params.items() if k in known}, where=str(params_file))
 
 
+def blind_pair(pair: pairs_mod.Pair) -> pairs_mod.Pair:
+    """`pair` without its answer: no completion, thinking or verdict, and a record of `SUBMISSION_FIELDS` and prompts only."""
+    record = {k: pair.record[k] for k in SUBMISSION_FIELDS if k in pair.record}
+    record["images"] = list(pair.image_refs)
+    record["messages"] = pairs_mod.prompt_messages(pair.record)
+    return dataclasses.replace(pair, shape="test", completion=None, thinking="", answer=None, problems=(),
+                               record=record)
+
+
+def submission_record(pair: pairs_mod.Pair, completion: str) -> dict[str, Any]:
+    """The SFT record of `pair` with `completion` as its assistant turn, from the allow-list only."""
+    blind = blind_pair(pair)
+    record = dict(blind.record)
+    record["messages"] = [*record["messages"], {"role": "assistant", "content": completion}]
+    return record
+
+
 def _submission(pairs: Sequence[pairs_mod.Pair], answers: dict[str, dict[str, Any]],
-                rationales: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], int, int]:
-    """The SFT records carrying the model's rationale and verdict, and (agreeing, labelled) counts."""
+                rationales: dict[str, dict[str, Any]], gold: dict[str, str | None]) -> tuple[list[dict[str, Any]], int, int]:
+    """The SFT records carrying the model's rationale and verdict, and (agreeing, labelled) counts against `gold`."""
     records, agree, labelled = [], 0, 0
     for pair in pairs:
         completion = rationales[pair.id]["completion"]
@@ -232,11 +271,10 @@ def _submission(pairs: Sequence[pairs_mod.Pair], answers: dict[str, dict[str, An
         verdict = answers[pair.id]["answer"]
         if parsed.answer != verdict:  # stages without the verdict in the prompt: the Answer Model decides
             completion = pairs_mod.format_completion(parsed.thinking, verdict)
-        if pair.answer is not None:
+        if gold.get(pair.id) is not None:
             labelled += 1
-            agree += verdict == pair.answer
-        submitted = dataclasses.replace(pair, completion=completion)
-        records.append(submitted.to_record("sft"))
+            agree += verdict == gold[pair.id]
+        records.append(submission_record(pair, completion))
     return records, agree, labelled
 
 
@@ -267,7 +305,9 @@ def export(
     if not spec.exists():
         raise DataError(spec, "no trained Answer Model in this run",
                         "run the chain through notebook 02 first: idiff run --profile cpu --out RUN_DIR")
-    pairs = pairs_mod.read_pairs(data, data_root=data_root, require_images=True, limit=limit)
+    read = pairs_mod.read_pairs(data, data_root=data_root, require_images=True, limit=limit)
+    gold = {p.id: p.answer for p in read}  # for the printed accuracy only
+    pairs = [blind_pair(p) for p in read]  # no writer, prompt or side file sees an answer
     model_dir, stage = thinking_model_dir(run_dir, stage) if writer == "model" else (None, stage or "S4")
     out.parent.mkdir(parents=True, exist_ok=True)
     key = export_key(run_dir, data, {"writer": writer, "stage": stage,
@@ -277,23 +317,25 @@ def export(
 
     if model_dir is not None:
         model, processor, settings, vocabulary = load_thinking_run(model_dir)
-        cues, cue_note = cues_for(pairs, stage, training_pairs(run_dir), progress, run_dir=run_dir)
+        cues, cue_note = cues_for(pairs, stage, progress=progress, run_dir=run_dir)
         write = model_writer(model, processor, batch_size=settings.gen_batch_size,
                              max_new_tokens=settings.max_new_tokens, max_pixels=settings.max_pixels,
-                             no_repeat_ngram_size=settings.no_repeat_ngram_size)
+                             no_repeat_ngram_size=settings.no_repeat_ngram_size,
+                             constrained=thinking_settings_of(run_dir).constrained_decoding)
     else:
         from idiff_lib.thinking import template_baseline as template_writer
 
         vocabulary = prompts_mod.load_vocabulary()
-        cues, cue_note = cues_for(pairs, stage, training_pairs(run_dir), progress, run_dir=run_dir)
+        cues, cue_note = cues_for(pairs, stage, progress=progress, run_dir=run_dir)
         write = template_writer.writer(vocabulary, stage, cues=cues)
-    verdicts, _ = s4_answers(pairs, side_file(out, "answers"))  # the same verdict prompts as notebook 03
+    # the same verdict prompts as notebook 03; every pair has a prediction, and no pair an answer to fall back on
+    verdicts, _ = s4_answers(pairs, side_file(out, "answers"), fallback="prior")
     prompts = prompts_mod.build_prompts(pairs, stage, cues=cues, answers=verdicts, vocabulary=vocabulary)
     rationales_path = side_file(out, "rationales")
     write_rationales(pairs, prompts, rationales_path, write, progress=progress)
     rationales = {r["id"]: r for r in storage.read_jsonl_rows(rationales_path)}
 
-    records, agree, labelled = _submission(pairs, answers, rationales)
+    records, agree, labelled = _submission(pairs, answers, rationales, gold)
     storage.write_jsonl(out, records)
     summary = {"out": str(out), "pairs": len(records), "stage": stage, "writer": writer, "cues": cue_note,
                "answers": str(side_file(out, "answers")), "rationales": str(rationales_path)}

@@ -12,16 +12,22 @@ Every step writes into ``RUN_DIR/<notebook stem>/`` (names in `idiff_lib.core.la
   same fingerprint (it was interrupted) keeps its folder, so its trainers resume from their
   checkpoints; one started with another fingerprint (other parameters, code, data or upstream
   results) first has its folder moved aside to ``RUN_DIR/.superseded/<step>-<UTC time>/`` (never
-  deleted: trained work is kept), so nothing made under other settings is reused.
+  deleted by a run: trained work is kept), so nothing made under other settings is reused.
+
+`idiff_lib.chain.folders` keeps those folders (and prunes them when asked), holds the run folder's
+lock for the whole run (one ``idiff run`` per run folder; ``--status`` takes none) and refuses a
+run or figure folder inside the data folder.
 
 Both markers also hold the fingerprint's parts (notebook, parameters, code, data, upstream), so
 ``idiff run --status`` (`chain_status`) can say why a step is out of date. The data part is a hash
 of the data folder's file contents (cached per file by path, size and times in
-``.cache/idiff/data_hashes.json``).
+``.cache/idiff/data_hashes.json``); the code part hashes the library's Python files by their syntax
+tree without docstrings (`_code_fingerprint`), so editing a comment or a docstring reruns nothing.
 
 Each step's parameters are one `StepSettings` subclass (`idiff_lib.chain.steps.STEP_SETTINGS`):
 defaults are the cpu profile, ``idiff_lib/configs/profiles/<notebook stem>.yaml`` overlays the
-``paper`` and ``tiny`` profiles (``tiny`` is for the tests), and ``--param`` overrides go on top.
+``paper`` and ``tiny`` profiles (``tiny`` is for the tests), and ``--param`` overrides go on top
+(the chain's own folders and profile come from the flags only, `CHAIN_FLAGS`).
 Every step's settings are built and validated before the first step starts. Inside a notebook,
 the cell after ``parameters`` calls `notebook_context`, which validates the injected values,
 applies the step's ``threads`` setting and resolves the default folders.
@@ -39,15 +45,27 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from idiff_lib.chain.folders import (
+    check_run_folders,
+    run_folder,
+    run_lock,
+    supersede_if_stale,
+)
 from idiff_lib.chain.steps import STEP_SETTINGS
 from idiff_lib.core import layout, paths, storage
-from idiff_lib.core.errors import IdiffError, ParameterError, suggest
-from idiff_lib.core.settings import COMMON_PARAMS, PROFILES, StepSettings, check_type
+from idiff_lib.core.errors import DataError, IdiffError, ParameterError, suggest
+from idiff_lib.core.settings import (
+    CHAIN_FLAGS,
+    COMMON_PARAMS,
+    PROFILES,
+    StepSettings,
+    check_type,
+)
 from idiff_lib.data.datasets import check_data_folder
 from idiff_lib.scoring.worked_pair import resolve_worked_pair
 
-# Where a step's folder made under other settings is kept (inside the run folder).
-SUPERSEDED_DIR = ".superseded"
+# Library files fingerprinted besides the Python modules (by content).
+_CODE_DATA_SUFFIXES = (".json", ".yaml", ".yml")
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
 
@@ -140,11 +158,29 @@ def load_metrics(run_dir: str | Path, step: str) -> dict[str, Any]:
 
     Raises:
         IdiffError: the step has not run in this run folder.
+        DataError: the file is not a JSON object (damaged); names the step to rerun.
     """
     path = layout.step_dir(run_dir, step) / layout.METRICS_FILE
     if not path.exists():
         raise IdiffError(f"{path} not found: run step {step} first (idiff run --only {step})")
-    return json.loads(path.read_text(encoding="utf-8"))
+    metrics, problem = read_metrics(path)
+    if metrics is None:
+        raise DataError(path, problem, f"rerun that step and the ones after it: idiff run --from {step} "
+                                       "(with the --profile, --data and --out of this run)")
+    return metrics
+
+
+def read_metrics(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """A ``metrics.json``'s object, or None and what is wrong with the file (damaged, not JSON, not an object)."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror})"
+    except ValueError as exc:  # not JSON (or not UTF-8): a damaged file
+        return None, f"is not valid JSON ({exc})"
+    if not isinstance(metrics, dict):
+        return None, f"holds a {type(metrics).__name__}, not a JSON object"
+    return metrics, ""
 
 
 # --------------------------------------------------------------------------- parameters
@@ -179,12 +215,17 @@ def check_overrides(overrides: Mapping[str, Any], steps: list[str],
     """Refuse an override that no step of `steps` knows, naming the known keys and a close match.
 
     Raises:
-        ParameterError: an unknown key.
+        ParameterError: an unknown key, or one of the chain's own (`CHAIN_FLAGS`: set from the flags).
     """
-    known: dict[str, None] = dict.fromkeys(COMMON_PARAMS)
+    known: dict[str, None] = {}
     for step in steps:
-        known.update(dict.fromkeys(settings_class(step, registry).known_keys()))
+        known.update(dict.fromkeys(k for k in settings_class(step, registry).known_keys() if k not in CHAIN_FLAGS))
     for name in overrides:
+        if name in CHAIN_FLAGS:
+            flag = CHAIN_FLAGS[name]
+            detail = " (each step's folder is <out>/<step>)" if name == "step_dir" else ""
+            raise ParameterError(f"--param {name}: {name} is set by the chain, from {flag}{detail}. "
+                                 f"fix: pass {flag} instead of --param {name}=...")
         if name not in known:
             raise ParameterError(
                 f"--param {name}: unknown parameter {name!r} for step(s) {', '.join(steps)}.{suggest(name, known)} "
@@ -196,17 +237,17 @@ def step_params(step: str, profile: str, chain_params: Mapping[str, Any], overri
                 registry: Mapping[str, type[StepSettings]] = STEP_SETTINGS) -> dict[str, Any]:
     """Every parameter of one step: the chain's folders plus its full settings (defaults, profile, overrides).
 
-    Overrides whose key the step does not know are left out (they are for other steps).
+    Overrides whose key the step does not know are left out (they are for other steps), and so are the
+    chain's own keys: `chain_params` sets them (`check_overrides` refuses them).
 
     Raises:
         ParameterError: a wrongly typed override or one the settings class refuses.
     """
     cls = settings_class(step, registry)
-    own = set(cls.known_keys())
+    own = set(cls.known_keys()) - set(COMMON_PARAMS)
     mine = {k: v for k, v in overrides.items() if k in own}
     settings = cls.from_params({**cls.profile_overlay(profile), **mine}, f"{step} ({profile})")
-    common = {k: v for k, v in mine.items() if k in COMMON_PARAMS}
-    return {**chain_params, **common, **settings.as_dict()}
+    return {**chain_params, **settings.as_dict()}
 
 
 def resolve_chain(steps: list[str], selected: list[str], profile: str, chain_params: Callable[[str], dict[str, Any]],
@@ -237,10 +278,32 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- runner side
-def _code_fingerprint() -> str:
-    pkg = Path(__file__).resolve().parents[1]
-    files = sorted(p for p in pkg.rglob("*") if p.suffix in (".py", ".json", ".yaml") and "__pycache__" not in p.parts)
-    return storage.text_sha256("".join(f"{p.relative_to(pkg)}:{storage.file_sha256(p)}" for p in files))
+def _code_fingerprint(root: Path | None = None) -> str:
+    """A hash of the library's code (`root`, default the ``idiff_lib`` package).
+
+    Python modules count by their syntax tree without docstrings (`_python_sha256`), so editing a
+    comment, a docstring or the layout of a line changes nothing, while any change to the code does;
+    the configs (JSON and YAML) count by content.
+    """
+    pkg = root or Path(__file__).resolve().parents[1]
+    files = sorted(p for p in pkg.rglob("*")
+                   if p.suffix in (".py", *_CODE_DATA_SUFFIXES) and "__pycache__" not in p.parts and p.is_file())
+    return storage.text_sha256("".join(
+        f"{p.relative_to(pkg)}:{_python_sha256(p) if p.suffix == '.py' else storage.file_sha256(p)}" for p in files))
+
+
+def _python_sha256(path: Path) -> str:
+    """A hash of a module's syntax tree with its docstrings removed (its content when it does not parse)."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError):
+        return storage.file_sha256(path)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:]
+    return storage.text_sha256(ast.dump(tree, include_attributes=False))
 
 
 def _data_fingerprint(data_dir: Path) -> str:
@@ -329,10 +392,11 @@ def _plan(profile: str, data_dir: str | Path | None, out: str | Path | None, fro
     if not data.exists():
         raise ParameterError(f"--data {data} does not exist. fix: give a folder holding train_sft.jsonl etc. "
                              "(`idiff data build-demo` rebuilds data/demo)")
+    run_dir = run_folder(profile, out)
+    figures = Path(fig_dir or paths.FIGURES_DIR).expanduser().resolve()
+    check_run_folders(data, run_dir, figures)
     if layout.ANSWER_STEP in selected:
         check_data_folder(data)  # a missing split stops step 02: say so before anything runs
-    run_dir = Path(out or paths.RUNS_DIR / profile).expanduser().resolve()
-    figures = Path(fig_dir or paths.FIGURES_DIR).expanduser().resolve()
 
     def chain_params(step: str) -> dict[str, Any]:
         return {"profile": profile, "data_dir": str(data), "run_dir": str(run_dir),
@@ -372,20 +436,21 @@ def run_chain(
         registry: step name -> settings class (the tests pass their own).
 
     Raises:
-        ParameterError: an unknown step, folder or parameter, or a bad value, before anything runs.
+        ParameterError: an unknown step, folder or parameter, or a bad value, before anything runs; or
+            another ``idiff run`` holds the run folder's lock.
         StepFailed: a notebook raised.
     """
     plan = _plan(profile, data_dir, out, from_step, only, dict(overrides or {}), fig_dir,
                  notebooks_dir or paths.NOTEBOOKS_DIR, registry)
-    plan.run_dir.mkdir(parents=True, exist_ok=True)
-    fingerprints = step_fingerprints(plan)
-    results: list[StepResult] = []
-    t_chain = time.monotonic()
-    for index, step in enumerate(plan.steps, start=1):
-        if step in plan.selected:
-            prefix = f"[{index}/{len(plan.steps)}] {step}"
-            results.append(_run_step(plan.nb_dir / f"{step}.ipynb", plan, fingerprints[step], prefix, force,
-                                     log, t_chain))
+    with run_lock(plan.run_dir):
+        fingerprints = step_fingerprints(plan)
+        results: list[StepResult] = []
+        t_chain = time.monotonic()
+        for index, step in enumerate(plan.steps, start=1):
+            if step in plan.selected:
+                prefix = f"[{index}/{len(plan.steps)}] {step}"
+                results.append(_run_step(plan.nb_dir / f"{step}.ipynb", plan, fingerprints[step], prefix, force,
+                                         log, t_chain))
     return results
 
 
@@ -399,7 +464,7 @@ def _run_step(nb: Path, plan: _ChainPlan, fingerprint_parts: tuple[str, dict[str
     if not force and _up_to_date(marker, fingerprint):
         log(f"{prefix}: up to date, skipped  (total {format_seconds(time.monotonic() - t_chain)})")
         return StepResult(step, "skipped", 0.0, step_dir)
-    kept = _supersede_if_stale(step_dir, fingerprint, plan.run_dir)
+    kept = supersede_if_stale(step_dir, fingerprint, plan.run_dir)
     if kept is not None:
         log(f"{prefix}: outputs made with other parameters, code or data moved aside to {kept}")
     log(f"{prefix}: running ...")
@@ -429,40 +494,25 @@ def _select(steps: list[str], from_step: str | None, only: list[str] | None) -> 
 
 
 def _up_to_date(marker: Path, fingerprint: str) -> bool:
-    if not marker.exists() or not (marker.parent / layout.METRICS_FILE).exists():
+    """The step finished with this fingerprint and its ``metrics.json`` is readable (a damaged one reruns it)."""
+    metrics = marker.parent / layout.METRICS_FILE
+    if not marker.exists() or not metrics.exists() or read_metrics(metrics)[0] is None:
         return False
     try:
-        return json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == fingerprint
-    except json.JSONDecodeError:
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+    except ValueError:
         return False
-
-
-def _supersede_if_stale(step_dir: Path, fingerprint: str, run_dir: Path) -> Path | None:
-    """Move `step_dir` aside unless it was last started with `fingerprint` (an interrupted run of this very step).
-
-    The folder goes to ``run_dir/.superseded/<step>-<UTC time>/`` (never deleted); returns that path, or None.
-    """
-    if not step_dir.exists() or not any(step_dir.iterdir()):
-        return None
-    try:
-        started = json.loads((step_dir / layout.STARTED_MARKER).read_text(encoding="utf-8")).get("fingerprint")
-    except (OSError, ValueError, AttributeError):
-        started = None
-    if started == fingerprint:
-        return None
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = run_dir / SUPERSEDED_DIR / f"{step_dir.name}-{stamp}"
-    n = 1
-    while target.exists():
-        n += 1
-        target = run_dir / SUPERSEDED_DIR / f"{step_dir.name}-{stamp}-{n}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(step_dir, target)  # same file system: a rename, nothing copied or lost
-    return target
+    return isinstance(recorded, dict) and recorded.get("fingerprint") == fingerprint
 
 
 def _execute(nb: Path, step_dir: Path, params: dict[str, Any]) -> None:
+    """Execute one notebook with papermill; its kernel's own messages go to ``kernel.log`` in the step folder.
+
+    The kernel writes its log (a warning at every start; when Ctrl-C stops the chain mid-cell, a
+    ``zmq`` traceback while it is shut down) to its stderr, which would otherwise be the terminal's.
+    """
     import papermill
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     step_dir.mkdir(parents=True, exist_ok=True)
@@ -474,22 +524,38 @@ def _execute(nb: Path, step_dir: Path, params: dict[str, Any]) -> None:
         papermill.execute_notebook(
             str(nb), str(executed), parameters=params, kernel_name="python3",
             cwd=str(paths.PROJ_ROOT), progress_bar=False, log_output=False,
+            kernel_manager_class=_logged_kernel_manager(step_dir / layout.KERNEL_LOG),
         )
     except PapermillExecutionError as exc:
         raise StepFailed(
             f"step {nb.stem} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
             f"  the executed notebook, with the traceback, is {executed}"
         ) from None
+    except DeadKernelError:
+        raise StepFailed(f"step {nb.stem}: the notebook's kernel died (out of memory, or a crash in native code); "
+                         f"its last messages are in {step_dir / layout.KERNEL_LOG}, the executed notebook is "
+                         f"{executed}") from None
     if not (step_dir / layout.METRICS_FILE).exists():
         raise StepFailed(f"step {nb.stem} finished without writing {step_dir / layout.METRICS_FILE} "
                          "(the notebook must end with pipeline.save_metrics(ctx.step_dir, ...))")
+
+
+def _logged_kernel_manager(log: Path) -> type:
+    """A jupyter kernel manager class whose kernels write their stderr to `log` (appended), not to ours."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            with open(log, "ab") as stderr:  # noqa: ASYNC230 - once per kernel start; the kernel keeps its own copy
+                await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": stderr})
+
+    return LoggedKernelManager
 
 
 def format_seconds(seconds: float) -> str:
     """``12.3s`` under a minute, ``4m05s`` above."""
     m, s = divmod(int(round(seconds)), 60)
     return f"{m}m{s:02d}s" if m else f"{seconds:.1f}s"
-
 
 
 def prepare_notebooks(out: str | Path, profile: str = "tiny", data_dir: str | Path | None = None,
@@ -506,6 +572,7 @@ def prepare_notebooks(out: str | Path, profile: str = "tiny", data_dir: str | Pa
     nb_dir = notebooks_dir or paths.NOTEBOOKS_DIR
     run_dir = out / "run"
     data = Path(data_dir or paths.DEMO_DIR).resolve()
+    check_run_folders(data, out, out / "figures")
     steps = available_steps(nb_dir)
 
     def chain_params(step: str) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 A step is up to date when its ``step.json`` holds the fingerprint the chain would compute now
 (`idiff_lib.chain.runner.step_fingerprints`). Otherwise the parts recorded in ``step.json`` (or,
 for an interrupted step, ``started.json``) are compared with today's to name what changed:
-the notebook, its parameters, the library code, the data or an upstream step.
+the notebook, its parameters, the library code, the data or an upstream step. A finished step
+whose ``metrics.json`` is damaged is out of date too (a run redoes it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from idiff_lib.chain.runner import _plan, step_fingerprints
+from idiff_lib.chain.runner import _plan, read_metrics, step_fingerprints
 from idiff_lib.chain.steps import STEP_SETTINGS
 from idiff_lib.core import layout, paths
 from idiff_lib.core.settings import StepSettings
@@ -58,8 +59,12 @@ def step_status(step_dir: Path, fingerprint: str, parts: dict[str, str]) -> Step
     """The state of one step folder against the fingerprint the chain would compute now."""
     step = step_dir.name
     marker, started = _read(step_dir / layout.STEP_MARKER), _read(step_dir / layout.STARTED_MARKER)
-    if marker is not None and (step_dir / layout.METRICS_FILE).exists():
+    metrics = step_dir / layout.METRICS_FILE
+    if marker is not None and metrics.exists():
         reasons = _why(marker, fingerprint, parts)
+        problem = read_metrics(metrics)[1]
+        if problem:
+            reasons.append(f"{metrics} {problem}; rerun it: idiff run --from {step}")
         return StepStatus(step, "out of date" if reasons else "up to date", reasons, step_dir)
     if started is not None:
         reasons = _why(started, fingerprint, parts)

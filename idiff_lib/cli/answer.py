@@ -126,7 +126,8 @@ def _predict_all(args: argparse.Namespace, entries: list[tuple[int, Pair | DataE
 
 def _cli_predict(args: argparse.Namespace) -> int:
     _check_args(args)
-    pairs = read_pairs(args.data, data_root=args.data_root, skip_bad=args.skip_bad)
+    # without --skip-bad a missing image stops the command before any work; with it, it is one bad row
+    pairs = read_pairs(args.data, data_root=args.data_root, skip_bad=args.skip_bad, require_images=not args.skip_bad)
     entries = sorted([(p.line or 0, p) for p in pairs] + [(e.line or 0, e) for e in pairs.skipped],
                      key=lambda e: e[0])
     partial, bad_path = _side_file(args.out, "partial"), _side_file(args.out, "bad")

@@ -12,7 +12,7 @@ from idiff_lib.core import paths
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.datasets import RAIM_COMMIT, SPLITS, fetch_raim
 from idiff_lib.data.pairs import read_pairs, summarise
-from idiff_lib.data.views import load_views
+from idiff_lib.data.views import check_view_sizes, load_views
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:
@@ -67,7 +67,7 @@ def _cli_check(args: argparse.Namespace) -> int:
     good = 0
     for pair in pairs:
         try:
-            load_views(pair)
+            check_view_sizes(pair, load_views(pair))  # every view as large as the quality features need
             good += 1
         except DataError as err:
             bad.append(err)

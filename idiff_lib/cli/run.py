@@ -5,8 +5,22 @@ from __future__ import annotations
 import argparse
 import time
 
-from idiff_lib.chain.runner import format_seconds, parse_overrides, prepare_notebooks, run_chain
+from idiff_lib.chain.folders import (
+    SUPERSEDED_DIR,
+    SUPERSEDED_KEEP,
+    format_bytes,
+    prune_superseded,
+    run_folder,
+    superseded_note,
+)
+from idiff_lib.chain.runner import (
+    format_seconds,
+    parse_overrides,
+    prepare_notebooks,
+    run_chain,
+)
 from idiff_lib.chain.status import chain_status
+from idiff_lib.core.errors import ParameterError
 from idiff_lib.core.settings import PROFILES
 
 
@@ -25,6 +39,10 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--force", action="store_true", help="rerun steps even when up to date")
     run.add_argument("--status", action="store_true", help="run nothing: show for each step whether it is "
                      "up to date and, if not, why (never run, notebook / parameters / code / data / upstream changed)")
+    run.add_argument("--prune-superseded", action="store_true", help=f"run nothing: delete all but the newest "
+                     f"--keep folders of each step in <out>/{SUPERSEDED_DIR}/ (older outputs a rerun moved aside)")
+    run.add_argument("--keep", type=int, default=None, metavar="N",
+                     help=f"with --prune-superseded: folders kept per step (default {SUPERSEDED_KEEP})")
     run.set_defaults(func=_cli_run)
 
     prep = sub.add_parser("prepare-notebooks", help="write parameterised copies of the notebooks (for nbval)")
@@ -36,6 +54,18 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
 
 
 def _cli_run(args: argparse.Namespace) -> int:
+    if args.keep is not None and not args.prune_superseded:
+        raise ParameterError("--keep goes with --prune-superseded. fix: idiff run --prune-superseded --out RUN "
+                             "--keep N (or drop --keep)")
+    if args.prune_superseded:
+        if args.status:
+            raise ParameterError("--prune-superseded and --status: each runs nothing else. fix: give one of them")
+        run_dir = run_folder(args.profile, args.out)
+        keep = SUPERSEDED_KEEP if args.keep is None else args.keep
+        removed = prune_superseded(run_dir, keep, log=lambda m: print(m, flush=True))
+        print(f"pruned {run_dir / SUPERSEDED_DIR}: {len(removed)} folder(s) removed, "
+              f"{format_bytes(sum(size for _, size in removed))} freed; the newest {keep} per step kept", flush=True)
+        return 0
     if args.status:
         for status in chain_status(args.profile, args.data, args.out, from_step=args.from_step, only=args.only,
                                    overrides=parse_overrides(args.param), fig_dir=args.fig_dir):
@@ -48,6 +78,9 @@ def _cli_run(args: argparse.Namespace) -> int:
     ran = sum(r.status == "ran" for r in results)
     print(f"chain finished: {ran} step(s) run, {len(results) - ran} up to date, "
           f"{format_seconds(time.monotonic() - t0)}", flush=True)
+    note = superseded_note(run_folder(args.profile, args.out))
+    if note:
+        print(note, flush=True)
     return 0
 
 

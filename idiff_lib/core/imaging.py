@@ -10,6 +10,10 @@ import numpy as np
 
 Box = tuple[int, int, int, int]  # x, y, w, h in the pixels of the image given
 MIN_SIDE = 32  # px: below this the filters and the wavelet noise estimate have too few pixels
+# px: the smallest view a pair may give at all (the smallest detail crop `views.detail_box` makes);
+# the view loader refuses smaller ones. `idiff data check` holds every view to MIN_SIDE, which the
+# quality features need; the networks and the thinking models resize their views and read smaller ones.
+MIN_VIEW_SIDE = 16
 
 
 def to_grey(img: np.ndarray) -> np.ndarray:

@@ -47,7 +47,11 @@ SPLIT_USES = {
 
 
 def check_data_folder(data_dir: str | Path) -> None:
-    """Refuse a data folder that lacks one of ``{train,val,test}_sft.jsonl``, saying which steps need it."""
+    """Refuse a data folder that lacks one of ``{train,val,test}_sft.jsonl``, saying which steps need it, or holds a bad record.
+
+    Every record of the three files is read (`read_pairs`, images found but not decoded), so the
+    first bad one stops the chain with its file and line before any step runs.
+    """
     data_dir = Path(data_dir)
     missing = [s for s in SPLITS if not (data_dir / f"{s}_sft.jsonl").exists()]
     if missing:
@@ -56,6 +60,8 @@ def check_data_folder(data_dir: str | Path) -> None:
                         f"and the steps after it would stop ({uses})",
                         "add the missing split file(s) (e.g. move some labelled pairs of train_sft.jsonl to "
                         "val_sft.jsonl), or run only step 01 with --only 01")
+    for split in SPLITS:  # a bad record (path, role, id, answer) is named with its line before any step runs
+        read_pairs(data_dir / f"{split}_sft.jsonl", require_images=True)
 
 
 def load_split(data_dir: str | Path, split: str, shape: str = "sft", **kwargs) -> PairList:

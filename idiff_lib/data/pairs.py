@@ -47,6 +47,10 @@ _THINK_OPEN_RE = re.compile(r"<\s*thinking\s*>(.*)", re.IGNORECASE | re.DOTALL)
 _ANSWER_RE = re.compile(r"<\s*answer\s*>(.*?)<\s*/\s*answer\s*>", re.IGNORECASE | re.DOTALL)
 _ID_SUFFIX_RE = re.compile(r"(?:_merged)?(?:_c\d+)?$|_(?:a|b|left|right)$", re.IGNORECASE)
 _CATEGORY_PREFIX = {"p": "person", "s": "scene"}
+# The chat roles a record's messages may carry, compared without case ("Assistant" is the assistant).
+ROLES = ("system", "user", "assistant")
+# A pair id is a plain name: it becomes part of file names (the swapped worked pair, side files).
+_PLAIN_ID_RE = re.compile(r"[\w][\w.+@-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -241,11 +245,31 @@ def default_messages() -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": USER_PROMPT}]
 
 
+def message_role(message: Any) -> str | None:
+    """A message's role in lower case (``"Assistant"`` is ``"assistant"``), or None when it has no string role."""
+    role = message.get("role") if isinstance(message, dict) else None
+    return role.strip().lower() if isinstance(role, str) else None
+
+
+def prompt_messages(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's system and user messages, each as ``{"role", "content"}`` with the role in lower case.
+
+    Only those two fields of those two roles: an assistant turn (the reference rationale), in any
+    case, and any other key a message carries never pass. A record without messages gets the
+    challenge's prompts (`default_messages`).
+    """
+    messages = record.get("messages")
+    if not messages:
+        return default_messages()
+    return [{"role": message_role(m), "content": m.get("content")} for m in messages
+            if message_role(m) in ("system", "user")]
+
+
 def _messages_without_answer(record: dict[str, Any]) -> list[dict[str, Any]]:
     messages = record.get("messages")
     if not messages:
         return default_messages()
-    return [dict(m) for m in messages if m.get("role") != "assistant"]
+    return [dict(m) for m in messages if message_role(m) != "assistant"]
 
 
 def _looks_separate(refs: list[str]) -> bool:
@@ -302,13 +326,52 @@ def _outside_root(ref: str) -> str | None:
     return None
 
 
+def _escapes_roots(path: Path, base: Path | None, data_root: Path | None) -> bool:
+    """True when `path`'s real location (symbolic links followed) is outside every folder images may come from.
+
+    Those folders are the ones `_resolve` searches: the JSONL file's folder, `data_root` and
+    `PARENT_LEVELS` parent folders of the JSONL file's folder, each by its own real path.
+    """
+    if base is None:
+        return False
+    roots = [base.resolve()] + ([data_root.resolve()] if data_root is not None else [])
+    roots += [parent for parent in base.resolve().parents[:PARENT_LEVELS] if parent != parent.parent]
+    real = path.resolve()
+    return not any(real.is_relative_to(root) for root in roots)
+
+
 def _shape_and_completion(record: dict[str, Any]) -> tuple[Shape, str | None]:
     if "solution" in record:
         return "grpo", record["solution"]
     for message in record.get("messages") or []:
-        if isinstance(message, dict) and message.get("role") == "assistant":
+        if message_role(message) == "assistant":
             return "sft", message.get("content")
     return "test", None
+
+
+def _check_messages(record: dict[str, Any], source: Path | None, line: int | None) -> None:
+    """Refuse messages that are not objects with a system, user or assistant role (any case)."""
+    messages = record.get("messages")
+    if messages is None:
+        return
+    if not isinstance(messages, list):
+        raise DataError(source, f"'messages' must be a list of {{\"role\", \"content\"}} objects, got "
+                        f"{type(messages).__name__}", "write the chat as a list of messages, or leave it out", line)
+    for i, message in enumerate(messages, start=1):
+        role = message_role(message)
+        if role not in ROLES:
+            shown = message.get("role") if isinstance(message, dict) else message
+            raise DataError(source, f"message {i} has role {shown!r}",
+                            f"give every message a role of {', '.join(ROLES)} (any case)", line)
+
+
+def check_pair_id(pid: str, source: Path | None = None, line: int | None = None) -> str:
+    """`pid` when it is a plain name (letters, digits, ``_ . + @ -``, not starting with a dot), else a DataError."""
+    if not _PLAIN_ID_RE.fullmatch(pid):
+        raise DataError(source, f"pair id {pid!r} is not a plain name",
+                        "use letters, digits, '_', '-', '.', '+' or '@' (at most 128, not starting with '.' "
+                        "or '-'), with no path separators: rename the images or fix the explicit \"id\"", line)
+    return pid
 
 
 class PairList(list):
@@ -354,11 +417,12 @@ def parse_record(
         raise DataError(source, f"'images' must be a list of two paths, got {refs!r}",
                         "write [c0, c1] (merged global and detail views) or [A, B] with "
                         "\"layout\": \"separate\"", line)
+    _check_messages(record, source, line)
     shape, completion = _shape_and_completion(record)
     if shape != "test" and not isinstance(completion, str):
         raise DataError(source, f"the {shape} answer text is {type(completion).__name__}, not a string",
                         "put the '<thinking>...</thinking><answer>A</answer>' text there", line)
-    pid = str(record.get("id") or pair_id(refs[0]))
+    pid = check_pair_id(str(record.get("id") or pair_id(refs[0])), source, line)
     for ref in refs:
         why = _outside_root(ref) if not allow_outside_root else None
         if why:
@@ -369,6 +433,13 @@ def parse_record(
     base = source.parent if source is not None else None
     root = Path(data_root) if data_root is not None else None
     images = [_resolve(r, base, root) for r in refs]
+    for ref, image in zip(refs, images):
+        if image is not None and not allow_outside_root and _escapes_roots(image, base, root):
+            raise DataError(source, f"image path {ref!r} leads through a symbolic link to {image.resolve()}, "
+                            "outside the data folders",
+                            "copy the image into the data folder (or point --data-root at its real folder), or, "
+                            "if you mean it, pass --allow-outside-root to `idiff data check` or set "
+                            "IDIFF_ALLOW_OUTSIDE_ROOT=1 (every command)", line)
     pair = Pair(
         id=pid, image_refs=list(refs), images=images, layout=_layout(record, refs, source, line),
         category=record.get("category") or category_from_id(pid), shape=shape,

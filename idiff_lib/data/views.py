@@ -1,9 +1,10 @@
 """The four views of a pair: global-left/right (from ``c0``) and local-left/right (from ``c1``).
 
 A merged image holds Image A on the left and Image B on the right. It is split at a visible
-separator band when one is present (a run of uniform columns near the middle), else at the
-midline. Pairs given as two separate images (``images: [A, B]``) get global views by resizing
-and local views by cropping both images at the same coordinates.
+separator band when one is present (a centred run of columns of one uniform colour, which the
+halves do not continue as their own frames), else at the midline. Pairs given as two separate
+images (``images: [A, B]``) get global views by resizing and local views by cropping both images
+at the same coordinates.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from idiff_lib.core.errors import DataError, ParameterError
+from idiff_lib.core.imaging import MIN_SIDE, MIN_VIEW_SIDE, to_grey
 from idiff_lib.data.pairs import Pair
 
 VIEW_NAMES = ("global_left", "global_right", "local_left", "local_right")
@@ -32,7 +34,7 @@ class Views:
     local_left: np.ndarray
     local_right: np.ndarray
 
-    def swapped(self) -> "Views":
+    def swapped(self) -> Views:
         """The same pair with A and B exchanged."""
         return Views(self.global_right, self.global_left, self.local_right, self.local_left)
 
@@ -75,18 +77,20 @@ def _to_rgb8(im: Image.Image) -> np.ndarray | None:
 
 
 def load_rgb(path: str | Path, pair: Pair | None = None) -> np.ndarray:
-    """Read an image as RGB uint8; unreadable, truncated or too large files raise a DataError.
+    """Read an image upright as RGB uint8; unreadable, truncated or too large files raise a DataError.
 
-    16-bit images are scaled to 8 bits (Pillow reads 16-bit RGB as 8-bit RGB itself; 16-bit grey
-    is scaled here); 32-bit integer or float images are refused.
+    The EXIF orientation is applied (`PIL.ImageOps.exif_transpose`), as viewers do: a merged image
+    stored rotated, with the tag saying so, is split across the axis it is seen with. 16-bit images
+    are scaled to 8 bits (Pillow reads 16-bit RGB as 8-bit RGB itself; 16-bit grey is scaled here);
+    32-bit integer or float images are refused.
     """
 
     def fail(problem: str, fix: str) -> DataError:
         return pair.error(problem, fix) if pair is not None else DataError(path, problem, fix)
 
     limit = max_image_pixels()
-    too_large = ("resize the image (the largest accepted is {:,} pixels), or raise the limit with the "
-                 "environment variable IDIFF_MAX_IMAGE_PIXELS").format(limit)
+    too_large = (f"resize the image (the largest accepted is {limit:,} pixels), or raise the limit with the "
+                 "environment variable IDIFF_MAX_IMAGE_PIXELS")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit is checked below
@@ -96,6 +100,7 @@ def load_rgb(path: str | Path, pair: Pair | None = None) -> np.ndarray:
                     raise fail(f"image {path} is {w} x {h} = {w * h:,} pixels, over the limit of {limit:,}",
                                too_large)
                 im.load()  # decodes fully: a truncated JPEG fails here, not later
+                ImageOps.exif_transpose(im, in_place=True)  # no orientation tag: nothing is done
                 rgb = _to_rgb8(im)
                 mode = im.mode
     except Image.DecompressionBombError as exc:
@@ -116,7 +121,7 @@ def find_separator(img: np.ndarray, search: float = 0.1, tol: float = 3.0) -> tu
     grey levels in every channel). Only columns within `search` x width of the midline count,
     and the band must be at least 2 px wide, so a single flat column of the photo is not taken.
     """
-    h, w = img.shape[:2]
+    w = img.shape[1]
     lo, hi = int(w * (0.5 - search)), int(np.ceil(w * (0.5 + search)))
     band = img[:, lo:hi].astype(np.float32)
     flat = (band.std(axis=0) < tol).all(axis=-1) if band.ndim == 3 else band.std(axis=0) < tol
@@ -137,35 +142,87 @@ def find_separator(img: np.ndarray, search: float = 0.1, tol: float = 3.0) -> tu
 # A separator band is at most this fraction of the merged width: a wider flat band is the halves' own
 # flat borders (a studio backdrop), which must stay in the halves.
 MAX_SEPARATOR_FRACTION = 0.05
+# Luma levels: colours closer than this are one colour. JPEG's subsampled chroma bleeds from the photos
+# into a flat band's edge columns and moves their luma by up to 4 levels (quality 30 to 100, measured on
+# drawn separators of several colours), while their red, green or blue can move by 50.
+COLOUR_TOL = 8.0
 
 
-def _is_separator(band: tuple[int, int], width: int) -> bool:
-    """True for a band that can be a drawn separator: centred (the halves on either side have equal
-    widths, at least 8 px) and narrow (`MAX_SEPARATOR_FRACTION`). Any other flat band is part of
-    the photos, and the image is split at its midline."""
+def _is_separator(img: np.ndarray, band: tuple[int, int], tol: float = 3.0) -> bool:
+    """True for a band of `find_separator` that can be a drawn separator, else the image is split at
+    its midline. A separator is
+
+    - centred (the halves on either side have equal widths, at least 8 px) and narrow
+      (`MAX_SEPARATOR_FRACTION`);
+    - of one colour: its columns' mean lumas lie within `COLOUR_TOL` of each other. Two flat
+      borders of different colours side by side (white | black) are not one band;
+    - distinct from the halves: when an outer edge column of the merged image is flat (luma std
+      below `tol`) in the band's colour, the band is the halves' own frames meeting at the
+      midline, not a separator.
+
+    Colours are compared by luma, which JPEG keeps at full resolution; its subsampled chroma
+    bleeds across a band's or frame's edge.
+    """
+    w = img.shape[1]
     start, end = band
-    return start == width - end and start >= 8 and end - start <= max(2, MAX_SEPARATOR_FRACTION * width)
+    if not (start == w - end and start >= 8 and end - start <= max(2, MAX_SEPARATOR_FRACTION * w)):
+        return False
+    luma = to_grey(img[:, start:end]).mean(axis=0)  # each column's luma
+    if np.ptp(luma) >= COLOUR_TOL:
+        return False
+    for column in (0, w - 1):
+        edge = to_grey(img[:, column:column + 1])
+        if edge.std() < tol and abs(float(edge.mean()) - float(luma.mean())) < COLOUR_TOL:
+            return False
+    return True
+
+
+# The fix for a view under the least size: the least the features measure, which data check asks for.
+_SMALL_VIEW_FIX = (f"re-export the images at full size: each view (each half of a merged image) at least "
+                   f"{MIN_SIDE} x {MIN_SIDE} px, the least the quality features measure (the challenge's views "
+                   "are 1536 px)")
 
 
 def split_merged(img: np.ndarray, pair: Pair | None = None, path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Split a merged A|B image into equal-width left and right halves.
 
-    The cut is at a separator band when `find_separator` finds a centred, narrow one (the band is
-    dropped), else at the midline; an odd width without such a band is a DataError.
+    The cut is at a separator band when `find_separator` finds one that `_is_separator` accepts (the
+    band is dropped), else at the midline. An odd width without such a band, or halves under
+    `MIN_VIEW_SIDE` px on a side, is a DataError (naming `pair`'s file and line when given).
     """
+
+    def fail(problem: str, fix: str) -> DataError:
+        return pair.error(problem, fix) if pair is not None else DataError(path, problem, fix)
+
     h, w = img.shape[:2]
     sep = find_separator(img)
-    if sep is not None and _is_separator(sep, w):
-        start, end = sep
-        return img[:, :start], img[:, end:]
-    if w % 2:
-        problem = f"merged image {path or ''} has odd width {w}, so it has no midline and no separator band"
-        fix = ("re-export the merged image with an even width (A and B the same size), "
-               "add a uniform separator band, or give the pair as two images with \"layout\": \"separate\"")
-        if pair is not None:
-            raise pair.error(problem, fix)
-        raise DataError(path, problem, fix)
-    return img[:, : w // 2], img[:, w // 2:]
+    if sep is not None and _is_separator(img, sep):
+        left, right = img[:, :sep[0]], img[:, sep[1]:]
+    else:
+        left, right = img[:, : w // 2], img[:, w // 2:]
+    if min(left.shape[:2]) < MIN_VIEW_SIDE:
+        raise fail(f"merged image {path or ''} is {w} x {h} px, so its halves (A and B) are {left.shape[1]} x {h} px, "
+                   f"under the {MIN_VIEW_SIDE} px a view needs on each side", _SMALL_VIEW_FIX)
+    if left.shape[1] != right.shape[1]:
+        raise fail(f"merged image {path or ''} has odd width {w}, so it has no midline and no separator band",
+                   "re-export the merged image with an even width (A and B the same size), "
+                   "add a uniform separator band, or give the pair as two images with \"layout\": \"separate\"")
+    return left, right
+
+
+def check_view_sizes(pair: Pair, views: Views, min_side: int = MIN_SIDE) -> None:
+    """Raise the pair's DataError, naming the image, when a view is under `min_side` px on a side.
+
+    `load_views` holds views to `MIN_VIEW_SIDE`; ``idiff data check`` holds them to `MIN_SIDE`, the
+    least the quality features of the Answer Model measure.
+    """
+    sources = {"merged": ((0, "global_left"), (0, "global_right"), (1, "local_left"), (1, "local_right")),
+               "separate": ((0, "global_left"), (1, "global_right"), (0, "local_left"), (1, "local_right"))}
+    for index, name in sources[pair.layout]:
+        h, w = getattr(views, name).shape[:2]
+        if min(h, w) < min_side:
+            raise pair.error(f"image {pair.image_path(index)} gives a {name.replace('_', ' ')} view of {w} x {h} px, "
+                             f"under the {min_side} px a view needs on each side", _SMALL_VIEW_FIX)
 
 
 def resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -210,7 +267,11 @@ def views_from_separate(a: np.ndarray, b: np.ndarray, global_long: int = 1024, l
 
 
 def load_views(pair: Pair) -> Views:
-    """The four views of a pair, with DataErrors that name the pair's file and line."""
+    """The four views of a pair, with DataErrors that name the pair's file and line.
+
+    A view under `MIN_VIEW_SIDE` px on a side (e.g. from a 2 x 1 merged image) is a DataError here,
+    so every command that reads the pair names it, not a later step.
+    """
     first = load_rgb(pair.image_path(0), pair)
     second = load_rgb(pair.image_path(1), pair)
     if pair.layout == "separate":
@@ -219,10 +280,11 @@ def load_views(pair: Pair) -> Views:
             raise pair.error(f"separate-layout images differ in aspect ratio: A is {wa} x {ha}, B is {wb} x {hb}",
                              "give A and B the same framing and aspect ratio (B is resized to A's size, "
                              "never stretched)")
-        return views_from_separate(first, second)
-    gl, gr = split_merged(first, pair, pair.image_path(0))
-    ll, lr = split_merged(second, pair, pair.image_path(1))
-    return Views(gl, gr, ll, lr)
+        views = views_from_separate(first, second)
+    else:
+        views = Views(*split_merged(first, pair, pair.image_path(0)), *split_merged(second, pair, pair.image_path(1)))
+    check_view_sizes(pair, views, MIN_VIEW_SIDE)
+    return views
 
 
 def merge_side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -111,7 +111,15 @@ def load_thresholds(path: str | Path) -> dict[str, dict[str, float]]:
     path = Path(path)
     if not path.exists():
         raise DataError(path, "thresholds file not found", "run features.calibrate_thresholds on the training table")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        thresholds = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(path, f"is not valid JSON ({err})", "delete it and calibrate again (for a chain run: "
+                        "idiff run --from 03)") from None
+    if not isinstance(thresholds, dict):
+        raise DataError(path, "does not hold a mapping of thresholds", "delete it and calibrate again "
+                        "(for a chain run: idiff run --from 03)")
+    return thresholds
 
 
 def _fmt_pair(a: float, b: float) -> tuple[str, str]:

@@ -46,9 +46,10 @@ class ScoringSettings(WorkedPairSettings):
     examples: int = 3  # three each way show the spread without flooding the notebook
 
     def validate(self) -> None:
-        """Refuse weights that do not parse before any scoring starts.
+        """Refuse negative counts, and weights that do not parse, before any scoring starts.
 
         Raises:
-            ParameterError: a weight that is not ``name:value`` or not a number.
+            ParameterError: a negative count, or a weight that is not ``name:value`` or not a number.
         """
+        super().validate()
         parse_weights(self.weights)

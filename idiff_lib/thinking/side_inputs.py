@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data import pairs as pairs_mod
+
+# Notebook 03 saves the cue thresholds it calibrated on the train split here, in its step folder.
+CUE_THRESHOLDS_FILE = "cue_thresholds.json"
 
 
 def read_id_table(path: str | Path, required: Sequence[str] = ("id",)) -> dict[str, dict]:
@@ -118,6 +121,8 @@ def feature_cues(
     sources: Sequence[str] = ("cv", "iqa"),
     progress: bool = True,
     require_learned: bool = False,
+    thresholds: Mapping[str, Any] | None = None,
+    thresholds_out: str | Path | None = None,
 ) -> tuple[dict[str, dict[str, str]], str]:
     """Cue texts per pair from `idiff_lib.features`: ``{id: {"cv": lines, "iqa": lines[, "iqa_sources"]}}`` and a note.
 
@@ -129,6 +134,10 @@ def feature_cues(
     `sources` every row also carries ``iqa_sources`` (`iqa_sources_text`), which S3 prompts show.
 
     Args:
+        thresholds: thresholds calibrated before (`CUE_THRESHOLDS_FILE` of a run's notebook 03);
+            then `calibration_ids` is not used and no calibration pair's features are needed.
+        thresholds_out: where to save the thresholds calibrated here (notebook 03 saves them in
+            its step folder, so an export of that run words its cues the same way).
         require_learned: the paper profile's rule: a learned IQA metric (LIQE, Q-Align, ...) whose
             weights are missing stops the run with the files to fetch. Without it (the cpu profile)
             such metrics are left out with a warning each, and S3 prompts carry the cues that ran
@@ -141,8 +150,14 @@ def feature_cues(
 
     table = features.build_feature_table(list(pairs), features=tuple(sources), progress=progress,
                                          strict_iqa=require_learned)
-    ids = [i for i in (calibration_ids or table.index) if i in table.index]
-    thresholds = cue_text.calibrate_thresholds(table.loc[ids])
+    if thresholds is None:
+        ids = [i for i in (calibration_ids or table.index) if i in table.index]
+        thresholds = cue_text.calibrate_thresholds(table.loc[ids])
+        calibrated = f"thresholds calibrated on {len(ids)} pairs"
+        if thresholds_out is not None:
+            cue_text.save_thresholds(thresholds, thresholds_out)
+    else:
+        calibrated = "thresholds of the run's training split"
     ran = table.attrs.get("iqa_metrics", [])
     left_out = [m for m in iqa.DEFAULT_METRICS if m not in ran] if "iqa" in sources else []
     extra = {"iqa_sources": iqa_sources_text(ran, left_out)} if "iqa" in sources else {}
@@ -154,7 +169,7 @@ def feature_cues(
     iqa_note = (f"IQA metrics used: {', '.join(ran) or 'none'}" +
                 (f"; left out (no weights or code here): {', '.join(left_out)}" if left_out else ""))
     return cues, (f"feature cues from idiff_lib.features.cv for {len(cues)} pairs (sources {', '.join(sources)}; "
-                  f"thresholds calibrated on {len(ids)} pairs; {with_iqa} pairs have IQA cues; {iqa_note})")
+                  f"{calibrated}; {with_iqa} pairs have IQA cues; {iqa_note})")
 
 
 def calibrated_cues(
@@ -164,12 +179,17 @@ def calibrated_cues(
     sources: Sequence[str] = ("cv", "iqa"),
     progress: bool = True,
     require_learned: bool = False,
+    thresholds: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, dict[str, str]], str]:
     """`feature_cues` of `pairs` with thresholds calibrated on `calibration` (the train split), or on `pairs` themselves.
 
-    The calibration pairs' features are computed too (cached per image) but only `pairs`' cues are
+    With `thresholds` (a run's saved ones) only `pairs`' features are computed. Otherwise the
+    calibration pairs' features are computed too (cached per image) but only `pairs`' cues are
     returned; the note says when no calibration pairs were given.
     """
+    if thresholds is not None:
+        return feature_cues(list(pairs), sources=sources, progress=progress, require_learned=require_learned,
+                            thresholds=thresholds)
     ids = {p.id for p in pairs}
     extra = [p for p in calibration if p.id not in ids]
     cues, note = feature_cues(list(pairs) + extra, [p.id for p in calibration] or None, sources=sources,

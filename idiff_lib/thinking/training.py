@@ -1,22 +1,25 @@
 """Training a Thinking Model on encoded examples with accelerate: optimiser, schedule, checkpoints, resume.
 
-The same code runs in one process or under ``accelerate launch`` (DDP, or DeepSpeed ZeRO with
-``idiff_lib/configs/deepspeed_zero2.json``), with a progress bar, checkpoints and resume.
+The same code runs in one process or under ``accelerate launch`` (DDP), with a progress bar,
+checkpoints and an exact resume. The checkpoints hold no pickle (`train_checkpoint`): not
+accelerate's ``save_state``, and not DeepSpeed, whose checkpoints are pickles.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from idiff_lib.core import storage
 from idiff_lib.core.curves import open_curves
+from idiff_lib.core.errors import ParameterError
+from idiff_lib.thinking import train_checkpoint
 from idiff_lib.thinking.encoding import collate
 
 
@@ -129,14 +132,22 @@ def _optimiser(model: torch.nn.Module, settings: TrainSettings, total: int, proc
 
 
 class _Loop:
-    """The prepared objects of one training run, its resumable state and its checkpoint files."""
+    """The prepared objects of one training run, its resumable state and its checkpoint files.
+
+    `generator` draws the batch order: each epoch's iterator takes its seed and permutation from it,
+    so a checkpoint keeps its state as it was when the current epoch began (`epoch_order`), and a
+    resumed run draws that epoch's order again before skipping the batches it already saw.
+    """
 
     def __init__(self, accelerator, model, optimizer, loader, scheduler, settings: TrainSettings, total: int,
-                 out_dir: Path, val_examples: Sequence[dict] = (), pad_id: int = 0):
+                 out_dir: Path, generator: torch.Generator, val_examples: Sequence[dict] = (), pad_id: int = 0):
         self.accelerator, self.model, self.optimizer = accelerator, model, optimizer
         self.loader, self.scheduler, self.settings, self.total = loader, scheduler, settings, total
         self.val_examples, self.pad_id = list(val_examples), pad_id
+        self.generator = generator
+        self.epoch_order = self.generator.get_state()
         self.ckpt = out_dir / "checkpoint"
+        self.staging = out_dir / ".checkpoint.tmp"
         self.best_file = out_dir / BEST_WEIGHTS
         self.state_file = out_dir / "train_state.json"
         self.state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "loss_history": [], "val_history": [],
@@ -145,18 +156,45 @@ class _Loop:
         self.curves = None  # TensorBoard writer of the main process, opened by `run`
 
     def restore(self, log) -> int | None:
-        """Load the checkpoint and its state when both exist; the step it resumes from, or None."""
-        if not (self.state_file.exists() and self.ckpt.exists()):
+        """Load the checkpoint when there is one; the step it resumes from, or None.
+
+        Raises:
+            DataError: for an older version's checkpoint (pickles), naming the file it does not open.
+        """
+        if not self.ckpt.exists():
             return None
-        self.accelerator.load_state(str(self.ckpt))
-        self.state = json.loads(self.state_file.read_text())
+        accelerator = self.accelerator
+        self.state, accelerator.step = train_checkpoint.read_checkpoint(
+            self.ckpt, process_index=accelerator.process_index, processes=accelerator.num_processes,
+            generator=self.generator, model=accelerator.unwrap_model(self.model), optimizer=self.optimizer,
+            scheduler=self.scheduler, scaler=accelerator.scaler)
+        self.epoch_order = self.generator.get_state()
         log(f"resuming from step {self.state['step']} (epoch {self.state['epoch']})")
         return self.state["step"]
 
     def save(self) -> None:
-        self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(self.ckpt))
-        if self.accelerator.is_main_process:
+        """Write the checkpoint beside the old one and swap it in whole: an interruption leaves one or the other."""
+        accelerator = self.accelerator
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        # Mid-epoch, the batch order as the epoch began: a resumed run draws it again and skips what it saw.
+        order = self.epoch_order if self.state["batch_in_epoch"] else self.generator.get_state()
+        train_checkpoint.write_checkpoint(
+            self.staging, process_index=accelerator.process_index, is_main=accelerator.is_main_process,
+            batch_order=order, model=accelerator.unwrap_model(self.model), optimizer=self.optimizer,
+            scheduler=self.scheduler, scaler=accelerator.scaler, loop=self.state, accelerator_step=accelerator.step,
+            processes=accelerator.num_processes)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            old = self.ckpt.with_name(".checkpoint.old")
+            shutil.rmtree(old, ignore_errors=True)
+            if self.ckpt.exists():
+                self.ckpt.rename(old)
+            self.staging.rename(self.ckpt)
+            shutil.rmtree(old, ignore_errors=True)
             storage.write_json(self.state_file, self.state)
         if self.curves is not None:
             self.curves.flush()
@@ -187,6 +225,7 @@ class _Loop:
         epoch_loader = self.loader
         if hasattr(self.loader, "set_epoch"):
             self.loader.set_epoch(state["epoch"])
+        self.epoch_order = self.generator.get_state()
         if state["batch_in_epoch"]:
             epoch_loader = accelerator.skip_first_batches(self.loader, state["batch_in_epoch"])
         for batch in epoch_loader:
@@ -252,35 +291,46 @@ def train(
     val_examples: Sequence[dict] = (),
     log=print,
 ) -> dict:
-    """Train on encoded examples with accelerate; checkpoint to ``out_dir/checkpoint``; resume from it.
+    """Train on encoded examples with accelerate; checkpoint to ``out_dir/checkpoint``; resume from it exactly.
 
     With `val_examples` the val loss is measured every ``settings.eval_every`` steps and at the last
     one, and the run ends with the trainable weights of the lowest val loss: the number of steps is
     chosen by the val curve, not fixed in advance.
 
-    The same function runs in one process or under ``accelerate launch`` (DDP across processes,
-    or DeepSpeed ZeRO with ``--config_file`` naming a DeepSpeed plugin); each process sees its own
-    shard of the batches.
+    The same function runs in one process or under ``accelerate launch`` (DDP across processes);
+    each process sees its own shard of the batches. A resumed run ends with the weights of an
+    uninterrupted one: the checkpoint (`train_checkpoint`, no pickles) holds the model, optimiser,
+    schedule, every generator and the position in the epoch.
 
     Returns:
         {"steps", "epochs", "loss_history": [[step, loss], ...], "val_history": [[step, loss], ...],
         "best_step" (the step whose weights the model holds; None without val examples), "seconds",
         "resumed_from", "processes", "is_main_process"}.
+
+    Raises:
+        ParameterError: under DeepSpeed (its checkpoints are pickles).
+        DataError: when ``out_dir/checkpoint`` is an older version's (pickles: not opened) or does not fit.
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedType, set_seed
 
     settings = settings or TrainSettings()
     # cpu=True without CUDA: under `accelerate launch --multi_gpu` (torchrun) that selects DDP over gloo.
     accelerator = Accelerator(gradient_accumulation_steps=settings.grad_accum,
                               mixed_precision=settings.mixed_precision, cpu=not torch.cuda.is_available())
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise ParameterError("the Thinking Model does not train under DeepSpeed: its checkpoints are pickles, which "
+                             "a run folder may not hold (issue 27); fix: launch with DDP instead "
+                             "(accelerate launch --multi_gpu --num_processes N -m idiff_lib.cli think train ...)")
     set_seed(settings.seed)
     loader = _data_loader(examples, pad_id, settings)
+    generator = loader.generator  # the batch order's; accelerate's prepared loader draws from it too
     total = _total_steps(loader, accelerator.num_processes, settings)
     optimizer, scheduler = _optimiser(model, settings, total, accelerator.num_processes)
     model.train()
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    loop = _Loop(accelerator, model, optimizer, loader, scheduler, settings, total, Path(out_dir), val_examples, pad_id)
+    loop = _Loop(accelerator, model, optimizer, loader, scheduler, settings, total, Path(out_dir), generator,
+                 val_examples, pad_id)
     resumed_from = loop.restore(log) if resume else None
     t0 = time.monotonic()
     loop.run()
