@@ -45,6 +45,7 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from idiff_lib.chain import timing
 from idiff_lib.chain.folders import (
     check_run_folders,
     run_folder,
@@ -468,12 +469,12 @@ def _run_step(nb: Path, plan: _ChainPlan, fingerprint_parts: tuple[str, dict[str
     if kept is not None:
         log(f"{prefix}: outputs made with other parameters, code or data moved aside to {kept}")
     log(f"{prefix}: running ...")
-    t0 = time.monotonic()
     storage.write_json(step_dir / layout.STARTED_MARKER, {"fingerprint": fingerprint, "parts": parts})
-    _execute(nb, step_dir, plan.params[step])
-    seconds = time.monotonic() - t0
+    row = timing.timed(plan.run_dir, step, lambda: _execute(nb, step_dir, plan.params[step]))
+    seconds = row["wall_s"]
     storage.write_json(marker, {"step": step, "fingerprint": fingerprint, "profile": plan.profile,
-                                "seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                "seconds": seconds, "cpu_seconds": row["cpu_s"],
+                                "peak_rss_mib": row["peak_rss_mib"], "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                 "parts": parts})
     log(f"{prefix}: done in {format_seconds(seconds)}  (total {format_seconds(time.monotonic() - t_chain)})")
     return StepResult(step, "ran", seconds, step_dir)

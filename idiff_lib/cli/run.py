@@ -20,6 +20,7 @@ from idiff_lib.chain.runner import (
     run_chain,
 )
 from idiff_lib.chain.status import chain_status
+from idiff_lib.chain.timing import format_time_table, time_table
 from idiff_lib.core.errors import ParameterError
 from idiff_lib.core.settings import PROFILES
 
@@ -43,6 +44,8 @@ def add_cli(sub: argparse._SubParsersAction) -> None:
                      f"--keep folders of each step in <out>/{SUPERSEDED_DIR}/ (older outputs a rerun moved aside)")
     run.add_argument("--keep", type=int, default=None, metavar="N",
                      help=f"with --prune-superseded: folders kept per step (default {SUPERSEDED_KEEP})")
+    run.add_argument("--times", action="store_true", help="run nothing: print the run's time table (each step's "
+                     "latest wall time, CPU time and peak memory, and the machine)")
     run.set_defaults(func=_cli_run)
 
     prep = sub.add_parser("prepare-notebooks", help="write parameterised copies of the notebooks (for nbval)")
@@ -66,6 +69,9 @@ def _cli_run(args: argparse.Namespace) -> int:
         print(f"pruned {run_dir / SUPERSEDED_DIR}: {len(removed)} folder(s) removed, "
               f"{format_bytes(sum(size for _, size in removed))} freed; the newest {keep} per step kept", flush=True)
         return 0
+    if args.times:
+        print(format_time_table(time_table(run_folder(args.profile, args.out))), flush=True)
+        return 0
     if args.status:
         for status in chain_status(args.profile, args.data, args.out, from_step=args.from_step, only=args.only,
                                    overrides=parse_overrides(args.param), fig_dir=args.fig_dir):
@@ -78,6 +84,8 @@ def _cli_run(args: argparse.Namespace) -> int:
     ran = sum(r.status == "ran" for r in results)
     print(f"chain finished: {ran} step(s) run, {len(results) - ran} up to date, "
           f"{format_seconds(time.monotonic() - t0)}", flush=True)
+    if ran:
+        print(format_time_table(time_table(run_folder(args.profile, args.out))), flush=True)
     note = superseded_note(run_folder(args.profile, args.out))
     if note:
         print(note, flush=True)

@@ -26,6 +26,7 @@ STARTED_MARKER = "started.json"  # the fingerprint a step was last started with
 EXECUTED_NOTEBOOK = "executed.ipynb"  # the executed copy of the notebook (kept on failure)
 KERNEL_LOG = "kernel.log"  # the notebook kernel's own messages (its stderr), kept off the terminal
 RUN_LOCK = ".lock"  # in the run folder: held by the `idiff run` writing it, holds that run's PID
+TIMINGS_FILE = "timings.jsonl"  # in the run folder: every step attempt's wall, CPU and peak memory (chain.timing)
 
 # Step 02 (the Answer Model).
 ENSEMBLE_FILE = "ensemble.json"  # the saved ensemble's spec (members, ensembler)

@@ -24,11 +24,8 @@ LADDERS = ("progressive", "joint")
 # Where the S4 verdict of a test pair comes from when the Answer Model did not predict it.
 ANSWERS_FALLBACKS = ("reference", "prior")
 # Settings that count something and may not be negative (0 has a meaning for each, see the fields).
-_NON_NEGATIVE = ("max_pixels", "train_limit", "test_limit", "no_repeat_ngram_size", "seed", "threads", "align_pairs",
-                 "grpo_prompts", "lora_dropout", "final_test_limit", "evidence_weight", "val_pairs", "max_steps")
-# Settings that must be at least one.
-_POSITIVE = ("epochs_per_stage", "batch_size", "grad_accum", "max_new_tokens", "gen_batch_size", "tiny_hidden", "tiny_layers",
-             "tiny_vocab", "align_epochs", "evidence_lines", "eval_every")
+# The float settings that may not be negative (every int setting is a count: `StepSettings.check_counts`).
+_NON_NEGATIVE_FLOATS = ("lora_dropout", "evidence_weight")
 
 
 @dataclasses.dataclass
@@ -77,6 +74,9 @@ class ThinkingSettings(WorkedPairSettings):
     """
 
     STEP: ClassVar[str] = layout.THINKING_STEP
+    AT_LEAST_ONE: ClassVar[tuple[str, ...]] = (
+        "epochs_per_stage", "batch_size", "grad_accum", "max_new_tokens", "gen_batch_size", "tiny_hidden", "tiny_layers",
+        "tiny_vocab", "align_epochs", "evidence_lines", "eval_every")
 
     model_name: str = "small-vlm"  # pretrained parts on CPU; the paper profile names Qwen3-VL-8B-Instruct
     stages: list[str] = dataclasses.field(default_factory=lambda: list(STAGES))  # the whole ladder S0 -> S4
@@ -142,12 +142,10 @@ class ThinkingSettings(WorkedPairSettings):
         if self.answers_fallback not in ANSWERS_FALLBACKS:
             raise ParameterError(f"{where} 'answers_fallback' must be 'reference' or 'prior', got "
                                  f"{self.answers_fallback!r}")
-        for name in _NON_NEGATIVE:
+        super().validate()  # the counts
+        for name in _NON_NEGATIVE_FLOATS:
             if getattr(self, name) < 0:
                 raise ParameterError(f"{where} {name!r} must be >= 0, got {getattr(self, name)}")
-        for name in _POSITIVE:
-            if getattr(self, name) < 1:
-                raise ParameterError(f"{where} {name!r} must be >= 1, got {getattr(self, name)}")
         if self.lora_dropout >= 1:
             raise ParameterError(f"{where} 'lora_dropout' must be below 1, got {self.lora_dropout}")
         try:
