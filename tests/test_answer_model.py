@@ -215,6 +215,9 @@ def test_predict_cli_reports_missing_run(tmp_path, capsys):
     assert "fix" in capsys.readouterr().err
 
 
+# About 70 s on 2 cores: it must build the paper's five backbones at their real size (random weights),
+# the only way to know the GPU check's setup works before a GPU session spends its minutes on it.
+@pytest.mark.slow
 def test_gpu_check_setup_runs_on_cpu_with_small_inputs(pairs_file, tmp_path):
     import importlib.util
     from pathlib import Path

@@ -42,6 +42,8 @@ def _chain_cmd(out: Path, figs: Path) -> list[str]:
     return [sys.executable, "-m", "idiff_lib.cli", "run", "--profile", "tiny", "--out", str(out), "--fig-dir", str(figs)]
 
 
+# About 4 min on 2 cores: the tiny chain twice (an uninterrupted reference, then one killed in step 03
+# and resumed), the only end-to-end check that a resumed demo gives the same results.
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("chain")
@@ -71,6 +73,20 @@ def test_interrupted_chain_resumes_with_the_same_results(runs):
     assert all(status[s] == "ran" for s in status if s[:2] >= "03")
     for step in ("02_train_answer_model", "03_tune_thinking_model", "04_analyse_ensemble", "05_score_rationales"):
         assert _stable(pipeline.load_metrics(resumed, step)) == _stable(pipeline.load_metrics(reference, step)), step
+
+
+def test_no_step_of_the_tiny_chain_is_many_times_slower_than_its_committed_time(runs):
+    """A regression guard from the time table every run records: each step within `factor` x its committed time."""
+    from idiff_lib.chain import timing
+
+    reference, _, _ = runs
+    committed = json.loads((Path(__file__).parent / "tiny_chain_times.json").read_text())
+    rows = {r["step"]: r for r in timing.time_table(reference)}
+    assert set(rows) == set(committed["steps"]), "the time table lacks a step"
+    for step, seconds in committed["steps"].items():
+        bound = max(committed["factor"] * seconds, committed["floor_s"])
+        assert rows[step]["status"] == "ran" and rows[step]["wall_s"] <= bound, \
+            f"{step}: {rows[step]['wall_s']} s against a committed {seconds} s (bound {bound:.0f} s)"
 
 
 def test_report_step_writes_tables_figures_and_html(runs):

@@ -1,6 +1,7 @@
 """Checks on the project itself: dependency lists agree, notebooks are stripped and well-formed."""
 
 import ast
+import json
 import re
 import tomllib
 
@@ -47,6 +48,8 @@ def test_there_are_notebooks():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_stripped_and_parameterised(path):
     nb = nbformat.read(path, as_version=4)
+    ids = [c.get("id") for c in json.loads(path.read_text(encoding="utf-8"))["cells"]]  # as stored: nbformat fills gaps
+    assert all(ids) and len(set(ids)) == len(ids), "every cell needs its own id (else nbformat warns in every run)"
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip outputs"
     params = code[0]
