@@ -68,3 +68,20 @@ def raim_dir() -> Path:
     if folder is None:
         pytest.skip("../shared/raim_piqa (the public RAIM-PIQA rationales) is not present")
     return folder
+
+
+@pytest.fixture
+def toy_chain(tmp_path: Path, monkeypatch) -> Path:
+    """test_pipeline's two toy notebooks, a data folder with one file, a private hash cache; the chain's root folder.
+
+    The code fingerprint is fixed, so a library edit made while the tests run does not rerun the toy steps.
+    """
+    from test_pipeline import write_toy_chain
+
+    from idiff_lib.chain import runner
+
+    monkeypatch.setattr(runner, "_code_fingerprint", lambda: "code")
+    monkeypatch.setattr(paths, "CACHE_DIR", tmp_path / "cache")
+    write_toy_chain(tmp_path)
+    (tmp_path / "data" / "train_sft.jsonl").write_text("abc\n")
+    return tmp_path

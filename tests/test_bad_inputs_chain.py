@@ -219,20 +219,6 @@ def test_an_internal_error_prints_one_line_and_the_log_path(tmp_path, monkeypatc
 
 
 # --------------------------------------------------------------------------- 5. a rerun keeps trained work; --status
-@pytest.fixture
-def toy_chain(tmp_path, monkeypatch):
-    """The two toy notebooks of test_pipeline, a data folder with one file, and a private hash cache."""
-    from idiff_lib.chain import runner
-    from idiff_lib.core import paths
-    from test_pipeline import write_toy_chain
-
-    monkeypatch.setattr(runner, "_code_fingerprint", lambda: "code")
-    monkeypatch.setattr(paths, "CACHE_DIR", tmp_path / "cache")
-    write_toy_chain(tmp_path)
-    (tmp_path / "data" / "train_sft.jsonl").write_text("abc\n")
-    return tmp_path
-
-
 def _toy(chain, fn="run_chain", **kw):
     from idiff_lib.chain import runner, status
     from test_pipeline import REGISTRY

@@ -21,7 +21,7 @@ from idiff_lib import cli
 from idiff_lib.chain import folders, runner
 from idiff_lib.chain.status import chain_status
 from idiff_lib.chain.steps import STEP_SETTINGS
-from idiff_lib.core import layout, paths
+from idiff_lib.core import layout
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.core.settings import CHAIN_FLAGS, check_type
 
@@ -29,15 +29,9 @@ TESTS = Path(__file__).parent
 
 
 @pytest.fixture
-def chain(tmp_path, monkeypatch):
-    """The toy chain of test_pipeline, a data folder with one file and a private hash cache."""
-    from test_pipeline import write_toy_chain
-
-    monkeypatch.setattr(runner, "_code_fingerprint", lambda: "code")  # others may edit the library meanwhile
-    monkeypatch.setattr(paths, "CACHE_DIR", tmp_path / "cache")
-    write_toy_chain(tmp_path)
-    (tmp_path / "data" / "train_sft.jsonl").write_text("abc\n")
-    return tmp_path
+def chain(toy_chain):
+    """The toy chain (conftest's `toy_chain`)."""
+    return toy_chain
 
 
 @pytest.fixture

@@ -11,19 +11,6 @@ from idiff_lib.core import layout
 from idiff_lib.core.errors import DataError
 
 
-@pytest.fixture
-def toy(tmp_path, monkeypatch):
-    from test_pipeline import write_toy_chain
-
-    from idiff_lib.core import paths
-
-    monkeypatch.setattr(runner, "_code_fingerprint", lambda: "code")
-    monkeypatch.setattr(paths, "CACHE_DIR", tmp_path / "cache")
-    write_toy_chain(tmp_path)
-    (tmp_path / "data" / "train_sft.jsonl").write_text("abc\n")
-    return tmp_path
-
-
 def _run(chain, **kw):
     from test_pipeline import REGISTRY
 
@@ -31,31 +18,31 @@ def _run(chain, **kw):
                             fig_dir=chain / "fig", log=lambda m: None, **kw)
 
 
-def test_every_step_that_ran_has_wall_cpu_and_peak_memory(toy):
-    _run(toy)
-    rows = timing.time_table(toy / "run")
+def test_every_step_that_ran_has_wall_cpu_and_peak_memory(toy_chain):
+    _run(toy_chain)
+    rows = timing.time_table(toy_chain / "run")
     assert [r["step"] for r in rows] == ["01_first", "02_second"]
     for r in rows:
         assert r["status"] == "ran" and r["wall_s"] > 0 and r["cpu_s"] > 0
         assert r["peak_rss_mib"] > 10  # the notebook kernel is a Python process of tens of MiB at least
         assert r["machine"]["cores"] >= 1 and r["machine"]["ram_gib"] > 0
-        marker = json.loads((toy / "run" / r["step"] / layout.STEP_MARKER).read_text())
+        marker = json.loads((toy_chain / "run" / r["step"] / layout.STEP_MARKER).read_text())
         assert marker["cpu_seconds"] == r["cpu_s"] and marker["peak_rss_mib"] == r["peak_rss_mib"]
     table = timing.format_time_table(rows)
     assert "| 01_first | ran |" in table and "**total** | 2 ran" in table and "Machine:" in table
-    _run(toy)  # up to date: nothing new is recorded
-    assert len((toy / "run" / layout.TIMINGS_FILE).read_text().splitlines()) == 2
+    _run(toy_chain)  # up to date: nothing new is recorded
+    assert len((toy_chain / "run" / layout.TIMINGS_FILE).read_text().splitlines()) == 2
 
 
 @pytest.mark.parametrize("exc, status", [(KeyboardInterrupt, "interrupted"), (runner.StepFailed("boom"), "failed")])
-def test_a_stopped_step_is_recorded_as_stopped_not_as_a_time(toy, monkeypatch, exc, status):
+def test_a_stopped_step_is_recorded_as_stopped_not_as_a_time(toy_chain, monkeypatch, exc, status):
     def stop(*args, **kwargs):
         raise exc
 
     monkeypatch.setattr(runner, "_execute", stop)
     with pytest.raises(type(exc) if isinstance(exc, Exception) else exc):
-        _run(toy)
-    (row,) = timing.time_table(toy / "run")
+        _run(toy_chain)
+    (row,) = timing.time_table(toy_chain / "run")
     assert row["status"] == status and row["wall_s"] is None and row["cpu_s"] is None
     assert row["stopped_after_s"] is not None
     assert f"{status} after" in timing.format_time_table([row])
