@@ -17,7 +17,7 @@ PROFILE ?= cpu
 RUN ?= runs/$(PROFILE)
 NBTEST := build/nbtest
 
-.PHONY: demo test test-fast install clean-runs
+.PHONY: demo test test-fast test-notebooks install clean-runs
 
 $(VENV)/.installed: pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,13 +32,20 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/idiff run --profile $(PROFILE) --out $(RUN)
 
+# Both cores (pytest-xdist): the tiny chain's tests stay on one worker (loadgroup), which runs the
+# chain once for them all (tests/conftest.py: tiny_run); the other worker takes the rest meanwhile.
 test: $(VENV)/.installed
-	rm -rf $(NBTEST)
-	$(VENV)/bin/idiff prepare-notebooks --profile tiny --out $(NBTEST)
-	$(PY) -m pytest tests $(NBTEST) --nbval-lax --nbval-current-env -p no:cacheprovider -q --durations=25
+	$(PY) -m pytest tests -n 2 --dist loadgroup -p no:cacheprovider -q --durations=25
 
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest tests -m "not slow" -q
+	$(PY) -m pytest tests -m "not slow" -n 2 -p no:cacheprovider -q
+
+# nbval over copies of the notebooks at the tiny profile: the chain again, cell by cell, outside the
+# runner (make test reads the executed notebooks of its one tiny run instead).
+test-notebooks: $(VENV)/.installed
+	rm -rf $(NBTEST)
+	$(VENV)/bin/idiff prepare-notebooks --profile tiny --out $(NBTEST)
+	$(PY) -m pytest $(NBTEST) --nbval-lax --nbval-current-env -p no:cacheprovider -q
 
 clean-runs:
 	rm -rf runs build

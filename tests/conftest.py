@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from filelock import FileLock
 from PIL import Image
 from skimage import data as skdata
 from skimage.transform import resize
@@ -85,3 +89,52 @@ def toy_chain(tmp_path: Path, monkeypatch) -> Path:
     write_toy_chain(tmp_path)
     (tmp_path / "data" / "train_sft.jsonl").write_text("abc\n")
     return tmp_path
+
+
+def tiny_chain_cmd(out: Path, figs: Path) -> list[str]:
+    """``idiff run`` of the whole chain at the tiny profile into `out`, its figures into `figs`."""
+    return [sys.executable, "-m", "idiff_lib.cli", "run", "--profile", "tiny", "--out", str(out), "--fig-dir", str(figs)]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The whole notebook chain at the tiny profile, run once per test session; its run folder.
+
+    About 2 min on 2 cores. Every test that needs an executed chain reads this one run (never writes
+    to it): the chain tests, the executed-notebook checks that replaced nbval's second run of the
+    notebooks, the export. Under pytest-xdist the workers share it: the first to ask runs it under a
+    file lock, the others wait and read. Its figures are in ``run.parent / "figures"``.
+    """
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the session's folder, above each worker's own
+    base = shared / "tiny_chain"
+    run, outcome = base / "run", base / "outcome.txt"  # "ok", or why the chain failed (it runs once either way)
+    with FileLock(str(shared / "tiny_chain.lock")):
+        if not outcome.exists():
+            res = subprocess.run(tiny_chain_cmd(run, base / "figures"), capture_output=True, text=True, check=False)
+            failed = f"the tiny chain failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
+            outcome.write_text("ok" if res.returncode == 0 else failed, encoding="utf-8")
+    if outcome.read_text(encoding="utf-8") != "ok":
+        pytest.fail(outcome.read_text(encoding="utf-8"), pytrace=False)
+    return run
+
+
+# A test that took this long or more in the last measured full run (tests/test_durations.json,
+# written by benchmarks/suite_durations.py) is marked slow: make test-fast leaves it out.
+SLOW_SECONDS = 1.0
+
+
+def measured_durations() -> dict[str, float]:
+    """Node id -> seconds of the last measured full run (empty when the file is absent)."""
+    path = Path(__file__).with_name("test_durations.json")
+    return json.loads(path.read_text(encoding="utf-8"))["tests"] if path.exists() else {}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests measured slow; the tiny chain's tests first (under xdist their worker starts the longest group at once)."""
+    measured = measured_durations()
+    for item in items:
+        if measured.get(item.nodeid, 0.0) >= SLOW_SECONDS:
+            item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)

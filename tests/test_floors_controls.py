@@ -18,6 +18,7 @@ from idiff_lib.data.datasets import load_split
 from idiff_lib.data.pairs import format_completion, make_pair
 from idiff_lib.data.swap import write_swapped_pair
 from idiff_lib.report import html_report as report
+from idiff_lib.report import ladder_plot, narrative, thinking_narrative
 from idiff_lib.report import score_figures as SR
 from idiff_lib.scoring import controls, scorers, stats, worked_pair
 from idiff_lib.thinking import evaluation, prompts
@@ -223,23 +224,25 @@ FLOOR = {"system": controls.FLOOR_SYSTEM, "stage": controls.FLOOR_STAGE, "rouge_
 
 
 def test_floor_and_wrong_side_sentences():
-    s = controls.floor_sentence(LADDER + [FLOOR], FLOOR, "rouge_l")
-    assert s.startswith("3 of 6 ladder rows") and "0.350" in s and "+0.030" in s
+    s = narrative.text_floor_sentence(pd.DataFrame(LADDER + [FLOOR]), "rouge_l")
+    assert s.startswith("3 of 6 ladder rows") and "(0.350)" in s and "+0.030" in s and "no interval" in s
     w = controls.wrong_side_sentence(LADDER + [FLOOR])
     assert "tiny S0" in w and "90%" in w and "1 of 6 rows never" in w
-    assert "No rouge_l" in controls.floor_sentence([], FLOOR)
+    assert narrative.text_floor_sentence(pd.DataFrame(LADDER), "rouge_l") == "", "no floor row: nothing to say"
 
 
 def test_ladder_accuracy_and_control_sentences():
-    a = controls.ladder_accuracy_sentence(LADDER, "tiny")
-    assert "0.50–0.50" in a and "S4 accuracy 0.80 is copied from the prompt" in a
-    c = evaluation.control_sentence(LADDER, "tiny", "tiny-S0-5ep")
-    assert "S0 trained as long as S4 0.360" in c and "Training alone accounts for 75%" in c
+    lines = narrative.ladder_accuracy_sentences(pd.DataFrame(LADDER))
+    assert lines[0] == "tiny S0's accuracy is 0.50, at chance (0.50); no interval was computed for it."
+    assert "tiny S4's accuracy is 0.80, above chance" in lines[4]
+    c = thinking_narrative.control_sentence(LADDER, "tiny", "tiny-S0-5ep")
+    assert "S0 trained as long as S4 0.360" in c and "training alone accounts for 75%" in c
+    assert "No interval was computed" in c, "a split of point values says that it is not shown to be real"
     longer = [r if r["system"] != "tiny-S0-5ep" else {**r, "rouge_l": 0.5} for r in LADDER]
-    assert "gain is more training" in evaluation.control_sentence(longer, "tiny", "tiny-S0-5ep")
+    assert "gain is more training" in thinking_narrative.control_sentence(longer, "tiny", "tiny-S0-5ep")
     flat = [{**r, "rouge_l": 0.3} for r in LADDER]
-    assert "no gain to split" in evaluation.control_sentence(flat, "tiny", "tiny-S0-5ep")
-    assert "not trained" in evaluation.control_sentence(LADDER[:5], "tiny", "tiny-S0-5ep")
+    assert "no gain to split" in thinking_narrative.control_sentence(flat, "tiny", "tiny-S0-5ep")
+    assert "not trained" in thinking_narrative.control_sentence(LADDER[:5], "tiny", "tiny-S0-5ep")
 
 
 class _Net:
@@ -260,17 +263,6 @@ def test_ensemble_sentences():
     assert "wrong on 1 of 4" in w and "share 0.5" in w and "about what chance predicts" in w
     c = analysis.calibration_sentence(np.full(20, 0.51), np.r_[np.ones(10), np.zeros(10)], "convnext")
     assert "because its p stays near 0.5" in c and "mean |p − 0.5| = 0.01" in c
-    ladder = pd.DataFrame([{"row": "merged", "overall_acc": 0.55, "overall_lo": 0.45, "overall_hi": 0.65},
-                           {"row": "ensemble", "overall_acc": 0.8, "overall_lo": 0.7, "overall_hi": 0.9}])
-    assert "best row is ensemble at 0.80 [0.70, 0.90]" in analysis.ladder_sentence(ladder)
-    assert "intervals of merged include 0.5" in analysis.ladder_sentence(ladder)
-    ladder["kind"] = "rung"
-    scratch = ladder.iloc[:1].assign(row="merged (no pretraining)", kind="ablation", overall_acc=0.5)
-    frozen = ladder.iloc[:1].assign(row="frozen features + linear head", kind="teaching", overall_acc=0.6)
-    both = pd.concat([frozen, ladder, scratch], ignore_index=True)
-    assert "intervals of frozen features + linear head, merged, merged (no pretraining) include 0.5" in analysis.ladder_sentence(both)
-    gains = analysis.rung_gains(both)
-    assert "merged -> ensemble   : +0.250" in gains and "floor 0.600: cleared by ensemble" in gains
 
 
 def test_worked_pair_rationales_table(tmp_path):
@@ -294,11 +286,12 @@ def test_table_b_and_figures_show_the_floor_and_the_copied_accuracy(tmp_path):
     assert s4["accuracy [95% CI]"].endswith("†") and s4["wrong side"] == "0.90"
     assert "†" not in b[b["stage"].str.startswith("S3")].iloc[0]["accuracy [95% CI]"]
     assert stats.CLUSTER_CI_CAPTION in report.TABLE_B_NOTE
-    fig = report.plot_thinking_ladder(tmp_path)
+    fig = report.thinking_ladder_plot(tmp_path).figure
     assert any("floor" in t.get_text() for t in fig.axes[1].get_legend().get_texts())
-    fig = SR.plot_stage_ladder_scores(pd.DataFrame(rows))
+    fig = ladder_plot.plot_ladder(ladder_plot.stage_ladder_panels(pd.DataFrame(rows), ("rouge_l", "accuracy"))).figure
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert "shuffled-reference floor" in labels and controls.FLOOR_SYSTEM not in labels
+    assert ladder_plot.TEXT_FLOOR_LABEL in labels and controls.FLOOR_SYSTEM not in labels
+    assert fig.axes[1].get_title().endswith(f"{', '.join(controls.ANSWER_IN_PROMPT_STAGES)}: copied from the prompt")
 
 
 def test_worked_pair_probabilities_swap_to_one_minus_p(tmp_path):

@@ -183,9 +183,23 @@ def test_lines_vs_meta_figure_has_six_axes_per_pair_and_counts_in_the_titles():
         SR.plot_lines_vs_meta([], {}, meta)
 
 
-def test_notebook_03_draws_the_figure_after_the_worked_pair_and_explains_it():
+def test_notebook_03_draws_the_figure_after_the_worked_pair_and_explains_it_only_when_drawn():
+    """The reading under the lines-vs-truth figure is a code cell that shows it only when the figure was drawn
+    (pairs with ground truth were `shown`); without ground truth nothing is said about a figure absent."""
+    from types import SimpleNamespace
+
+    from idiff_lib.report import narrative
+
     cells = json.loads((paths.PROJ_ROOT / "notebooks" / "03_tune_thinking_model.ipynb").read_text())["cells"]
     at = next(i for i, c in enumerate(cells) if "03_thinking_lines_vs_meta" in "".join(c["source"]))
-    assert "".join(cells[at + 1]["source"]).startswith("**What this shows.**")
+    assert "shown = " in "".join(cells[at]["source"]), "the figure cell names the pairs it draws"
+    reading = cells[at + 1]
+    assert reading["cell_type"] == "code"
+    for shown, expect_shown in (([], False), (["p_000"], True)):
+        said = []
+        stub = SimpleNamespace(what_this_shows=narrative.what_this_shows, show_markdown=said.append)
+        exec("".join(reading["source"]), {"narrative": stub, "shown": shown})
+        assert len(said) == 1 and bool(said[0]) == expect_shown
+        assert not expect_shown or said[0].startswith("**What this shows.** Which claims of the last stage")
     worked = next(i for i, c in enumerate(cells) if "worked_pair_rationales(files" in "".join(c["source"]))
     assert at > worked

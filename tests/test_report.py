@@ -53,8 +53,8 @@ def test_the_saved_ensemble_is_the_feature_row_when_the_run_has_one(run_dir):
 
 
 def test_figures_draw(run_dir):
-    for fig in (report.plot_answer_ladder(run_dir), report.plot_thinking_ladder(run_dir)):
-        assert fig.axes and fig.axes[0].get_ylabel()
+    for plot in (report.answer_ladder_plot(run_dir), report.thinking_ladder_plot(run_dir)):
+        assert plot.figure.axes and plot.figure.axes[0].get_ylabel() and plot.caption.endswith(".")
 
 
 def test_html_report_loads_in_headless_chromium(run_dir, tmp_path):

@@ -18,6 +18,7 @@ from idiff_lib.features import pair_cues  # noqa: E402
 from idiff_lib.features.table import cue_glossary  # noqa: E402
 from idiff_lib.report import answer_figures as af  # noqa: E402
 from idiff_lib.report import explore  # noqa: E402
+from idiff_lib.report import ladder_plot  # noqa: E402
 from idiff_lib.report import html_report as report  # noqa: E402
 
 
@@ -37,7 +38,8 @@ def _overlaps(labels) -> bool:
 
 
 def test_answer_ladder_tick_labels_do_not_overlap():
-    fig = af.plot_answer_ladder_accuracy(_ladder())
+    fig = ladder_plot.plot_ladder(ladder_plot.answer_ladder_panels(ladder_plot.answer_ladder_long(_ladder())),
+                                  orient="h").figure
     fig.canvas.draw()
     ax = fig.axes[0]
     names = [t.get_text() for t in ax.get_yticklabels()]
@@ -60,6 +62,17 @@ def test_training_curves_one_panel_per_member_with_the_chance_loss():
     assert len(fig.axes) == 6 and [ax.get_title() for ax in fig.axes[:3]] == ["a", "b", "c"]
     loss_axis = fig.axes[0]
     assert any(np.allclose(line.get_ydata(), math.log(2)) for line in loss_axis.get_lines())
+
+
+def test_training_curves_of_many_members_wrap_onto_a_grid():
+    """Issue 28: 11 members were 11 panels in one 3,454-px row; they now wrap, `CURVE_COLUMNS` to a row."""
+    names = [f"m{k}" for k in range(11)]
+    curves = pd.DataFrame([{"member": m, "epoch": 1, "metric": k, "value": 0.6} for m in names
+                           for k in ("train_loss", "val_loss", "train_acc", "val_acc")])
+    fig = af.plot_curves(curves)
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in titled] == names and len(fig.axes) == 2 * len(names), "no empty panel left"
+    assert fig.get_size_inches()[0] < 13 and len({round(ax.get_position().y0, 3) for ax in titled}) == 3
 
 
 def test_every_pair_cue_has_a_glossary_line_and_the_figure_shows_it():
@@ -110,6 +123,20 @@ def test_heading_fractions_from_committed_counts(pair_folder):
     assert table.loc["Global Overall", "raim_fraction"] == pytest.approx(0.1)
     assert table.loc["Hair Texture", "rationales"] == 0 and table.loc["Hair Texture", "raim_of"] == 10
     assert "raim_fraction" not in explore.heading_fractions(pairs, raim_counts={"Hair Texture": 4}, raim_total=0)
+
+
+def test_heading_fraction_sentence_reads_the_table(pair_folder):
+    pairs = read_pairs(pair_folder / "pairs.jsonl")
+    table = explore.heading_fractions(pairs, raim_counts={"Global Overall": 1, "Hair Texture": 4}, raim_total=10)
+    here = int((table["rationales"] > 0).sum())
+    first = table["heading"] == "Global Overall"  # one of the headings every rationale here holds, first
+    s = explore.heading_fraction_sentence(table.iloc[list(first[first].index) + list(first[~first].index)],
+                                          raim_upper_bound=True)
+    assert s.startswith("The most frequent heading here, Global Overall, is in 100% of 3 rationales")
+    assert "at most 10% of the 10 public RAIM-PIQA ones" in s
+    assert s.endswith(f"this data uses {here} distinct headings, the public rationales 2.")
+    alone = explore.heading_fraction_sentence(explore.heading_fractions(pairs))
+    assert "public" not in alone and alone.endswith("of 3 rationales.")
 
 
 def test_committed_vocabulary_records_how_many_rationales_it_counted():

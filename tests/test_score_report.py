@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import pandas as pd
 import pytest
 
+from idiff_lib.report import ladder_plot
 from idiff_lib.report import score_figures as SR
 from idiff_lib.scoring import scorers
 from idiff_lib.core.errors import DataError
@@ -77,7 +78,8 @@ def test_tables_and_figures_from_a_score():
     assert row["n"] == 4 and 0 <= row["bleu4"] <= 1
     assert "not the challenge's" in row["combined_weights"] and "rouge_l 0.25" in row["combined_weights"]
     ladder = pd.DataFrame([{"system": "t", "stage": s, **row} for s in ("S0", "S1")])
-    assert SR.plot_stage_ladder_scores(ladder).axes
+    plot = ladder_plot.plot_ladder(ladder_plot.stage_ladder_panels(ladder))
+    assert [p["x_order"] for p in plot.meta["panels"]] == [["S0", "S1"]] * len(plot.meta["panels"])
 
 
 def test_attribute_agreement_counts_matched_aspects_only():
@@ -141,3 +143,6 @@ def test_training_loss_plot_has_one_panel_per_stage():
     assert [ax.get_title() for ax in fig.axes] == ["S0", "S1"]
     assert [list(ax.get_lines()[0].get_ydata()) for ax in fig.axes] == [[2.0, 1.5], [1.4, 1.2]]
     assert fig.axes[0].get_shared_y_axes().joined(fig.axes[0], fig.axes[1])
+    five = SR.plot_training_loss({f"S{k}": {"loss_history": [(1, 1.0)]} for k in range(5)})
+    assert [ax.get_title() for ax in five.axes] == [f"S{k}" for k in range(5)], "a grid, no empty panel"
+    assert len({round(ax.get_position().y0, 3) for ax in five.axes}) == 2, "three panels to a row, then two"

@@ -73,10 +73,14 @@ def reliability(p: np.ndarray, labels: np.ndarray, bins: int = 10) -> tuple[list
 
 
 def agreement_matrix(probs: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(Pearson correlation of the members' logits, share of pairs where their answers agree)."""
+    """(Pearson correlation of the members' logits, share of pairs where their answers agree).
+
+    A member whose logit is the same for every pair has no correlation with any other: 0 is drawn for it.
+    """
     probs = np.asarray(probs, float)
     z = prob_logit(probs)
-    corr = np.corrcoef(z.T) if probs.shape[1] > 1 else np.ones((1, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant member's 0/0, set to 0 below
+        corr = np.corrcoef(z.T) if probs.shape[1] > 1 else np.ones((1, 1))
     answers = probs > 0.5
     agree = (answers[:, :, None] == answers[:, None, :]).mean(axis=0)
     return np.nan_to_num(corr, nan=0.0), agree
@@ -298,32 +302,3 @@ def calibration_sentence(p: np.ndarray, labels: np.ndarray, name: str) -> str:
     spread = float(np.mean(np.abs(p - 0.5))) if len(p) else float("nan")
     why = " because its p stays near 0.5" if spread < 0.05 else ""
     return (f"{name}'s ECE is {ece:.3f}{why} (mean |p − 0.5| = {spread:.2f}, accuracy {accuracy(p, labels):.2f}).")
-
-
-def rung_gains(ladder: pd.DataFrame) -> str:
-    """The paper's rungs one after another with their change in test accuracy, then each rung
-    against the teaching row (the frozen-features floor) where the ladder has one."""
-    rows = ladder.dropna(subset=["overall_acc"])
-    rungs = rows[rows["kind"] == "rung"] if "kind" in rows else rows
-    acc = rungs.set_index("row")["overall_acc"]
-    lines = [f"{prev:>11s} -> {row:<11s}: {acc[row] - acc[prev]:+.3f}" + ("   (no gain: see the note below)"
-                                                                       if acc[row] <= acc[prev] else "")
-             for prev, row in zip(acc.index[:-1], acc.index[1:])]
-    floor = rows[rows["kind"] == "teaching"]["overall_acc"] if "kind" in rows else pd.Series(dtype=float)
-    if len(floor):
-        above = [r for r in acc.index if acc[r] > floor.iloc[0]]
-        lines.append(f"frozen-features floor {floor.iloc[0]:.3f}: "
-                     + (f"cleared by {', '.join(above)}" if above else "no rung clears it"))
-    return "\n".join(lines)
-
-
-def ladder_sentence(ladder: pd.DataFrame) -> str:
-    """Notebook 02's ablation ladder in one sentence: the best row, its interval, and which rows' intervals hold chance."""
-    rows = ladder.dropna(subset=["overall_acc"]).reset_index(drop=True)
-    if rows.empty:
-        return "The ladder has no scored rows."
-    best = rows.loc[rows["overall_acc"].idxmax()]
-    at_chance = rows[(rows["overall_lo"] <= 0.5) & (rows["overall_hi"] >= 0.5)]["row"].tolist()
-    return (f"The best row is {best['row']} at {best['overall_acc']:.2f} [{best['overall_lo']:.2f}, {best['overall_hi']:.2f}]; "
-            + (f"the intervals of {', '.join(map(str, at_chance))} include 0.5, so those rows are not shown to beat chance."
-               if at_chance else "no row's interval includes 0.5."))

@@ -47,7 +47,7 @@ class AnswerSettings(WorkedPairSettings):
     img_size: int = 192  # crop side: the detail crops (about 208 px) stay nearly whole at native pixels
     resize: int = 240  # the global view's short side before the random 192 crop (keeps most of the frame)
     local_resize: int = 0  # 0: detail crops kept at native pixels, where noise, halos and smearing are visible
-    epochs: int = 2  # what fits the 15-minute CPU budget for the whole ladder on 2 cores
+    epochs: int = 2  # finetune only: epochs per member (method = "heads" trains no backbone)
     batch_size: int = 16  # small batches: more updates per epoch on a small data set
     lr: float = 0.0001  # the paper's AdamW rate
     weight_decay: float = 0.0001  # the paper's value

@@ -292,7 +292,7 @@ def export(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write the submission JSONL for every pair of `data`; returns a summary (counts, accuracy when labelled)."""
-    from idiff_lib.thinking.generation import model_writer, write_rationales
+    from idiff_lib.thinking.generation import model_writer, verdict_sources, with_verdict_sources, write_rationales
     from idiff_lib.thinking.run import load_thinking_run
     from idiff_lib.thinking.side_inputs import s4_answers
 
@@ -332,6 +332,8 @@ def export(
     verdicts, _ = s4_answers(pairs, side_file(out, "answers"), fallback="prior")
     prompts = prompts_mod.build_prompts(pairs, stage, cues=cues, answers=verdicts, vocabulary=vocabulary)
     rationales_path = side_file(out, "rationales")
+    # each row records where its prompt's verdict came from, by the rule s4_answers followed
+    write = with_verdict_sources(write, verdict_sources(pairs, side_file(out, "answers"), fallback="prior"))
     write_rationales(pairs, prompts, rationales_path, write, progress=progress)
     rationales = {r["id"]: r for r in storage.read_jsonl_rows(rationales_path)}
 

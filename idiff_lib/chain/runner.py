@@ -53,7 +53,7 @@ from idiff_lib.chain.folders import (
     supersede_if_stale,
 )
 from idiff_lib.chain.steps import STEP_SETTINGS
-from idiff_lib.core import layout, paths, storage
+from idiff_lib.core import determinism, layout, paths, storage
 from idiff_lib.core.errors import DataError, IdiffError, ParameterError, suggest
 from idiff_lib.core.settings import (
     CHAIN_FLAGS,
@@ -114,7 +114,7 @@ def notebook_context(namespace: dict[str, Any], step: str) -> Context:
         raise ParameterError(f"{step}: unknown profile {profile!r}.{suggest(profile, PROFILES)} Choose one of {PROFILES}.")
     settings_class = STEP_SETTINGS.get(step)
     settings = settings_class.from_params(params, step) if settings_class is not None else None
-    apply_threads(params.get("threads", 0))
+    apply_threads(params.get("threads"))
     data_dir = Path(params.get("data_dir") or paths.DEMO_DIR).expanduser().resolve()
     run_dir = Path(params.get("run_dir") or paths.RUNS_DIR / "interactive").expanduser().resolve()
     step_dir = Path(params.get("step_dir") or layout.step_dir(run_dir, step)).expanduser().resolve()
@@ -138,15 +138,9 @@ def _annotated_params(namespace: dict[str, Any], step: str) -> dict[str, Any]:
     return params
 
 
-def apply_threads(threads: int) -> None:
-    """Set torch's thread count once per step; 0 (or no ``threads`` setting) leaves torch's own choice.
-
-    torch is imported only when a count is given, so steps without one never load it.
-    """
-    if isinstance(threads, int) and not isinstance(threads, bool) and threads > 0:
-        import torch
-
-        torch.set_num_threads(threads)
+def apply_threads(threads: int | None) -> None:
+    """Run the step at its thread count in every library (None: no ``threads`` setting); `determinism.configure`."""
+    determinism.configure(threads)
 
 
 def save_metrics(step_dir: str | Path, metrics: dict[str, Any]) -> Path:
@@ -525,7 +519,8 @@ def _execute(nb: Path, step_dir: Path, params: dict[str, Any]) -> None:
         papermill.execute_notebook(
             str(nb), str(executed), parameters=params, kernel_name="python3",
             cwd=str(paths.PROJ_ROOT), progress_bar=False, log_output=False,
-            kernel_manager_class=_logged_kernel_manager(step_dir / layout.KERNEL_LOG),
+            kernel_manager_class=_logged_kernel_manager(step_dir / layout.KERNEL_LOG,
+                                                        determinism.kernel_env(params.get("threads"))),
         )
     except PapermillExecutionError as exc:
         raise StepFailed(
@@ -541,14 +536,15 @@ def _execute(nb: Path, step_dir: Path, params: dict[str, Any]) -> None:
                          "(the notebook must end with pipeline.save_metrics(ctx.step_dir, ...))")
 
 
-def _logged_kernel_manager(log: Path) -> type:
-    """A jupyter kernel manager class whose kernels write their stderr to `log` (appended), not to ours."""
+def _logged_kernel_manager(log: Path, env: Mapping[str, str]) -> type:
+    """A jupyter kernel manager class whose kernels get `env` and write their stderr to `log` (appended), not ours."""
     from jupyter_client.manager import AsyncKernelManager
 
     class LoggedKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             with open(log, "ab") as stderr:  # noqa: ASYNC230 - once per kernel start; the kernel keeps its own copy
-                await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": stderr})
+                env_out = {**kw.get("env", os.environ), **env}
+                await super()._async_launch_kernel(kernel_cmd, **{**kw, "stderr": stderr, "env": env_out})
 
     return LoggedKernelManager
 

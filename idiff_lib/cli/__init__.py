@@ -19,24 +19,33 @@ from pathlib import Path
 from idiff_lib.core import paths
 from idiff_lib.core.errors import IdiffError
 
-# Modules that contribute subcommands: each defines add_cli(subparsers) and sets
-# `func` on its parsers (func(args) -> int exit code).
-CLI_MODULES = (
-    "idiff_lib.cli.run",
-    "idiff_lib.cli.data",
-    "idiff_lib.cli.answer",
-    "idiff_lib.cli.think",
-    "idiff_lib.cli.score",
-    "idiff_lib.cli.export",
-)
+# Each top-level command and the module that adds it: each defines add_cli(subparsers) and sets
+# `func` on its parsers (func(args) -> int exit code). `idiff COMMAND ...` imports only COMMAND's
+# module, so `idiff data check` starts in about a second instead of waiting for torch and transformers.
+COMMANDS = {
+    "run": "idiff_lib.cli.run",
+    "prepare-notebooks": "idiff_lib.cli.run",
+    "data": "idiff_lib.cli.data",
+    "answer": "idiff_lib.cli.answer",
+    "think": "idiff_lib.cli.think",
+    "score": "idiff_lib.cli.score",
+    "export": "idiff_lib.cli.export",
+}
+CLI_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``idiff`` parser: with only `command`'s module when it names one, else with every command (help, typos)."""
     parser = argparse.ArgumentParser(prog="idiff", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in CLI_MODULES:
+    for name in ((COMMANDS[command],) if command in COMMANDS else CLI_MODULES):
         importlib.import_module(name).add_cli(sub)
     return parser
+
+
+def requested_command(argv: list[str]) -> str | None:
+    """The command `argv` names (its first word; the top-level parser takes no option but ``-h``)."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
 
 
 INTERRUPTED = ("idiff: interrupted. Everything finished so far is kept (written atomically; finished steps "
@@ -60,7 +69,7 @@ def write_crash_log(argv: list[str]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(requested_command(argv)).parse_args(argv)
         return int(args.func(args) or 0)
     except IdiffError as exc:
         print(f"idiff: error: {exc}", file=sys.stderr)

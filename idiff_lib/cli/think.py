@@ -14,7 +14,7 @@ from idiff_lib.data import pairs as pairs_mod
 from idiff_lib.thinking import prompts as prompts_mod
 from idiff_lib.thinking import template_baseline
 from idiff_lib.thinking.checkpoints import PAPER_MODELS
-from idiff_lib.thinking.generation import model_writer, write_rationales
+from idiff_lib.thinking.generation import model_writer, verdict_sources, with_verdict_sources, write_rationales
 from idiff_lib.thinking.grpo import read_grpo_file
 from idiff_lib.thinking.lora import LoraSettings
 from idiff_lib.thinking.run import RunSettings, build_run_settings, load_thinking_run, train_run
@@ -142,6 +142,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         writer = model_writer(model, processor, batch_size=settings.gen_batch_size,
                               max_new_tokens=settings.max_new_tokens, max_pixels=settings.max_pixels,
                               no_repeat_ngram_size=settings.no_repeat_ngram_size)
+    # a row answered with its prompt's verdict records that verdict's source (S4 needs one from --answers)
+    writer = with_verdict_sources(writer, verdict_sources(pairs, args.answers, fallback="prior"))
     stats = write_rationales(pairs, prompts, args.out, writer)
     print(json.dumps({"out": str(args.out), "stage": stage, **stats}))
     return 0

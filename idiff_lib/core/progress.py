@@ -70,3 +70,25 @@ def progress_bar(iterable: Iterable | None = None, **kwargs: Any):
         except ImportError:  # ipywidgets missing (it is a dependency; a bare kernel may lack it)
             pass
     return tqdm(iterable, **kwargs)
+
+
+def quiet_library_bars() -> bool:
+    """Turn Hugging Face's own bars off (transformers' "Loading weights" and "Writing model shards", the
+    Hub's downloads) where `progress_mode` is "off": a batch kernel would keep each as a frozen "0%"
+    widget line in the executed notebook. Elsewhere (a person's kernel, the CLI) they stay.
+
+    Returns:
+        Whether the bars were turned off.
+    """
+    if progress_mode() != "off":
+        return False
+    import sys
+
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()  # transformers imported later reads this state once, at its import
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    return True

@@ -55,7 +55,8 @@ def detect_faces(rgb: np.ndarray, max_side: int = 640, min_frac: float = 0.06) -
     min_side = max(12, int(min(small.shape) * min_frac))
     found = _cascade().detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
     boxes = [tuple(int(round(v / scale)) for v in box) for box in (found if len(found) else [])]
-    return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
+    # equal areas by position: OpenCV's threads collect the candidates in no fixed order
+    return sorted(boxes, key=lambda b: (-b[2] * b[3], b))
 
 
 def detect_content(pair: Pair | None = None, image: np.ndarray | None = None, use_prefix: bool = True) -> Content:

@@ -19,15 +19,22 @@ from idiff_lib.features.table import cue_glossary
 CHANCE_BCE = float(np.log(2))  # the binary cross-entropy of always answering p = 0.5
 
 
-def plot_curves(curves: pd.DataFrame) -> plt.Figure:
-    """One panel per member: loss (top, chance ln 2 marked) and accuracy (bottom) per epoch, train solid, val dashed."""
+CURVE_COLUMNS = 4  # members per row of the training-curve grid (11 members in one row were 3,454 px wide)
+
+
+def plot_curves(curves: pd.DataFrame, columns: int = CURVE_COLUMNS) -> plt.Figure:
+    """Training curves on a grid, `columns` members per row: per member, loss (top, chance ln 2 marked) and
+    accuracy (below it) per epoch, train solid, val dashed."""
     members = list(dict.fromkeys(curves["member"])) or ["(no member)"]
-    fig, axes = plt.subplots(2, len(members), figsize=(2.8 * len(members) + 0.6, 5.2), squeeze=False,
-                             sharex="col", sharey="row")
-    for col, member in enumerate(members):
+    ncols = max(1, min(columns, len(members)))
+    grid_rows = -(-len(members) // ncols)
+    fig, axes = plt.subplots(2 * grid_rows, ncols, figsize=(2.8 * ncols + 0.6, 2.6 * 2 * grid_rows), squeeze=False,
+                             sharey="row")
+    for k, member in enumerate(members):
         sub = curves[curves["member"] == member]
+        top, col = 2 * (k // ncols), k % ncols
         for row, kind in enumerate(("loss", "acc")):
-            ax = axes[row, col]
+            ax = axes[top + row, col]
             for split, style in (("train", "-"), ("val", "--")):
                 part = sub[sub["metric"] == f"{split}_{kind}"]
                 if len(part):
@@ -38,8 +45,10 @@ def plot_curves(curves: pd.DataFrame) -> plt.Figure:
             if row == 0:
                 ax.set_title(member, fontsize=9)
             ax.set_xlabel("epoch" if row == 1 else "")
-        axes[0, col].set_ylabel("BCE loss" if col == 0 else "")
-        axes[1, col].set_ylabel("accuracy" if col == 0 else "")
+            ax.set_ylabel(("BCE loss" if kind == "loss" else "accuracy") if col == 0 else "")
+    for k in range(len(members), grid_rows * ncols):  # the last row's empty places
+        fig.delaxes(axes[2 * (k // ncols), k % ncols])
+        fig.delaxes(axes[2 * (k // ncols) + 1, k % ncols])
     axes[0, 0].legend(fontsize=7)
     axes[1, 0].legend(fontsize=7)
     fig.suptitle("Training curves per member (dotted: chance)")
@@ -89,18 +98,6 @@ def draw_accuracy_bars(ax: plt.Axes, labels: Sequence[str], table: dict[str, tup
     ax.axvline(0.5, color="grey", lw=1, ls=":")
     ax.set_xlim(0, 1.05)
     ax.set_xlabel("test accuracy (fraction of pairs; dotted: chance)")
-
-
-def plot_answer_ladder_accuracy(ladder: pd.DataFrame) -> plt.Figure:
-    """The Answer-model ladder: test accuracy of its rows per person / scene / overall, with 95% cluster-bootstrap intervals over photos."""
-    groups = ("person", "scene", "overall")
-    labels = [f"{r.row} [{r.kind}]" if "kind" in ladder and r.kind != "rung" else r.row for r in ladder.itertuples()]
-    fig, ax = plt.subplots(figsize=(7, 0.75 * len(ladder) + 1.4))
-    draw_accuracy_bars(ax, labels, {g: (ladder[f"{g}_acc"], ladder[f"{g}_lo"], ladder[f"{g}_hi"]) for g in groups})
-    ax.set_title("Ablation ladder (95% cluster-bootstrap interval over photos)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    fig.tight_layout()
-    return fig
 
 
 def plot_confusion(p: np.ndarray, labels: np.ndarray, categories: Sequence[str]) -> plt.Figure:

@@ -203,6 +203,25 @@ def heading_fractions(pairs: Iterable[Pair], raim: str | Path | None = None,
     return table[cols].sort_values(["rationales", "heading"], ascending=[False, True]).reset_index(drop=True)
 
 
+def heading_fraction_sentence(table: pd.DataFrame, raim_upper_bound: bool = False) -> str:
+    """`heading_fractions` in one sentence: the most frequent heading's share of this data's rationales
+    and of the public ones, and how many distinct headings each set uses.
+
+    Args:
+        raim_upper_bound: the public counts are the committed per-line counts (upper bounds, see
+            `heading_fractions`), so the public share is said as "at most".
+    """
+    top = table.iloc[0]
+    text = (f"The most frequent heading here, {top['heading']}, is in {float(top['fraction']):.0%} of "
+            f"{int(top['of'])} rationales")
+    if "raim_fraction" in table:
+        bound = "at most " if raim_upper_bound else ""
+        text += (f" and in {bound}{float(top['raim_fraction']):.0%} of the {int(top['raim_of'])} public RAIM-PIQA ones; "
+                 f"this data uses {int((table['rationales'] > 0).sum())} distinct headings, the public rationales "
+                 f"{int((table['raim_rationales'] > 0).sum())}")
+    return text + "."
+
+
 def plot_heading_fractions(table: pd.DataFrame, top: int = 15) -> plt.Figure:
     """Paired horizontal bars: the `top` headings of `heading_fractions`, this data vs public RAIM."""
     head = table.head(top)

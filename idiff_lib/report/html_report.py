@@ -15,13 +15,11 @@ import json
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 from idiff_lib.core import layout, storage
 from idiff_lib.core.ontology import CATEGORIES
-from idiff_lib.report.answer_figures import draw_accuracy_bars
+from idiff_lib.report import ladder_plot, narrative
 from idiff_lib.scoring import controls
 from idiff_lib.scoring.stats import CLUSTER_CI_CAPTION
 
@@ -198,45 +196,35 @@ def write_table(df: pd.DataFrame, name: str, out_dir: str | Path, caption: str) 
     return {"md": md, "tex": tex}
 
 
-def plot_answer_ladder(run_dir: str | Path) -> plt.Figure:
-    """Horizontal grouped bars: accuracy per rung and category with 95% CIs; the paper's overall as stars."""
-    ladder = answer_ladder(run_dir)
-    rungs = list(dict.fromkeys(ladder["rung"]))
-    table = {}
-    for cat in TABLE_GROUPS:
-        sub = ladder[ladder["category"] == cat].set_index("rung").reindex(rungs)
-        table[cat] = (sub["accuracy"], sub["ci_low"], sub["ci_high"])
-    fig, ax = plt.subplots(figsize=(8, 0.8 * len(rungs) + 1.4))
-    draw_accuracy_bars(ax, rungs, table)
-    height = 0.8 / len(TABLE_GROUPS)
-    paper = [PAPER_ANSWER_LADDER.get(r, np.nan) for r in rungs]
-    ax.plot(paper, np.arange(len(rungs)) + height, "k*", markersize=10, label="paper: overall (RAIM val)")
-    ax.set(title=f"Answer model ladder ({CLUSTER_CI_CAPTION})", ylabel="ladder rung")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
-    fig.tight_layout()
-    return fig
+def thinking_metrics(run_dir: str | Path) -> dict:
+    """Notebook 03's ``metrics.json`` of the run ({} when it has none)."""
+    path = layout.step_dir(run_dir, layout.THINKING_STEP) / layout.METRICS_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def plot_thinking_ladder(run_dir: str | Path) -> plt.Figure:
-    """BLEU-4 and ROUGE-L per stage and system; the paper's values as markers."""
+def thinking_params(run_dir: str | Path) -> dict:
+    """Notebook 03's resolved ``params.yaml`` of the run ({} when it has none)."""
+    import yaml
+
+    path = layout.step_dir(run_dir, layout.THINKING_STEP) / layout.PARAMS_FILE
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
+
+
+def answer_ladder_plot(run_dir: str | Path) -> ladder_plot.LadderPlot:
+    """Table A as the one ladder figure: accuracy per rung and category with 95% intervals, rungs top
+    to bottom, the frozen-features floor and chance as lines, and its computed caption."""
+    return ladder_plot.plot_ladder(ladder_plot.answer_ladder_panels(answer_ladder(run_dir)),
+                                   title=f"Answer model ladder ({CLUSTER_CI_CAPTION})", orient="h")
+
+
+def thinking_ladder_plot(run_dir: str | Path,
+                         metrics: tuple[str, ...] = ("accuracy", "rouge_l", "bleu4")) -> ladder_plot.LadderPlot:
+    """Table B as the one ladder figure: stages S0 -> S4 per system, the floors as lines, intervals
+    where notebook 05 recorded them, the GRPO runs (notebook 03's metrics) drawn apart."""
     scores = thinking_scores(run_dir)
-    floor = scores["stage"] == controls.FLOOR_STAGE
-    stages = sorted(scores.loc[~floor, "stage"].unique())
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharex=True)
-    for ax, metric, label in ((axes[0], "bleu4", "BLEU-4"), (axes[1], "rouge_l", "ROUGE-L")):
-        for system, sub in scores[~floor].groupby("system"):
-            sub = sub.set_index("stage").reindex(stages)
-            ax.plot(stages, sub[metric], marker="o", label=f"ours: {system}")
-        if floor.any():
-            ax.axhline(float(scores.loc[floor, metric].iloc[0]), color="grey", ls="--", lw=1,
-                       label="shuffled-reference floor")
-        paper = [PAPER_THINKING_LADDER.get(s, {}).get(metric) for s in stages]
-        ax.plot(stages, [np.nan if v is None else v for v in paper], "k*", markersize=10, linestyle="none",
-                label="paper (RAIM)")
-        ax.set(title=label, xlabel="stage", ylabel=f"{label} (0–1)", ylim=(0, 1))
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    apart = narrative.grpo_systems(thinking_metrics(run_dir))
+    return ladder_plot.plot_ladder(ladder_plot.stage_ladder_panels(scores, metrics, apart),
+                                   title="Thinking model ladder (test split)")
 
 
 def build_html_report(run_dir: str | Path, out_dir: str | Path | None = None,
@@ -352,3 +340,19 @@ def _profile_of(run_dir: str | Path) -> str:
 def _finished_of(run_dir: str | Path) -> str:
     times = [json.loads(r.read_text()).get("finished", "") for r in Path(run_dir).glob(f"*/{layout.STEP_MARKER}")]
     return max(times) if times else "?"
+
+
+READING_START = "<!-- reading:start (written by notebook 06 from the run's records; edit outside these markers) -->"
+READING_END = "<!-- reading:end -->"
+
+
+def update_readme_reading(readme: str | Path, paragraph: str, data_dir: str | Path) -> str:
+    """Write the README's "How to read them" paragraph (`narrative.reading_paragraph`) between
+    `READING_START` and `READING_END`; only a run on the embedded benchmark does, as for the Results.
+    Returns what was done, for the notebook to print."""
+    from idiff_lib.core import paths
+
+    if Path(data_dir).resolve() != paths.DEMO_DIR.resolve():
+        return f"README reading paragraph not updated: this run's data ({data_dir}) is not the embedded benchmark"
+    narrative.write_between_markers(readme, READING_START, READING_END, paragraph)
+    return f"updated the reading paragraph of {readme}"

@@ -24,7 +24,6 @@ from idiff_lib.core.errors import DataError
 from idiff_lib.data.views import VIEW_NAMES, load_views
 from idiff_lib.scoring import controls, rewards, scorers
 from idiff_lib.scoring.meta_verdicts import mark_lines, pair_counts
-from idiff_lib.scoring.stats import CLUSTER_CI_CAPTION
 from idiff_lib.scoring.predictions import as_predictions, read_predictions
 from idiff_lib.data.pairs import Pair
 
@@ -270,31 +269,6 @@ def plot_correlations(per_sample: pd.DataFrame, title: str = "") -> plt.Figure:
     return fig
 
 
-def plot_stage_ladder_scores(ladder: pd.DataFrame,
-                              metrics: Sequence[str] = ("bleu4", "rouge_l", "aspect_f1", "accuracy")) -> plt.Figure:
-    """The Thinking-model stage ladder: one panel per metric, one line per system across the stages."""
-    metrics = [m for m in metrics if m in ladder]
-    is_floor = ladder["stage"] == controls.FLOOR_STAGE if "stage" in ladder else pd.Series(False, index=ladder.index)
-    floor, rows = ladder[is_floor], ladder[~is_floor]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        for system, part in rows.groupby("system", sort=False):
-            ax.plot(part["stage"], part[metric].astype(float), marker="o", label=system)
-        if len(floor) and pd.notna(floor[metric].iloc[0]):
-            ax.axhline(float(floor[metric].iloc[0]), color="grey", ls="--", lw=1, label="shuffled-reference floor")
-        ax.set(title=metric, xlabel="stage")
-        if metric == "accuracy" and set(controls.ANSWER_IN_PROMPT_STAGES) & set(rows["stage"]):
-            ax.text(0.02, 0.97, f"{', '.join(controls.ANSWER_IN_PROMPT_STAGES)}: copied from the prompt",
-                    transform=ax.transAxes, fontsize=7, color="grey", ha="left", va="top")
-    axes[0][0].legend(fontsize=7)
-    if "accuracy" in metrics:
-        fig.text(0.5, 0.0, f"Accuracy at S4 is the Answer Model's verdict copied from the prompt; dashed: the "
-                 f"shuffled-reference floor. Intervals in the tables: {CLUSTER_CI_CAPTION}.", ha="center",
-                 va="bottom", fontsize=7)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    return fig
-
-
 # Line colours and marks of `plot_lines_vs_meta`: right, wrong, not judged (the mark keeps it readable
 # without colour).
 _MARK_STYLE: dict[bool | None, tuple[str, str]] = {True: ("#1b7837", "\u2713"), False: ("#b2182b", "\u2717"),
@@ -367,16 +341,21 @@ def _draw_marked_lines(ax: plt.Axes, text: str | None, comparisons: Sequence[Map
         ax.text(0.0, 1.0 - k / max_lines, piece, color=colour, fontsize=7, ha="left", va="top", transform=ax.transAxes)
 
 
-def plot_training_loss(train_results: dict[str, dict[str, Any]], title: str = "") -> plt.Figure:
-    """The Thinking Model's training loss, one panel per run on a shared loss axis, with the val loss
-    where the run measured it and a marker at the step whose weights it kept (``best_step``).
+def plot_training_loss(train_results: dict[str, dict[str, Any]], title: str = "", columns: int = 3) -> plt.Figure:
+    """The Thinking Model's training loss, one panel per run on a shared loss axis (a grid of `columns`
+    panels per row), with the val loss where the run measured it and a marker at the step whose weights
+    it kept (``best_step``).
 
     In the progressive ladder each stage starts from the previous stage's weights
     (`thinking.run.train_ladder`), so a panel's first loss is where the previous panel ended.
     """
     stages = list(train_results) or ["(none)"]
-    fig, axes = plt.subplots(1, len(stages), figsize=(2.4 * len(stages) + 0.8, 3.0), sharey=True, squeeze=False)
-    for ax, stage in zip(axes[0], stages):
+    ncols = min(columns, len(stages))
+    nrows = -(-len(stages) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.8 * ncols + 0.8, 2.8 * nrows + 0.4), sharey=True, squeeze=False)
+    for ax in axes.ravel()[len(stages):]:  # the last row's empty places
+        fig.delaxes(ax)
+    for ax, stage in zip(axes.ravel(), stages):
         result = train_results.get(stage, {})
         history = result.get("loss_history") or []
         if history:
@@ -391,7 +370,9 @@ def plot_training_loss(train_results: dict[str, dict[str, Any]], title: str = ""
                 ax.axvline(best, color="0.5", ls="--", lw=1, label=f"kept: step {best}")
             ax.legend(fontsize=7)
         ax.set(title=stage, xlabel="optimiser step")
-    axes[0][0].set_ylabel("training loss (token cross-entropy)")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    for row in axes:
+        row[0].set_ylabel("training loss\n(token cross-entropy)")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -30,6 +30,7 @@ def _choose_backend() -> None:
 
 _choose_backend()
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is settled)
+import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 PALETTE = "colorblind"
@@ -39,7 +40,10 @@ SIDE_COLOURS = dict(zip(("A", "B"), sns.color_palette(PALETTE, 5)[3:5]))
 
 
 def use_style() -> None:
-    """Apply the workbench style (call once per notebook, before plotting)."""
+    """Apply the workbench style (call once per notebook, before plotting): figures, and tables shown
+    with 3 decimals and wide enough that a ladder table is not wrapped into two blocks."""
+    pd.set_option("display.precision", 3)
+    pd.set_option("display.width", 160)
     sns.set_theme(context="paper", style="whitegrid", palette=PALETTE, font_scale=1.2)
     plt.rcParams.update({
         "figure.dpi": 110,

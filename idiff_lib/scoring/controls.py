@@ -23,6 +23,10 @@ from idiff_lib.core.errors import DataError
 # The stages whose prompt holds the Answer Model's verdict (`idiff_lib.thinking.prompts`, stage S4).
 ANSWER_IN_PROMPT_STAGES: tuple[str, ...] = ("S4",)
 ACCURACY_COPIED_NOTE = "copied from the prompt (the Answer Model's verdict)"
+# Where the verdict of an answer-aware prompt came from, as a ladder row's ``answer_source`` records it
+# (`thinking.generation.with_verdict_sources`): the Answer Model's prediction, or the fallback of
+# `thinking.side_inputs.s4_answers` for a pair it did not predict (its reference answer, the train prior).
+PROMPT_VERDICT_SOURCES: tuple[str, ...] = ("answer_model", "reference_fallback", "prior_fallback")
 # How the floor appears in the ladder tables and figures.
 FLOOR_SYSTEM = "shuffled reference"
 FLOOR_STAGE = "floor"
@@ -80,20 +84,6 @@ def accuracy_source(stage: str) -> str:
     return ACCURACY_COPIED_NOTE if stage in ANSWER_IN_PROMPT_STAGES else "the model's own"
 
 
-def floor_sentence(ladder_rows: Sequence[dict[str, Any]], floor: dict[str, Any], metric: str = "rouge_l") -> str:
-    """One sentence: how many ladder rows beat the shuffled-reference floor on `metric`, and by how much."""
-    rows = [r for r in ladder_rows if r.get(metric) is not None and r.get("stage") != FLOOR_STAGE]
-    if floor.get(metric) is None or not rows:
-        return f"No {metric} values to compare with the shuffled-reference floor."
-    base = float(floor[metric])
-    above = [r for r in rows if float(r[metric]) > base]
-    best = max(rows, key=lambda r: float(r[metric]))
-    return (f"{len(above)} of {len(rows)} ladder rows score above the shuffled-reference floor on {metric} "
-            f"({base:.3f}); the best, {best.get('system')} {best.get('stage')}, is {float(best[metric]) - base:+.3f} "
-            f"from it. Any rationale of this data set's shape reaches the floor, so only the part above it "
-            f"reflects the pair.")
-
-
 def wrong_side_sentence(ladder_rows: Sequence[dict[str, Any]]) -> str:
     """One sentence naming the system and stage with the highest wrong-side-label rate."""
     rows = [r for r in ladder_rows if r.get("wrong_side_rate") is not None and r.get("stage") != FLOOR_STAGE]
@@ -103,17 +93,3 @@ def wrong_side_sentence(ladder_rows: Sequence[dict[str, Any]]) -> str:
     clean = sum(1 for r in rows if float(r["wrong_side_rate"]) == 0.0)
     return (f"{worst.get('system')} {worst.get('stage')} names the wrong side (Image A as right or Image B as left) "
             f"in {float(worst['wrong_side_rate']):.0%} of its rationales; {clean} of {len(rows)} rows never do.")
-
-
-def ladder_accuracy_sentence(ladder_rows: Sequence[dict[str, Any]], system: str) -> str:
-    """One sentence on a system's accuracy per stage: its own (compared with chance) and copied from the prompt."""
-    rows = [r for r in ladder_rows if r.get("system") == system and r.get("accuracy") is not None]
-    own = [float(r["accuracy"]) for r in rows if r["stage"] not in ANSWER_IN_PROMPT_STAGES]
-    copied = [r for r in rows if r["stage"] in ANSWER_IN_PROMPT_STAGES]
-    parts = []
-    if own:
-        parts.append(f"{system}'s own accuracy at the stages without the verdict is {min(own):.2f}–{max(own):.2f} "
-                     f"(chance is 0.50)")
-    if copied:
-        parts.append(f"its {copied[0]['stage']} accuracy {float(copied[0]['accuracy']):.2f} is {ACCURACY_COPIED_NOTE}")
-    return ("; ".join(parts) + ".") if parts else f"No accuracy was recorded for {system}."

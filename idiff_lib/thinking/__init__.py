@@ -7,3 +7,15 @@
 - `encoding`: examples and batches; `training`: the accelerate loop; `generation`: writing rationales;
 - `evaluation`: scoring them; `side_inputs`: cue texts and S4 verdicts; `swift_export`: ms-swift rows.
 """
+
+from idiff_lib.core.progress import quiet_library_bars
+from idiff_lib.core.quiet import drop_log_messages
+
+# The room that loads and saves Hugging Face models: under papermill their bars would stay in the
+# executed notebook as frozen "0%" lines, so they are off there (`quiet_library_bars`).
+quiet_library_bars()
+
+# peft (LoRA, TRL's GRPO) imports bitsandbytes, which on a CPU with AVX512-BF16 tries to fetch a 4-bit
+# matmul kernel from the Hub and logs its failure offline. The workbench runs no 4-bit layer: the
+# message says nothing about a run, so it is dropped (every other bitsandbytes message shows).
+drop_log_messages("bitsandbytes.backends.cpu.ops", r"^Failed to load CPU gemm_4bit_forward from kernels-community")

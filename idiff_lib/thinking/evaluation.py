@@ -16,7 +16,7 @@ from idiff_lib.scoring.scorers import score
 
 
 def format_ok(text: str) -> bool:
-    """The challenge baseline's format check (`scoring.format_reward`)."""
+    """The challenge baseline's format check (`rewards.format_reward`)."""
     return format_reward(text) == 1.0
 
 
@@ -74,27 +74,6 @@ def worked_pair_rationales(files: Mapping[str, str | Path], reference: pairs_mod
     rows.append({"stage": "reference", "answer": reference.answer, "wrong side labels": wrong_side_labels(reference.thinking),
                  "rationale": (reference.thinking or "").strip()})
     return pd.DataFrame(rows)
-
-
-def control_sentence(rows: Sequence[Mapping[str, Any]], system: str, control: str, metric: str = "rouge_l") -> str:
-    """What the S0 control says: does S4 beat S0 trained as long, or is the ladder's gain training?
-
-    Args:
-        rows: the ladder rows (``system``, ``stage`` and `metric` each).
-        system: the progressive ladder's system; control: the control's system name.
-    """
-    by = {(r["system"], r["stage"]): r for r in rows}
-    stages = [r["stage"] for r in rows if r["system"] == system]
-    if (control, "S0") not in by or not stages:
-        return "The S0 control was not trained in this run (s0_control=False)."
-    first, last, ctrl = by[(system, stages[0])][metric], by[(system, stages[-1])][metric], by[(control, "S0")][metric]
-    head = (f"{metric}: {system} {stages[0]} {first:.3f}, {stages[-1]} {last:.3f}; S0 trained as long as "
-            f"{stages[-1]} {ctrl:.3f}. ")
-    if last <= first:
-        return head + "The ladder shows no gain to split."
-    if ctrl >= last:
-        return head + f"S0 trained as long does at least as well as {stages[-1]}: the ladder's gain is more training, not prompt information."
-    return head + f"Training alone accounts for {max(ctrl - first, 0.0) / (last - first):.0%} of the ladder's gain; the prompt adds the rest."
 
 
 def decoding_comparison(files: Mapping[str, str | Path], pairs: Sequence[pairs_mod.Pair],

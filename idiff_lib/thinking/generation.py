@@ -6,12 +6,15 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
+from transformers import LogitsProcessorList
 
 from idiff_lib.core import storage
 from idiff_lib.data import pairs as pairs_mod
+from idiff_lib.scoring.controls import PROMPT_VERDICT_SOURCES
 from idiff_lib.thinking import prompts as prompts_mod
 from idiff_lib.thinking.encoding import collate, context_length, examples_for
 from idiff_lib.thinking.evaluation import format_ok, score_completions
+from idiff_lib.thinking.side_inputs import read_answers
 
 
 class AgreementConstraint:
@@ -76,6 +79,33 @@ class AgreementConstraint:
         return self.vocab
 
 
+class GeneratedNoRepeatNGram:
+    """A ``transformers`` logits processor: no token n-gram of size `size` twice *in the generated text*.
+
+    ``generate``'s own ``no_repeat_ngram_size`` reads the whole sequence of a decoder-only model, the
+    prompt included, so it forbids copying any `size` tokens of the prompt. The S3/S4 evidence lines
+    (``\nGlobal Sharpness: Image A (Left)`` is 10 SmolLM2 tokens) are what a rationale should say,
+    so at size 10 it banned the closing ``)`` or the side after a heading copied from the evidence,
+    and the model wrote the other letter or side. This guard reads only the tokens after
+    `prompt_length`: it still breaks the loops of a small model, and leaves the evidence free to copy.
+    """
+
+    def __init__(self, size: int, prompt_length: int):
+        self.size, self.prompt_length = int(size), int(prompt_length)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        n = self.size
+        generated = input_ids[:, self.prompt_length:]
+        if n < 1 or generated.shape[1] < n:
+            return scores
+        for row, tokens in enumerate(generated.tolist()):
+            tail = tuple(tokens[len(tokens) - n + 1:])
+            banned = [tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tuple(tokens[i:i + n - 1]) == tail]
+            if banned:
+                scores[row, banned] = -float("inf")
+        return scores
+
+
 @torch.no_grad()
 def generate_ids(
     model: torch.nn.Module,
@@ -100,8 +130,9 @@ def generate_ids(
 
     Args:
         stop_after_rationale: stop at ``</thinking>`` (answer-aware stages append the answer).
-        no_repeat_ngram_size: forbid repeating any token n-gram of this size (0 = off); a guard
-            against the loops small models fall into under greedy decoding.
+        no_repeat_ngram_size: forbid repeating any token n-gram of this size within the generated
+            text (0 = off; `GeneratedNoRepeatNGram`): a guard against the loops small models fall
+            into under greedy decoding that leaves the prompt's evidence free to copy.
         constrained: structure-constrained decoding (`AgreementConstraint`); `answers` gives each
             example's verdict when its prompt holds one (None: the model's own Overall line decides).
     """
@@ -112,15 +143,16 @@ def generate_ids(
     device = next(model.parameters()).device
     out: list[torch.Tensor] = []
     kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False, "pad_token_id": tok.pad_token_id}
-    if no_repeat_ngram_size:
-        kwargs["no_repeat_ngram_size"] = no_repeat_ngram_size
     if stop_after_rationale:
         kwargs.update(stop_strings=["</thinking>"], tokenizer=tok)
     for start in progress_bar(range(0, len(examples), batch_size), desc="generate", disable=not progress,
                               leave=False):
         chunk = [{k: v for k, v in ex.items() if k not in ("id", "labels")} for ex in examples[start:start + batch_size]]
         batch = {k: v.to(device) for k, v in collate(chunk, tok.pad_token_id, "left").items()}
-        extra = {}
+        extra: dict[str, Any] = {}
+        if no_repeat_ngram_size:  # over the generated tokens only (`GeneratedNoRepeatNGram`)
+            extra["logits_processor"] = LogitsProcessorList(
+                [GeneratedNoRepeatNGram(no_repeat_ngram_size, batch["input_ids"].shape[1])])
         if constrained:
             rows = list(answers[start:start + batch_size]) if answers is not None else [None] * len(chunk)
             extra["prefix_allowed_tokens_fn"] = AgreementConstraint(tok, batch["input_ids"].shape[1], rows, fallback_answer)
@@ -164,7 +196,9 @@ def finish_completion(raw: str, answer: str | None = None, fallback_answer: str 
 
     Returns:
         (completion, info) with info = {"raw_format_ok", "answer_source"}; ``raw_format_ok`` is the
-        challenge format check on what the model wrote (plus the given answer in answer-aware stages).
+        challenge format check on what the model wrote (plus the given answer in answer-aware stages);
+        ``answer_source`` is "model", "fallback" or, for the prompt's verdict, "answer_model" (wrap the
+        writer in `with_verdict_sources` to record where that verdict came from).
     """
     if answer is not None:
         rationale = raw.split("</thinking>")[0]
@@ -176,6 +210,34 @@ def finish_completion(raw: str, answer: str | None = None, fallback_answer: str 
     source = "model" if parsed.answer else "fallback"
     return pairs_mod.format_completion(parsed.thinking, parsed.answer or fallback_answer), {
         "raw_format_ok": format_ok(raw), "answer_source": source}
+
+
+def verdict_sources(pairs: Sequence[pairs_mod.Pair], preds_file: str | Path | None,
+                    fallback: str = "reference") -> dict[str, str]:
+    """Per pair, the `controls.PROMPT_VERDICT_SOURCES` entry its S4 prompt's verdict comes from, by the rule of
+    `side_inputs.s4_answers`: a prediction in `preds_file` first, else the `fallback` ("reference"
+    when the pair has an A/B reference answer, else "prior")."""
+    model, reference, prior = PROMPT_VERDICT_SOURCES
+    predicted = read_answers(preds_file) if preds_file and Path(preds_file).exists() else {}
+    return {p.id: model if p.id in predicted
+            else reference if fallback == "reference" and p.answer in pairs_mod.ANSWERS
+            else prior for p in pairs}
+
+
+def with_verdict_sources(writer, sources: Mapping[str, str]):
+    """Wrap a `write_rationales` writer so that a row whose answer is its prompt's verdict (the writer
+    records ``"answer_model"``) records where that verdict came from (`verdict_sources`), so a fallback
+    verdict is never counted as the Answer Model's. Other rows pass unchanged."""
+
+    def run(part: Sequence[pairs_mod.Pair], prompts: Mapping[str, prompts_mod.Prompt]) -> list[tuple[str, dict]]:
+        out = []
+        for pair, (completion, info) in zip(part, writer(part, prompts)):
+            if info.get("answer_source") == PROMPT_VERDICT_SOURCES[0]:
+                info = {**info, "answer_source": sources.get(pair.id, PROMPT_VERDICT_SOURCES[0])}
+            out.append((completion, info))
+        return out
+
+    return run
 
 
 def done_ids(path: str | Path) -> set[str]:

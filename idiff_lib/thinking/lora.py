@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -67,7 +68,9 @@ def apply_lora(model: torch.nn.Module, settings: LoraSettings | None = None, log
         checkpointing = getattr(model, "is_gradient_checkpointing", False)
     if checkpointing:
         model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need an input grad
-    peft_model = get_peft_model(model, settings.to_peft(model))
+    with warnings.catch_warnings():  # peft reads the flag by its old name, which warns once per wrap under transformers 5
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        peft_model = get_peft_model(model, settings.to_peft(model))
     trainable, total = peft_model.get_nb_trainable_parameters()
     log(f"LoRA r={settings.r}: trainable params: {trainable:,} || all params: {total:,} || "
         f"trainable%: {100 * trainable / total:.4f}")

@@ -80,7 +80,7 @@ class ThinkingSettings(WorkedPairSettings):
 
     model_name: str = "small-vlm"  # pretrained parts on CPU; the paper profile names Qwen3-VL-8B-Instruct
     stages: list[str] = dataclasses.field(default_factory=lambda: list(STAGES))  # the whole ladder S0 -> S4
-    ladder: str = "joint"  # one LoRA run on all five stages' prompts: the 20-minute budget of 2 cores
+    ladder: str = "joint"  # one LoRA run on every stage's prompts: a run per stage does not fit 2 cores
     align_pairs: int = 16  # projector alignment on 16 pairs first (LLaVA's stage 1): about 1 min on 2 cores
     align_epochs: int = 1
     align_lr: float = 0.001  # a fresh projector learns fast; the frozen parts do not move
@@ -115,7 +115,7 @@ class ThinkingSettings(WorkedPairSettings):
     raim_dir: str = ""  # never read a folder outside the repository unless asked
     grpo: bool = True  # GRPO from the tuned model on S3 prompts (the RAIM baseline's reinforcement learning)
     grpo_from_base: bool = False  # also GRPO from the base model (zero reward on cpu: it has not learnt the format)
-    grpo_prompts: int = 2  # one step of 2 prompts x 4 generations: the 3-minute budget of 2 cores
+    grpo_prompts: int = 2  # train prompts per starting point: one step of 2 prompts x 4 generations, about 3 min on 2 cores
     grpo_num_generations: int = GrpoSettings.num_generations  # the baseline's group size
     grpo_batch_size: int = 2 * GrpoSettings.num_generations  # two prompts' groups per step, generated as one batch of 8
     grpo_max_completion_length: int = 200  # as max_new_tokens: the references are under 200 tokens (the baseline: 512)
