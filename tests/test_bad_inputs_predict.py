@@ -1,8 +1,8 @@
 """Bad inputs to ``idiff answer predict`` (and bad arguments to every ``idiff`` subcommand), run as a user would.
 
-Each case runs ``python -m idiff_lib.cli`` in a subprocess and checks the exit code, that the
-message names the file / line / parameter, that no traceback reaches stderr and that no file
-that existed before changed.
+Each case runs ``python -m idiff_lib.cli`` in a subprocess (the table of every subcommand's bad
+files: ``cli.main`` in process) and checks the exit code, that the message names the file / line /
+parameter, that no traceback reaches stderr and that no file that existed before changed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 import torch
 from answer_fixtures import make_pairs_file, train_tiny_answer_run
 
+from idiff_lib import cli
 from idiff_lib.answer import ensemble, run_store
 from idiff_lib.answer.feature_member import FeatureMember
 from idiff_lib.data.pairs import read_pairs
@@ -282,14 +283,25 @@ RUN_ARGS = {  # the subcommands that read a run folder, with the empty folder as
 }
 
 
-@pytest.mark.slow
+def idiff_in_process(capsys, *args: str | Path) -> subprocess.CompletedProcess:
+    """`cli.main` in this process, shaped like `idiff`'s result: what the user sees, without a new interpreter.
+
+    A subprocess per case paid about 7 s of imports (torch, transformers) for each of 34 cases; the
+    entry point, its exit codes and its one-line messages are the same in process.
+    """
+    capsys.readouterr()
+    code = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["idiff", *map(str, args)], code, out, err)
+
+
 @pytest.mark.parametrize("command,kind", [(c, k) for c in SUBCOMMANDS for k in ("missing", "folder", "not json", "list")]
                          + [(c, "empty run") for c in RUN_ARGS])
-def test_no_subcommand_leaks_an_internal_error(tmp_path, command, kind):
+def test_no_subcommand_leaks_an_internal_error(tmp_path, capsys, command, kind):
     bad = _bad_input(kind, tmp_path)
     template = RUN_ARGS[command] if kind == "empty run" else SUBCOMMANDS[command]
     before = snapshot(tmp_path)
-    res = idiff(*[a.format(bad=bad, tmp=tmp_path) for a in template])
+    res = idiff_in_process(capsys, *[a.format(bad=bad, tmp=tmp_path) for a in template])
     assert res.returncode == 2, (res.returncode, res.stderr)
     assert "Traceback" not in res.stderr and "internal error" not in res.stderr, res.stderr
     assert bad.name in res.stderr or "ensemble.json" in res.stderr or "thinking.json" in res.stderr, res.stderr

@@ -4,6 +4,7 @@ This is the demo's path (`idiff run`) end to end on the embedded benchmark, at t
 """
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -35,7 +36,7 @@ def _stable(obj, base: Path):
     if isinstance(obj, list):
         return [_stable(v, base) for v in obj]
     if isinstance(obj, float):
-        return round(obj, 6)
+        return "NaN" if math.isnan(obj) else round(obj, 6)  # an undefined value is the same in both runs
     if isinstance(obj, str):
         return obj.replace(str(base), "BASE")
     return obj

@@ -9,17 +9,19 @@ import math
 import matplotlib
 
 matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pandas as pd
+import pytest
 
-from idiff_lib.data.pairs import read_pairs  # noqa: E402
-from idiff_lib.features import pair_cues  # noqa: E402
-from idiff_lib.features.table import cue_glossary  # noqa: E402
-from idiff_lib.report import answer_figures as af  # noqa: E402
-from idiff_lib.report import explore  # noqa: E402
-from idiff_lib.report import ladder_plot  # noqa: E402
-from idiff_lib.report import html_report as report  # noqa: E402
+from idiff_lib.data.pairs import read_pairs
+from idiff_lib.features import pair_cues
+from idiff_lib.features.table import cue_glossary
+from idiff_lib.report import answer_figures as af
+from idiff_lib.report import (
+    explore,
+    ladder_plot,
+)
+from idiff_lib.report import html_report as report
 
 
 def _ladder() -> pd.DataFrame:
@@ -52,6 +54,21 @@ def test_ensemble_legend_sits_off_the_bars():
     ax = fig.axes[0]
     legend = ax.get_legend().get_window_extent()
     assert legend.x0 >= ax.get_window_extent().x1
+
+
+def test_ensemble_bars_start_at_zero_with_chance_and_intervals_and_labels_apart():
+    """Issue 28: 04's ensemble comparison had no intervals and overlapping labels."""
+    names = {"equal": 0.6, "weighted": 0.62, "stacked": 0.7}
+    members = {"tf_efficientnet_lite0_views": 0.55, "resnet10t (random) features": 0.5, "feature member": 0.66}
+    fig = af.plot_ensemblers(names, members, n_pairs=48)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_xlim()[0] == 0 and any(np.allclose(line.get_xdata(), 0.5) for line in ax.get_lines())
+    whiskers = [c for c in ax.collections if c.get_segments()]
+    assert len(whiskers) == len(names) + len(members)
+    low, high = af.wilson_interval(0.7, 48)
+    assert 0.55 < low < 0.7 < high < 0.82
+    assert not _overlaps(ax.get_yticklabels())
 
 
 def test_training_curves_one_panel_per_member_with_the_chance_loss():

@@ -99,3 +99,18 @@ def read_pairs_stub():
     from types import SimpleNamespace
 
     return [SimpleNamespace(id="p", category="person")]
+
+
+def test_notebook_cues_say_the_left_out_metrics_in_the_note_not_as_warnings(pair_folder, no_learned_weights):
+    """Notebook 03 (warn_left_out=False): one note line names what was left out; no warning reaches the student."""
+    import warnings
+
+    from idiff_lib.thinking.side_inputs import feature_cues
+
+    pairs = read_pairs(pair_folder / "pairs.jsonl")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cues, note = feature_cues(pairs, progress=False, warn_left_out=False)
+    assert not [w for w in caught if "left out" in str(w.message)]
+    assert "left out (no weights or code here): " in note and "`idiff think cues` names the files to fetch" in note
+    assert set(cues) == {p.id for p in pairs}

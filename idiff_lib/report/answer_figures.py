@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -10,11 +11,10 @@ import pandas as pd
 import seaborn as sns
 
 from idiff_lib.answer import analysis
-from idiff_lib.report.style import CATEGORY_COLOURS, SIDE_COLOURS
 from idiff_lib.data.pairs import Pair
 from idiff_lib.data.views import load_views
 from idiff_lib.features.table import cue_glossary
-
+from idiff_lib.report.style import CATEGORY_COLOURS, SIDE_COLOURS
 
 CHANCE_BCE = float(np.log(2))  # the binary cross-entropy of always answering p = 0.5
 
@@ -259,19 +259,38 @@ def plot_accuracy_by_confidence(p: np.ndarray, labels: np.ndarray, quantiles: in
     return fig, table
 
 
-def plot_ensemblers(scores: dict[str, float], singles: dict[str, float]) -> plt.Figure:
-    """Test accuracy of each ensembler beside each member."""
-    frame = pd.DataFrame([{"name": k, "kind": "ensemble", "acc": v} for k, v in scores.items()]
-                         + [{"name": k, "kind": "member", "acc": v} for k, v in singles.items()])
-    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(frame)), 3.6))
-    sns.barplot(data=frame, x="name", y="acc", hue="kind", dodge=False, ax=ax)
-    ax.axhline(0.5, color="grey", lw=1, ls=":")
-    ax.set_ylim(0, 1.05)
-    ax.set_xlabel("")
-    ax.set_ylabel("test accuracy")
+def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of an accuracy over `n` pairs (pairs taken as independent)."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def plot_ensemblers(scores: dict[str, float], singles: dict[str, float], n_pairs: int = 0) -> plt.Figure:
+    """Test accuracy of each ensembler beside each member: horizontal bars from 0, chance at 0.5.
+
+    With `n_pairs` (the test pairs scored) each bar has its 95% Wilson interval, so a difference
+    inside the whiskers reads as what it is: not shown on this many pairs.
+    """
+    rows = ([("ensemble", k, v) for k, v in scores.items()] + [("member", k, v) for k, v in singles.items()])
+    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.42 * len(rows)))
+    colours = {"ensemble": "#4c72b0", "member": "#dd8452"}
+    y = np.arange(len(rows))[::-1]
+    for (kind, name, acc), pos in zip(rows, y):
+        ax.barh(pos, acc, color=colours[kind], height=0.7, label=kind)
+        if n_pairs:
+            low, high = wilson_interval(acc, n_pairs)
+            ax.errorbar(acc, pos, xerr=[[acc - low], [high - acc]], color="black", capsize=3, lw=1)
+    ax.axvline(0.5, color="grey", lw=1, ls=":", label="chance (0.5)")
+    ax.set_yticks(y, [name for _, name, _ in rows])
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("test accuracy" + (f" (95% Wilson interval, {n_pairs} pairs)" if n_pairs else ""))
     ax.set_title("Equal vs weighted vs stacked (fitted on val)")
-    ax.tick_params(axis="x", rotation=20)
-    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False, title="")  # off the bars
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # off the bars
     fig.tight_layout()
     return fig
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError, ParameterError
@@ -123,6 +125,7 @@ def feature_cues(
     require_learned: bool = False,
     thresholds: Mapping[str, Any] | None = None,
     thresholds_out: str | Path | None = None,
+    warn_left_out: bool = True,
 ) -> tuple[dict[str, dict[str, str]], str]:
     """Cue texts per pair from `idiff_lib.features`: ``{id: {"cv": lines, "iqa": lines[, "iqa_sources"]}}`` and a note.
 
@@ -142,14 +145,20 @@ def feature_cues(
             weights are missing stops the run with the files to fetch. Without it (the cpu profile)
             such metrics are left out with a warning each, and S3 prompts carry the cues that ran
             (none at all: "not measured").
+        warn_left_out: warn once per learned metric left out, with the files to fetch (the CLI);
+            False (notebook 03) says it in the note's one line instead.
 
     Raises:
         OfflineError: with `require_learned`, naming every learned metric that cannot run.
     """
-    from idiff_lib.features import cue_text, iqa, table as features
+    from idiff_lib.features import cue_text, iqa
+    from idiff_lib.features import table as features
 
-    table = features.build_feature_table(list(pairs), features=tuple(sources), progress=progress,
-                                         strict_iqa=require_learned)
+    with warnings.catch_warnings():
+        if not warn_left_out:
+            warnings.filterwarnings("ignore", message=r"IQA metric '.*' left out", category=UserWarning)
+        table = features.build_feature_table(list(pairs), features=tuple(sources), progress=progress,
+                                             strict_iqa=require_learned)
     if thresholds is None:
         ids = [i for i in (calibration_ids or table.index) if i in table.index]
         thresholds = cue_text.calibrate_thresholds(table.loc[ids])
@@ -167,7 +176,8 @@ def feature_cues(
                              for style in ("cv", "iqa")}, **extra}
     with_iqa = sum(bool(c["iqa"]) for c in cues.values())
     iqa_note = (f"IQA metrics used: {', '.join(ran) or 'none'}" +
-                (f"; left out (no weights or code here): {', '.join(left_out)}" if left_out else ""))
+                (f"; left out (no weights or code here): {', '.join(left_out)}" if left_out else "") +
+                ("; `idiff think cues` names the files to fetch" if left_out and not warn_left_out else ""))
     return cues, (f"feature cues from idiff_lib.features.cv for {len(cues)} pairs (sources {', '.join(sources)}; "
                   f"{calibrated}; {with_iqa} pairs have IQA cues; {iqa_note})")
 
