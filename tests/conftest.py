@@ -8,15 +8,24 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-from filelock import FileLock
-from PIL import Image
-from skimage import data as skdata
-from skimage.transform import resize
+from idiff_lib.core import determinism  # loads nothing else
 
-from idiff_lib.core import paths
-from idiff_lib.data.pairs import SYSTEM_PROMPT, USER_PROMPT, format_completion
+# Each pytest-xdist worker gets its share of the cores, set before torch, numpy or OpenCV load: two
+# workers at 2 threads each on 2 cores made OpenMP spin against itself (a tiny training step ran 25x
+# slower; issue 26's note). The chain kernels the tests start read the same count (``IDIFF_THREADS``,
+# and ``--param threads`` in `tiny_chain_cmd`). Without xdist: all cores.
+TEST_THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+os.environ.update({var: str(TEST_THREADS) for var in (determinism.THREADS_ENV, *determinism.THREAD_VARS)})
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from filelock import FileLock  # noqa: E402
+from PIL import Image  # noqa: E402
+from skimage import data as skdata  # noqa: E402
+from skimage.transform import resize  # noqa: E402
+
+from idiff_lib.core import paths  # noqa: E402
+from idiff_lib.data.pairs import SYSTEM_PROMPT, USER_PROMPT, format_completion  # noqa: E402
 
 
 def _small(img: np.ndarray, side: int = 128) -> np.ndarray:
@@ -93,7 +102,8 @@ def toy_chain(tmp_path: Path, monkeypatch) -> Path:
 
 def tiny_chain_cmd(out: Path, figs: Path) -> list[str]:
     """``idiff run`` of the whole chain at the tiny profile into `out`, its figures into `figs`."""
-    return [sys.executable, "-m", "idiff_lib.cli", "run", "--profile", "tiny", "--out", str(out), "--fig-dir", str(figs)]
+    return [sys.executable, "-m", "idiff_lib.cli", "run", "--profile", "tiny", "--out", str(out), "--fig-dir", str(figs),
+            "--param", f"threads={TEST_THREADS}"]
 
 
 @pytest.fixture(scope="session")

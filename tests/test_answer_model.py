@@ -15,7 +15,6 @@ from idiff_lib.answer.settings import AnswerSettings
 from idiff_lib.core.errors import DataError, OfflineError, ParameterError
 from idiff_lib.data.pairs import read_pairs
 
-torch.set_num_threads(2)
 
 
 def tiny_cfg(**kw) -> MemberConfig:

@@ -21,7 +21,6 @@ from idiff_lib.answer.member_config import MemberConfig
 from idiff_lib.core import layout
 from idiff_lib.data.pairs import read_pairs
 
-torch.set_num_threads(2)
 
 
 def _idiff(*args, cwd=None, env=None):

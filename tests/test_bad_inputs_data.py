@@ -327,7 +327,6 @@ def test_answer_predict_skip_bad_reports_an_oversized_image(tmp_path):
     from idiff_lib.answer.member_config import MemberConfig
     from idiff_lib.core import layout
 
-    torch.set_num_threads(2)
     pf = make_pairs_file(tmp_path / "d", n=4, side=64)
     cfg = MemberConfig(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
                        batch_size=4, hidden=8)

@@ -24,7 +24,6 @@ from idiff_lib.answer import ensemble, run_store
 from idiff_lib.answer.feature_member import FeatureMember
 from idiff_lib.data.pairs import read_pairs
 
-torch.set_num_threads(2)
 
 
 def idiff(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -11,7 +11,6 @@ from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.thinking import train_checkpoint, training
 from idiff_lib.thinking.training import TrainSettings, train
 
-torch.set_num_threads(2)
 
 
 def _tiny_lm(hidden: int = 32):

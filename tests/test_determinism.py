@@ -145,3 +145,14 @@ def test_repro_compares_every_metric_exactly(monkeypatch):
     assert out["max_abs_diff"] == 2**-50 and out["identical"] == 3
     assert repro.is_timing("train_seconds.feature member") and repro.is_timing("grpo.wall_s")
     assert not repro.is_timing("answer_counts[3].source")
+
+
+def test_each_test_worker_runs_at_its_share_of_the_cores():
+    """conftest gives each pytest-xdist worker cores // workers threads, before any library loads."""
+    import torch
+    from conftest import TEST_THREADS
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    assert TEST_THREADS == max(1, (os.cpu_count() or 1) // workers)
+    assert torch.get_num_threads() == TEST_THREADS
+    assert all(os.environ[var] == str(TEST_THREADS) for var in (determinism.THREADS_ENV, *determinism.THREAD_VARS))

@@ -17,7 +17,6 @@ from idiff_lib.answer.member_config import MemberConfig
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import make_pair, read_pairs
 
-torch.set_num_threads(2)
 
 
 def _probs(seed=0, n=200):

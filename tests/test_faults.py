@@ -18,7 +18,6 @@ from answer_fixtures import make_pairs_file, train_tiny_answer_run
 from idiff_lib.core import layout
 from idiff_lib.data.pairs import read_pairs
 
-torch.set_num_threads(2)
 pytestmark = pytest.mark.slow
 
 

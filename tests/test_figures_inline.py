@@ -96,3 +96,19 @@ def text_output_lines(nb: dict) -> int:
                 text = "\n".join(out.get("traceback", []))
             lines += len(text.splitlines())
     return lines
+
+
+def test_a_saved_figure_has_the_same_bytes_every_time(tmp_path):
+    """No creation date in the PDF: the same figure from the same commit is the same file in every clone."""
+    code = ("import sys, matplotlib.pyplot as plt; from idiff_lib.report.style import save_figure; "
+            "fig, ax = plt.subplots(); ax.plot([0, 1], [1, 0]); save_figure(fig, 'f', sys.argv[1])")
+    digests = []
+    for folder in ("a", "b"):
+        environ = {**os.environ, "PYTHONPATH": str(paths.PROJ_ROOT)}
+        environ.pop("SOURCE_DATE_EPOCH", None)
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / folder)], env=environ, check=True)
+        digests.append({ext: (tmp_path / folder / f"f.{ext}").read_bytes() for ext in ("png", "pdf")})
+        if folder == "a":
+            import time
+            time.sleep(1.1)  # a PDF date has one-second resolution
+    assert digests[0] == digests[1]

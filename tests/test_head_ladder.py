@@ -20,7 +20,6 @@ from idiff_lib.core import paths
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import read_pairs
 
-torch.set_num_threads(2)
 KINDS = ("luma_noise", "defocus")
 TINY = dict(backbones=["resnet10t"], pretrained=False, feature_member=False, ensembler="mean", scratch_rows=[])
 

@@ -15,7 +15,6 @@ from idiff_lib.answer.splits import load_splits
 from idiff_lib.core import paths
 from idiff_lib.core.errors import ParameterError
 
-torch.set_num_threads(2)
 TINY = dict(backbones=["resnet10t", "convnext_atto"], pretrained=False, pooling="avg", frozen_stages=0, img_size=32, resize=40, local_resize=40, epochs=1,
             specialist_epochs=1, batch_size=4, feature_member=False, ensembler="mean")
 

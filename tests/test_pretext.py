@@ -12,7 +12,6 @@ from idiff_lib.answer.member_config import MemberConfig
 from idiff_lib.answer.splits import load_splits
 from idiff_lib.answer.training_photos import training_photos
 
-torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from idiff_lib.thinking.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, rationale_cor
 from idiff_lib.thinking.training import TrainSettings, train
 from test_thinking_model import make_pairs
 
-torch.set_num_threads(2)
 MAX_PIXELS = 32 * 32 * 8  # 32 px per visual token after the 2 x 2 merge of 16 px patches: 8 tokens per image
 
 

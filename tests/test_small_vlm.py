@@ -17,7 +17,6 @@ from idiff_lib.thinking.lora import LoraSettings, apply_lora
 from idiff_lib.thinking.small_vlm_processor import SmallVlmProcessor
 from idiff_lib.thinking.tiny import train_tokenizer
 
-torch.set_num_threads(2)
 GRID = 2
 MESSAGES = [{"role": "system", "content": [{"type": "text", "text": "You compare two photos."}]},
             {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which is better?"},

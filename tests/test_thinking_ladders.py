@@ -20,7 +20,6 @@ from idiff_lib.thinking.training import TrainSettings
 from test_small_vlm import _tiny_parts
 from test_thinking_model import make_pairs
 
-torch.set_num_threads(2)
 QUIET = {"log": lambda *_: None}
 
 

@@ -30,7 +30,6 @@ from idiff_lib.thinking.training import TrainSettings, train
 from idiff_lib.data import views
 from idiff_lib.core.errors import DataError, OfflineError, ParameterError
 
-torch.set_num_threads(2)
 TINY = TinySettings(vocab_size=600, hidden_size=64, intermediate_size=128, layers=1, heads=2, kv_heads=1,
                     vision_depth=1, vision_embed=32, vision_heads=2, max_pixels=28 * 28 * 8)
 

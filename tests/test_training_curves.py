@@ -12,7 +12,6 @@ from idiff_lib.answer.member_config import MemberConfig
 from idiff_lib.core.curves import TENSORBOARD_DIR
 from idiff_lib.data.pairs import read_pairs
 
-torch.set_num_threads(2)
 
 
 def tiny_cfg(**kw) -> MemberConfig:

@@ -16,7 +16,6 @@ from idiff_lib.answer.member_config import MemberConfig  # noqa: E402
 from idiff_lib.core.errors import ParameterError  # noqa: E402
 from idiff_lib.scoring.worked_pair import resolve_worked_pair  # noqa: E402
 
-torch.set_num_threads(2)
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 
 

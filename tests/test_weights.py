@@ -58,7 +58,6 @@ def _needs_wheel(name: str) -> None:
 @pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2"])
 def test_wheel_weights_classify_labelled_photos(name, tmp_path):
     _needs_wheel(name)
-    torch.set_num_threads(2)
     model = weights.create_pretrained(name, online=False, cache_dir=tmp_path).eval()
     for photo, classes in LABELLED.items():
         assert _top1(model, _photo(photo)) in classes, (name, photo)

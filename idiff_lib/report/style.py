@@ -56,6 +56,10 @@ def use_style() -> None:
     })
 
 
+# No date in the file: the same figure gives the same bytes in every clone and on every rerun.
+FILE_METADATA = {"png": {}, "pdf": {"CreationDate": None}}
+
+
 def save_figure(fig: plt.Figure, name: str, fig_dir: str | Path | None = None, pdf: bool = True) -> list[Path]:
     """Save `fig` as ``<fig_dir>/<name>.png`` (and ``.pdf``), each written atomically; show it in Jupyter.
 
@@ -68,7 +72,7 @@ def save_figure(fig: plt.Figure, name: str, fig_dir: str | Path | None = None, p
     for ext in ("png", "pdf") if pdf else ("png",):
         target = folder / f"{name}.{ext}"
         with storage.atomic_path(target) as tmp:
-            fig.savefig(tmp, format=ext)
+            fig.savefig(tmp, format=ext, metadata=FILE_METADATA[ext])
         written.append(target)
     show_figure(fig)
     return written
