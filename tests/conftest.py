@@ -100,10 +100,24 @@ def toy_chain(tmp_path: Path, monkeypatch) -> Path:
     return tmp_path
 
 
+TINY_CHAIN_OVERRIDES = {"threads": TEST_THREADS}  # the same in a resume (`pipeline.run_chain(overrides=...)`)
+
+
+@pytest.fixture(autouse=True)
+def _worker_threads():
+    """After each test, torch and the thread variables are back at the worker's share (a test that
+    applies a step's ``threads`` in process would otherwise leave it for every later test)."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != TEST_THREADS:
+        torch.set_num_threads(TEST_THREADS)
+    os.environ.update({var: str(TEST_THREADS) for var in (determinism.THREADS_ENV, *determinism.THREAD_VARS)})
+
+
 def tiny_chain_cmd(out: Path, figs: Path) -> list[str]:
     """``idiff run`` of the whole chain at the tiny profile into `out`, its figures into `figs`."""
     return [sys.executable, "-m", "idiff_lib.cli", "run", "--profile", "tiny", "--out", str(out), "--fig-dir", str(figs),
-            "--param", f"threads={TEST_THREADS}"]
+            *(arg for key, value in TINY_CHAIN_OVERRIDES.items() for arg in ("--param", f"{key}={value}"))]
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_chain_cmd
+from conftest import TINY_CHAIN_OVERRIDES, tiny_chain_cmd
 from test_figures_inline import MAX_TEXT_LINES, text_output_lines
 
 from idiff_lib.chain import runner as pipeline
@@ -61,7 +61,8 @@ def runs(tiny_run, tmp_path_factory):
     os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, mid-step
     proc.wait()
     assert not (resumed / "03_tune_thinking_model" / "step.json").exists(), "step 03 finished before the kill"
-    results = pipeline.run_chain("tiny", out=resumed, fig_dir=base / "resumed" / "figures", log=lambda _: None)
+    results = pipeline.run_chain("tiny", out=resumed, fig_dir=base / "resumed" / "figures", log=lambda _: None,
+                                 overrides=TINY_CHAIN_OVERRIDES)
     return tiny_run, resumed, results
 
 

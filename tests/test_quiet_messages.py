@@ -3,12 +3,15 @@ one precise pattern on one logger; every other message of that logger still show
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 
 import numpy as np
+import torch
 
 from idiff_lib.core.quiet import DropMessages, drop_log_messages
+from idiff_lib.thinking import checkpoints
 
 BNB_LOGGER = "bitsandbytes.backends.cpu.ops"
 BNB_KERNEL = ("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure you already "
@@ -75,3 +78,26 @@ def test_hugging_face_bars_are_off_only_where_progress_is_off(monkeypatch):
     finally:
         enable_progress_bars()
         hf_logging.enable_progress_bar()
+
+
+def test_loading_a_saved_adapter_drops_only_the_deprecated_flags_warning(tmp_path):
+    """`checkpoints.load_model` loads an adapter inside `peft_reads_old_flag` (peft reads the old name again)."""
+    from peft import PeftModel
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from idiff_lib.thinking.lora import LoraSettings, apply_lora, peft_reads_old_flag
+
+    def base():
+        torch.manual_seed(0)
+        return LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                            num_attention_heads=2, num_key_value_heads=2))
+
+    apply_lora(base(), LoraSettings(target_modules=("q_proj",)), log=lambda _: None).save_pretrained(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with peft_reads_old_flag():
+            PeftModel.from_pretrained(base(), tmp_path)
+            warnings.warn("a real problem", UserWarning)
+    messages = [str(w.message) for w in caught]
+    assert "a real problem" in messages and not [m for m in messages if "is_gradient_checkpointing" in m]
+    assert "peft_reads_old_flag" in inspect.getsource(checkpoints.load_model)

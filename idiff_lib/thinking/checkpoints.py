@@ -160,13 +160,16 @@ def load_model(
     if adapter.exists():
         from peft import PeftModel
 
+        from idiff_lib.thinking.lora import peft_reads_old_flag
+
         base_name = json.loads(adapter.read_text())["base_model_name_or_path"]
         model, processor = load_model(base_name, device=device, dtype=dtype,
                                       gradient_checkpointing=gradient_checkpointing, allow_download=allow_download)
         if merge_adapter and trainable_adapter:
             raise ParameterError("load_model: merge_adapter and trainable_adapter exclude each other. fix: merge only "
                                  "for inference (merge_adapter=True, trainable_adapter=False)")
-        model = PeftModel.from_pretrained(model, name_or_path, is_trainable=trainable_adapter)
+        with peft_reads_old_flag():
+            model = PeftModel.from_pretrained(model, name_or_path, is_trainable=trainable_adapter)
         return (model.merge_and_unload() if merge_adapter else model), processor
     source = resolve_checkpoint(name_or_path, allow_download)
     processor = AutoProcessor.from_pretrained(source)

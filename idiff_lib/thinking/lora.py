@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 
@@ -57,6 +58,15 @@ def lora_target_modules(model: torch.nn.Module, train_vision: bool = False) -> l
     return names
 
 
+@contextlib.contextmanager
+def peft_reads_old_flag():
+    """Around a peft wrap or load: peft reads ``is_gradient_checkpointing``, a name transformers 5 deprecated
+    (a FutureWarning per model); that one warning is dropped, every other still shows."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
 def apply_lora(model: torch.nn.Module, settings: LoraSettings | None = None, log=print):
     """Wrap `model` with LoRA adapters and log ``print_trainable_parameters()``."""
     from peft import get_peft_model
@@ -68,8 +78,7 @@ def apply_lora(model: torch.nn.Module, settings: LoraSettings | None = None, log
         checkpointing = getattr(model, "is_gradient_checkpointing", False)
     if checkpointing:
         model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need an input grad
-    with warnings.catch_warnings():  # peft reads the flag by its old name, which warns once per wrap under transformers 5
-        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    with peft_reads_old_flag():
         peft_model = get_peft_model(model, settings.to_peft(model))
     trainable, total = peft_model.get_nb_trainable_parameters()
     log(f"LoRA r={settings.r}: trainable params: {trainable:,} || all params: {total:,} || "
