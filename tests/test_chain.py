@@ -42,7 +42,7 @@ def _stable(obj, base: Path):
     return obj
 
 
-# About 2 min on 2 cores besides the session's tiny run (conftest.tiny_run, the uninterrupted
+# About 3.5 min on 2 cores (one core: the other xdist worker has the other) besides the session's tiny run (conftest.tiny_run, the uninterrupted
 # reference): a second chain, killed in step 03 and resumed. Steps 01-02 run again in the new folder
 # (a step's parameters name its folder); the kill and the resume are in step 03 only. It is the only
 # end-to-end check that a resumed demo gives the same results.

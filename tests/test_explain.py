@@ -108,3 +108,31 @@ def test_ordered_logit_matches_the_forward_pass_in_eval_mode():
     views = torch.rand(3, 4, 3, 32, 32)
     with torch.no_grad():
         np.testing.assert_allclose(model.ordered_logit(views).numpy(), model(views).numpy(), atol=1e-4)
+
+
+def test_cam_rows_put_the_worked_pair_first_once():
+    p = np.array([0.9, 0.2, 0.6, 0.05, 0.55, 0.99])
+    labels = np.array([1, 1, 1, 0, 0, 0], float)
+    ids = ["a", "b", "c", "d", "e", "f"]
+    assert explain.cam_rows(p, labels, 4, ids, "c") == [2, 5, 1, 3, 0]  # not among the four: one more row
+    assert explain.cam_rows(p, labels, 4, ids, "d") == [3, 5, 1, 0]  # among them: moved to the front
+    assert explain.cam_rows(p, labels, 4, ids, "zz") == [5, 1, 3, 0]  # not a test pair: nothing added
+    assert explain.cam_rows(p, labels, 0, ids, "c") == []  # 0 pairs asked: none, the worked one included
+
+
+def test_reliability_marks_the_worked_pair_at_its_confidence_on_the_right_edge():
+    from types import SimpleNamespace
+
+    from idiff_lib.answer import analysis
+
+    run = SimpleNamespace(test_pairs=[SimpleNamespace(id="x"), SimpleNamespace(id="w")],
+                          final_test=np.array([0.7, 0.2]), test_labels=np.array([1.0, 1.0]))
+    assert analysis.worked_pair_point(run, "nope") is None
+    mark = analysis.worked_pair_point(run, "w")
+    assert mark == ("w", 0.2, 1.0)
+    curves = {"ensemble": analysis.reliability(run.final_test, run.test_labels, 2)}
+    fig = af.plot_reliability(curves, mark=mark)
+    star = [line for line in fig.axes[0].get_lines() if line.get_marker() == "*"]
+    assert len(star) == 1 and list(star[0].get_xdata()) == [0.8] and list(star[0].get_ydata()) == [0.0]  # B said, A true
+    assert "worked pair w (wrong" in "".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    assert not [line for line in af.plot_reliability(curves).axes[0].get_lines() if line.get_marker() == "*"]

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from test_figures_inline import text_output_lines
+from test_figures_inline import text_output, text_output_lines
 
 from idiff_lib.chain import timing
 from idiff_lib.core import layout, storage
@@ -82,19 +82,6 @@ def run(tiny_run) -> Run:
                pd.read_csv(layout.step_dir(tiny_run, layout.SCORING_STEP) / "ladder_scores.csv"))
 
 
-def _outputs(nb: dict[str, Any]) -> list[str]:
-    """The text lines an executed notebook shows (streams, text results, tracebacks), as text_output_lines counts them."""
-    lines = []
-    for cell in nb["cells"]:
-        for out in cell.get("outputs", []):
-            text = out.get("text") or out.get("data", {}).get("text/plain", "")
-            text = "".join(text) if isinstance(text, list) else text
-            if out.get("output_type") == "error":
-                text = "\n".join(out.get("traceback", []))
-            lines += text.splitlines()
-    return lines
-
-
 def _executed(run: Run, step: str) -> dict[str, Any]:
     return _json(run.step(step) / "executed.ipynb")
 
@@ -119,7 +106,7 @@ def test_the_plan_and_run_sentences_say_what_the_parameters_ran(run):
     assert control.startswith("No S0 control ran") != bool(params["s0_control"])
     assert bool(params["s0_control"]) == (metrics["s0_control"] is not None)
     # notebook 03 printed these sentences from the same settings
-    shown = _outputs(_executed(run, layout.THINKING_STEP))
+    shown = text_output(_executed(run, layout.THINKING_STEP))
     assert thinking_narrative.thinking_plan_sentence(params) in shown and control in shown
 
 
@@ -128,7 +115,7 @@ def test_the_pretext_sentence_says_what_step_02_started_from(run):
     ran = metrics["start"] == "pretext"
     sentence = answer_narrative.pretext_sentence(params["method"], params["pretext_steps"], params["pretrained"], ran)
     assert sentence.startswith("No pretext task ran") != ran
-    assert ("ImageNet weights" in sentence) == bool(params["pretrained"]) and sentence in _outputs(
+    assert ("ImageNet weights" in sentence) == bool(params["pretrained"]) and sentence in text_output(
         _executed(run, layout.ANSWER_STEP))
 
 
@@ -241,7 +228,7 @@ def test_the_answer_ladders_sentences_match_its_table(run):
 # ------------------------------------------------------------------ times and the worked pair
 def test_each_time_sentence_is_the_recorded_wall_time(run):
     rows = timing.time_table(run.folder)
-    shown = _outputs(_executed(run, layout.REPORT_STEP))
+    shown = text_output(_executed(run, layout.REPORT_STEP))
     for step in layout.STEPS[:-1]:
         recorded = [r for r in storage.read_jsonl_rows(run.folder / "timings.jsonl") if r["step"] == step][-1]
         sentence = narrative.time_sentence(rows, step)
@@ -275,7 +262,7 @@ def test_the_pair_cards_verdicts_are_the_recorded_predictions(run):
 # ------------------------------------------------------------------ the executed notebooks
 @pytest.mark.parametrize("step", layout.STEPS)
 def test_every_printed_interval_claim_agrees_with_its_own_numbers(run, step):
-    text = "\n".join(_outputs(_executed(run, step)))
+    text = "\n".join(text_output(_executed(run, step)))
     text += "\n" + json.dumps(_json(run.step(step) / layout.METRICS_FILE), ensure_ascii=False)
     for m in INTERVAL_CLAIM.finditer(text):
         low, high = float(m["low"]), float(m["high"])
@@ -290,6 +277,6 @@ def test_every_printed_interval_claim_agrees_with_its_own_numbers(run, step):
 @pytest.mark.parametrize("step", layout.STEPS)
 def test_the_executed_notebook_shows_no_warning_or_traceback_and_is_short(run, step):
     nb = _executed(run, step)
-    noise = [line for line in _outputs(nb) if NOISE.search(line)]
+    noise = [line for line in text_output(nb) if NOISE.search(line)]
     assert not noise, f"{step}: {len(noise)} warning/traceback line(s) reach the reader, e.g. {noise[:3]}"
     assert text_output_lines(nb) <= MAX_TEXT_LINES, f"{step}: {text_output_lines(nb)} text lines"

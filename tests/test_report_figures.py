@@ -172,3 +172,33 @@ def test_html_report_names_its_own_step_this_report(tmp_path):
     index = report.build_html_report(run, run / "06_report_figures" / "html")
     text = index.read_text()
     assert "this report" in text and "not finished" not in text
+
+
+def test_worked_pair_defects_shown_one_view_pixel_per_screen_pixel_with_the_face_marked(pair_folder):
+    from matplotlib.patches import Rectangle
+
+    from idiff_lib.data.views import load_views
+
+    pair = read_pairs(pair_folder / "pairs.jsonl")[0]
+    views = load_views(pair)
+    gh, gw = views.global_left.shape[:2]
+    meta = {"work_size": [gw * 2, gh * 2], "detail_box": [10, 20, 60], "faces": [[20, 30, 40, 40]],
+            "defects_a": [{"kind": "oversharpen", "severity": 0.409, "region": "face"}],
+            "defects_b": [{"kind": "defocus", "severity": 0.72, "region": "global"}],
+            "shared": [{"kind": "luma_noise", "severity": 0.314, "region": "global"}]}
+    fig = explore.plot_defects_1to1(pair, meta, dpi=100)
+    width, height = fig.get_size_inches() * 100
+    for ax, img in zip(fig.axes, (views.global_left, views.global_right, views.local_left, views.local_right)):
+        x0, y0, w, h = ax.get_position().bounds
+        assert abs(w * width - img.shape[1]) < 0.5 and abs(h * height - img.shape[0]) < 0.5  # 1:1
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert titles[0] == "A (left): oversharpen 0.41 on face\nluma noise 0.31 on global (both)"
+    assert titles[1].startswith("B (right): defocus 0.72 on global")
+    boxes = [[p for p in ax.patches if isinstance(p, Rectangle)] for ax in fig.axes]
+    assert [len(b) for b in boxes] == [2, 1, 1, 0]  # detail box on both globals, the face only on A (its defect)
+    face_a = boxes[2][0]  # detail coordinates: (face - detail origin) x view pixels / detail size
+    scale = views.local_left.shape[1] / 60
+    assert abs(face_a.get_x() - 10 * scale) < 1e-6 and abs(face_a.get_width() - 40 * scale) < 1e-6
+
+    bare = explore.plot_defects_1to1(pair, None, dpi=100)
+    assert not any(ax.patches for ax in bare.axes) and "not known" in bare.axes[0].get_title(loc="left")

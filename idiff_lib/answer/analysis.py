@@ -233,6 +233,16 @@ def defect_sentence(table: pd.DataFrame, min_n: int = 5) -> str:
 
 
 # --------------------------------------------------------------------------- the worked pair
+def worked_pair_point(run: Step02Outputs, pair_id: str) -> tuple[str, float, float] | None:
+    """The worked pair on the test split of a step-02 run: (its id, the ensemble's p_left, its label);
+    None when the pair is not among the run's test pairs (a limited split, other data)."""
+    ids = [p.id for p in run.test_pairs]
+    if pair_id not in ids:
+        return None
+    i = ids.index(pair_id)
+    return pair_id, float(run.final_test[i]), float(run.test_labels[i])
+
+
 def worked_pair_probabilities(ens: Ensemble, pair: Pair, work_dir: str | Path) -> pd.DataFrame:
     """Each member's and the ensemble's p_left for the worked pair and for its swapped copy.
 

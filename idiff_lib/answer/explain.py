@@ -176,6 +176,15 @@ def cam_pair_indices(p: np.ndarray, labels: np.ndarray, n: int = 4) -> list[int]
     return chosen + [i for i in wrong[take_wrong:] if len(chosen) < n and i not in chosen][: n - len(chosen)]
 
 
+def cam_rows(p: np.ndarray, labels: np.ndarray, n: int, ids: Sequence[str], first: str = "") -> list[int]:
+    """`cam_pair_indices`, with the pair `first` (an id in `ids`) moved or added to the front when `n` > 0."""
+    chosen = cam_pair_indices(p, labels, n)
+    if n > 0 and first in ids:
+        k = list(ids).index(first)
+        chosen = [k] + [i for i in chosen if i != k]
+    return chosen
+
+
 def first_network_member(members: Sequence[object]) -> NetworkMember | HeadMember:
     """The first member with a backbone (a network, or a head on a frozen backbone): the one Grad-CAM explains.
 
@@ -252,17 +261,19 @@ def _central(image: np.ndarray, side: int) -> np.ndarray:
     return image[y:y + side, x:x + side]
 
 
-def explain_run(run: Step02Outputs, n: int = 4, target: str = "predicted") -> list[PairCam]:
+def explain_run(run: Step02Outputs, n: int = 4, target: str = "predicted", first: str = "") -> list[PairCam]:
     """Grad-CAM maps of the first network member (routed by category) on `n` test pairs of a step-02 run.
 
     The pairs are chosen on the ensemble's test answers by `cam_pair_indices`; each result carries the
-    pair's label and the ensemble's p_left.
+    pair's label and the ensemble's p_left. `first` (a test pair id, the worked pair) is the first row,
+    one more than `n` when it is not among the chosen; with `n` 0, or an id not in the test split, it
+    adds nothing.
     """
     from dataclasses import replace
 
     member = first_network_member(run.ensemble.members)
     out, cache = [], {}
-    for i in cam_pair_indices(run.final_test, run.test_labels, n):
+    for i in cam_rows(run.final_test, run.test_labels, n, [p.id for p in run.test_pairs], first):
         pair = run.test_pairs[i]
         if isinstance(member, HeadMember):
             cam = explain_head_pair(member, pair, cache, run.test_categories[i], target)

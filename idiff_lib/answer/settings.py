@@ -17,7 +17,7 @@ from idiff_lib.answer.ensemble import make_ensembler
 from idiff_lib.answer.member_config import MemberConfig
 from idiff_lib.core import layout
 from idiff_lib.core.errors import ParameterError, suggest
-from idiff_lib.core.settings import StepSettings, WorkedPairSettings
+from idiff_lib.core.settings import WorkedPairSettings
 
 # The paper's ablation ladder (notebook 02), networks only; the first three can be trained again from scratch.
 LADDER_ROWS = ("merged", "split", "specialists", "ensemble")
@@ -127,7 +127,7 @@ class AnswerSettings(WorkedPairSettings):
 
 
 @dataclass
-class AnalysisSettings(StepSettings):
+class AnalysisSettings(WorkedPairSettings):
     """Notebook 04's parameters; the defaults are the cpu profile."""
 
     STEP: ClassVar[str] = layout.ANALYSIS_STEP

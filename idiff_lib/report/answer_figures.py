@@ -144,10 +144,21 @@ def draw_reliability(ax: plt.Axes, curves: dict[str, tuple[list[dict[str, float]
     ax.legend(fontsize=7)
 
 
-def plot_reliability(curves: dict[str, tuple[list[dict[str, float]], float]]) -> plt.Figure:
-    """Reliability diagram (accuracy vs confidence per bin) with each curve's ECE in the legend."""
+def plot_reliability(curves: dict[str, tuple[list[dict[str, float]], float]],
+                     mark: tuple[str, float, float] | None = None) -> plt.Figure:
+    """Reliability diagram (accuracy vs confidence per bin) with each curve's ECE in the legend.
+
+    `mark` is one pair drawn on it: (its id, the ensemble's p_left, its label 1 = A better). A single
+    pair's accuracy is 1 or 0, so its star sits on the top or bottom edge at its confidence.
+    """
     fig, ax = plt.subplots(figsize=(4.8, 4.4))
     draw_reliability(ax, curves)
+    if mark is not None:
+        pair_id, p_left, label = mark
+        confidence, right = max(p_left, 1 - p_left), float((p_left > 0.5) == (label > 0.5))
+        ax.plot([confidence], [right], marker="*", ms=14, color="black", ls="none", clip_on=False,
+                label=f"worked pair {pair_id} ({'right' if right else 'wrong'}, p_A = {p_left:.2f})")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import matplotlib.pyplot as plt
+from matplotlib.patches import Rectangle
 import pandas as pd
 
 from idiff_lib.data.content import agreement, detect_content
@@ -115,6 +116,79 @@ def plot_views(pairs: Iterable[Pair], n: int = 4, size: int = 160) -> plt.Figure
                 ax.set_ylabel(f"{p.id} ({p.category or '?'})\nbetter: {p.answer or '?'}")
     fig.tight_layout()
     return fig
+
+
+def defect_titles(meta: Mapping[str, Any] | None) -> dict[str, str]:
+    """Each side's known defects from a benchmark metadata row, one per line: ``{"A": ..., "B": ...}``.
+
+    A defect on both sides is named on each, marked "(both)"; a row without defects, or no row (a RAIM
+    folder), says that the defects are not known.
+    """
+    if not meta:
+        return {"A": "A (left): defects not known (no metadata)", "B": "B (right): defects not known (no metadata)"}
+    shared = [f"{d['kind'].replace('_', ' ')} {d['severity']:.2f} on {d['region']} (both)" for d in meta.get("shared", [])]
+    titles = {}
+    for side, key, where in (("A", "defects_a", "left"), ("B", "defects_b", "right")):
+        own = [f"{d['kind'].replace('_', ' ')} {d['severity']:.2f} on {d['region']}" for d in meta.get(key, [])]
+        titles[side] = f"{side} ({where}): " + ("\n".join(own + shared) or "no defect")
+    return titles
+
+
+def _box(ax: plt.Axes, x: float, y: float, w: float, h: float, colour: str, label: str, below: bool = False) -> None:
+    ax.add_patch(Rectangle((x, y), w, h, fill=False, lw=1.5, ls="--", color=colour))
+    ax.text(x + 2, y + h - 2 if below else y + 2, label, color=colour, fontsize=7, va="bottom" if below else "top")
+
+
+def plot_defects_1to1(pair: Pair, meta: Mapping[str, Any] | None, dpi: float | None = None) -> plt.Figure:
+    """The pair's four views at their own pixel size, each side titled with its known defects.
+
+    One view pixel is one figure pixel at `dpi` (default: the figure dpi of the style, what a notebook
+    shows), so a defect of a few pixels is as visible as it is to the model. From the benchmark's
+    metadata: the face box where a defect sits on the face, and on the global views the box the detail
+    view was cut from. Without metadata the views are shown with no box.
+    """
+    views = load_views(pair)
+    dpi = float(dpi or plt.rcParams["figure.dpi"])
+    titles = defect_titles(meta)
+    pad, line = 10, 13  # pixels
+    title = line * (1 + max(t.count("\n") for t in titles.values())) + 6  # room above the global views
+    rows = [(views.global_left, views.global_right), (views.local_left, views.local_right)]
+    col_w = max(max(a.shape[1], b.shape[1]) for a, b in rows)
+    width = 2 * col_w + 3 * pad
+    heads = (title, line + 6)  # the defects above the global views, one line above the details
+    height = sum(max(a.shape[0], b.shape[0]) + head for (a, b), head in zip(rows, heads)) + 2 * pad
+    fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    face_sides = {side for side, key in (("A", "defects_a"), ("B", "defects_b"))
+                  for d in list((meta or {}).get(key, [])) + list((meta or {}).get("shared", [])) if d["region"] == "face"}
+    top = height
+    for r, (left, right) in enumerate(rows):
+        top -= heads[r] + max(left.shape[0], right.shape[0])
+        for c, (side, img) in enumerate((("A", left), ("B", right))):
+            h, w = img.shape[:2]
+            x0 = pad + c * (col_w + pad)
+            ax = fig.add_axes((x0 / width, top / height, w / width, h / height))
+            ax.imshow(img, interpolation="nearest")
+            ax.set_axis_off()
+            ax.set_title(titles[side] if r == 0 else f"detail {side} (1:1)", fontsize=7, loc="left")
+            _mark(ax, meta, "global" if r == 0 else "local", img.shape, side in face_sides)
+    return fig
+
+
+def _mark(ax: plt.Axes, meta: Mapping[str, Any] | None, view: str, shape: tuple[int, ...], face: bool) -> None:
+    """The metadata's boxes on one view: the detail crop (global views) and, when a defect sits there, the face."""
+    if not meta or "work_size" not in meta:
+        return
+    work_w, work_h = meta["work_size"]
+    dx, dy, ds = meta.get("detail_box") or (0, 0, max(work_w, work_h))
+    if view == "global":
+        sx, sy, ox, oy = shape[1] / work_w, shape[0] / work_h, 0, 0
+        if meta.get("detail_box"):
+            _box(ax, dx * sx, dy * sy, ds * sx, ds * sy, "white", "detail view")
+    else:
+        sx, sy, ox, oy = shape[1] / ds, shape[0] / ds, dx, dy
+    if face:
+        for fx, fy, fw, fh in meta.get("faces", []):
+            _box(ax, (fx - ox) * sx, (fy - oy) * sy, fw * sx, fh * sy, "yellow", "face", below=True)
 
 
 def balanced_pairs(pairs: Iterable[Pair], n: int) -> list[Pair]:

@@ -81,6 +81,11 @@ def resolve_worked_pair(data_dir: str | Path, worked_pair: str = "") -> Pair:
     return by_id[worked_pair]
 
 
+def worked_meta(data_dir: str | Path, pair: Pair) -> dict | None:
+    """The worked pair's row of the benchmark's ``meta/`` (its defects, face boxes, detail box); None without one."""
+    return split_meta(data_dir, WORKED_SPLIT).get(pair.id)
+
+
 def ground_truth(data_dir: str | Path, pair: Pair) -> pd.DataFrame:
     """The pair's known defects from ``meta/``: one row per defect (side, kind, region, severity) plus
     the penalties; an empty frame when the folder has no metadata for it."""
