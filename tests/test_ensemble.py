@@ -239,3 +239,28 @@ def test_bad_pairs_are_reported_not_dropped(tmp_path):
 def test_load_run_without_ensemble_names_the_fix(tmp_path):
     with pytest.raises(DataError, match="notebook 02"):
         run_store.load_answer_run(tmp_path)
+
+
+def test_ensembler_table_gives_each_accuracy_with_a_photo_interval(tmp_path):
+    """Notebook 04's comparison: the same accuracies as compare_ensemblers, an interval over photos around each."""
+    from types import SimpleNamespace
+
+    P, y = _probs(0)
+    P_test, y_test = _probs(1)
+    names = [f"m{i}" for i in range(P.shape[1])]
+    pairs = [SimpleNamespace(id=f"p{i}") for i in range(len(y_test))]
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "test.jsonl").write_text(  # four photos: pairs cut from one photo resample together
+        "\n".join(json.dumps({"id": p.id, "photo": f"photo{i % 4}"}) for i, p in enumerate(pairs)) + "\n")
+    run = SimpleNamespace(names=names, val_probs=pd.DataFrame(P, columns=names), val_labels=y,
+                          test_probs=pd.DataFrame(P_test, columns=names), test_labels=y_test, test_pairs=pairs)
+    table = analysis.ensembler_table(run, tmp_path)
+    scores = analysis.compare_ensemblers(P, y, P_test, y_test)
+    ens = table[table["kind"] == "ensemble"].set_index("name")
+    assert ens["acc"].to_dict() == pytest.approx(scores)
+    members = table[table["kind"] == "member"].set_index("name")["acc"]
+    assert members.to_dict() == pytest.approx({n: analysis.accuracy(P_test[:, i], y_test) for i, n in enumerate(names)})
+    assert ((table["lo"] <= table["acc"]) & (table["acc"] <= table["hi"])).all() and (table["n"] == len(y_test)).all()
+    photos = [f"photo{i % 4}" for i in range(len(y_test))]
+    over_photos = analysis.bootstrap_ci((P_test[:, 0] > 0.5) == (y_test > 0.5), clusters=photos)
+    assert tuple(table.loc[table["name"] == "m0", ["lo", "hi"]].iloc[0]) == pytest.approx(over_photos)

@@ -86,11 +86,15 @@ def agreement_matrix(probs: np.ndarray, names: Sequence[str]) -> tuple[np.ndarra
     return np.nan_to_num(corr, nan=0.0), agree
 
 
+def ensembler_predictions(val_probs: np.ndarray, val_labels: np.ndarray, test_probs: np.ndarray) -> dict[str, np.ndarray]:
+    """Test p_left of every ensembler, each fitted on val only."""
+    return {name: make_ensembler(name).fit(val_probs, val_labels).predict(test_probs) for name in ENSEMBLERS}
+
+
 def compare_ensemblers(val_probs: np.ndarray, val_labels: np.ndarray, test_probs: np.ndarray,
                        test_labels: np.ndarray) -> dict[str, float]:
     """Test accuracy of every ensembler, each fitted on val only."""
-    return {name: accuracy(make_ensembler(name).fit(val_probs, val_labels).predict(test_probs), test_labels)
-            for name in ENSEMBLERS}
+    return {name: accuracy(p, test_labels) for name, p in ensembler_predictions(val_probs, val_labels, test_probs).items()}
 
 
 def all_wrong(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -233,6 +237,28 @@ def defect_sentence(table: pd.DataFrame, min_n: int = 5) -> str:
 
 
 # --------------------------------------------------------------------------- the worked pair
+def ensembler_table(run: Step02Outputs, data_dir: str | Path, seed: int = 0) -> pd.DataFrame:
+    """Test accuracy of every ensembler (fitted on val only) and every member, with 95% intervals.
+
+    The intervals are `bootstrap_ci`'s, over the test pairs' photos (`data.meta.photo_clusters`), as in
+    Table A. Columns ``kind`` ("ensemble" | "member"), ``name``, ``acc``, ``lo``, ``hi``, ``n``.
+    """
+    from idiff_lib.data.meta import photo_clusters
+
+    ids = [p.id for p in run.test_pairs]
+    photo = photo_clusters(data_dir, "test", ids)
+    photos = [photo[i] for i in ids]
+    preds = {("ensemble", name): p for name, p in
+             ensembler_predictions(run.val_probs.to_numpy(), run.val_labels, run.test_probs.to_numpy()).items()}
+    preds.update({("member", name): run.test_probs[name].to_numpy() for name in run.names})
+    rows = []
+    for (kind, name), p in preds.items():
+        correct = (np.asarray(p) > 0.5) == (run.test_labels > 0.5)
+        lo, hi = bootstrap_ci(correct, seed=seed, clusters=photos)
+        rows.append({"kind": kind, "name": name, "acc": accuracy(p, run.test_labels), "lo": lo, "hi": hi, "n": len(ids)})
+    return pd.DataFrame(rows, columns=["kind", "name", "acc", "lo", "hi", "n"])
+
+
 def worked_pair_point(run: Step02Outputs, pair_id: str) -> tuple[str, float, float] | None:
     """The worked pair on the test split of a step-02 run: (its id, the ensemble's p_left, its label);
     None when the pair is not among the run's test pairs (a limited split, other data)."""

@@ -270,35 +270,26 @@ def plot_accuracy_by_confidence(p: np.ndarray, labels: np.ndarray, quantiles: in
     return fig, table
 
 
-def wilson_interval(accuracy: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% Wilson score interval of an accuracy over `n` pairs (pairs taken as independent)."""
-    if n <= 0:
-        return (float("nan"), float("nan"))
-    centre = (accuracy + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(accuracy * (1 - accuracy) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def plot_ensemblers(scores: dict[str, float], singles: dict[str, float], n_pairs: int = 0) -> plt.Figure:
+def plot_ensemblers(table: pd.DataFrame) -> plt.Figure:
     """Test accuracy of each ensembler beside each member: horizontal bars from 0, chance at 0.5.
 
-    With `n_pairs` (the test pairs scored) each bar has its 95% Wilson interval, so a difference
-    inside the whiskers reads as what it is: not shown on this many pairs.
+    `table` is `analysis.ensembler_table`'s (``kind``, ``name``, ``acc``, ``lo``, ``hi``, ``n``): each
+    bar has its 95% interval, so a difference inside the whiskers reads as what it is: not shown on
+    this many pairs.
     """
-    rows = ([("ensemble", k, v) for k, v in scores.items()] + [("member", k, v) for k, v in singles.items()])
+    rows = list(table.itertuples(index=False))
     fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.42 * len(rows)))
     colours = {"ensemble": "#4c72b0", "member": "#dd8452"}
     y = np.arange(len(rows))[::-1]
-    for (kind, name, acc), pos in zip(rows, y):
-        ax.barh(pos, acc, color=colours[kind], height=0.7, label=kind)
-        if n_pairs:
-            low, high = wilson_interval(acc, n_pairs)
-            ax.errorbar(acc, pos, xerr=[[acc - low], [high - acc]], color="black", capsize=3, lw=1)
+    for row, pos in zip(rows, y):
+        ax.barh(pos, row.acc, color=colours[row.kind], height=0.7, label=row.kind)
+        if np.isfinite(row.lo) and np.isfinite(row.hi):
+            ax.errorbar(row.acc, pos, xerr=[[row.acc - row.lo], [row.hi - row.acc]], color="black", capsize=3, lw=1)
     ax.axvline(0.5, color="grey", lw=1, ls=":", label="chance (0.5)")
-    ax.set_yticks(y, [name for _, name, _ in rows])
+    ax.set_yticks(y, [row.name for row in rows])
     ax.set_xlim(0, 1.05)
-    ax.set_xlabel("test accuracy" + (f" (95% Wilson interval, {n_pairs} pairs)" if n_pairs else ""))
-    ax.set_title("Equal vs weighted vs stacked (fitted on val)")
+    n = int(table["n"].max()) if len(table) else 0
+    ax.set_xlabel(f"test accuracy (95% interval over photos, {n} pairs)")
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     ax.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # off the bars

@@ -126,12 +126,12 @@ def defect_titles(meta: Mapping[str, Any] | None) -> dict[str, str]:
     """
     if not meta:
         return {"A": "A (left): defects not known (no metadata)", "B": "B (right): defects not known (no metadata)"}
-    shared = [f"{d['kind'].replace('_', ' ')} {d['severity']:.2f} on {d['region']} (both)" for d in meta.get("shared", [])]
-    titles = {}
-    for side, key, where in (("A", "defects_a", "left"), ("B", "defects_b", "right")):
-        own = [f"{d['kind'].replace('_', ' ')} {d['severity']:.2f} on {d['region']}" for d in meta.get(key, [])]
-        titles[side] = f"{side} ({where}): " + ("\n".join(own + shared) or "no defect")
-    return titles
+    def named(d: Mapping[str, Any]) -> str:
+        return f"{d['kind'].replace('_', ' ')} {d['severity']:.2f} on {d['region']}"
+
+    shared = [f"{named(d)} (both)" for d in meta.get("shared", [])]
+    return {side: f"{side} ({where}): " + ("\n".join([named(d) for d in meta.get(key, [])] + shared) or "no defect")
+            for side, key, where in (("A", "defects_a", "left"), ("B", "defects_b", "right"))}
 
 
 def _box(ax: plt.Axes, x: float, y: float, w: float, h: float, colour: str, label: str, below: bool = False) -> None:
@@ -158,8 +158,9 @@ def plot_defects_1to1(pair: Pair, meta: Mapping[str, Any] | None, dpi: float | N
     heads = (title, line + 6)  # the defects above the global views, one line above the details
     height = sum(max(a.shape[0], b.shape[0]) + head for (a, b), head in zip(rows, heads)) + 2 * pad
     fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
-    face_sides = {side for side, key in (("A", "defects_a"), ("B", "defects_b"))
-                  for d in list((meta or {}).get(key, [])) + list((meta or {}).get("shared", [])) if d["region"] == "face"}
+    meta = meta or {}
+    on_face = {side: any(d["region"] == "face" for d in [*meta.get(key, []), *meta.get("shared", [])])
+               for side, key in (("A", "defects_a"), ("B", "defects_b"))}
     top = height
     for r, (left, right) in enumerate(rows):
         top -= heads[r] + max(left.shape[0], right.shape[0])
@@ -170,7 +171,7 @@ def plot_defects_1to1(pair: Pair, meta: Mapping[str, Any] | None, dpi: float | N
             ax.imshow(img, interpolation="nearest")
             ax.set_axis_off()
             ax.set_title(titles[side] if r == 0 else f"detail {side} (1:1)", fontsize=7, loc="left")
-            _mark(ax, meta, "global" if r == 0 else "local", img.shape, side in face_sides)
+            _mark(ax, meta, "global" if r == 0 else "local", img.shape, on_face[side])
     return fig
 
 

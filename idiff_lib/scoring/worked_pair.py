@@ -89,7 +89,7 @@ def worked_meta(data_dir: str | Path, pair: Pair) -> dict | None:
 def ground_truth(data_dir: str | Path, pair: Pair) -> pd.DataFrame:
     """The pair's known defects from ``meta/``: one row per defect (side, kind, region, severity) plus
     the penalties; an empty frame when the folder has no metadata for it."""
-    row = split_meta(data_dir, WORKED_SPLIT).get(pair.id)
+    row = worked_meta(data_dir, pair)
     if row is None:
         return pd.DataFrame(columns=["side", "kind", "region", "severity"])
     rows = [{"side": side, **d} for side, key in (("A", "defects_a"), ("B", "defects_b"), ("both", "shared"))
@@ -101,7 +101,7 @@ def ground_truth(data_dir: str | Path, pair: Pair) -> pd.DataFrame:
 
 def truth_sentence(data_dir: str | Path, pair: Pair) -> str:
     """One sentence on why the worked pair is instructive, read from its metadata or its reference."""
-    row = split_meta(data_dir, WORKED_SPLIT).get(pair.id, {})
+    row = worked_meta(data_dir, pair) or {}
     wins = {v: sorted({f"{c['region']} {c['attribute']}" for c in row.get("comparisons", []) if c["verdict"] == v})
             for v in ("A", "B")}
     if wins["A"] and wins["B"]:
