@@ -5,7 +5,8 @@ installed ``pyiqa`` wheel, degraded by OpenCV code independent of the benchmark'
 finished cpu run supplies everything else, as `idiff export` would use it: the Answer Model's
 verdicts (step 02), the aspect evidence from its heads, the feature cues (thresholds calibrated on
 the run's train pairs), and the run's final Thinking Model (either ladder). The last stage's
-prompts are decoded twice, free and structure-constrained (`generation.AgreementConstraint`).
+prompts are decoded twice, free and structure-constrained (`generation.AgreementConstraint`, with the
+evidence copied through when the run's `copy_evidence` is on).
 
 Measured per decoding, with 95% bootstrap intervals over photos: the challenge's format check on
 the raw output (``raw_format_pass``), whether the written ``<answer>`` is the Answer Model's
@@ -91,7 +92,8 @@ def main() -> None:
             write = model_writer(model, processor, batch_size=settings.gen_batch_size,
                                  max_new_tokens=settings.max_new_tokens, max_pixels=run_settings.max_pixels,
                                  no_repeat_ngram_size=settings.no_repeat_ngram_size,
-                                 constrained=decoding == "constrained")
+                                 constrained=decoding == "constrained",
+                                 copy_evidence=decoding == "constrained" and settings.copy_evidence)
             t1 = time.perf_counter()
             written = write(pairs, built)
             raw_ok, agree, stated, overall, ph, ph_stated = [], [], [], [], [], []

@@ -84,3 +84,73 @@ def test_decoding_comparison_scores_files_on_the_same_pairs(tmp_path):
     assert list(table["decoding"]) == ["constrained", "free"]  # files missing a pair are left out
     assert list(table["consistency"]) == [1.0, 0.0] and list(table["raw_format_pass"]) == [1.0, 0.0]
     assert list(table["n"]) == [3, 3]
+
+
+def _copy_through(tok, evidence, answer, pieces):
+    """Alternate the constraint's forced text with the model's own `pieces`; the whole generated text."""
+    prompt = tok("You compare two photos.", add_special_tokens=False).input_ids
+    constraint = AgreementConstraint(tok, len(prompt), [answer], evidence=[evidence])
+    text = ""
+    for piece in [""] + list(pieces):
+        text += piece
+        text += _run(constraint, tok, text)
+    return text
+
+
+def test_copy_through_starts_each_line_with_the_evidence_heading_and_side(tok):
+    from idiff_lib.thinking.evidence import AspectVerdict
+
+    evidence = [AspectVerdict("Face", "Texture", "B", 0.8), AspectVerdict("Global", "Noise", "A", 0.7)]
+    text = _copy_through(tok, evidence, "A", [" keeps finer texture.\n", " is cleaner.\n", " thanks to less noise.\n"])
+    flat = text.replace(" ", "")
+    assert flat.startswith("<thinking>\nFaceTexture:ImageB(Right)keepsfinertexture.\nGlobalNoise:ImageA(Left)iscleaner.\n"
+                           "GlobalOverall:ImageA(Left)isbetteroverall"), text
+    assert flat.endswith("thankstolessnoise.\n</thinking>\n<answer>A</answer>"), text
+    parsed = pairs_mod.parse_completion(text)
+    assert parsed.answer == "A" and [ln.split(":")[0] for ln in parsed.thinking.strip().splitlines()] == [
+        "Face Texture", "Global Noise", "Global Overall"]
+
+
+def test_copy_through_without_a_given_verdict_lets_the_overall_line_decide(tok):
+    from idiff_lib.thinking.evidence import AspectVerdict
+
+    text = _copy_through(tok, [AspectVerdict("Global", "Sharpness", "B", 0.9)], None,
+                         [" is sharper.\n", " Image B (Right) is better.\n"])
+    assert text.replace(" ", "").endswith("GlobalOverall:ImageB(Right)isbetter.\n</thinking>\n<answer>B</answer>"), text
+
+
+def test_rows_without_evidence_are_not_copied_through(tok):
+    prompt_len = len(tok("You compare two photos.", add_special_tokens=False).input_ids)
+    constraint = AgreementConstraint(tok, prompt_len, ["B"], evidence=[[]])
+    allowed = constraint(0, torch.tensor(tok("You compare two photos.", add_special_tokens=False).input_ids))
+    assert len(allowed) == len(tok)
+
+
+def test_generate_copies_the_evidence_through():
+    """Through transformers' generate on a random tiny model: the first line is the evidence's, and the better
+    side's clause holds none of the house's words for a defect's strength."""
+    from idiff_lib.benchmark.references import INTENSITY
+    from idiff_lib.thinking.evidence import AspectVerdict
+
+    lm, tok = _tiny_parts()
+    ids = tok("You compare two photos.", add_special_tokens=False).input_ids
+    constraint = AgreementConstraint(tok, len(ids), ["B"], evidence=[[AspectVerdict("Face", "Texture", "B", 0.8)]])
+    out = lm.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), max_new_tokens=40,
+                      do_sample=False, prefix_allowed_tokens_fn=constraint, pad_token_id=tok.pad_token_id)
+    text = tok.decode(out[0, len(ids):], skip_special_tokens=True)
+    assert text.replace(" ", "").startswith("<thinking>\nFaceTexture:ImageB(Right)"), text
+    clause = text.split("(Right)", 1)[1].split(",")[0].split(".")[0].split("\n")[0]
+    assert not set(clause.lower().split()) & {w for level in INTENSITY.values() for w in level}, text
+
+
+def test_the_better_sides_clause_may_not_take_a_defects_strength(tok):
+    from idiff_lib.thinking.evidence import AspectVerdict
+
+    prompt = tok("You compare two photos.", add_special_tokens=False).input_ids
+    constraint = AgreementConstraint(tok, len(prompt), ["A"], evidence=[[AspectVerdict("Global", "Noise", "A", 0.7)]])
+    text = _run(constraint, tok, "")  # the forced line start
+    noticeable = tok(" noticeable", add_special_tokens=False).input_ids[0]
+    ids = prompt + tok(text + " shows", add_special_tokens=False).input_ids
+    assert noticeable not in set(constraint(0, torch.tensor(ids)).tolist())
+    ids = prompt + tok(text + " is clean, while Image B (Right) shows", add_special_tokens=False).input_ids
+    assert len(constraint(0, torch.tensor(ids))) == len(tok)  # after the clause: free again

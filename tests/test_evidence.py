@@ -28,6 +28,21 @@ def test_ranking_weighs_the_defect_gaps():
     assert evidence.rank_aspects("scene", heads, lines=1, presence_weight=1.0)[0].heading == "Global Sharpness"
 
 
+def test_presence_heads_choose_the_aspects_and_leave_out_the_unlikely():
+    heads = {"aspects": {"Global Noise": 0.95, "Global Sharpness": 0.6, "Global Texture": 0.3},
+             "presence": {"Global Noise": 0.1, "Global Sharpness": 0.9, "Global Texture": 0.5},
+             "defects": {"defocus": -0.9}}
+    ranked = evidence.rank_aspects("scene", heads, lines=3, presence_weight=2.0)
+    assert [v.heading for v in ranked] == ["Global Sharpness", "Global Texture", "Global Noise"]
+    kept = evidence.rank_aspects("scene", heads, lines=3, presence_weight=2.0, min_presence=0.3)
+    assert [v.heading for v in kept] == ["Global Sharpness", "Global Texture"]  # Noise: p 0.1 of differing
+    none = {**heads, "presence": {k: 0.0 for k in heads["presence"]}}
+    assert len(evidence.rank_aspects("scene", none, lines=3, presence_weight=2.0, min_presence=0.3)) == 1  # the strongest
+    taught = evidence.rank_aspects("scene", heads, lines=1, presence_weight=2.0, min_presence=0.3,
+                                   order=["Global Noise", "Global Texture"])
+    assert [v.heading for v in taught] == ["Global Noise", "Global Texture"]  # a reference's aspects, as written
+
+
 def test_block_reads_back_and_swaps_with_the_sides():
     ranked = evidence.rank_aspects("person", HEADS, lines=3, presence_weight=1.0)
     block = evidence.evidence_block(ranked)
@@ -98,3 +113,14 @@ def test_training_pairs_follow_their_reference_aspects_with_the_heads_verdicts()
     assert lines[1].startswith("Face Sharpness: Image A (Left) better (p 0.90")
     ranked = evidence.pair_evidence([pair], {"t1": HEADS}, lines=4, presence_weight=1.0)
     assert ranked["t1"].splitlines()[0].startswith("Face Sharpness")  # not followed: the ranking
+
+
+def test_evidence_agreement_counts_the_lines_that_say_what_the_evidence_says():
+    block = evidence.evidence_block([evidence.AspectVerdict("Face", "Texture", "B", 0.8),
+                                     evidence.AspectVerdict("Global", "Noise", "A", 0.7)])
+    rationale = ("Face Texture: Image B (Right) keeps finer texture detail, while Image A (Left) shows smearing.\n"
+                 "Global Noise: Image A (Left) shows heavy noise, while Image B (Right) is clean.\n"
+                 "Global Sharpness: Image A (Left) is sharper.\nGlobal Overall: Image B (Right) is better overall.")
+    got = evidence.evidence_agreement({"p1": rationale, "p2": rationale}, {"p1": block})
+    assert got == {"evidence_agreement": 0.5, "n_lines_on_evidence": 2}  # p2 has no block; Sharpness no line
+    assert evidence.evidence_agreement({"p1": ""}, {"p1": block})["evidence_agreement"] is None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +21,8 @@ from idiff_lib.answer.splits import load_splits
 from idiff_lib.core import paths
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import read_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
 
 KINDS = ("luma_noise", "defocus")
 TINY = dict(backbones=["resnet10t"], pretrained=False, feature_member=False, ensembler="mean", scratch_rows=[])
@@ -194,8 +198,26 @@ def test_the_aspect_heads_load_and_predict_every_pair(run_dir, data, monkeypatch
     rows = model.predict(pairs)
     assert [r["id"] for r in rows] == [p.id for p in pairs]
     assert all(0 <= r["aspects"]["Global Noise"] <= 1 and "luma_noise" in r["defects"] for r in rows)
+    assert info["presence"] == info["aspects"]
+    assert all(0 <= r["presence"]["Global Noise"] <= 1 for r in rows)
     with pytest.raises(DataError, match="no aspect heads"):
         aspects.load(out / "members")
+
+
+def test_presence_heads_are_symmetric_and_learn_which_pairs_differ():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 6))
+    y = (np.abs(x[:, 0]) > 0.7).astype(float)  # the pair differs on the aspect when feature 0 differs a lot
+    head = heads.fit_presence_head(x[:300], y[:300], x[300:], y[300:])
+    assert np.allclose(head.predict(x), head.predict(-x))
+    assert np.mean((head.predict(x[300:]) > 0.5) == (y[300:] > 0.5)) > 0.85
+    comparisons = [[{"region": "Global", "attribute": "Noise", "verdict": "A"}], [], [{"region": "Face",
+                                                                                       "attribute": "Noise",
+                                                                                       "verdict": "similar"}]]
+    held = heads.presence_labels(comparisons, ["Global Noise", "Face Noise"])
+    assert held["Global Noise"].tolist() == [1, 0, 0] and held["Face Noise"].tolist() == [0, 0, 1]
+    always = heads.fit_presence_head(x[:300], np.ones(300), x[300:], np.ones(100))  # nothing to learn: the rate
+    assert np.allclose(always.predict(x), 0.99)
 
 
 def test_grad_cam_explains_a_head_member(run_dir, data, monkeypatch):
@@ -225,3 +247,18 @@ def test_cli_predict_writes_the_aspects(run_dir, data, tmp_path):
 def test_settings_refuse_an_unknown_method():
     with pytest.raises(ParameterError, match="Did you mean"):
         AnswerSettings.from_params({"method": "head"})
+
+
+def test_the_evidence_choice_benchmark_scores_every_setting_on_val(run_dir, data, monkeypatch, tmp_path):
+    out, _, cache = run_dir
+    monkeypatch.setattr(paths, "CACHE_DIR", cache)
+    spec = importlib.util.spec_from_file_location("evidence_choice", ROOT / "benchmarks" / "evidence_choice.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--run", str(out), "--data", str(data), "--out", str(tmp_path / "choice.json")]) == 0
+    result = json.loads((tmp_path / "choice.json").read_text())
+    assert result["split"] == "val" and result["pairs"] == 8
+    assert len(result["rows"]) == len(bench.LINES) * len(bench.WEIGHTS) * len(bench.MIN_PRESENCE)
+    assert all(0 <= r["bleu4"] <= 1 and (r["meta_coverage"] is None or 0 <= r["meta_coverage"] <= 1)
+               for r in result["rows"])
+    assert bench.main(["--run", str(tmp_path), "--data", str(data), "--out", str(tmp_path / "x.json")]) == 2  # no heads

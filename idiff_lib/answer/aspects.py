@@ -1,15 +1,16 @@
 """The Answer Model's evidence on disk: per-aspect verdicts and per-kind defect differences, with a loader.
 
 Notebook 02 (cache-first) fits one head per ground-truth comparison (region x attribute, e.g.
-"Face Texture": which side is better on it) and one ridge head per defect kind (the predicted
-A - B severity) on the first backbone's cached features. They are saved in the Answer step's folder:
+"Face Texture": which side is better on it), one presence head per comparison (does the pair differ
+on it at all) and one ridge head per defect kind (the predicted A - B severity) on the first
+backbone's cached features. They are saved in the Answer step's folder:
 
 - ``aspects.json``: the backbone, the aspect names, the defect kinds and each head's val accuracy
   (plain JSON);
 - ``aspects.safetensors``: the heads' arrays (no pickles).
 
 `load` reads them back; `AspectModel.predict` gives, per pair, ``{"aspects": {name: p_A_better},
-"defects": {kind: A - B severity}}``. `idiff answer predict --aspects` writes these rows, and the
+"presence": {name: p_differs}, "defects": {kind: A - B severity}}``. `idiff answer predict --aspects` writes these rows, and the
 Thinking Model's prompts read them as evidence.
 """
 
@@ -23,15 +24,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from idiff_lib.answer.head_member import BackboneSpec, input_matrix, pair_features
-from idiff_lib.answer.heads import (AspectHeads, DefectHeads, LinearHead, aspect_labels, load_arrays, save_arrays,
-                                    worse_side_accuracy)
+from idiff_lib.answer.heads import (AspectHeads, DefectHeads, LinearHead, PresenceHead, aspect_labels, load_arrays,
+                                    presence_labels, save_arrays, worse_side_accuracy)
 from idiff_lib.core import layout, storage
 from idiff_lib.core.errors import DataError
 from idiff_lib.data.pairs import Pair
 
 ASPECTS_FILE = "aspects.json"
 ASPECTS_ARRAYS = "aspects.safetensors"
-ASPECTS_FORMAT = 1
+ASPECTS_FORMAT = 2  # 2: presence heads
 HINT = "rerun notebook 02 (idiff run --from 02) on a data folder with meta/ to fit the aspect heads"
 
 
@@ -46,6 +47,10 @@ def save(step_dir: str | Path, spec: BackboneSpec, heads: AspectHeads, defects: 
         m = ~np.isnan(lab) if lab is not None else np.zeros(len(x_val), bool)
         aspect_acc[name] = {"val_accuracy": float(np.mean((head.predict(x_val[m]) > 0.5) == (lab[m] > 0.5)))
                             if m.any() else None, "val_pairs": int(m.sum())}
+    held = presence_labels(comparisons_val, list(heads.presence))
+    presence_acc = {name: {"val_accuracy": float(np.mean((head.predict(x_val) > 0.5) == (held[name] > 0.5)))
+                           if len(x_val) else None, "val_held": int(held[name].sum())}
+                    for name, head in heads.presence.items()}
     ev = defects.evidence(x_val)
     defect_acc = {}
     for k, kind in enumerate(defects.kinds):
@@ -54,10 +59,13 @@ def save(step_dir: str | Path, spec: BackboneSpec, heads: AspectHeads, defects: 
     arrays = {"defects.coef": defects.coef, "defects.scale": defects.scale}
     for i, (name, head) in enumerate(heads.heads.items()):
         arrays[f"aspect{i}.coef"], arrays[f"aspect{i}.scale"] = head.coef, head.scale
+    for i, (name, head) in enumerate(heads.presence.items()):
+        arrays[f"presence{i}.coef"], arrays[f"presence{i}.scale"] = head.coef, head.scale
+        arrays[f"presence{i}.intercept"] = head.intercept
     save_arrays(step_dir / ASPECTS_ARRAYS, arrays)
     return storage.write_json(step_dir / ASPECTS_FILE, {
         "format": ASPECTS_FORMAT, "backbone": spec.to_dict(), "aspects": list(heads.heads),
-        "aspect_accuracy": aspect_acc, "kinds": list(defects.kinds), "defect_accuracy": defect_acc,
+        "aspect_accuracy": aspect_acc, "presence": list(heads.presence), "presence_accuracy": presence_acc, "kinds": list(defects.kinds), "defect_accuracy": defect_acc,
         "defect_alpha": defects.alpha})
 
 
@@ -71,14 +79,17 @@ class AspectModel:
     info: dict[str, Any]
 
     def predict(self, pairs: Sequence[Pair], cache: dict | None = None) -> list[dict[str, Any]]:
-        """Per pair: ``{"id", "aspects": {name: p(A better)}, "defects": {kind: A - B severity}}``."""
+        """Per pair: ``{"id", "aspects": {name: p(A better)}, "presence": {name: p(differs)}, "defects": {kind: A - B
+        severity}}``."""
         cache = {} if cache is None else cache
         if not pairs:
             return []
         x = input_matrix(pair_features(self.spec, pairs, cache, desc="evidence features"), "global+local")
         probs = self.aspects.predict(x)
+        held = self.aspects.predict_presence(x)
         ev = self.defects.evidence(x)
         return [{"id": p.id, "aspects": {n: round(float(v[i]), 4) for n, v in probs.items()},
+                 "presence": {n: round(float(v[i]), 4) for n, v in held.items()},
                  "defects": {k: round(float(ev[i, j]), 4) for j, k in enumerate(self.defects.kinds)}}
                 for i, p in enumerate(pairs)]
 
@@ -109,12 +120,15 @@ def load(run_dir: str | Path) -> AspectModel:
     try:
         heads = {name: LinearHead(arrays[f"aspect{i}.coef"], arrays[f"aspect{i}.scale"])
                  for i, name in enumerate(info["aspects"])}
+        presence = {name: PresenceHead(arrays[f"presence{i}.coef"], arrays[f"presence{i}.scale"],
+                                       arrays[f"presence{i}.intercept"])
+                    for i, name in enumerate(info["presence"])}
         defects = DefectHeads(list(info["kinds"]), arrays["defects.coef"], arrays["defects.scale"])
         b = info["backbone"]
         spec = BackboneSpec(str(b["backbone"]), bool(b["pretrained"]), int(b["seed"]), str(b.get("checkpoint", "")))
     except (KeyError, TypeError) as err:
         raise DataError(path.parent / ASPECTS_ARRAYS, f"does not match {ASPECTS_FILE} (missing {err})", HINT) from None
-    return AspectModel(spec, AspectHeads(heads), defects, info)
+    return AspectModel(spec, AspectHeads(heads, presence), defects, info)
 
 
 def evidence_accuracy(model: AspectModel, pairs: Sequence[Pair], data_dir: str | Path, split: str = "test",

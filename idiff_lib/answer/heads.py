@@ -9,7 +9,10 @@ intercept of an odd input, so exchanging A and B negates the logit and gives exa
 - `DefectHeads`: one ridge regression per defect kind of the A - B severity (the benchmark's
   ``meta``: which defect each side shows, and how strongly); their predictions are the **evidence**.
 - `AspectHeads`: one logistic head per ground-truth comparison (region x attribute, e.g. Face
-  Texture) saying which side is better on it, with a probability: the Thinking Model's evidence.
+  Texture) saying which side is better on it, with a probability: the Thinking Model's evidence. Each
+  aspect also has a **presence head** (`PresenceHead`), the probability that the pair differs on that
+  aspect at all, which decides which aspects a rationale discusses. It reads ``|A - B|``, so it is
+  **symmetric** by construction: a swap leaves it unchanged.
 
 Reference: iDiff (NTIRE 2026 RAIM Track 1) for the difference-aware, swap-consistent answer; linear
 probes on frozen features (Kornblith et al., CVPR 2019).
@@ -203,18 +206,65 @@ def fit_defect_heads(x: dict[str, np.ndarray], severity: dict[str, np.ndarray], 
 
 # --------------------------------------------------------------------------- aspect heads
 @dataclass
+class PresenceHead:
+    """``p = sigmoid(intercept + coef . (|x| / scale))``: does the pair differ on an aspect at all?
+
+    Even in x (it reads the size of the A - B difference, not its sign), so a swap leaves it unchanged.
+    """
+
+    coef: np.ndarray
+    scale: np.ndarray
+    intercept: np.ndarray  # shape (1,), so it saves as an array
+    C: float = float("nan")
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return sigmoid(float(self.intercept[0]) + (np.abs(np.asarray(x, np.float64)) / self.scale) @ self.coef)
+
+
+def fit_presence_head(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                      grid: Sequence[float] = PAIR_C_GRID, seed: int = 0) -> PresenceHead:
+    """The logistic presence head on ``|x|`` whose C gives the lowest val log-loss (the weakest C without val).
+
+    An aspect that every training pair differs on (or none does) gets a constant head at that rate
+    (clipped to 0.01 .. 0.99): there is nothing to learn from.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    scale = _scale(np.abs(x))
+    if len(set(np.asarray(y).tolist())) < 2:
+        rate = float(np.clip(np.mean(y) if len(y) else 0.5, 0.01, 0.99))
+        return PresenceHead(np.zeros(x.shape[1]), scale, np.array([np.log(rate / (1 - rate))]))
+    best = None
+    for C in grid:
+        clf = LogisticRegression(C=C, max_iter=5000, random_state=seed).fit(np.abs(x) / scale, y)
+        head = PresenceHead(clf.coef_.reshape(-1).astype(np.float64), scale,
+                            clf.intercept_.astype(np.float64).reshape(1), C)
+        loss = log_loss(head.predict(x_val), y_val) if len(y_val) and len(set(y_val.tolist())) > 1 else -C
+        if best is None or loss < best[0] - 1e-12:
+            best = (loss, head)
+    return best[1]
+
+
+@dataclass
 class AspectHeads:
     """One logistic head per (region, attribute) comparison: p that A is better on that aspect.
 
     Attributes:
         heads: "Region Attribute" -> LinearHead, only for aspects with enough labelled pairs.
+        presence: "Region Attribute" -> PresenceHead (p that the pair's ground truth holds the aspect),
+            one per verdict head.
     """
 
     heads: dict[str, LinearHead]
+    presence: dict[str, PresenceHead] = field(default_factory=dict)
 
     def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Aspect name -> p(A better on it) per row."""
         return {name: h.predict(x) for name, h in self.heads.items()}
+
+    def predict_presence(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Aspect name -> p(the pair differs on it) per row."""
+        return {name: h.predict(x) for name, h in self.presence.items()}
 
 
 def aspect_labels(comparisons: Sequence[Sequence[dict]]) -> dict[str, np.ndarray]:
@@ -228,9 +278,20 @@ def aspect_labels(comparisons: Sequence[Sequence[dict]]) -> dict[str, np.ndarray
     return out
 
 
+def presence_labels(comparisons: Sequence[Sequence[dict]], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Aspect name -> per-pair label: 1 when the pair's ground truth holds the aspect (any verdict), else 0."""
+    out = {n: np.zeros(len(comparisons)) for n in names}
+    for i, comps in enumerate(comparisons):
+        for c in comps:
+            name = f"{c['region']} {c['attribute']}"
+            if name in out:
+                out[name][i] = 1.0
+    return out
+
+
 def fit_aspect_heads(x: dict[str, np.ndarray], comparisons: dict[str, Sequence[Sequence[dict]]],
                      min_pairs: int = MIN_ASPECT_PAIRS, seed: int = 0) -> AspectHeads:
-    """A head per aspect that has at least `min_pairs` train pairs with both verdicts."""
+    """A verdict head and a presence head per aspect that has at least `min_pairs` train pairs with both verdicts."""
     train, val = aspect_labels(comparisons["train"]), aspect_labels(comparisons["val"])
     heads = {}
     for name, lab in train.items():
@@ -240,7 +301,9 @@ def fit_aspect_heads(x: dict[str, np.ndarray], comparisons: dict[str, Sequence[S
         lv = val.get(name, np.full(len(x["val"]), np.nan))
         mv = ~np.isnan(lv)
         heads[name] = fit_head(x["train"][m], lab[m], x["val"][mv], lv[mv], seed=seed)
-    return AspectHeads(heads)
+    held, held_val = presence_labels(comparisons["train"], list(heads)), presence_labels(comparisons["val"], list(heads))
+    presence = {name: fit_presence_head(x["train"], held[name], x["val"], held_val[name], seed=seed) for name in heads}
+    return AspectHeads(heads, presence)
 
 
 # --------------------------------------------------------------------------- files

@@ -221,7 +221,8 @@ def with_run_evidence(cues: dict, note: str, pairs: Sequence[pairs_mod.Pair], ru
     answer_dir = run if (run / layout.ENSEMBLE_FILE).exists() else layout.step_dir(run, layout.ANSWER_STEP)
     settings = thinking_settings_of(run if answer_dir != run else run.parent)
     blocks, ev_note = aspect_evidence(pairs, answer_dir, lines=settings.evidence_lines,
-                                      presence_weight=settings.evidence_weight)
+                                      presence_weight=settings.evidence_weight,
+                                      min_presence=settings.evidence_min_presence)
     return {p.id: {**cues.get(p.id, {}), "evidence": blocks[p.id]} for p in pairs}, f"{note}; {ev_note}"
 
 
@@ -317,11 +318,12 @@ def export(
 
     if model_dir is not None:
         model, processor, settings, vocabulary = load_thinking_run(model_dir)
+        run_settings = thinking_settings_of(run_dir)
         cues, cue_note = cues_for(pairs, stage, progress=progress, run_dir=run_dir)
         write = model_writer(model, processor, batch_size=settings.gen_batch_size,
                              max_new_tokens=settings.max_new_tokens, max_pixels=settings.max_pixels,
                              no_repeat_ngram_size=settings.no_repeat_ngram_size,
-                             constrained=thinking_settings_of(run_dir).constrained_decoding)
+                             constrained=run_settings.constrained_decoding, copy_evidence=run_settings.copy_evidence)
     else:
         from idiff_lib.thinking import template_baseline as template_writer
 

@@ -13,6 +13,7 @@ from idiff_lib.core import storage
 from idiff_lib.scoring.controls import wrong_side_labels
 from idiff_lib.scoring.rewards import baseline_letter, format_reward, raw_thinking
 from idiff_lib.scoring.scorers import score
+from idiff_lib.thinking.evidence import evidence_agreement
 
 
 def format_ok(text: str) -> bool:
@@ -77,13 +78,16 @@ def worked_pair_rationales(files: Mapping[str, str | Path], reference: pairs_mod
 
 
 def decoding_comparison(files: Mapping[str, str | Path], pairs: Sequence[pairs_mod.Pair],
-                        meta: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> pd.DataFrame:
+                        meta: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+                        evidence: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Rationale files scored on the same `pairs` side by side (e.g. free and constrained decoding).
 
     One row per file that holds every pair: ``decoding``, ``n`` and `score_completions`' measures
     (``consistency`` is the share of rationales whose Overall line states their ``<answer>``), plus
-    ``raw_format_pass``, the format check on what the model itself wrote. Files missing a pair are
-    left out (rows would not be comparable).
+    ``raw_format_pass``, the format check on what the model itself wrote, and, with `evidence` (pair
+    id -> its prompt's evidence block), ``evidence_agreement``: the share of lines on an evidence
+    aspect that say what the evidence says (`idiff_lib.thinking.evidence.evidence_agreement`). Files
+    missing a pair are left out (rows would not be comparable).
     """
     out = []
     for name, path in files.items():
@@ -95,4 +99,7 @@ def decoding_comparison(files: Mapping[str, str | Path], pairs: Sequence[pairs_m
                     "consistency": score["consistency"], "verdict_accuracy": score["verdict_accuracy"],
                     "meta_coverage": score["meta_coverage"],
                     "raw_format_pass": sum(bool(rows[p.id].get("raw_format_ok")) for p in pairs) / max(1, len(pairs))})
+        if evidence is not None:
+            out[-1]["evidence_agreement"] = evidence_agreement({p.id: rows[p.id]["completion"] for p in pairs},
+                                                               evidence)["evidence_agreement"]
     return pd.DataFrame(out)

@@ -12,10 +12,14 @@ filled from the evidence" row of Table B, the fair floor for the language model,
 same lines.
 
 - **Which aspects**: those of the pair's content (person: Face, Hair, Clothing, Skin, Global;
-  scene: Global, Background, Building, Vegetation, Edges), ranked by the head's confidence plus
-  `presence_weight` x the predicted severity gaps of the defect kinds that touch the attribute
-  (`idiff_lib.benchmark.degrade.DEFECTS`), so an aspect whose defects the heads see comes first;
-  the first `lines` are kept.
+  scene: Global, Background, Building, Vegetation, Edges), ranked by the verdict head's confidence
+  (``2|p - 0.5|``) plus `presence_weight` x the aspect's presence: the presence head's probability
+  that the pair differs on it at all (`idiff_lib.answer.heads.PresenceHead`), or, for head rows
+  without presence heads, the predicted severity gaps of the defect kinds that touch the attribute
+  (`idiff_lib.benchmark.degrade.DEFECTS`). Aspects whose presence is below `min_presence` are left
+  out (the strongest one is always kept), and the first `lines` are kept. A line on an aspect the
+  pair does not differ on says nothing true, and a missed aspect is a gap in the rationale, so the
+  presence heads decide what is discussed and the verdict heads what is said about it.
 - **The names and order** are the references': ``Global Sharpness``, strongest first, so the
   language model's job is to turn each line into the house's sentence.
 - **The cause**: the defect kind with this attribute whose predicted severity is worst on the
@@ -40,7 +44,8 @@ from typing import Iterable, Mapping, Sequence
 
 from idiff_lib.benchmark import references
 from idiff_lib.benchmark.degrade import DEFECTS
-from idiff_lib.core.ontology import REFERENCE_PERSON_REGIONS, REFERENCE_SCENE_REGIONS
+from idiff_lib.core.ontology import REFERENCE_PERSON_REGIONS, REFERENCE_SCENE_REGIONS, normalise_heading
+from idiff_lib.scoring.parser import parse_line
 
 EVIDENCE_TITLE = "Answer Model evidence per aspect (strongest first; p = the head's confidence)"
 UNAVAILABLE = "unavailable"
@@ -86,15 +91,19 @@ def reference_headings(thinking: str) -> list[str]:
 
 
 def rank_aspects(category: str | None, heads: Mapping[str, object], *, lines: int,
-                 presence_weight: float, order: Sequence[str] | None = None) -> list[AspectVerdict]:
+                 presence_weight: float, min_presence: float = 0.0,
+                 order: Sequence[str] | None = None) -> list[AspectVerdict]:
     """The pair's `lines` strongest aspect verdicts from its head outputs (see the module docstring).
 
     Args:
         heads: one row of `idiff_lib.answer.aspects.AspectModel.predict`: ``{"aspects": {name: p(A
-            better)}, "defects": {kind: A - B severity}}``.
+            better)}, "presence": {name: p(differs)}, "defects": {kind: A - B severity}}``.
+        min_presence: aspects whose presence probability is below this are left out (the first in the
+            ranking is always kept); only rows with presence heads.
         order: headings to give instead of the ranking, in this order (those with a head; `lines`
-            does not apply): a training pair's reference headings.
+            and `min_presence` do not apply): a training pair's reference headings.
     """
+    presence = {str(k): float(v) for k, v in dict(heads.get("presence") or {}).items()}
     defects = {k: float(v) for k, v in dict(heads.get("defects") or {}).items() if k in DEFECTS}
     gap: dict[str, float] = {}
     for kind, value in defects.items():
@@ -111,13 +120,16 @@ def rank_aspects(category: str | None, heads: Mapping[str, object], *, lines: in
         seen = [(-loser_sign * defects[k], k) for k in defects if attribute in DEFECTS[k].attributes]
         seen = [(v, k) for v, k in seen if v > 0.05]
         cause = max(seen)[1] if seen else None
-        score = abs(p - 0.5) * 2 + presence_weight * gap.get(attribute, 0.0)
-        ranked.append((score, AspectVerdict(region, attribute, winner, round(max(p, 1 - p), 2), cause)))
+        present = presence.get(str(name), 1.0) if presence else None
+        score = abs(p - 0.5) * 2 + presence_weight * (gap.get(attribute, 0.0) if present is None else present)
+        kept = present is None or present >= min_presence
+        ranked.append((score, kept, AspectVerdict(region, attribute, winner, round(max(p, 1 - p), 2), cause)))
     if order is not None:
-        by_heading = {v.heading: v for _, v in ranked}
+        by_heading = {v.heading: v for _, _, v in ranked}
         return [by_heading[h] for h in order if h in by_heading]
-    ranked.sort(key=lambda t: (-t[0], t[1].heading))
-    return [v for _, v in ranked[:lines]]
+    ranked.sort(key=lambda t: (-t[0], t[2].heading))
+    chosen = [v for i, (_, kept, v) in enumerate(ranked) if kept or i == 0]
+    return chosen[:lines]
 
 
 def evidence_block(verdicts: Sequence[AspectVerdict] | None, unavailable_reason: str = "") -> str:
@@ -165,7 +177,8 @@ def evidence_rationale(category: str | None, verdicts: Sequence[AspectVerdict], 
 
 
 def pair_evidence(pairs: Iterable, heads: Mapping[str, Mapping] | None, *, lines: int, presence_weight: float,
-                  unavailable_reason: str = "", follow_reference: Iterable[str] = ()) -> dict[str, str]:
+                  min_presence: float = 0.0, unavailable_reason: str = "",
+                  follow_reference: Iterable[str] = ()) -> dict[str, str]:
     """Pair id -> its evidence block: from `heads` (id -> `AspectModel.predict` row), ``unavailable`` for the rest.
 
     Args:
@@ -177,8 +190,33 @@ def pair_evidence(pairs: Iterable, heads: Mapping[str, Mapping] | None, *, lines
     for pair in pairs:
         row = (heads or {}).get(pair.id)
         order = reference_headings(pair.thinking) if pair.id in follow and getattr(pair, "thinking", "") else None
-        verdicts = None if row is None else rank_aspects(pair.category, row, lines=lines,
-                                                         presence_weight=presence_weight, order=order)
+        verdicts = None if row is None else rank_aspects(pair.category, row, lines=lines, presence_weight=presence_weight,
+                                                         min_presence=min_presence, order=order)
         reason = unavailable_reason or ("no aspect heads in this run" if heads is None else "no head output for this pair")
         out[pair.id] = evidence_block(verdicts, reason)
     return out
+
+
+def evidence_agreement(rationales: Mapping[str, str | None], blocks: Mapping[str, str]) -> dict[str, float | int | None]:
+    """How faithfully rationales say what their evidence says: of the lines on an aspect the pair's evidence
+    block holds, the share whose verdict (`idiff_lib.scoring.verdicts`, through the line parser) is the
+    evidence line's side.
+
+    Args:
+        rationales: pair id -> rationale (or completion).
+        blocks: pair id -> its prompt's evidence block (`evidence_block`); pairs without one are left out.
+
+    Returns:
+        ``{"evidence_agreement", "n_lines_on_evidence"}`` (None when no line is on an evidence aspect).
+    """
+    agree = total = 0
+    for pid, text in rationales.items():
+        said = {normalise_heading(v.heading): v.winner for v in parse_evidence(blocks.get(pid, ""))}
+        for raw in (text or "").splitlines():
+            aspect = parse_line(raw.strip().replace("<thinking>", ""))
+            key = normalise_heading(aspect.heading) if aspect is not None else None
+            if key in said:
+                total += 1
+                agree += aspect.verdict == said[key]
+    return {"evidence_agreement": agree / total if total else None, "n_lines_on_evidence": total}
+

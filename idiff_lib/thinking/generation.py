@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 from transformers import LogitsProcessorList
 
+from idiff_lib.benchmark.references import BAD_VERBS, GOOD_VERBS, INTENSITY
 from idiff_lib.core import storage
 from idiff_lib.data import pairs as pairs_mod
 from idiff_lib.scoring.controls import PROMPT_VERDICT_SOURCES
 from idiff_lib.thinking import prompts as prompts_mod
 from idiff_lib.thinking.encoding import collate, context_length, examples_for
+from idiff_lib.thinking.evidence import parse_evidence
 from idiff_lib.thinking.evaluation import format_ok, score_completions
 from idiff_lib.thinking.side_inputs import read_answers
 
@@ -30,15 +33,32 @@ class AgreementConstraint:
     - every row: right after ``</thinking>``, ``\n<answer>X</answer>`` with X the verdict of its
       ``Global Overall`` line (`idiff_lib.scoring.verdicts.read_verdict`; the given verdict, else
       the row's own, else `fallback`), then the end of the text.
+    - **copy-through** (a row with `evidence`, the `AspectVerdict`s of its prompt's evidence block):
+      the rationale's lines are the evidence's, in its order. Each line starts with the evidence
+      line's heading and the side it favours, ``Face Texture: Image B (Right)``, and the model writes
+      the rest of the sentence, except that the clause after the named side may not open with a word
+      the house uses only for a defect (`references.INTENSITY`, a `BAD_VERBS` verb that no good side
+      takes). After the last line comes ``Global Overall:``, and the end of that
+      line closes the rationale (``</thinking>``). The model writes the wording; the verdicts are the
+      evidence's unless its sentence turns against the named side anyway (the share that does not:
+      `idiff_lib.thinking.evidence.evidence_agreement`), so verdict accuracy then mostly measures the
+      aspect heads. This is the pointer idea of copy mechanisms (See et al., ACL 2017), applied to the
+      part of each line the evidence fixes.
 
     Elsewhere every token is allowed: the lines themselves are the model's.
     """
 
-    def __init__(self, tokenizer, prompt_length: int, answers: Sequence[str | None], fallback: str = "A"):
+    def __init__(self, tokenizer, prompt_length: int, answers: Sequence[str | None], fallback: str = "A",
+                 evidence: Sequence[Sequence | None] | None = None):
         from idiff_lib.core.ontology import SUMMARY_HEADING
 
         self.tokenizer, self.prompt_length = tokenizer, prompt_length
         self.answers, self.fallback = list(answers), fallback
+        self.evidence = list(evidence) if evidence is not None else [None] * len(self.answers)
+        self.line: dict[int, int] = {}  # copy-through: the evidence lines started so far, per row
+        self.seen: dict[int, int] = {}  # copy-through: the text length at the last line start handled
+        self.clause: dict[int, int] = {}  # copy-through: where the named better side's clause starts, per row
+        self.winner_words = self._winner_words(tokenizer)
         self.summary = f"{SUMMARY_HEADING}:"
         self.vocab = torch.arange(len(tokenizer))  # "any token" (a tensor: the processor indexes with it fast)
         self.queue: dict[int, list[int]] = {}
@@ -58,6 +78,47 @@ class AgreementConstraint:
         verdict = read_verdict(overall[-1].split(":", 1)[1])[0] if overall else None
         return verdict if verdict in pairs_mod.ANSWERS else self.fallback
 
+    def _winner_words(self, tokenizer) -> torch.Tensor:
+        """The tokens the better side's clause may use: all but the first tokens of the house's words for a
+        defect's strength and of its verbs only a defect takes (`references.INTENSITY`, `BAD_VERBS`)."""
+        words = [w for level in INTENSITY.values() for w in level] + [v.split()[0] for v in set(BAD_VERBS) - set(GOOD_VERBS)]
+        banned = {ids[0] for w in words for form in (w, f" {w}", w.capitalize(), f" {w.capitalize()}")
+                  if (ids := tokenizer(form, add_special_tokens=False).input_ids)}
+        keep = torch.ones(len(tokenizer), dtype=torch.bool)
+        keep[sorted(i for i in banned if i < len(tokenizer))] = False
+        return torch.arange(len(tokenizer))[keep]
+
+    def _in_winner_clause(self, row: int, text: str) -> bool:
+        """Whether the text is still in the clause that follows a copied-through ``Image X (Side)``."""
+        start = self.clause.get(row)
+        if start is None:
+            return False
+        tail = text[start:]
+        if "\n" in tail or re.search(r"[,.;]|\b(while|whereas|but|in contrast|compared)\b", tail):
+            del self.clause[row]
+            return False
+        return True
+
+    def _copy_through(self, row: int, text: str, done: set[str]) -> list[int] | None:
+        """At the start of the rationale or of a line: the next evidence line's heading and side, or the Overall heading."""
+        if text and not text.endswith("\n") or self.seen.get(row) == len(text):
+            return None
+        self.seen[row] = len(text)
+        lines = self.evidence[row]
+        k = self.line.get(row, 0)
+        start = "" if text.lstrip().startswith("<thinking>") else "<thinking>\n"
+        if k < len(lines):
+            self.line[row] = k + 1
+            v = lines[k]
+            line = f"{start}{v.heading}: Image {v.winner} ({'Left' if v.winner == 'A' else 'Right'})"
+            self._force(row, line)
+            self.clause[row] = len(text) + len(line)
+        else:
+            if self.answers[row] not in pairs_mod.ANSWERS:
+                done.add("closing")  # the model writes the Overall line's verdict; its end closes the rationale
+            self._force(row, f"{start}{self.summary}")
+        return [self.queue[row].pop(0)]
+
     def __call__(self, row: int, input_ids: torch.Tensor) -> list[int]:
         queue = self.queue.get(row)
         if queue:
@@ -66,9 +127,18 @@ class AgreementConstraint:
         if "answer" in done:
             return [self.eos] if self.eos is not None else self.vocab
         text = self.tokenizer.decode(input_ids[self.prompt_length:], skip_special_tokens=True)
+        if self.evidence[row] and "overall" not in done and "closing" not in done:
+            forced = self._copy_through(row, text, done)
+            if forced is not None:
+                return forced
+        if self._in_winner_clause(row, text):
+            return self.winner_words
+        if "closing" in done and text.endswith("\n") and "</thinking>" not in text:
+            self._force(row, "</thinking>")
+            return [self.queue[row].pop(0)]
         answer = self.answers[row]
         if answer in pairs_mod.ANSWERS and "overall" not in done and text.rstrip().endswith(self.summary):
-            done.add("overall")
+            done.update(("overall", "closing") if self.evidence[row] else ("overall",))
             side = "Left" if answer == "A" else "Right"
             self._force(row, f" Image {answer} ({side}) is better overall")
             return [self.queue[row].pop(0)]
@@ -118,6 +188,7 @@ def generate_ids(
     no_repeat_ngram_size: int = 0,
     constrained: bool = False,
     answers: Sequence[str | None] | None = None,
+    evidence: Sequence[Sequence | None] | None = None,
     fallback_answer: str = "A",
     progress: bool = True,
 ) -> list[torch.Tensor]:
@@ -134,7 +205,8 @@ def generate_ids(
             text (0 = off; `GeneratedNoRepeatNGram`): a guard against the loops small models fall
             into under greedy decoding that leaves the prompt's evidence free to copy.
         constrained: structure-constrained decoding (`AgreementConstraint`); `answers` gives each
-            example's verdict when its prompt holds one (None: the model's own Overall line decides).
+            example's verdict when its prompt holds one (None: the model's own Overall line decides),
+            `evidence` each example's evidence lines to copy through (None or empty: none).
     """
     from idiff_lib.core.progress import progress_bar
 
@@ -155,7 +227,9 @@ def generate_ids(
                 [GeneratedNoRepeatNGram(no_repeat_ngram_size, batch["input_ids"].shape[1])])
         if constrained:
             rows = list(answers[start:start + batch_size]) if answers is not None else [None] * len(chunk)
-            extra["prefix_allowed_tokens_fn"] = AgreementConstraint(tok, batch["input_ids"].shape[1], rows, fallback_answer)
+            lines = list(evidence[start:start + batch_size]) if evidence is not None else None
+            extra["prefix_allowed_tokens_fn"] = AgreementConstraint(tok, batch["input_ids"].shape[1], rows, fallback_answer,
+                                                                    lines)
         ids = model.generate(**batch, **kwargs, **extra)
         for row in ids[:, batch["input_ids"].shape[1]:].cpu():
             kept = (row != tok.pad_token_id).nonzero()
@@ -174,6 +248,7 @@ def generate(
     no_repeat_ngram_size: int = 0,
     constrained: bool = False,
     answers: Sequence[str | None] | None = None,
+    evidence: Sequence[Sequence | None] | None = None,
     fallback_answer: str = "A",
     progress: bool = True,
 ) -> list[str]:
@@ -183,7 +258,8 @@ def generate(
     """
     ids = generate_ids(model, processor, examples, batch_size=batch_size, max_new_tokens=max_new_tokens,
                        stop_after_rationale=stop_after_rationale, no_repeat_ngram_size=no_repeat_ngram_size,
-                       constrained=constrained, answers=answers, fallback_answer=fallback_answer, progress=progress)
+                       constrained=constrained, answers=answers, evidence=evidence, fallback_answer=fallback_answer,
+                       progress=progress)
     return processor.tokenizer.batch_decode([row.tolist() for row in ids], skip_special_tokens=True)
 
 
@@ -296,10 +372,13 @@ def ladder_stage(system: str, stage: str, pairs: Sequence[pairs_mod.Pair],
 
 
 def model_writer(model, processor, *, batch_size: int = 8, max_new_tokens: int = 256, max_pixels: int | None = None,
-                 fallback_answer: str = "A", no_repeat_ngram_size: int = 0, constrained: bool = False):
+                 fallback_answer: str = "A", no_repeat_ngram_size: int = 0, constrained: bool = False,
+                 copy_evidence: bool = False):
     """A `write_rationales` writer that runs the model (answer-aware when the prompt holds an answer).
 
-    With `constrained`, decoding follows `AgreementConstraint` (the Overall line and the answer agree).
+    With `constrained`, decoding follows `AgreementConstraint` (the Overall line and the answer agree);
+    with `copy_evidence` too, a prompt's evidence lines (`idiff_lib.thinking.evidence.parse_evidence`)
+    are copied through: each rationale line starts with an evidence line's heading and favoured side.
 
     A prompt longer than the model's context less `max_new_tokens` is cut by the rule of
     `idiff_lib.thinking.encoding.fit_prompt` (the middle of its longest plain-text run; never image or
@@ -315,6 +394,7 @@ def model_writer(model, processor, *, batch_size: int = 8, max_new_tokens: int =
         raw = generate(model, processor, examples, batch_size=batch_size, max_new_tokens=max_new_tokens,
                        stop_after_rationale=aware and not constrained, no_repeat_ngram_size=no_repeat_ngram_size,
                        constrained=constrained, answers=[prompts[p.id].answer for p in part],
+                       evidence=[parse_evidence(prompts[p.id].user) for p in part] if copy_evidence else None,
                        fallback_answer=fallback_answer, progress=False)
         return [finish_completion(text, prompts[p.id].answer, fallback_answer) for p, text in zip(part, raw)]
 

@@ -210,7 +210,8 @@ def calibrated_cues(
 
 
 def aspect_evidence(pairs: Sequence[pairs_mod.Pair], answer_dir: str | Path, *, lines: int,
-                    presence_weight: float, follow_reference: Iterable[str] = ()) -> tuple[dict[str, str], str]:
+                    presence_weight: float, min_presence: float = 0.0,
+                    follow_reference: Iterable[str] = ()) -> tuple[dict[str, str], str]:
     """Each pair's evidence block (S3, S4) from the Answer step's aspect heads, and a note saying where it came from.
 
     `follow_reference`: the training pairs' ids, whose blocks follow their reference's aspects
@@ -230,8 +231,9 @@ def aspect_evidence(pairs: Sequence[pairs_mod.Pair], answer_dir: str | Path, *, 
                              unavailable_reason=reason), f"aspect evidence unavailable ({reason})"
     heads = {row["id"]: row for row in model.predict(list(pairs))}
     follow = set(follow_reference)
-    blocks = pair_evidence(pairs, heads, lines=lines, presence_weight=presence_weight, follow_reference=follow)
+    blocks = pair_evidence(pairs, heads, lines=lines, presence_weight=presence_weight, min_presence=min_presence,
+                           follow_reference=follow)
     taught = sum(p.id in follow for p in pairs)
     return blocks, (f"aspect evidence from {model.spec.backbone} heads ({len(model.aspects.heads)} aspects, "
-                    f"{len(model.defects.kinds)} defect kinds) for {len(heads)} pairs: {lines} ranked lines each"
+                    f"{len(model.defects.kinds)} defect kinds) for {len(heads)} pairs: up to {lines} ranked lines each"
                     + (f"; the {taught} training pairs' lines follow their references' aspects" if taught else ""))
