@@ -101,8 +101,8 @@ class ThinkingSettings(WorkedPairSettings):
     test_limit: int = 16  # every rung: 16 evenly spaced test pairs x 5 stages (~3.5 s per rationale on 2 cores)
     final_test_limit: int = 48  # the last stage and the template rows: 48 test pairs (the whole split: 0, ~12 min more)
     # Chosen on val with the template filled from the evidence (benchmarks/evidence_choice.py): 5 lines, weight 2,
-    # presence >= 0.3 give verdict accuracy 0.85, coverage 0.46, BLEU-4 0.34; 4 lines 0.87 / 0.39 / 0.37; 6 lines
-    # 0.84 / 0.53 / 0.31 (the references' own coverage: 0.53). More lines cover more and cost BLEU-4.
+    # presence >= 0.3 give verdict accuracy 0.85, coverage 0.46, BLEU-4 0.35; 4 lines 0.87 / 0.39 / 0.38; 6 lines
+    # 0.84 / 0.53 / 0.32 (the references' own coverage: 0.53). More lines cover more and cost BLEU-4.
     evidence_lines: int = 5
     evidence_weight: float = 2.0
     evidence_min_presence: float = 0.3
