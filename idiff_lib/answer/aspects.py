@@ -10,8 +10,8 @@ backbone's cached features. They are saved in the Answer step's folder:
 - ``aspects.safetensors``: the heads' arrays (no pickles).
 
 `load` reads them back; `AspectModel.predict` gives, per pair, ``{"aspects": {name: p_A_better},
-"presence": {name: p_differs}, "defects": {kind: A - B severity}}``. `idiff answer predict --aspects` writes these rows, and the
-Thinking Model's prompts read them as evidence.
+"presence": {name: p_differs}, "defects": {kind: A - B severity}}``. `idiff answer predict --aspects`
+writes these rows, and the Thinking Model's prompts read them as evidence.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def save(step_dir: str | Path, spec: BackboneSpec, heads: AspectHeads, defects: 
     save_arrays(step_dir / ASPECTS_ARRAYS, arrays)
     return storage.write_json(step_dir / ASPECTS_FILE, {
         "format": ASPECTS_FORMAT, "backbone": spec.to_dict(), "aspects": list(heads.heads),
-        "aspect_accuracy": aspect_acc, "presence": list(heads.presence), "presence_accuracy": presence_acc, "kinds": list(defects.kinds), "defect_accuracy": defect_acc,
+        "aspect_accuracy": aspect_acc, "presence": list(heads.presence), "presence_accuracy": presence_acc,
+        "kinds": list(defects.kinds), "defect_accuracy": defect_acc,
         "defect_alpha": defects.alpha})
 
 

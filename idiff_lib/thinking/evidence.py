@@ -44,8 +44,8 @@ from typing import Iterable, Mapping, Sequence
 
 from idiff_lib.benchmark import references
 from idiff_lib.benchmark.degrade import DEFECTS
-from idiff_lib.core.ontology import REFERENCE_PERSON_REGIONS, REFERENCE_SCENE_REGIONS, normalise_heading
-from idiff_lib.scoring.parser import parse_line
+from idiff_lib.core.ontology import REFERENCE_PERSON_REGIONS, REFERENCE_SCENE_REGIONS
+from idiff_lib.scoring.meta_verdicts import mark_lines
 
 EVIDENCE_TITLE = "Answer Model evidence per aspect (strongest first; p = the head's confidence)"
 UNAVAILABLE = "unavailable"
@@ -199,8 +199,10 @@ def pair_evidence(pairs: Iterable, heads: Mapping[str, Mapping] | None, *, lines
 
 def evidence_agreement(rationales: Mapping[str, str | None], blocks: Mapping[str, str]) -> dict[str, float | int | None]:
     """How faithfully rationales say what their evidence says: of the lines on an aspect the pair's evidence
-    block holds, the share whose verdict (`idiff_lib.scoring.verdicts`, through the line parser) is the
-    evidence line's side.
+    block holds, the share whose verdict is the evidence line's side.
+
+    The evidence is checked as the ground truth is (`idiff_lib.scoring.meta_verdicts.mark_lines`: the
+    same line reader and verdict reader), with the evidence lines in place of the truth's comparisons.
 
     Args:
         rationales: pair id -> rationale (or completion).
@@ -209,14 +211,8 @@ def evidence_agreement(rationales: Mapping[str, str | None], blocks: Mapping[str
     Returns:
         ``{"evidence_agreement", "n_lines_on_evidence"}`` (None when no line is on an evidence aspect).
     """
-    agree = total = 0
-    for pid, text in rationales.items():
-        said = {normalise_heading(v.heading): v.winner for v in parse_evidence(blocks.get(pid, ""))}
-        for raw in (text or "").splitlines():
-            aspect = parse_line(raw.strip().replace("<thinking>", ""))
-            key = normalise_heading(aspect.heading) if aspect is not None else None
-            if key in said:
-                total += 1
-                agree += aspect.verdict == said[key]
-    return {"evidence_agreement": agree / total if total else None, "n_lines_on_evidence": total}
-
+    judged = [mark.right for pid, text in rationales.items()
+              for mark in mark_lines(text, [{"region": v.region, "attribute": v.attribute, "verdict": v.winner}
+                                            for v in parse_evidence(blocks.get(pid, ""))])
+              if mark.right is not None]
+    return {"evidence_agreement": sum(judged) / len(judged) if judged else None, "n_lines_on_evidence": len(judged)}
