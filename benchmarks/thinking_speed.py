@@ -19,7 +19,7 @@ step is one forward + backward + AdamW step with LoRA r=16 on every linear layer
 model (`lora.apply_lora`) over ``--train-batch`` pairs with their reference rationales, after one
 untimed warm-up step. The load average is recorded at the start and the end: the machine may be shared.
 
-Usage: .venv/bin/python benchmarks/thinking_speed.py [--model small-vlm] [--pairs 8] [--batch-sizes 1,8]
+Usage: .venv/bin/python benchmarks/thinking_speed.py [--model small-vlm] [--pairs 8] [--batch-sizes 1,8] [--no-copy-evidence]
        .venv/bin/python benchmarks/thinking_speed.py --model runs/demo/03_tune_thinking_model/model/S4/final \\
            --stage S4 --out benchmarks/results/thinking_speed_tiny.json
 """
@@ -39,6 +39,7 @@ from idiff_lib.data.pairs import read_pairs
 from idiff_lib.thinking import prompts as prompts_mod
 from idiff_lib.thinking.checkpoints import load_model
 from idiff_lib.thinking.encoding import collate, context_length, examples_for
+from idiff_lib.thinking.evidence import parse_evidence
 from idiff_lib.thinking.generation import generate_ids
 from idiff_lib.thinking.settings import ThinkingSettings
 from idiff_lib.thinking.side_inputs import calibrated_cues, iqa_sources_of, read_id_table
@@ -59,6 +60,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--decodings", default="free,constrained",
                         help="comma-separated: free greedy decoding and/or constrained (`generation.AgreementConstraint`)")
+    parser.add_argument("--copy-evidence", action=argparse.BooleanOptionalAction, default=ThinkingSettings.copy_evidence,
+                        help="constrained decoding copies the prompts' evidence lines through (default: the cpu profile's)")
     parser.add_argument("--no-repeat-ngram-size", type=int, default=ThinkingSettings.no_repeat_ngram_size,
                         help="the greedy decoding guard (default: the cpu profile's)")
     parser.add_argument("--max-pixels", type=int, default=ThinkingSettings.max_pixels,
@@ -103,19 +106,31 @@ def _prompts(args: argparse.Namespace, pairs: list) -> tuple[dict, str]:
 
 
 def _time_generation(model, processor, examples: list, batch: int, max_new_tokens: int, decoding: str = "free",
-                     answers: list | None = None, no_repeat_ngram_size: int = 0) -> dict:
-    """Greedy decoding (with the KV cache) of every example at batch size `batch`: seconds, new tokens and tokens/s."""
+                     answers: list | None = None, no_repeat_ngram_size: int = 0, evidence: list | None = None) -> dict:
+    """Greedy decoding (with the KV cache) of every example at batch size `batch`: seconds, new tokens and tokens/s.
+
+    ``tokens_per_s`` is end to end (the prompts' prefill included); ``decode_tokens_per_s`` leaves out a
+    run of the same batches that stops after one new token (the prefill, the images' encoding and the
+    first token), so the two together say whether the prompt or the decoding loop takes the time.
+    `evidence` (constrained decoding only): each example's evidence lines to copy through.
+    """
     generate_ids(model, processor, examples[:1], batch_size=1, max_new_tokens=2, progress=False)  # warm-up
+    options = dict(batch_size=batch, progress=False, constrained=decoding == "constrained", answers=answers,
+                   no_repeat_ngram_size=no_repeat_ngram_size, evidence=evidence if decoding == "constrained" else None)
     t0 = time.perf_counter()
-    ids = generate_ids(model, processor, examples, batch_size=batch, max_new_tokens=max_new_tokens, progress=False,
-                       constrained=decoding == "constrained", answers=answers,
-                       no_repeat_ngram_size=no_repeat_ngram_size)
+    generate_ids(model, processor, examples, max_new_tokens=1, **options)
+    prefill = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ids = generate_ids(model, processor, examples, max_new_tokens=max_new_tokens, **options)
     seconds = time.perf_counter() - t0
     tokens = sum(len(row) for row in ids)
-    return {"decoding": decoding, "batch_size": batch, "pairs": len(examples), "seconds": round(seconds, 3),
+    decode = max(seconds - prefill, 1e-9)
+    return {"decoding": decoding, "copy_evidence": bool(evidence) and decoding == "constrained", "batch_size": batch,
+            "pairs": len(examples), "seconds": round(seconds, 3), "prefill_seconds": round(prefill, 3),
             "new_tokens": tokens, "no_repeat_ngram_size": no_repeat_ngram_size,
-            "tokens_per_s": round(tokens / seconds, 2), "pairs_per_s": round(len(examples) / seconds, 3),
-            "seconds_per_pair": round(seconds / len(examples), 3)}
+            "tokens_per_s": round(tokens / seconds, 2),
+            "decode_tokens_per_s": round(max(tokens - len(examples), 0) / decode, 2),
+            "pairs_per_s": round(len(examples) / seconds, 3), "seconds_per_pair": round(seconds / len(examples), 3)}
 
 
 def _time_lora_step(model, processor, pairs: list, built: dict, max_pixels: int | None) -> dict:
@@ -174,10 +189,11 @@ def main() -> None:
     results["encode"] = {"seconds": round(encode_seconds, 3), "seconds_per_pair": round(encode_seconds / len(pairs), 4)}
     results["generation"] = []
     answers = [built[p.id].answer for p in pairs]
+    evidence = [parse_evidence(built[p.id].user) for p in pairs] if args.copy_evidence else None
     for decoding in [d for d in args.decodings.split(",") if d]:
         for batch in [int(b) for b in args.batch_sizes.split(",") if b]:
             row = _time_generation(model, processor, examples, batch, args.max_new_tokens, decoding, answers,
-                                   args.no_repeat_ngram_size)
+                                   args.no_repeat_ngram_size, evidence)
             results["generation"].append(row)
             print("generation", row, flush=True)
     if args.train_batch:

@@ -153,4 +153,25 @@ def test_the_better_sides_clause_may_not_take_a_defects_strength(tok):
     ids = prompt + tok(text + " shows", add_special_tokens=False).input_ids
     assert noticeable not in set(constraint(0, torch.tensor(ids)).tolist())
     ids = prompt + tok(text + " is clean, while Image B (Right) shows", add_special_tokens=False).input_ids
-    assert len(constraint(0, torch.tensor(ids))) == len(tok)  # after the clause: free again
+    after = set(constraint(0, torch.tensor(ids)).tolist())
+    assert noticeable in after and len(after) == int(constraint.open_words.sum())  # after the clause: free but open
+
+
+def test_a_copied_through_rationale_cannot_close_before_its_overall_line(tok):
+    from idiff_lib.thinking.evidence import AspectVerdict
+
+    prompt = tok("You compare two photos.", add_special_tokens=False).input_ids
+    closing = {tok.eos_token_id, *tok("</thinking>", add_special_tokens=False).input_ids[:1],
+               *tok("<answer>", add_special_tokens=False).input_ids[:1]}
+    for answer in ("A", None):
+        constraint = AgreementConstraint(tok, len(prompt), [answer],
+                                         evidence=[[AspectVerdict("Global", "Noise", "A", 0.7)]])
+        text = _run(constraint, tok, "") + " is clean, while Image B (Right) is noisy"
+        allowed = set(constraint(0, torch.tensor(prompt + tok(text, add_special_tokens=False).input_ids)).tolist())
+        assert not allowed & closing and tok(" noisy", add_special_tokens=False).input_ids[0] in allowed
+        text += ".\n" + _run(constraint, tok, text + ".\n") + " thanks to less noise"  # the Overall line is written
+        allowed = set(constraint(0, torch.tensor(prompt + tok(text, add_special_tokens=False).input_ids)).tolist())
+        assert "Global Overall:" in text and closing <= allowed or answer is None and len(allowed) == len(tok), text
+    # rows without evidence keep the whole vocabulary throughout
+    plain = AgreementConstraint(tok, len(prompt), ["A"], evidence=[[]])
+    assert len(plain(0, torch.tensor(prompt + tok("Face Texture: Image A", add_special_tokens=False).input_ids))) == len(tok)

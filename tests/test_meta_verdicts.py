@@ -126,6 +126,24 @@ def test_score_adds_the_meta_scorer_only_when_meta_is_given():
     assert SR.summary_row(without.metrics)["verdict_accuracy"] is None
 
 
+def test_score_gives_verdict_accuracy_and_coverage_intervals_resampling_photos_not_lines():
+    refs = [_pair(f"p_{i}", RIGHT) for i in range(6)]
+    meta = {r.id: COMPARISONS for r in refs}
+    mixed = [{"id": r.id, "completion": format_completion("\n".join([RIGHT, WRONG] if i % 2 else [RIGHT]), "A")}
+             for i, r in enumerate(refs)]
+    m = scorers.score(mixed, refs, bootstrap=200, meta=meta).metrics["meta_verdicts"]
+    assert m["verdict_accuracy"] == 6 / 9 and m["meta_coverage"] == 9 / 24  # 4 comparisons per pair
+    assert m["verdict_accuracy_ci_low"] < m["verdict_accuracy"] < m["verdict_accuracy_ci_high"]
+    assert m["meta_coverage_ci_low"] < m["meta_coverage"] < m["meta_coverage_ci_high"]
+    # one photo for every pair: a single cluster, so every resample is the whole set and the interval is a point
+    one_photo = scorers.score(mixed, refs, bootstrap=200, meta=meta, clusters={r.id: "photo" for r in refs})
+    m1 = one_photo.metrics["meta_verdicts"]
+    assert m1["verdict_accuracy_ci_low"] == m1["verdict_accuracy_ci_high"] == m1["verdict_accuracy"]
+    right = [{"id": r.id, "completion": format_completion(RIGHT, "A")} for r in refs]
+    m2 = scorers.score(right, refs, bootstrap=200, meta=meta).metrics["meta_verdicts"]
+    assert m2["verdict_accuracy_ci_low"] == m2["verdict_accuracy_ci_high"] == 1.0
+
+
 def test_score_completions_and_ladder_stage_report_the_two_columns(tmp_path):
     text = format_completion("\n".join([RIGHT, WRONG, OVERALL]), "A")
     refs = [make_pair([f"p_{i:03d}_merged_c0.jpg", f"p_{i:03d}_merged_c1.jpg"], text) for i in range(3)]

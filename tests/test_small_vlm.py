@@ -30,7 +30,7 @@ def _tiny_parts():
               "Global Sharpness: both images are similarly sharp.", "You compare two photos. Which is better?"] * 10
     tok = train_tokenizer(corpus, vocab_size=300)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                       tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     torch.manual_seed(0)
     return LlamaForCausalLM(cfg), tok

@@ -387,32 +387,28 @@ def test_s0_control_trains_s0_for_the_given_epochs_from_a_fresh_start(tiny_dir, 
     assert s0_control_system("tiny", 5) == "tiny-S0-5ep"
 
 
-def test_prompt_longer_than_the_context_is_cut_by_the_rule_with_a_warning(tiny, data_file):
+def test_prompt_longer_than_the_context_is_an_error_naming_the_pair_and_the_token_count(tiny, data_file):
     model, processor = tiny
     pair = pairs.read_pairs(data_file)[0]
     cue = " ".join(f"cue{i} Image A is sharper than Image B." for i in range(40))
     prompt = prompts.build_prompt("S2", pair.category, cv_cues=cue)
     full = encode(processor, prompt, load_images(pair))
     n = full["input_ids"].shape[1]
-    images = int((full["input_ids"][0] == processor.image_token_id).sum())
-    with pytest.warns(UserWarning, match=f"pair {pair.id}: prompt of {n} tokens"):
-        cut = encode(processor, prompt, load_images(pair), max_length=n - 50, name=pair.id)
-    ids = cut["input_ids"][0]
-    assert len(ids) == n - 50 == cut["attention_mask"].shape[1]
-    assert int((ids == processor.image_token_id).sum()) == images  # no image token is lost
-    tok = processor.tokenizer
-    assert tok.decode(ids).endswith("<|im_start|>assistant\n") and tok.decode(ids[:3]) == tok.decode(full["input_ids"][0][:3])
-    # generation: the writer cuts prompts to the model's context less the new tokens, and runs
+    assert encode(processor, prompt, load_images(pair), max_length=n, name=pair.id)["input_ids"].shape[1] == n  # fits
+    with pytest.raises(DataError, match=f"{pair.id}.*the prompt takes {n} tokens, more than the {n - 50}"):
+        encode(processor, prompt, load_images(pair), max_length=n - 50, name=pair.id)
+    # training: the target's tokens count against the context too
+    with pytest.raises(DataError, match=f"the prompt takes {n} tokens"):
+        encode(processor, prompt, load_images(pair), (pair.thinking, pair.answer), max_length=n + 1, name=pair.id)
+    # generation: the writer refuses a prompt that leaves fewer than max_new_tokens of the context, naming the pair
     context = model.config.text_config.max_position_embeddings
-    model.config.text_config.max_position_embeddings = n - 20
+    model.config.text_config.max_position_embeddings = n + 4
     try:
-        with pytest.warns(UserWarning, match=f"pair {pair.id}"):
-            rows = model_writer(model, processor, max_new_tokens=8)([pair], {pair.id: prompt})
+        with pytest.raises(DataError, match=f"{pair.id}.*{n} tokens, more than the {n - 4}"):
+            model_writer(model, processor, max_new_tokens=8)([pair], {pair.id: prompt})
+        assert format_ok(model_writer(model, processor, max_new_tokens=4)([pair], {pair.id: prompt})[0][0])
     finally:
         model.config.text_config.max_position_embeddings = context
-    assert format_ok(rows[0][0])
-    with pytest.raises(DataError, match="max_pixels"):  # images alone longer than the context
-        encode(processor, prompt, load_images(pair), max_length=images, name=pair.id)
 
 
 def test_model_folder_without_chat_template_is_refused_naming_the_folder(tiny_dir, tmp_path):
@@ -442,3 +438,4 @@ def test_generate_ids_drop_the_batch_padding_and_decode_to_generate(tiny, data_f
     assert [len(a) for a in together] == [len(a) for a in alone]
     texts = generate(model, processor, examples, batch_size=3, max_new_tokens=5, progress=False)
     assert texts == processor.tokenizer.batch_decode([a.tolist() for a in together], skip_special_tokens=True)
+

@@ -294,7 +294,29 @@ def _score_meta_verdicts(b: Batch) -> None:
     b.columns["meta_verdict_accuracy"] = [c["right"] / c["judged"] if c and c["judged"] else nan for c in counts]
     b.columns["meta_coverage"] = [c["covered"] / c["comparisons"] if c and c["comparisons"] else nan for c in counts]
     b.columns["meta_lines_judged"] = [c["judged"] if c else 0 for c in counts]
-    b.metrics["meta_verdicts"] = summarise_counts(counts)
+    b.metrics["meta_verdicts"] = {**summarise_counts(counts), **_meta_intervals(b, counts)}
+
+
+def _meta_intervals(b: Batch, counts: Sequence[dict[str, int] | None]) -> dict[str, float | None]:
+    """95% intervals of the pooled verdict accuracy (right / judged lines) and coverage (covered /
+    comparisons): a 0/1 value per judged line and per comparison, resampled by the pair's photo
+    (`Batch.clusters`), or by the pair itself without a photo map, since one pair's lines are not
+    independent."""
+    groups = b.clusters() or [f"pair:{r.id}" for r in b.refs]
+    lines, line_groups, covered, covered_groups = [], [], [], []
+    for c, group in zip(counts, groups):
+        if not c:
+            continue
+        lines += [1.0] * c["right"] + [0.0] * (c["judged"] - c["right"])
+        line_groups += [group] * c["judged"]
+        covered += [1.0] * c["covered"] + [0.0] * (c["comparisons"] - c["covered"])
+        covered_groups += [group] * c["comparisons"]
+    out: dict[str, float | None] = {}
+    for name, values, labels in (("verdict_accuracy", lines, line_groups), ("meta_coverage", covered, covered_groups)):
+        ci = cluster_bootstrap_mean(values, labels, n_boot=int(b.options.get("bootstrap", 1000)),
+                                    seed=int(b.options.get("seed", 0)))
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = ci["ci_low"], ci["ci_high"]
+    return out
 
 
 def _score_semantic(b: Batch) -> None:

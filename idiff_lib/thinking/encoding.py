@@ -102,54 +102,26 @@ def context_length(model: torch.nn.Module) -> int | None:
     return None
 
 
-def _plain_span(ids: torch.Tensor, protected: set[int]) -> tuple[int, int]:
-    """The longest run [start, end) of tokens that are not in `protected` (special and image tokens)."""
-    best, start = (0, 0), None
-    for i, tok in enumerate([*ids.tolist(), None]):
-        if tok is not None and tok not in protected:
-            start = i if start is None else start
-        elif start is not None:
-            best = max(best, (start, i), key=lambda span: span[1] - span[0])
-            start = None
-    return best
+def check_prompt_length(item: dict, budget: int, name: str) -> dict:
+    """`item` unchanged when its prompt fits in `budget` tokens; else a `DataError` naming the pair and the counts.
 
+    A prompt is never cut: a cut prompt loses part of the evidence the rationale is meant to follow,
+    and the rationale would be scored as if it had seen all of it.
 
-def fit_prompt(item: dict, budget: int, processor, name: str) -> dict:
-    """Shorten an encoded prompt to at most `budget` tokens by the stated truncation rule.
-
-    Rule: the prompt loses tokens from the middle of its longest run of plain text (in practice the
-    cue text of S2/S3, or the user instruction), so the start and the end of that run, every
-    special token (chat-turn markers, the generation prompt) and every image token stay. A
-    ``UserWarning`` names the pair and the number of tokens cut.
-
-    Raises:
-        DataError: even the whole plain-text run does not free enough room (the images alone are
-            too long): the fix is a smaller ``max_pixels``.
+    Args:
+        budget: the most tokens the prompt may take (the model's context less the rationale's tokens:
+            the target in training, ``max_new_tokens`` in generation).
+        name: the pair id, for the error.
     """
-    import warnings
-
     from idiff_lib.core.errors import DataError
 
-    ids = item["input_ids"][0]
-    excess = len(ids) - budget
-    if excess <= 0:
+    n = int(item["input_ids"].shape[-1])
+    if n <= budget:
         return item
-    tok = processor.tokenizer
-    protected = set(tok.all_special_ids)
-    for attr in ("image_token", "video_token", "vision_start_token", "vision_end_token"):
-        token = getattr(processor, attr, None) or getattr(tok, attr, None)
-        if isinstance(token, str):
-            protected.add(tok.convert_tokens_to_ids(token))
-    start, end = _plain_span(ids, protected)
-    if end - start <= excess:
-        raise DataError(name, f"the prompt takes {len(ids)} tokens and cannot be cut to the model's {budget} "
-                        f"without removing image or chat tokens", "lower max_pixels (fewer visual tokens per image)")
-    cut_from = start + (end - start - excess) // 2
-    keep = torch.ones(len(ids), dtype=torch.bool)
-    keep[cut_from:cut_from + excess] = False
-    warnings.warn(f"pair {name}: prompt of {len(ids)} tokens is longer than the {budget} the model takes; "
-                  f"{excess} plain-text tokens cut from the middle of its longest text run", stacklevel=2)
-    return {k: (v[:, keep] if k in _SEQ_KEYS else v) for k, v in item.items()}
+    raise DataError(name, f"the prompt takes {n} tokens, more than the {budget} the model leaves for it (its "
+                    "context less the rationale's tokens)",
+                    "shorten the prompt's side inputs (fewer cue or evidence lines), lower max_pixels, lower "
+                    "max_new_tokens, or use a model with a longer context")
 
 
 def encode(processor, prompt: prompts_mod.Prompt, images: list, target: tuple[str, str] | None = None, *,
@@ -162,10 +134,12 @@ def encode(processor, prompt: prompts_mod.Prompt, images: list, target: tuple[st
 
     Args:
         max_length: the most tokens the example may take (prompt + target; for generation, the
-            model's context less the new tokens). A longer prompt is cut by `fit_prompt`'s rule
-            (middle of its longest plain-text run, never image or chat tokens), with a warning
-            naming `name`; the target is never cut. None = no limit.
-        name: the pair id, for the warning and errors.
+            model's context less the new tokens). A longer prompt is an error naming `name` and the
+            token counts (`check_prompt_length`). None = no limit.
+        name: the pair id, for errors.
+
+    Raises:
+        DataError: the prompt does not fit in `max_length` with its target.
     """
     text = processor.apply_chat_template(prompt.chat_messages(), add_generation_prompt=True, tokenize=False)
     enc = processor(text=[text], images=images or None, return_tensors="pt")
@@ -178,7 +152,7 @@ def encode(processor, prompt: prompts_mod.Prompt, images: list, target: tuple[st
         target_ids = (rationale, tail)
     if max_length is not None:
         reserved = sum(len(t) for t in target_ids) if target_ids else 0
-        item = fit_prompt(item, max_length - reserved, processor, name or "<prompt>")
+        item = check_prompt_length(item, max_length - reserved, name or "<prompt>")
     ids = item["input_ids"][0]
     labels = torch.full_like(ids, IGNORE_INDEX)
     if target_ids is not None:

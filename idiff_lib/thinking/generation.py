@@ -39,7 +39,8 @@ class AgreementConstraint:
       the rest of the sentence, except that the clause after the named side may not open with a word
       the house uses only for a defect (`references.INTENSITY`, a `BAD_VERBS` verb that no good side
       takes). After the last line comes ``Global Overall:``, and the end of that
-      line closes the rationale (``</thinking>``). The model writes the wording; the verdicts are the
+      line closes the rationale (``</thinking>``); until then no token holding ``<`` (a tag) and no
+      end of text may be written, so a rationale cannot close before its Overall line. The model writes the wording; the verdicts are the
       evidence's unless its sentence turns against the named side anyway (the share that does not:
       `idiff_lib.thinking.evidence.evidence_agreement`), so verdict accuracy then mostly measures the
       aspect heads. This is the pointer idea of copy mechanisms (See et al., ACL 2017), applied to the
@@ -58,12 +59,14 @@ class AgreementConstraint:
         self.line: dict[int, int] = {}  # copy-through: the evidence lines started so far, per row
         self.seen: dict[int, int] = {}  # copy-through: the text length at the last line start handled
         self.clause: dict[int, int] = {}  # copy-through: where the named better side's clause starts, per row
+        self.eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id
+        self.open_words = self._open_words(tokenizer)
+        self.open_vocab = torch.arange(len(tokenizer))[self.open_words]  # copy-through lines before the Overall line
         self.winner_words = self._winner_words(tokenizer)
         self.summary = f"{SUMMARY_HEADING}:"
         self.vocab = torch.arange(len(tokenizer))  # "any token" (a tensor: the processor indexes with it fast)
         self.queue: dict[int, list[int]] = {}
         self.done: dict[int, set[str]] = {}
-        self.eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.pad_token_id
 
     def _force(self, row: int, text: str, end: bool = False) -> None:
         ids = self.tokenizer(text, add_special_tokens=False).input_ids
@@ -78,13 +81,23 @@ class AgreementConstraint:
         verdict = read_verdict(overall[-1].split(":", 1)[1])[0] if overall else None
         return verdict if verdict in pairs_mod.ANSWERS else self.fallback
 
+    def _open_words(self, tokenizer) -> torch.Tensor:
+        """A mask of the tokens a copied-through rationale may write before its Overall line: none holding
+        ``<`` (``</thinking>``, ``<answer>``, chat markers) and not the end of text."""
+        keep = torch.tensor(["<" not in str(t) for t in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))],
+                            dtype=torch.bool)
+        if self.eos is not None and self.eos < len(keep):
+            keep[self.eos] = False
+        return keep
+
     def _winner_words(self, tokenizer) -> torch.Tensor:
         """The tokens the better side's clause may use: all but the first tokens of the house's words for a
-        defect's strength and of its verbs only a defect takes (`references.INTENSITY`, `BAD_VERBS`)."""
+        defect's strength and of its verbs only a defect takes (`references.INTENSITY`, `BAD_VERBS`), and
+        none that closes the rationale (`_open_words`)."""
         words = [w for level in INTENSITY.values() for w in level] + [v.split()[0] for v in set(BAD_VERBS) - set(GOOD_VERBS)]
         banned = {ids[0] for w in words for form in (w, f" {w}", w.capitalize(), f" {w.capitalize()}")
                   if (ids := tokenizer(form, add_special_tokens=False).input_ids)}
-        keep = torch.ones(len(tokenizer), dtype=torch.bool)
+        keep = self.open_words.clone()
         keep[sorted(i for i in banned if i < len(tokenizer))] = False
         return torch.arange(len(tokenizer))[keep]
 
@@ -146,6 +159,8 @@ class AgreementConstraint:
             done.add("answer")
             self._force(row, f"\n<answer>{self._verdict(row, text)}</answer>", end=True)
             return [self.queue[row].pop(0)]
+        if self.evidence[row] and "overall" not in done and "closing" not in done:
+            return self.open_vocab  # the rationale stays open until its Overall line
         return self.vocab
 
 
@@ -380,9 +395,9 @@ def model_writer(model, processor, *, batch_size: int = 8, max_new_tokens: int =
     with `copy_evidence` too, a prompt's evidence lines (`idiff_lib.thinking.evidence.parse_evidence`)
     are copied through: each rationale line starts with an evidence line's heading and favoured side.
 
-    A prompt longer than the model's context less `max_new_tokens` is cut by the rule of
-    `idiff_lib.thinking.encoding.fit_prompt` (the middle of its longest plain-text run; never image or
-    chat tokens), with a warning naming the pair, so generation never overruns the position table.
+    A prompt longer than the model's context less `max_new_tokens` is a `DataError` naming the pair and
+    the token counts (`idiff_lib.thinking.encoding.check_prompt_length`): generation never overruns the
+    position table, and no prompt is cut.
     """
     context = context_length(model)
     max_length = context - max_new_tokens if context is not None else None
