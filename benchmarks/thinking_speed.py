@@ -170,7 +170,8 @@ def main() -> None:
                                  "threads": args.threads, "device": args.device, "torch": torch.__version__,
                                  "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}}
     folder = _model_folder(args)
-    model, processor = load_model(str(folder), device=args.device, gradient_checkpointing=False)
+    # a LoRA run folder is merged, as notebook 03 decodes it (`run.load_thinking_run`)
+    model, processor = load_model(str(folder), device=args.device, gradient_checkpointing=False, merge_adapter=True)
     pairs = list(read_pairs(args.data, require_images=True, limit=args.pairs))
     built, cue_note = _prompts(args, pairs)
     context = context_length(model)
