@@ -31,7 +31,6 @@ import hashlib
 import os
 import platform
 import time
-from collections import Counter
 from pathlib import Path
 
 import torch
@@ -95,7 +94,7 @@ def main() -> None:
     model_dir, stage = export_mod.thinking_model_dir(run)
     test = pairs_mod.spread_subset(pairs_mod.read_pairs(data / "test_sft.jsonl"), args.limit)
     train = export_mod.training_pairs(run)
-    prior = Counter(p.answer for p in train).most_common(1)[0][0] if train else "A"
+    prior = pairs_mod.majority_answer(train)  # as notebook 03
     cues, cue_note = export_mod.cues_for(test, stage, train, progress=True, run_dir=run)
     preds_file = layout.step_dir(run, layout.ANSWER_STEP) / layout.TEST_PREDICTIONS_FILE
     answers, answer_source = s4_answers(test, preds_file, settings.answers_fallback, prior)
@@ -105,7 +104,7 @@ def main() -> None:
     meta = split_comparisons(data, "test")
     clusters = photo_clusters(data, "test", [p.id for p in test])
     work = run / WORK_DIR / _work_key(run, Path(model_dir), data / "test_sft.jsonl")
-    model_tag = "tiny" if settings.model_name == "tiny" else settings.model_name.rstrip("/").split("/")[-1]  # as notebook 03
+    model_tag = settings.model_tag
     systems = {
         model_tag: with_verdict_sources(model_writer(
             model, processor, batch_size=settings.gen_batch_size, max_new_tokens=settings.max_new_tokens,

@@ -131,3 +131,15 @@ def test_make_pair_writes_all_shapes(tmp_path):
     assert pair.to_record("grpo")["solution"].endswith("<answer>A</answer>")
     assert pair.to_record("sft")["messages"][-1]["role"] == "assistant"
     assert "solution" not in pair.to_record("test") and len(pair.to_record("test")["messages"]) == 2
+
+
+def test_majority_answer_is_the_commonest_letter_first_met_on_a_tie_and_the_default_without_answers():
+    from idiff_lib.data.pairs import majority_answer
+
+    def pair(i, answer):
+        return make_pair([f"p_{i}_merged_c0.jpg", f"p_{i}_merged_c1.jpg"], format_completion("Face Noise: A.", answer))
+
+    assert majority_answer([pair(0, "A"), pair(1, "B"), pair(2, "B")]) == "B"
+    assert majority_answer([pair(0, "B"), pair(1, "A")]) == "B"  # a tie: the first met
+    assert majority_answer([], default="B") == "B"
+

@@ -438,4 +438,3 @@ def test_generate_ids_drop_the_batch_padding_and_decode_to_generate(tiny, data_f
     assert [len(a) for a in together] == [len(a) for a in alone]
     texts = generate(model, processor, examples, batch_size=3, max_new_tokens=5, progress=False)
     assert texts == processor.tokenizer.batch_decode([a.tolist() for a in together], skip_special_tokens=True)
-

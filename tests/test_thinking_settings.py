@@ -120,3 +120,10 @@ def test_cli_train_of_a_paper_model_defaults_to_the_paper_profile(model):
     assert settings.max_new_tokens == paper.max_new_tokens
     explicit = train_settings_of(_train_args(model=model, lr=0.0005, no_lora=True))
     assert explicit.train.lr == 0.0005 and not explicit.lora  # a flag still wins
+
+
+@pytest.mark.parametrize("name, tag", [("tiny", "tiny"), ("small-vlm", "small-vlm"),
+                                       ("Qwen/Qwen3-VL-8B-Instruct", "Qwen3-VL-8B-Instruct"), ("/ckpt/run/final/", "final")])
+def test_model_tag_names_the_model_in_the_ladders_rows(name, tag):
+    assert ThinkingSettings(model_name=name).model_tag == tag
+

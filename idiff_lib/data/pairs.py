@@ -19,6 +19,7 @@ import json
 import os
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
@@ -397,6 +398,13 @@ def spread_subset(pairs: Sequence[Pair], n: int, keep_ids: Iterable[str] = ()) -
     rest = n - len(keep)
     picked = [others[(k * len(others)) // rest] for k in range(rest)]
     return [items[i] for i in sorted(set(keep) | set(picked))]
+
+
+def majority_answer(pairs: Iterable[Pair], default: str = "A") -> str:
+    """The answer most of `pairs` give (the first one met on a tie), or `default` when none has one: the
+    prior letter a writer falls back on."""
+    counts = Counter(p.answer for p in pairs if p.answer in ANSWERS)
+    return counts.most_common(1)[0][0] if counts else default
 
 
 def parse_record(

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from idiff_lib.core.errors import DataError
 from idiff_lib.data import pairs as pairs_mod
 from idiff_lib.thinking import prompts as prompts_mod
 
@@ -113,8 +114,6 @@ def check_prompt_length(item: dict, budget: int, name: str) -> dict:
             the target in training, ``max_new_tokens`` in generation).
         name: the pair id, for the error.
     """
-    from idiff_lib.core.errors import DataError
-
     n = int(item["input_ids"].shape[-1])
     if n <= budget:
         return item

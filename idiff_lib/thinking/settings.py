@@ -134,6 +134,11 @@ class ThinkingSettings(WorkedPairSettings):
     grpo_save_steps: int = 1  # checkpoints a killed GRPO run resumes from (2 steps per starting point on cpu)
     grpo_lora: bool = GrpoSettings.lora  # adapters on the base model (an S4 model's own adapter trains on)
 
+    @property
+    def model_tag(self) -> str:
+        """The trained model's name in the ladder's rows and files: "tiny", "small-vlm" or a Hub name's last part."""
+        return "tiny" if self.model_name == "tiny" else self.model_name.rstrip("/").split("/")[-1]
+
     def validate(self) -> None:
         """Refuse unknown stages, an unknown fallback, negative counts and a missing `raim_dir`."""
         where = f"{self.STEP}: parameter"
