@@ -1,6 +1,6 @@
 """The Answer Model on held-out pairs: photos the project never used, degraded by other code than the benchmark's.
 
-The embedded benchmark's pairs come from one generator (`idiff_lib.benchmark.degrade`); a model
+The embedded benchmark's pairs come from one generator (`idiff_lib.data.degrade`); a model
 tuned on them can learn that generator. This script builds pairs in the RAIM layout from other
 photos (default: the real photographs shipped inside the installed ``pyiqa`` wheel, which no part
 of the project uses) with degradations written here independently, in OpenCV and NumPy: Gaussian
@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from idiff_lib.answer.analysis import bootstrap_ci
-from idiff_lib.answer.ensemble import predict_rows
-from idiff_lib.answer.run_store import load_answer_run
+from idiff_lib.answer.runs.analysis import bootstrap_ci
+from idiff_lib.answer.runs.ensemble import predict_rows
+from idiff_lib.answer.runs.run_store import load_answer_run
 from idiff_lib.core import paths, storage
 from idiff_lib.data.pairs import format_completion, make_pair, write_pairs
 
@@ -44,7 +44,7 @@ LOCAL_SIDE = 192  # the detail crop's side, at the work image's pixels
 
 def default_photos() -> Path:
     """The real photographs in the installed pyiqa wheel (``tests/test_efficiency_img_dir``)."""
-    import importlib.metadata as md
+    import importlib.metadata as md  # alias: 'metadata' names a value here
 
     for f in md.distribution("pyiqa").files or []:
         if "test_efficiency_img_dir" in str(f) and str(f).lower().endswith((".jpg", ".png")):

@@ -30,9 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from idiff_lib.answer import ensemble, inputs, training
-from idiff_lib.answer.network import PairwiseModel, build_model
-from idiff_lib.answer.settings import AnswerSettings
+from idiff_lib.answer.model import inputs
+from idiff_lib.answer.runs import ensemble
+from idiff_lib.answer.train import training
+from idiff_lib.answer.model.network import PairwiseModel, build_model
+from idiff_lib.answer.answer_settings import AnswerSettings
 from idiff_lib.core import paths
 from idiff_lib.core import storage
 from idiff_lib.data.pairs import read_pairs
@@ -44,7 +46,7 @@ def _feature_member() -> ensemble.FeatureMemberAdapter:
 
     import pandas as pd
 
-    from idiff_lib.answer.feature_member import FeatureMember
+    from idiff_lib.answer.train.feature_member import FeatureMember
     from idiff_lib.features.table import feature_table
     from idiff_lib.features import pair_cues
 

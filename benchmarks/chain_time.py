@@ -21,7 +21,7 @@ from pathlib import Path
 
 from idiff_lib.chain import runner, timing
 from idiff_lib.core import paths, storage
-from idiff_lib.core.settings import PROFILES
+from idiff_lib.core.step_settings import PROFILES
 
 
 def commit() -> str | None:

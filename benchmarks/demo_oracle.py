@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from idiff_lib.benchmark import build as demo_data
+from idiff_lib.demo_data import build
 from idiff_lib.core import paths
 from idiff_lib.core import storage
 from idiff_lib.data.datasets import load_split
@@ -49,18 +49,18 @@ def evaluate(data_dir: Path, splits: list[str], metrics: list[str], views: list[
     n_total = 0
     done: list[str] = []
     for split in splits:
-        metas = {m["id"]: m for m in demo_data.load_meta(data_dir, split)}
+        metas = {m["id"]: m for m in build.load_meta(data_dir, split)}
         pairs = load_split(data_dir, split, require_images=True, limit=limit)
         for pair in tqdm(pairs, desc=f"oracle {split}"):
             meta = metas[pair.id]
             v = load_views(pair)
-            ref_global, ref_detail = demo_data.views_of(demo_data.pristine_work(meta), meta)
+            ref_global, ref_detail = build.views_of(build.pristine_work(meta), meta)
             sides = {"global": (v.global_left, v.global_right, ref_global),
                      "detail": (v.local_left, v.local_right, ref_detail)}
             for view in views:
                 left, right, ref = sides[view]
                 hits.setdefault(("laplacian", view, split), []).append(
-                    int(demo_data.laplacian_pick(left, right) == pair.answer))
+                    int(build.laplacian_pick(left, right) == pair.answer))
                 dist, refs = _tensor([left, right]), _tensor([ref, ref])
                 for name, model in models.items():
                     with torch.no_grad():
@@ -109,7 +109,7 @@ def main() -> int:
                       command="python benchmarks/demo_oracle.py " + " ".join(sys.argv[1:]))
         storage.write_json(args.out, result)
         if args.update_datasheet:
-            demo_data.write_datasheet(args.data, oracle=result)
+            build.write_datasheet(args.data, oracle=result)
 
     result = evaluate(Path(args.data), args.splits.split(","), [m for m in args.metrics.split(",") if m],
                       args.views.split(","), args.limit, on_split=save)

@@ -1,6 +1,6 @@
 """How the S3/S4 evidence block is chosen: the template filled from it, scored on val, as JSON.
 
-The evidence block (`idiff_lib.thinking.evidence.rank_aspects`) decides which aspects a rationale
+The evidence block (`idiff_lib.thinking.prompting.evidence.rank_aspects`) decides which aspects a rationale
 discusses (presence heads), and what it says about each (verdict heads). Its three settings trade
 coverage against precision: more lines cover more of the ground truth's comparisons, but each extra
 line is on a less likely aspect, with a less sure verdict, and moves the text away from the
@@ -22,14 +22,14 @@ import itertools
 import sys
 from pathlib import Path
 
-from idiff_lib.answer import aspects
+from idiff_lib.answer.train import aspects
 from idiff_lib.core import storage
 from idiff_lib.core.errors import IdiffError
-from idiff_lib.data import pairs as pairs_mod
+from idiff_lib.data import pairs as pairs_mod  # alias: 'pairs' names pair lists here
 from idiff_lib.data.meta import split_comparisons
 from idiff_lib.scoring.meta_verdicts import meta_verdict_scores
-from idiff_lib.thinking import evidence
-from idiff_lib.thinking.evaluation import score_completions
+from idiff_lib.thinking.prompting import evidence
+from idiff_lib.thinking.decode.evaluation import score_completions
 
 LINES = (4, 5, 6)
 WEIGHTS = (1.0, 2.0, 4.0)

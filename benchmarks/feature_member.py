@@ -22,11 +22,11 @@ import cv2
 import numpy as np
 import torch
 
-from idiff_lib.answer import analysis
-from idiff_lib.answer.feature_member import FeatureMember, as_labels
+from idiff_lib.answer.runs import analysis
+from idiff_lib.answer.train.feature_member import FeatureMember, as_labels
 from idiff_lib.features import cue_text
-from idiff_lib.features import table as feature_tables
-from idiff_lib.features import iqa as iqa_features
+from idiff_lib.features import table
+from idiff_lib.features import iqa
 from idiff_lib.core import paths
 from idiff_lib.core import storage
 from idiff_lib.data.pairs import read_pairs
@@ -35,7 +35,7 @@ from idiff_lib.data.pairs import read_pairs
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(paths.DEMO_DIR))
-    ap.add_argument("--iqa", action="store_true", help="add the offline pyiqa metrics (iqa_features.OFFLINE_METRICS: piqe)")
+    ap.add_argument("--iqa", action="store_true", help="add the offline pyiqa metrics (iqa.OFFLINE_METRICS: piqe)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(paths.PROJ_ROOT / "benchmarks" / "results" / "feature_member.json"))
     args = ap.parse_args(argv)
@@ -47,14 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     tables, labels, cats = {}, {}, {}
     for split in ("train", "val", "test"):
         pairs = read_pairs(data / f"{split}_sft.jsonl")
-        tables[split] = feature_tables.build_feature_table(pairs, features=sources, iqa_metrics=iqa_features.OFFLINE_METRICS,
+        tables[split] = table.build_feature_table(pairs, features=sources, iqa_metrics=iqa.OFFLINE_METRICS,
                                                      cache_dir=paths.CACHE_DIR / "features")
         labels[split] = as_labels(p.answer for p in pairs)
         cats[split] = [p.category or "scene" for p in pairs]
     build_s = time.perf_counter() - start
     member, grid = FeatureMember.select(tables["train"], labels["train"], tables["val"], labels["val"])
     p_test = member.predict_proba(tables["test"])
-    diffs = feature_tables.member_columns(tables["test"])
+    diffs = table.member_columns(tables["test"])
     swap = member.predict_proba(-diffs)
     val_single = {c: float(np.mean((np.sign(tables["val"][c].fillna(0)) > 0) == (labels["val"] > 0.5)))
                   for c in member.columns_}

@@ -28,11 +28,11 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from skimage import data as skdata
+from skimage import data
 from skimage.transform import resize
 
-from idiff_lib.features import cv as features
-from idiff_lib.features import iqa as iqa_features
+from idiff_lib.features import cv
+from idiff_lib.features import iqa
 from idiff_lib.features.table import build_feature_table
 from idiff_lib.core import paths
 from idiff_lib.core import storage
@@ -41,7 +41,7 @@ from idiff_lib.data.pairs import read_pairs
 
 def synthetic_pairs(folder: Path, n: int, size: tuple[int, int] = (256, 320), local: int = 208) -> list:
     """n pairs (3/4 person) from scikit-image photos: A clean, B with Gaussian noise, as merged JPEGs."""
-    photos = {"p": skdata.astronaut(), "s": skdata.coffee()}
+    photos = {"p": data.astronaut(), "s": data.coffee()}
     rng = np.random.default_rng(0)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     lines = []
@@ -84,31 +84,31 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     result: dict = {"threads": args.threads, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "load_average_before": os.getloadavg(), "work_side": features.WORK_SIDE,
-                    "iqa_side": iqa_features.IQA_SIDE, "targets": {"cv_pairs_per_s": 4.0, "cached_speedup": 50.0}}
+                    "load_average_before": os.getloadavg(), "work_side": cv.WORK_SIDE,
+                    "iqa_side": iqa.IQA_SIDE, "targets": {"cv_pairs_per_s": 4.0, "cached_speedup": 50.0}}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         pairs, origin = source_pairs(args.pairs, tmp)
         result["pairs_source"], result["pairs"] = origin, len(pairs)
         cache = tmp / "cache"
-        time_table(pairs[:2], features=("cv",), cache_dir=None)  # warm-up: imports, Haar cascade
-        cold = time_table(pairs, features=("cv",), cache_dir=cache)
-        warm = time_table(pairs, features=("cv",), cache_dir=cache)
+        time_table(pairs[:2], cv=("cv",), cache_dir=None)  # warm-up: imports, Haar cascade
+        cold = time_table(pairs, cv=("cv",), cache_dir=cache)
+        warm = time_table(pairs, cv=("cv",), cache_dir=cache)
         result["cv"] = {"seconds": cold, "pairs_per_s": len(pairs) / cold,
                         "cached_seconds": warm, "cached_pairs_per_s": len(pairs) / warm, "cached_speedup": cold / warm}
         if args.large:
             big = synthetic_pairs(tmp / "large", max(8, args.pairs // 4), size=(1024, 1536), local=512)
-            secs = time_table(big, features=("cv",), cache_dir=None)
+            secs = time_table(big, cv=("cv",), cache_dir=None)
             result["cv_large_1536x1024"] = {"pairs": len(big), "seconds": secs, "pairs_per_s": len(big) / secs}
         result["iqa"] = {}
         sub = pairs[:args.iqa_pairs]
-        for metric in iqa_features.OFFLINE_METRICS:
-            time_table(sub[:1], features=("iqa",), iqa_metrics=(metric,), cache_dir=None)  # build the metric
-            secs = time_table(sub, features=("iqa",), iqa_metrics=(metric,), cache_dir=None)
+        for metric in iqa.OFFLINE_METRICS:
+            time_table(sub[:1], cv=("iqa",), iqa_metrics=(metric,), cache_dir=None)  # build the metric
+            secs = time_table(sub, cv=("iqa",), iqa_metrics=(metric,), cache_dir=None)
             result["iqa"][metric] = {"pairs": len(sub), "seconds": secs, "pairs_per_s": len(sub) / secs}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            available = iqa_features.available_metrics(iqa_features.LEARNED_METRICS)
+            available = iqa.available_metrics(iqa.LEARNED_METRICS)
         result["learned_available"] = available
         result["learned_left_out"] = [str(w.message) for w in caught]
     result["load_average_after"] = os.getloadavg()

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from idiff_lib.answer import ensemble
-from idiff_lib.answer.backbones import resolve_backbone
-from idiff_lib.answer.network import PairwiseModel
-from idiff_lib.answer.settings import AnswerSettings
-from idiff_lib.answer.training import autocast_for
+from idiff_lib.answer.runs import ensemble
+from idiff_lib.answer.model.backbones import resolve_backbone
+from idiff_lib.answer.model.network import PairwiseModel
+from idiff_lib.answer.answer_settings import AnswerSettings
+from idiff_lib.answer.train.training import autocast_for
 from idiff_lib.core import paths
 from idiff_lib.core import storage
 from idiff_lib.data.pairs import read_pairs

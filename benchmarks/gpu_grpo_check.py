@@ -3,14 +3,14 @@
 Builds a randomly initialised Qwen3-VL-8B (the paper's Thinking Model, public dimensions from
 ``idiff_lib/configs/qwen3_vl_8b.json``; ``--arch qwen2.5-vl-7b`` for the older one; no download), attaches
 LoRA r=16 to every linear layer of the language model as the GRPO step does
-(`idiff_lib.thinking.lora.apply_lora`), and runs a few steps of the project's
-`idiff_lib.thinking.grpo.grpo_trainer` (TRL's ``GRPOTrainer`` with our accuracy and format rewards,
+(`idiff_lib.thinking.model.lora.apply_lora`), and runs a few steps of the project's
+`idiff_lib.thinking.train.grpo.grpo_trainer` (TRL's ``GRPOTrainer`` with our accuracy and format rewards,
 the RAIM baseline's group of 4 completions at temperature 0.9, KL beta 0.04, at most 512 tokens each)
 with gradient checkpointing. It reports seconds per GRPO step (generation, rewards, the policy's and
 the KL reference's log-probabilities, backward and AdamW), the part of it spent generating, the
 completion tokens/s, and the peak GPU memory.
 
-Prompts are text, as in notebook 03's GRPO step (`idiff_lib.thinking.grpo_run`: the S3 prompt writes
+Prompts are text, as in notebook 03's GRPO step (`idiff_lib.thinking.train.grpo_run`: the S3 prompt writes
 the images' evidence out as cue text). No tokenizer is downloaded: `word_tokenizer` maps every id of the
 model's vocabulary to a word ``w<id>`` and keeps Qwen's special tokens at their ids, so TRL can encode
 the prompts and decode any sampled id. Random weights almost never sample the end token, so every
@@ -180,7 +180,7 @@ def config_overrides(on_gpu: bool) -> dict:
 def _trainer(model, tokenizer, rows, args: argparse.Namespace, out_dir: str, on_gpu: bool):
     """The project's GRPO trainer (`grpo_trainer`) with the check's schedule and `config_overrides`."""
     from idiff_lib.scoring.rewards import RewardLog
-    from idiff_lib.thinking.grpo import GrpoSettings, grpo_trainer
+    from idiff_lib.thinking.train.grpo import GrpoSettings, grpo_trainer
 
     settings = GrpoSettings(prompts=0, num_generations=args.generations, batch_size=args.batch,
                             max_completion_length=args.completion_tokens, lora_r=16, lora_alpha=32,
@@ -191,7 +191,7 @@ def _trainer(model, tokenizer, rows, args: argparse.Namespace, out_dir: str, on_
 
 def run(args: argparse.Namespace) -> dict:
     """Build the model, run `args.warmup + args.steps` GRPO steps, and return the measurements."""
-    from idiff_lib.thinking.lora import LoraSettings, apply_lora
+    from idiff_lib.thinking.model.lora import LoraSettings, apply_lora
 
     device, on_gpu = args.device, args.device.startswith("cuda")
     dtype = torch.bfloat16 if on_gpu else torch.float32

@@ -3,13 +3,13 @@
 Builds a randomly initialised model with the public dimensions of the paper's Qwen3-VL-8B
 (``--arch qwen3-vl-8b``, the default: ``idiff_lib/configs/qwen3_vl_8b.json``, 8.77 B parameters) or of
 Qwen2.5-VL-7B (``--arch qwen2.5-vl-7b``: ``idiff_lib/configs/qwen2_5_vl_7b.json``), no download,
-attaches LoRA r=16 to every linear layer of the language model (`idiff_lib.thinking.lora.LoraSettings`),
+attaches LoRA r=16 to every linear layer of the language model (`idiff_lib.thinking.model.lora.LoraSettings`),
 and times, with two images per pair at the pixel budget given:
 
 - training steps (forward + backward + AdamW) with gradient checkpointing: step time,
   tokens/s, peak GPU memory;
 - greedy generation of a fixed number of new tokens, with the LoRA adapter folded into the weights
-  (as `idiff_lib.thinking.run.load_thinking_run` serves it) and, for comparison, unmerged: seconds per pair, prefill
+  (as `idiff_lib.thinking.train.run.load_thinking_run` serves it) and, for comparison, unmerged: seconds per pair, prefill
   seconds and decode tokens/s, beside the paper's 0.75 s per pair on an H20.
 
 No tokenizer is needed: the token ids are drawn at random around the image placeholders that
@@ -157,7 +157,7 @@ def _time_generate(model, inputs: dict, n_tokens: int, device: str) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     sys.path.insert(0, str(ROOT))
-    from idiff_lib.thinking.lora import LoraSettings, apply_lora
+    from idiff_lib.thinking.model.lora import LoraSettings, apply_lora
 
     device = args.device
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32

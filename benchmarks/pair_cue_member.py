@@ -26,13 +26,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from idiff_lib.answer import analysis, synthetic
-from idiff_lib.answer.feature_member import FeatureMember
-from idiff_lib.answer.splits import load_splits
+from idiff_lib.answer.runs import analysis
+from idiff_lib.answer.train import synthetic
+from idiff_lib.answer.train.feature_member import FeatureMember
+from idiff_lib.answer.train.splits import load_splits
 from idiff_lib.features import pair_cues
 from idiff_lib.features.table import feature_table
 from idiff_lib.core import paths
-from idiff_lib.benchmark import photos
+from idiff_lib.demo_data import photos
 from idiff_lib.core import storage
 from idiff_lib.data.views import load_views
 

@@ -15,7 +15,7 @@ import argparse
 import json
 import os
 import platform
-import xml.etree.ElementTree as ET
+import xml.etree.ElementTree as ET  # alias: the standard library's documented short name
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "test_durations.json"

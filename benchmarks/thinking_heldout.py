@@ -31,16 +31,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from idiff_lib.answer.analysis import bootstrap_ci
-from idiff_lib.chain import export as export_mod
+from idiff_lib.answer.runs.analysis import bootstrap_ci
+from idiff_lib.chain import export
 from idiff_lib.core import paths, storage
 from idiff_lib.core.ontology import SUMMARY_HEADING
-from idiff_lib.data import pairs as pairs_mod
+from idiff_lib.data import pairs as pairs_mod  # alias: 'pairs' names pair lists here
 from idiff_lib.scoring.verdicts import read_verdict
-from idiff_lib.thinking import prompts as prompts_mod
-from idiff_lib.thinking.evaluation import format_ok
-from idiff_lib.thinking.generation import model_writer
-from idiff_lib.thinking.run import load_thinking_run
+from idiff_lib.thinking.prompting import prompts
+from idiff_lib.thinking.decode.evaluation import format_ok
+from idiff_lib.thinking.decode.generation import model_writer
+from idiff_lib.thinking.train.run import load_thinking_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from answer_heldout import default_photos, make_pairs  # the same held-out pairs
@@ -76,16 +76,16 @@ def main() -> None:
     folder = Path(args.photos) if args.photos else default_photos()
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     t0 = time.perf_counter()
-    model_dir, stage = export_mod.thinking_model_dir(run)
-    settings = export_mod.thinking_settings_of(run)
+    model_dir, stage = export.thinking_model_dir(run)
+    settings = export.thinking_settings_of(run)
     result = {"run": str(run), "model": str(model_dir), "stage": stage, "photos": [p.name for p in photos]}
     with tempfile.TemporaryDirectory() as tmp:
         pairs, meta = make_pairs(photos, args.pairs_per_photo, args.gap, Path(tmp), args.seed)
-        answers = export_mod.predict_answers(run, pairs, Path(tmp) / "answers.jsonl")
-        cues, note = export_mod.cues_for(pairs, stage, export_mod.training_pairs(run), progress=False, run_dir=run)
+        answers = export.predict_answers(run, pairs, Path(tmp) / "answers.jsonl")
+        cues, note = export.cues_for(pairs, stage, export.training_pairs(run), progress=False, run_dir=run)
         verdicts = {p.id: {"answer": answers[p.id]["answer"]} for p in pairs}
         model, processor, run_settings, vocabulary = load_thinking_run(model_dir)
-        built = prompts_mod.build_prompts(pairs, stage, cues=cues, answers=verdicts, vocabulary=vocabulary)
+        built = prompts.build_prompts(pairs, stage, cues=cues, answers=verdicts, vocabulary=vocabulary)
         result.update({"pairs": len(pairs), "cues": note})
         photo_of = {m["id"]: m["photo"] for m in meta}
         for decoding in ("free", "constrained"):

@@ -4,8 +4,8 @@ Writes ``benchmarks/results/thinking_speed.json``.
 
 The model is a saved model folder (``--model FOLDER``: the tiny Qwen2-VL of `idiff think build-tiny`,
 a downloaded checkpoint, a run's ``final/``) or ``small-vlm``: the small VLM of pretrained parts,
-built once with `idiff_lib.thinking.small_vlm_build.build_small_vlm` into a cache folder beside the
-output file (``--cache-dir``) and reused. It loads through `idiff_lib.thinking.checkpoints.load_model`.
+built once with `idiff_lib.thinking.model.small_vlm_build.build_small_vlm` into a cache folder beside the
+output file (``--cache-dir``) and reused. It loads through `idiff_lib.thinking.model.checkpoints.load_model`.
 
 The prompts are the real ones: the first ``--pairs`` pairs of ``--data`` (default the demo's test
 split) at stage ``--stage`` (S3: template + CV + IQA cues; S4: + the reference answer as the
@@ -36,13 +36,13 @@ import torch
 
 from idiff_lib.core import paths, storage
 from idiff_lib.data.pairs import read_pairs
-from idiff_lib.thinking import prompts as prompts_mod
-from idiff_lib.thinking.checkpoints import load_model
-from idiff_lib.thinking.encoding import collate, context_length, examples_for
-from idiff_lib.thinking.evidence import parse_evidence
-from idiff_lib.thinking.generation import generate_ids
-from idiff_lib.thinking.settings import ThinkingSettings
-from idiff_lib.thinking.side_inputs import calibrated_cues, iqa_sources_of, read_id_table
+from idiff_lib.thinking.prompting import prompts
+from idiff_lib.thinking.model.checkpoints import load_model
+from idiff_lib.thinking.train.encoding import collate, context_length, examples_for
+from idiff_lib.thinking.prompting.evidence import parse_evidence
+from idiff_lib.thinking.decode.generation import generate_ids
+from idiff_lib.thinking.thinking_settings import ThinkingSettings
+from idiff_lib.thinking.prompting.side_inputs import calibrated_cues, iqa_sources_of, read_id_table
 
 
 def _arguments() -> argparse.Namespace:
@@ -77,7 +77,7 @@ def _model_folder(args: argparse.Namespace) -> Path:
     """The folder to load: --model, or the small VLM built once into the cache folder."""
     if args.model != "small-vlm":
         return Path(args.model)
-    from idiff_lib.thinking.small_vlm_build import build_small_vlm
+    from idiff_lib.thinking.model.small_vlm_build import build_small_vlm
 
     folder = Path(args.cache_dir) if args.cache_dir else Path(args.out).resolve().parent / "thinking_speed_small_vlm"
     if not (folder / "config.json").exists():
@@ -99,8 +99,8 @@ def _prompts(args: argparse.Namespace, pairs: list) -> tuple[dict, str]:
 
         cues, note = with_run_evidence(cues, note, pairs, args.answer_run)
     answers = {p.id: {"answer": p.answer, "p_answer": None} for p in pairs}
-    built = prompts_mod.build_prompts(pairs, args.stage, cues=cues, answers=answers,
-                                      vocabulary=prompts_mod.load_vocabulary())
+    built = prompts.build_prompts(pairs, args.stage, cues=cues, answers=answers,
+                                      vocabulary=prompts.load_vocabulary())
     sources = iqa_sources_of(cues)
     return built, note + (f"; IQA cues from: {sources}" if sources else "")
 
@@ -135,7 +135,7 @@ def _time_generation(model, processor, examples: list, batch: int, max_new_token
 
 def _time_lora_step(model, processor, pairs: list, built: dict, max_pixels: int | None) -> dict:
     """One LoRA forward + backward + AdamW step over `pairs` (after one untimed warm-up step)."""
-    from idiff_lib.thinking.lora import apply_lora
+    from idiff_lib.thinking.model.lora import apply_lora
 
     examples = examples_for(pairs, built, processor, with_targets=True, max_pixels=max_pixels, progress=False)
     batch = collate([{k: v for k, v in ex.items() if k != "id"} for ex in examples],

@@ -56,25 +56,37 @@ def make_pairs_file(folder: Path, n: int = 8, side: int = 96, seed: int = 0, lab
 
 def train_tiny_answer_run(step_dir: Path, pairs: list) -> Path:
     """A notebook-02 step folder holding a one-member network ensemble (resnet10t, 32 px, one epoch)."""
-    from idiff_lib.answer import ensemble, inputs, run_store, training
-    from idiff_lib.answer.member_config import MemberConfig
+    from idiff_lib.answer.model import inputs
+    from idiff_lib.answer.runs import ensemble, run_store
+    from idiff_lib.answer.train import training
 
-    cfg = MemberConfig(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
-                       batch_size=4, hidden=8)
+    cfg = bare_member(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
+                      batch_size=4, hidden=8)
     training.train_member(cfg, inputs.load_items(pairs, cfg), (), step_dir / "members" / "m", progress=False)
     run_store.save_answer_run(step_dir, [ensemble.network_member("m", {"": step_dir / "members" / "m"})],
                               ensemble.make_ensembler("mean"))
     return step_dir
 
 
+# A hand-built member as these tests were written: random weights, the paper's pooling and optimiser
+# shape (MemberConfig's own defaults are notebook 02's cpu profile: ImageNet weights, stats pooling, ...).
+BARE_MEMBER = dict(pretrained=False, pooling="avg", frozen_stages=0, head_lr_mult=1.0, epochs=10, batch_size=32,
+                   img_size=224, resize=256, local_resize=256)
+
+
+def bare_member(**kw):
+    """A `MemberConfig` with `BARE_MEMBER`'s settings, `kw` on top."""
+    from idiff_lib.answer.model.member_config import MemberConfig
+
+    return MemberConfig(**{**BARE_MEMBER, **kw})
+
+
 def tiny_member_cfg(**kw):
     """A resnet10t member at 32 px, two epochs: the tests' smallest trainable member (``kw`` overrides)."""
-    from idiff_lib.answer.member_config import MemberConfig
-
     base = dict(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=2,
                 batch_size=4, lr=1e-3, hidden=16, seed=3)
     base.update(kw)
-    return MemberConfig(**base)
+    return bare_member(**base)
 
 
 def drop_chat_template(folder: Path) -> None:

@@ -100,7 +100,7 @@ def toy_chain(tmp_path: Path, monkeypatch) -> Path:
     return tmp_path
 
 
-TINY_CHAIN_OVERRIDES = {"threads": TEST_THREADS}  # the same in a resume (`pipeline.run_chain(overrides=...)`)
+TINY_CHAIN_OVERRIDES = {"threads": TEST_THREADS}  # the same in a resume (`runner.run_chain(overrides=...)`)
 
 
 @pytest.fixture(autouse=True)

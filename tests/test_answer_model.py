@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from answer_fixtures import make_pairs_file, tiny_member_cfg
-from idiff_lib.answer import backbones, ensemble, inputs, member_config, network, run_store, training, weights
-from idiff_lib.answer.member_config import MemberConfig
-from idiff_lib.answer.settings import AnswerSettings
+from idiff_lib.answer.model import backbones, inputs, member_config, network, weights
+from idiff_lib.answer.runs import ensemble, run_store
+from idiff_lib.answer.train import training
+from idiff_lib.answer.model.member_config import MemberConfig
+from idiff_lib.answer.answer_settings import AnswerSettings
 from idiff_lib.core.errors import DataError, OfflineError, ParameterError
 from idiff_lib.data.pairs import read_pairs
 

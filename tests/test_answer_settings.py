@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from idiff_lib.answer.settings import AnalysisSettings, AnswerSettings
+from idiff_lib.answer.answer_settings import AnalysisSettings, AnswerSettings
 from idiff_lib.core import layout, paths
 from idiff_lib.core.errors import ParameterError
-from idiff_lib.core.settings import COMMON_PARAMS, PROFILES
+from idiff_lib.core.step_settings import COMMON_PARAMS, PROFILES
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -77,6 +77,6 @@ def test_bad_values_are_refused_with_the_parameter_named():
 
 
 def test_step02_file_names_agree_with_the_run_layout():
-    from idiff_lib.answer.analysis import PREDICTIONS_FILE
+    from idiff_lib.answer.runs.analysis import PREDICTIONS_FILE
 
     assert PREDICTIONS_FILE.format(split="test") == layout.TEST_PREDICTIONS_FILE

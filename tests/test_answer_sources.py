@@ -11,12 +11,12 @@ from types import SimpleNamespace
 import pandas as pd
 
 from idiff_lib.data.pairs import format_completion
-from idiff_lib.report import narrative as nv
-from idiff_lib.report import thinking_narrative as tn
+from idiff_lib.report import narrative
+from idiff_lib.report import thinking_narrative
 from idiff_lib.scoring import controls
-from idiff_lib.thinking import prompts, template_baseline
-from idiff_lib.thinking.generation import finish_completion, verdict_sources, with_verdict_sources
-from idiff_lib.thinking.side_inputs import s4_answers
+from idiff_lib.thinking.prompting import prompts, template_baseline
+from idiff_lib.thinking.decode.generation import finish_completion, verdict_sources, with_verdict_sources
+from idiff_lib.thinking.prompting.side_inputs import s4_answers
 
 
 def _pairs():
@@ -78,10 +78,10 @@ def _rows(tmp_path, name, letters, sources):
 def test_counts_and_sentences_name_the_fallback_verdicts(tmp_path):
     folder = _rows(tmp_path, "tiny_S4", "BABA", ["answer_model"] + ["reference_fallback"] * 3)
     _rows(tmp_path, "tiny_S0", "BBBB", ["fallback"] * 4)
-    counts = nv.ladder_answer_counts(folder, {"p0": "A", "p1": "A", "p2": "B", "p3": "A"})
-    s4 = nv.counts_by_row(counts)[("tiny", "S4")]
-    assert s4["sources"] == {"answer_model": 1, "reference_fallback": 3} and nv.copied_from_prompt(s4["sources"], 4)
-    sentence = nv.answer_count_sentence("tiny S4", s4, 0.75)
+    counts = narrative.ladder_answer_counts(folder, {"p0": "A", "p1": "A", "p2": "B", "p3": "A"})
+    s4 = narrative.counts_by_row(counts)[("tiny", "S4")]
+    assert s4["sources"] == {"answer_model": 1, "reference_fallback": 3} and narrative.copied_from_prompt(s4["sources"], 4)
+    sentence = narrative.answer_count_sentence("tiny S4", s4, 0.75)
     assert "copied from the prompt" in sentence and "the Answer Model's for 1" in sentence
     assert "the reference answer (right by construction) for 3" in sentence
     assert controls.ACCURACY_COPIED_NOTE not in sentence, "not all verdicts were the Answer Model's"
@@ -89,7 +89,7 @@ def test_counts_and_sentences_name_the_fallback_verdicts(tmp_path):
                             "accuracy_ci_high": 0.6},
                            {"system": "tiny", "stage": "S4", "accuracy": 0.75, "accuracy_ci_low": 0.4,
                             "accuracy_ci_high": 1.0}])
-    table = tn.accuracy_count_table(ladder, counts).set_index("stage")
+    table = thinking_narrative.accuracy_count_table(ladder, counts).set_index("stage")
     assert table.loc["S0", "constant"] == "B" and table.loc["S0", "answers from"] == "fallback 4"
     assert table.loc["S4", "answers from"] == "reference (fallback) 3, Answer Model 1"
     assert table.loc["S4", "95% interval"] == "[0.40, 1.00]" and (table.loc["S4", "A"], table.loc["S4", "B"]) == (2, 2)

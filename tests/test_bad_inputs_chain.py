@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from answer_fixtures import make_pairs_file
-from idiff_lib.answer import ensemble, inputs, run_store, training
-from idiff_lib.answer.member_config import MemberConfig
+from answer_fixtures import bare_member, make_pairs_file
+from idiff_lib.answer.model import inputs
+from idiff_lib.answer.runs import ensemble, run_store
+from idiff_lib.answer.train import training
 from idiff_lib.core import layout
 from idiff_lib.data.pairs import read_pairs
 
@@ -47,8 +47,8 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("run14a")
     pf = make_pairs_file(root / "d", n=4, side=64, name="test_sft.jsonl")
     pairs = read_pairs(pf)
-    cfg = MemberConfig(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
-                       batch_size=4, hidden=8)
+    cfg = bare_member(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
+                      batch_size=4, hidden=8)
     items = inputs.load_items(pairs, cfg)
     step = layout.step_dir(root / "run", layout.ANSWER_STEP)
     training.train_member(cfg, items, (), step / "members" / "m", progress=False)
@@ -199,8 +199,8 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
 
 
 def test_an_internal_error_prints_one_line_and_the_log_path(tmp_path, monkeypatch, capsys):
-    import idiff_lib.cli as cli
-    import idiff_lib.cli.export as cmd
+    from idiff_lib import cli
+    import idiff_lib.cli.export as cmd  # alias: the command module under test
     from idiff_lib.core import paths
 
     def broken(args):

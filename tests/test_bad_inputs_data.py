@@ -320,16 +320,16 @@ def test_data_folder_without_val_is_refused_before_the_chain_runs(tmp_path, phot
 
 def test_answer_predict_skip_bad_reports_an_oversized_image(tmp_path):
     """An image over the size limit is one bad sample: a row with the error, the others predicted."""
-    import torch
 
-    from answer_fixtures import make_pairs_file
-    from idiff_lib.answer import ensemble, inputs, run_store, training
-    from idiff_lib.answer.member_config import MemberConfig
+    from answer_fixtures import bare_member, make_pairs_file
+    from idiff_lib.answer.model import inputs
+    from idiff_lib.answer.runs import ensemble, run_store
+    from idiff_lib.answer.train import training
     from idiff_lib.core import layout
 
     pf = make_pairs_file(tmp_path / "d", n=4, side=64)
-    cfg = MemberConfig(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
-                       batch_size=4, hidden=8)
+    cfg = bare_member(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
+                      batch_size=4, hidden=8)
     step = layout.step_dir(tmp_path / "run", layout.ANSWER_STEP)
     training.train_member(cfg, inputs.load_items(read_pairs(pf), cfg), (), step / "members" / "m", progress=False)
     run_store.save_answer_run(step, [ensemble.network_member("m", {"": step / "members" / "m"})],

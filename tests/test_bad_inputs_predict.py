@@ -20,8 +20,8 @@ import torch
 from answer_fixtures import make_pairs_file, train_tiny_answer_run
 
 from idiff_lib import cli
-from idiff_lib.answer import ensemble, run_store
-from idiff_lib.answer.feature_member import FeatureMember
+from idiff_lib.answer.runs import ensemble, run_store
+from idiff_lib.answer.train.feature_member import FeatureMember
 from idiff_lib.data.pairs import read_pairs
 
 
@@ -158,7 +158,7 @@ def _craft_pt(run: Path, marker: Path) -> Path:
 
 
 def _craft_skops(run: Path, marker: Path) -> Path:
-    import skops.io as sio
+    import skops.io as sio  # alias: skops' documented short name
 
     target = run / "members" / "features.skops"
     sio.dump({"class": "FeatureMember", "model": RunsCode(str(marker))}, target)

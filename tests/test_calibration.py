@@ -1,4 +1,4 @@
-"""Temperature scaling of p_left (idiff_lib.answer.calibration) and its before/after reliability figure."""
+"""Temperature scaling of p_left (idiff_lib.answer.runs.calibration) and its before/after reliability figure."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from idiff_lib.answer import calibration
-from idiff_lib.answer.analysis import reliability
+from idiff_lib.answer.runs import calibration
+from idiff_lib.answer.runs.analysis import reliability
 from idiff_lib.core.errors import ParameterError
-from idiff_lib.report import answer_figures as af
+from idiff_lib.report import answer_figures
 
 
 def _overconfident(n: int = 4000, factor: float = 3.0, seed: int = 0):
@@ -75,7 +75,7 @@ def test_temperature_sentence_names_the_direction():
 def test_reliability_before_after_has_two_panels_with_the_diagonal():
     p, y = _overconfident(n=500)
     q = calibration.apply_temperature(p, 3.0)
-    fig = af.plot_reliability_before_after({"m": p}, {"m": q}, y, bins=5, temperatures={"m": 3.0})
+    fig = answer_figures.plot_reliability_before_after({"m": p}, {"m": q}, y, bins=5, temperatures={"m": 3.0})
     assert len(fig.axes) == 2
     for ax in fig.axes:
         assert any(list(line.get_xdata()) == [0.5, 1] for line in ax.get_lines())

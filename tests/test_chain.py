@@ -15,11 +15,11 @@ import pytest
 from conftest import TINY_CHAIN_OVERRIDES, tiny_chain_cmd
 from test_figures_inline import MAX_TEXT_LINES, text_output_lines
 
-from idiff_lib.chain import runner as pipeline
+from idiff_lib.chain import context, runner
 from idiff_lib.chain.export import export, side_file
 from idiff_lib.core import layout, paths
 from idiff_lib.data import pairs
-from idiff_lib.report import html_report as report
+from idiff_lib.report import html_report
 
 # One xdist worker takes every test of this module (make test: --dist loadgroup), so the session's
 # tiny run is made once, by the worker that reads it.
@@ -61,7 +61,7 @@ def runs(tiny_run, tmp_path_factory):
     os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, mid-step
     proc.wait()
     assert not (resumed / "03_tune_thinking_model" / "step.json").exists(), "step 03 finished before the kill"
-    results = pipeline.run_chain("tiny", out=resumed, fig_dir=base / "resumed" / "figures", log=lambda _: None,
+    results = runner.run_chain("tiny", out=resumed, fig_dir=base / "resumed" / "figures", log=lambda _: None,
                                  overrides=TINY_CHAIN_OVERRIDES)
     return tiny_run, resumed, results
 
@@ -72,8 +72,8 @@ def test_interrupted_chain_resumes_with_the_same_results(runs):
     assert status["01_explore_pairs"] == status["02_train_answer_model"] == "skipped"
     assert all(status[s] == "ran" for s in status if s[:2] >= "03")
     for step in ("02_train_answer_model", "03_tune_thinking_model", "04_analyse_ensemble", "05_score_rationales"):
-        assert (_stable(pipeline.load_metrics(resumed, step), resumed.parent)
-                == _stable(pipeline.load_metrics(reference, step), reference.parent)), step
+        assert (_stable(context.load_metrics(resumed, step), resumed.parent)
+                == _stable(context.load_metrics(reference, step), reference.parent)), step
 
 
 def test_no_step_of_the_tiny_chain_is_many_times_slower_than_its_committed_time(tiny_run):
@@ -104,7 +104,7 @@ def test_report_step_writes_tables_figures_and_html(tiny_run):
     # Figures appear inline in the executed notebooks, so the HTML pages carry them (issue 19).
     assert "data:image/png;base64" in (index.parent / "02_train_answer_model.html").read_text()
     assert "this report" in text and "not finished" not in text
-    table_b = report.thinking_table(run)
+    table_b = html_report.thinking_table(run)
     assert set(table_b["system"]) >= {"template"} and len(table_b) >= 5
 
 
@@ -161,7 +161,7 @@ def test_every_cell_of_every_notebook_ran_without_error(tiny_run):
     The session's tiny run executed the same notebooks at the same parameters in fresh kernels
     (papermill), so this reads its executed copies instead of running the chain again.
     """
-    steps = pipeline.available_steps()
+    steps = runner.available_steps()
     executed = {p.parent.name: p for p in tiny_run.glob(f"*/{layout.EXECUTED_NOTEBOOK}")}
     assert sorted(executed) == steps
     for step, path in executed.items():

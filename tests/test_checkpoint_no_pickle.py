@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from idiff_lib.core.errors import DataError, ParameterError
-from idiff_lib.thinking import train_checkpoint, training
-from idiff_lib.thinking.training import TrainSettings, train
+from idiff_lib.thinking.train import train_checkpoint, training
+from idiff_lib.thinking.train.training import TrainSettings, train
 
 
 

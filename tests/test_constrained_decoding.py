@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from idiff_lib.data import pairs as pairs_mod
-from idiff_lib.thinking.generation import AgreementConstraint
+from idiff_lib.data import pairs
+from idiff_lib.thinking.decode.generation import AgreementConstraint
 from test_small_vlm import _tiny_parts
 
 
@@ -46,7 +46,7 @@ def test_a_given_verdict_is_written_into_the_overall_line(tok):
     after = _run(AgreementConstraint(tok, prompt_len, ["A"]), tok, text)
     assert after.replace(" ", "") == "\n<answer>A</answer>"
     completion = f"<thinking>\n{text.replace('</thinking>', '')}</thinking>{after}"
-    assert pairs_mod.parse_completion(completion).answer == "A"
+    assert pairs.parse_completion(completion).answer == "A"
 
 
 def test_free_text_is_left_to_the_model(tok):
@@ -69,13 +69,13 @@ def test_generate_with_the_constraint_ends_in_an_agreeing_answer():
 
 def test_decoding_comparison_scores_files_on_the_same_pairs(tmp_path):
     from idiff_lib.core import storage
-    from idiff_lib.thinking.evaluation import decoding_comparison
+    from idiff_lib.thinking.decode.evaluation import decoding_comparison
 
-    refs = [pairs_mod.make_pair([f"images/p_{i}_merged_c0.jpg", f"images/p_{i}_merged_c1.jpg"],
-                                pairs_mod.format_completion("Global Overall: Image A (Left) is better overall.", "A"),
+    refs = [pairs.make_pair([f"images/p_{i}_merged_c0.jpg", f"images/p_{i}_merged_c1.jpg"],
+                                pairs.format_completion("Global Overall: Image A (Left) is better overall.", "A"),
                                 base_dir=tmp_path) for i in range(3)]
-    agree = pairs_mod.format_completion("Global Overall: Image A (Left) is better overall.", "A")
-    disagree = pairs_mod.format_completion("Global Overall: Image B (Right) is better overall.", "A")
+    agree = pairs.format_completion("Global Overall: Image A (Left) is better overall.", "A")
+    disagree = pairs.format_completion("Global Overall: Image B (Right) is better overall.", "A")
     storage.write_jsonl(tmp_path / "c.jsonl", [{"id": p.id, "completion": agree, "raw_format_ok": True} for p in refs])
     storage.write_jsonl(tmp_path / "f.jsonl", [{"id": p.id, "completion": disagree, "raw_format_ok": False} for p in refs])
     storage.write_jsonl(tmp_path / "short.jsonl", [{"id": refs[0].id, "completion": agree}])
@@ -98,7 +98,7 @@ def _copy_through(tok, evidence, answer, pieces):
 
 
 def test_copy_through_starts_each_line_with_the_evidence_heading_and_side(tok):
-    from idiff_lib.thinking.evidence import AspectVerdict
+    from idiff_lib.thinking.prompting.evidence import AspectVerdict
 
     evidence = [AspectVerdict("Face", "Texture", "B", 0.8), AspectVerdict("Global", "Noise", "A", 0.7)]
     text = _copy_through(tok, evidence, "A", [" keeps finer texture.\n", " is cleaner.\n", " thanks to less noise.\n"])
@@ -106,13 +106,13 @@ def test_copy_through_starts_each_line_with_the_evidence_heading_and_side(tok):
     assert flat.startswith("<thinking>\nFaceTexture:ImageB(Right)keepsfinertexture.\nGlobalNoise:ImageA(Left)iscleaner.\n"
                            "GlobalOverall:ImageA(Left)isbetteroverall"), text
     assert flat.endswith("thankstolessnoise.\n</thinking>\n<answer>A</answer>"), text
-    parsed = pairs_mod.parse_completion(text)
+    parsed = pairs.parse_completion(text)
     assert parsed.answer == "A" and [ln.split(":")[0] for ln in parsed.thinking.strip().splitlines()] == [
         "Face Texture", "Global Noise", "Global Overall"]
 
 
 def test_copy_through_without_a_given_verdict_lets_the_overall_line_decide(tok):
-    from idiff_lib.thinking.evidence import AspectVerdict
+    from idiff_lib.thinking.prompting.evidence import AspectVerdict
 
     text = _copy_through(tok, [AspectVerdict("Global", "Sharpness", "B", 0.9)], None,
                          [" is sharper.\n", " Image B (Right) is better.\n"])
@@ -129,8 +129,8 @@ def test_rows_without_evidence_are_not_copied_through(tok):
 def test_generate_copies_the_evidence_through():
     """Through transformers' generate on a random tiny model: the first line is the evidence's, and the better
     side's clause holds none of the house's words for a defect's strength."""
-    from idiff_lib.benchmark.references import INTENSITY
-    from idiff_lib.thinking.evidence import AspectVerdict
+    from idiff_lib.core.vocabulary import INTENSITY
+    from idiff_lib.thinking.prompting.evidence import AspectVerdict
 
     lm, tok = _tiny_parts()
     ids = tok("You compare two photos.", add_special_tokens=False).input_ids
@@ -144,7 +144,7 @@ def test_generate_copies_the_evidence_through():
 
 
 def test_the_better_sides_clause_may_not_take_a_defects_strength(tok):
-    from idiff_lib.thinking.evidence import AspectVerdict
+    from idiff_lib.thinking.prompting.evidence import AspectVerdict
 
     prompt = tok("You compare two photos.", add_special_tokens=False).input_ids
     constraint = AgreementConstraint(tok, len(prompt), ["A"], evidence=[[AspectVerdict("Global", "Noise", "A", 0.7)]])
@@ -158,7 +158,7 @@ def test_the_better_sides_clause_may_not_take_a_defects_strength(tok):
 
 
 def test_a_copied_through_rationale_cannot_close_before_its_overall_line(tok):
-    from idiff_lib.thinking.evidence import AspectVerdict
+    from idiff_lib.thinking.prompting.evidence import AspectVerdict
 
     prompt = tok("You compare two photos.", add_special_tokens=False).input_ids
     closing = {tok.eos_token_id, *tok("</thinking>", add_special_tokens=False).input_ids[:1],

@@ -9,11 +9,11 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from idiff_lib.answer import analysis
+from idiff_lib.answer.runs import analysis
 from idiff_lib.core import paths
 from idiff_lib.core.errors import ParameterError
 from idiff_lib.data.meta import split_meta
-from idiff_lib.report import answer_figures as af
+from idiff_lib.report import answer_figures
 
 META = {
     "a": {"photo": "x", "defects_a": [{"kind": "jpeg", "region": "global"}], "defects_b": [{"kind": "defocus", "region": "face"}],
@@ -57,7 +57,7 @@ def test_demo_meta_covers_every_test_pair():
     table = analysis.accuracy_by_defect(rng.random(len(ids)), rng.integers(0, 2, len(ids)).astype(float), ids, meta)
     assert int(table.loc[table["by"] == "no meta", "n"].iloc[0]) == 0
     assert {"jpeg", "defocus"} <= set(table.loc[table["by"] == "kind", "group"])
-    fig = af.plot_defect_accuracy(table)
+    fig = answer_figures.plot_defect_accuracy(table)
     assert [ax.get_title() for ax in fig.axes] == ["by defect kind", "by defect region"]
     assert all("photo" in t.get_text() for t in fig.axes[0].get_yticklabels())
     assert any(list(line.get_xdata()) == [0.5, 0.5] for line in fig.axes[0].get_lines())  # the chance line

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from skimage import data as skdata
+from skimage import data
 
-from idiff_lib.benchmark import degrade
+from idiff_lib.data import degrade
 from idiff_lib.core import ontology
 from idiff_lib.data.content import detect_faces
-from idiff_lib.benchmark.build import baseline_sharpness
+from idiff_lib.demo_data.build import baseline_sharpness
 from idiff_lib.core.errors import ParameterError
 
 
 @pytest.fixture(scope="module")
 def portrait() -> np.ndarray:
-    return np.ascontiguousarray(skdata.astronaut()[:320, 96:416])
+    return np.ascontiguousarray(data.astronaut()[:320, 96:416])
 
 
 @pytest.fixture(scope="module")
 def portrait_faces(portrait) -> list:
-    full = detect_faces(skdata.astronaut())
+    full = detect_faces(data.astronaut())
     assert full, "the Haar detector should find the astronaut's face"
     x, y, w, h = full[0]
     return [(x - 96, y, w, h)]  # in the crop's pixels
@@ -64,7 +64,7 @@ def test_sharpening_raises_and_smoothing_lowers_laplacian_variance(portrait, por
     assert baseline_sharpness(degrade.apply(portrait, "oversharpen", 0.6, rng=0)) > 1.3 * base
     assert baseline_sharpness(degrade.apply(portrait, "defocus", 0.6, rng=0)) < 0.8 * base
     # Denoise smearing keeps strong edges and removes fine texture: measure it on fur.
-    fur = skdata.chelsea()
+    fur = data.chelsea()
     smeared = degrade.apply(fur, "denoise_smear", 0.6, rng=0)
     assert baseline_sharpness(smeared) < 0.8 * baseline_sharpness(fur)
 
@@ -102,7 +102,7 @@ def test_portrait_masks_follow_the_face(portrait, portrait_faces):
 
 
 def test_scene_masks_separate_flat_and_busy_areas():
-    img = skdata.coffee()
+    img = data.coffee()
     masks = degrade.region_masks(img, (), "scene")
     assert set(ontology.SCENE_MASK_REGIONS) <= set(masks)
     overlap = (masks["background"] > 0.5) & (masks["detail"] > 0.5)

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from idiff_lib import cli
-from idiff_lib.benchmark import build as demo_data
+from idiff_lib.demo_data import build
 from idiff_lib.core import ontology, paths
-from idiff_lib.benchmark import photos
+from idiff_lib.demo_data import photos
 from idiff_lib.data.pairs import read_pairs
 from idiff_lib.data.views import find_separator, load_views
 
@@ -24,43 +24,43 @@ _WINNER_RE = r"Image {x}\S*(?: \((?:Left|Right)\))? (?:is better overall|is pref
 
 def _jpeg_bytes(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="JPEG", quality=demo_data.JPEG_QUALITY, subsampling=2, optimize=True)
+    Image.fromarray(img).save(buf, format="JPEG", quality=build.JPEG_QUALITY, subsampling=2, optimize=True)
     return buf.getvalue()
 
 
 def test_plan_is_balanced_three_quarters_person_and_uses_only_the_splits_photos():
     for split, n in (("train", 40), ("val", 12), ("test", 13)):
-        plan = demo_data.plan_split(split, n, seed=0)
+        plan = build.plan_split(split, n, seed=0)
         assert len(plan) == n and len({p["id"] for p in plan}) == n
         answers = [p["answer"] for p in plan]
         assert abs(answers.count("A") - answers.count("B")) <= 1
         persons = sum(p["id"].startswith("p_") for p in plan)
-        assert persons == round(n * demo_data.PERSON_SHARE)
+        assert persons == round(n * build.PERSON_SHARE)
         assert {p["photo"] for p in plan} <= {s.name for s in photos.catalogue(split)}
-    assert demo_data.plan_split("val", 12, 0) == demo_data.plan_split("val", 12, 0)
-    assert demo_data.plan_split("val", 12, 0) != demo_data.plan_split("val", 12, 1)
+    assert build.plan_split("val", 12, 0) == build.plan_split("val", 12, 0)
+    assert build.plan_split("val", 12, 0) != build.plan_split("val", 12, 1)
 
 
 def test_make_sample_is_deterministic_and_consistent():
-    plan = demo_data.plan_split("val", 8, seed=3)
+    plan = build.plan_split("val", 8, seed=3)
     for p in (plan[0], plan[-1]):
-        first = demo_data.make_sample(p, "val", 3)
-        again = demo_data.make_sample(p, "val", 3)
+        first = build.make_sample(p, "val", 3)
+        again = build.make_sample(p, "val", 3)
         assert np.array_equal(first.c0, again.c0) and np.array_equal(first.c1, again.c1)
         assert first.completion == again.completion
         assert first.meta["answer"] == p["answer"]
-        assert first.c0.shape[1] % 2 == 0 and first.c1.shape[:2] == (demo_data.DETAIL_SIDE, 2 * demo_data.DETAIL_SIDE)
+        assert first.c0.shape[1] % 2 == 0 and first.c1.shape[:2] == (build.DETAIL_SIDE, 2 * build.DETAIL_SIDE)
         assert find_separator(first.c0) is None and find_separator(first.c1) is None
-        assert max(first.c0.shape[0], first.c0.shape[1] // 2) == demo_data.GLOBAL_LONG
+        assert max(first.c0.shape[0], first.c0.shape[1] // 2) == build.GLOBAL_LONG
 
 
 def test_comparisons_follow_the_defects():
-    from idiff_lib.benchmark import degrade
+    from idiff_lib.data import degrade
 
     img = np.zeros((64, 64, 3), np.uint8)
     ps = degrade.PairSample(img, img, [degrade.Defect("luma_noise", 0.9, "face")],
                             [degrade.Defect("defocus", 0.8, "global")], [], 0.0, 0.0, "A", 0.5, True, "person")
-    comps = {(c.region, c.attribute): c for c in demo_data.comparisons(ps, "person")}
+    comps = {(c.region, c.attribute): c for c in build.comparisons(ps, "person")}
     assert comps[("Face", "Noise")].verdict == "B" and comps[("Face", "Noise")].cause == "luma_noise"
     assert comps[("Global", "Sharpness")].verdict == "A" and comps[("Global", "Sharpness")].cause == "defocus"
     assert comps[("Face", "Sharpness")].verdict == "A"  # a global blur shows on the face too
@@ -80,10 +80,10 @@ def test_tiny_build_through_the_cli_is_complete_and_resumable(tmp_path):
     assert len(images) == 16
     assert "## Quality model" in (out / "README.md").read_text()
     # A second build reuses nothing stale and rewrites identical files.
-    demo_data.build_demo(out, seed=5, sizes={"train": 4, "val": 2, "test": 2}, progress=False, resume=False)
+    build.build_demo(out, seed=5, sizes={"train": 4, "val": 2, "test": 2}, progress=False, resume=False)
     assert {f.name: f.read_bytes() for f in (out / "images").iterdir()} == images
     # A smaller plan removes the images it no longer needs.
-    demo_data.build_demo(out, seed=5, sizes={"train": 2, "val": 2, "test": 2}, progress=False)
+    build.build_demo(out, seed=5, sizes={"train": 2, "val": 2, "test": 2}, progress=False)
     assert len(list((out / "images").iterdir())) == 12
 
 
@@ -95,7 +95,7 @@ def test_laplacian_pick_prefers_the_sharper_side():
     rng = np.random.default_rng(0)
     sharp = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
     flat = np.full_like(sharp, 128)
-    assert demo_data.laplacian_pick(sharp, flat) == "A" and demo_data.laplacian_pick(flat, sharp) == "B"
+    assert build.laplacian_pick(sharp, flat) == "A" and build.laplacian_pick(flat, sharp) == "B"
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,15 +105,15 @@ def test_laplacian_pick_prefers_the_sharper_side():
 def committed() -> dict:
     if not (DEMO / "train_sft.jsonl").exists():
         pytest.skip("data/demo is not built")
-    return {s: (read_pairs(DEMO / f"{s}_sft.jsonl", require_images=True), demo_data.load_meta(DEMO, s))
-            for s in demo_data.SPLITS}
+    return {s: (read_pairs(DEMO / f"{s}_sft.jsonl", require_images=True), build.load_meta(DEMO, s))
+            for s in build.SPLITS}
 
 
 @needs_demo
 def test_committed_counts_balance_and_photo_separation(committed):
     photo_split: dict[str, set] = {}
     for split, (pairs, metas) in committed.items():
-        assert len(pairs) >= demo_data.SPLIT_SIZES[split] and len(metas) == len(pairs)
+        assert len(pairs) >= build.SPLIT_SIZES[split] and len(metas) == len(pairs)
         answers = [p.answer for p in pairs]
         assert abs(answers.count("A") - answers.count("B")) <= 1
         scene = sum(p.category == "scene" for p in pairs) / len(pairs)
@@ -134,7 +134,7 @@ def test_every_committed_file_reads_and_splits(committed):
         for p in pairs:
             v = load_views(p)
             assert v.global_left.shape == v.global_right.shape
-            assert v.local_left.shape == (demo_data.DETAIL_SIDE, demo_data.DETAIL_SIDE, 3)
+            assert v.local_left.shape == (build.DETAIL_SIDE, build.DETAIL_SIDE, 3)
 
 
 @needs_demo
@@ -164,12 +164,12 @@ def test_a_few_committed_pairs_rebuild_to_the_same_pixels(committed):
     encoder is another version than the one the set was written with (Pillow 13 writes other bytes
     for the same pixels), the same decoded pixels to one grey level on all but 0.1% of values."""
     for split in ("train", "test"):
-        plan = demo_data.plan_split(split, len(committed[split][0]), seed=0)
+        plan = build.plan_split(split, len(committed[split][0]), seed=0)
         metas = {m["id"]: m for m in committed[split][1]}
         for p in (plan[0], plan[len(plan) // 2], plan[-1]):
             if photos.load_photo(p["photo"]).sha256 != metas[p["id"]]["photo_sha256"]:
                 pytest.skip(f"the installed copy of photo {p['photo']} differs from the one the set was built from")
-            sample = demo_data.make_sample(p, split, 0)
+            sample = build.make_sample(p, split, 0)
             if paths.raim_dir() is not None:  # the wording is mined from the public rationales
                 committed_pair = next(c for c in committed[split][0] if c.id == p["id"])
                 assert sample.completion == committed_pair.completion
@@ -193,15 +193,15 @@ def test_datasheet_reports_the_checks():
 
 @needs_demo
 def test_datasheet_regenerates_byte_identical():
-    # The datasheet is the template idiff_lib/benchmark/datasheet.md filled in from the build's records.
-    assert demo_data.datasheet_text(DEMO) == (DEMO / "README.md").read_text(encoding="utf-8")
+    # The datasheet is the template idiff_lib/build/datasheet.md filled in from the build's records.
+    assert build.datasheet_text(DEMO) == (DEMO / "README.md").read_text(encoding="utf-8")
 
 
 def test_datasheet_fills_every_field_and_keeps_the_oracle_section(tmp_path):
     counts = {s: {"pairs": 2, "person": 1, "scene": 1, "A": 1, "B": 1, "tradeoff": 0, "photos": ["x"]}
               for s in ("train", "val", "test")}
     (tmp_path / "README.md").write_text("old\n<!-- oracle:begin -->\nkept section\n<!-- oracle:end -->\n")
-    text = demo_data.datasheet_text(tmp_path, counts, seed=7)
+    text = build.datasheet_text(tmp_path, counts, seed=7)
     assert "$" not in text and "Seed 7;" in text and "| val | 2 | 1 | 1 | 1 | 1 | 0 | - | x |" in text
     assert "<!-- oracle:begin -->\nkept section\n<!-- oracle:end -->\n" in text
 
@@ -209,7 +209,7 @@ def test_datasheet_fills_every_field_and_keeps_the_oracle_section(tmp_path):
 def test_stream_yields_fresh_pairs_from_the_splits_own_photos():
     import itertools
 
-    samples = list(itertools.islice(demo_data.stream("val", seed=9), 3))
+    samples = list(itertools.islice(build.stream("val", seed=9), 3))
     assert [s.meta["answer"] for s in samples] == ["A", "B", "A"]
     assert {s.meta["photo"] for s in samples} <= {p.name for p in photos.catalogue("val")}
     assert len({s.id for s in samples}) == 3

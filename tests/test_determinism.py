@@ -27,12 +27,12 @@ from idiff_lib.core.determinism import THREAD_VARS, configure
 
 step, threads, folder = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
 if step:  # as a notebook does
-    from idiff_lib.chain import runner
+    from idiff_lib.chain import context, runner
 
     names = {k: folder for k in ("data_dir", "run_dir", "step_dir", "fig_dir")}
     ns = {"__annotations__": {**{k: "str" for k in names}, **({"threads": "int"} if threads is not None else {})},
           **names, **({"threads": threads} if threads is not None else {})}
-    runner.notebook_context(ns, step)
+    context.notebook_context(ns, step)
 else:  # a process that has not loaded torch
     configure(threads)
 torch_before = "torch" in sys.modules

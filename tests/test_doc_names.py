@@ -24,7 +24,7 @@ def cited_names(text: str) -> list[str]:
 
 def resolves(name: str) -> bool:
     """Whether `name` is a module of the package, or an attribute of one, written in full or from any
-    trailing part of the module's path (``analysis.ensemble_weight_sentence``, ``answer.heads``)."""
+    trailing part of the module's path (``analysis.ensemble_weight_sentence``, ``model.heads``)."""
     parts = name.split(".")
     for module in MODULES:
         tail = module.split(".")
@@ -44,7 +44,7 @@ def _has_path(obj, attrs: list[str]) -> bool:
 
 def test_the_resolver_finds_names_and_refuses_removed_ones():
     assert resolves("narrative.floor_claim") and resolves("idiff_lib.scoring.worked_pair.choose_worked_pair")
-    assert resolves("answer.heads") and resolves("idiff_lib.thinking.grpo_run")
+    assert resolves("model.heads") and resolves("answer.model.heads") and resolves("idiff_lib.thinking.train.grpo_run")
     assert not resolves("controls.floor_sentence") and not resolves("score_figures.plot_stage_ladder_scores")
     assert cited_names("`metrics.json` and `a.b`") == ["a.b"]
 

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from answer_fixtures import make_pairs_file
-from idiff_lib.answer import analysis, ensemble, inputs, run_store, training
-from idiff_lib.answer.feature_member import FeatureMember
-from idiff_lib.answer.member_config import MemberConfig
+from answer_fixtures import bare_member, make_pairs_file
+from idiff_lib.answer.model import inputs
+from idiff_lib.answer.runs import analysis, ensemble, run_store
+from idiff_lib.answer.train import training
+from idiff_lib.answer.train.feature_member import FeatureMember
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import make_pair, read_pairs
 
@@ -117,7 +118,7 @@ class _Const(torch.nn.Module):
 
     def __init__(self, value):
         super().__init__()
-        self.cfg = MemberConfig(name="c", backbone="resnet10t", img_size=32, resize=32, local_resize=32)
+        self.cfg = bare_member(name="c", backbone="resnet10t", img_size=32, resize=32, local_resize=32)
         self.value = value
         self.w = torch.nn.Parameter(torch.zeros(1))
 
@@ -147,9 +148,9 @@ def _trained_run(tmp_path, monkeypatch):
     monkeypatch.setattr(run_store, "feature_table_builder", lambda name: {"ids": _id_table}[name])
     pf = make_pairs_file(tmp_path / "d", n=4, side=64)
     pairs = read_pairs(pf)
-    items = inputs.load_items(pairs, MemberConfig(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40))
-    cfg = MemberConfig(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
-                       batch_size=4, hidden=8)
+    items = inputs.load_items(pairs, bare_member(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40))
+    cfg = bare_member(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
+                      batch_size=4, hidden=8)
     training.train_member(cfg, items, (), tmp_path / "run" / "members" / "m", progress=False)
     net = ensemble.network_member("m", {"": tmp_path / "run" / "members" / "m"})
     table = _id_table(pairs)

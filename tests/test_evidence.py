@@ -4,10 +4,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from idiff_lib.data import pairs as pairs_mod
+from idiff_lib.data import pairs
 from idiff_lib.scoring.meta_verdicts import pair_counts
-from idiff_lib.thinking import evidence, prompts, template_baseline
-from idiff_lib.thinking.encoding import swap_sides_text
+from idiff_lib.thinking.prompting import evidence, prompts, template_baseline
+from idiff_lib.thinking.train.encoding import swap_sides_text
 
 HEADS = {"aspects": {"Face Sharpness": 0.9, "Global Texture": 0.3, "Hair Noise": 0.52, "Background Noise": 0.99},
          "defects": {"defocus": 0.6, "luma_noise": -0.02}}
@@ -76,7 +76,7 @@ def test_filled_template_states_each_line_and_the_answer(answer):
     v = [evidence.AspectVerdict("Face", "Sharpness", "A", 0.9, "defocus"),
          evidence.AspectVerdict("Global", "Noise", "A", 0.8)]
     text = evidence.evidence_rationale("person", v, answer, seed=3)
-    parsed = pairs_mod.parse_completion(text)
+    parsed = pairs.parse_completion(text)
     assert parsed.answer == answer
     comparisons = [{"region": "Face", "attribute": "Sharpness", "verdict": "A"},
                    {"region": "Global", "attribute": "Noise", "verdict": "A"}]
@@ -97,7 +97,7 @@ def test_template_writer_fills_from_the_prompts_evidence_at_s3_and_s4():
         assert block in built["p1"].user
         completion, info = template_baseline.writer(vocabulary, stage, "A", cues)([pair], built)[0]
         assert info["answer_source"] == source
-        assert pairs_mod.parse_completion(completion).answer == ("B" if stage == "S3" else "A")
+        assert pairs.parse_completion(completion).answer == ("B" if stage == "S3" else "A")
         assert "Face Sharpness: " in completion
 
 

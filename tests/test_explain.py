@@ -1,4 +1,4 @@
-"""Grad-CAM of a member's difference logit (idiff_lib.answer.explain) on tiny untrained members."""
+"""Grad-CAM of a member's difference logit (idiff_lib.answer.runs.explain) on tiny untrained members."""
 
 from __future__ import annotations
 
@@ -9,16 +9,15 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import torch
-from answer_fixtures import make_pairs_file
+from answer_fixtures import bare_member, make_pairs_file
 
-from idiff_lib.answer import explain
-from idiff_lib.answer.backbones import StatsPool
-from idiff_lib.answer.ensemble import NetworkMember
-from idiff_lib.answer.member_config import MemberConfig
-from idiff_lib.answer.network import build_model
+from idiff_lib.answer.runs import explain
+from idiff_lib.answer.model.backbones import StatsPool
+from idiff_lib.answer.runs.ensemble import NetworkMember
+from idiff_lib.answer.model.network import build_model
 from idiff_lib.core.errors import ParameterError
 from idiff_lib.data.pairs import read_pairs
-from idiff_lib.report import answer_figures as af
+from idiff_lib.report import answer_figures
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +27,8 @@ def pairs(tmp_path_factory):
 
 def _model(backbone: str = "resnet10t", size: int = 32, pooling: str = "avg", mode: str = "split"):
     torch.manual_seed(0)
-    cfg = MemberConfig(name="t", backbone=backbone, img_size=size, resize=size + 8, local_resize=size + 8,
-                       pooling=pooling, mode=mode, hidden=8, pretrained=False)
+    cfg = bare_member(name="t", backbone=backbone, img_size=size, resize=size + 8, local_resize=size + 8,
+                      pooling=pooling, mode=mode, hidden=8, pretrained=False)
     return build_model(cfg)
 
 
@@ -88,15 +87,15 @@ def test_grad_cam_figure_rows(pairs):
     cams = [explain.explain_pair(model, p) for p in pairs]
     assert [c.label for c in cams] == [p.answer for p in pairs]
     cams[0] = replace(cams[0], ensemble_p=0.7)
-    fig = af.plot_grad_cams(cams)
+    fig = answer_figures.plot_grad_cams(cams)
     assert len(fig.axes) == 8 and fig.axes[0].get_title() == "global A"
     assert f"label {pairs[0].answer}" in fig.axes[0].get_ylabel() and "ensemble 0.70" in fig.axes[0].get_ylabel()
     assert "ensemble" not in fig.axes[4].get_ylabel()
-    assert len(af.plot_grad_cams([]).axes) == 4
+    assert len(answer_figures.plot_grad_cams([]).axes) == 4
 
 
 def test_cam_pairs_setting_is_validated():
-    from idiff_lib.answer.settings import AnalysisSettings
+    from idiff_lib.answer.answer_settings import AnalysisSettings
 
     AnalysisSettings(cam_pairs=0).validate()
     with pytest.raises(ParameterError, match="cam_pairs"):
@@ -123,7 +122,7 @@ def test_cam_rows_put_the_worked_pair_first_once():
 def test_reliability_marks_the_worked_pair_at_its_confidence_on_the_right_edge():
     from types import SimpleNamespace
 
-    from idiff_lib.answer import analysis
+    from idiff_lib.answer.runs import analysis
 
     run = SimpleNamespace(test_pairs=[SimpleNamespace(id="x"), SimpleNamespace(id="w")],
                           final_test=np.array([0.7, 0.2]), test_labels=np.array([1.0, 1.0]))
@@ -131,8 +130,8 @@ def test_reliability_marks_the_worked_pair_at_its_confidence_on_the_right_edge()
     mark = analysis.worked_pair_point(run, "w")
     assert mark == ("w", 0.2, 1.0)
     curves = {"ensemble": analysis.reliability(run.final_test, run.test_labels, 2)}
-    fig = af.plot_reliability(curves, mark=mark)
+    fig = answer_figures.plot_reliability(curves, mark=mark)
     star = [line for line in fig.axes[0].get_lines() if line.get_marker() == "*"]
     assert len(star) == 1 and list(star[0].get_xdata()) == [0.8] and list(star[0].get_ydata()) == [0.0]  # B said, A true
     assert "worked pair w (wrong" in "".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
-    assert not [line for line in af.plot_reliability(curves).axes[0].get_lines() if line.get_marker() == "*"]
+    assert not [line for line in answer_figures.plot_reliability(curves).axes[0].get_lines() if line.get_marker() == "*"]

@@ -14,9 +14,9 @@ import json
 import pytest
 from answer_fixtures import make_pairs_file, train_tiny_answer_run
 from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import strategies
 
-from idiff_lib.chain import export as export_mod
+from idiff_lib.chain import export
 from idiff_lib.core import layout
 from idiff_lib.core.errors import DataError
 from idiff_lib.data.pairs import format_completion, parse_record, read_pairs
@@ -33,23 +33,23 @@ def _base_record() -> dict:
                          {"role": "user", "content": "<image><image>\nCompare them."}]}
 
 
-@st.composite
+@strategies.composite
 def records(draw) -> dict:
     """A RAIM record with gold in some of the places a hostile or careless file may put it."""
     rec = _base_record()
-    shape = draw(st.sampled_from(["sft", "grpo", "both", "test"]))
+    shape = draw(strategies.sampled_from(["sft", "grpo", "both", "test"]))
     if shape in ("sft", "both"):
-        message = {"role": draw(st.sampled_from(ROLE_SPELLINGS)), "content": GOLD_TEXT}
-        if draw(st.booleans()):
+        message = {"role": draw(strategies.sampled_from(ROLE_SPELLINGS)), "content": GOLD_TEXT}
+        if draw(strategies.booleans()):
             message["reasoning"] = f"{CANARY} hidden in a message key"
-        rec["messages"].insert(draw(st.integers(0, 2)), message)
+        rec["messages"].insert(draw(strategies.integers(0, 2)), message)
     if shape in ("grpo", "both"):
         rec["solution"] = GOLD_TEXT
-    for key in draw(st.lists(st.sampled_from(EXTRA_KEYS), unique=True, max_size=4)):
-        rec[key] = draw(st.sampled_from([CANARY, {"answer": CANARY}, [CANARY], "A"]))
-    if draw(st.booleans()):
+    for key in draw(strategies.lists(strategies.sampled_from(EXTRA_KEYS), unique=True, max_size=4)):
+        rec[key] = draw(strategies.sampled_from([CANARY, {"answer": CANARY}, [CANARY], "A"]))
+    if draw(strategies.booleans()):
         rec["messages"][1]["weight"] = CANARY  # an extra key on the user turn
-    if draw(st.booleans()):
+    if draw(strategies.booleans()):
         rec["id"] = "p_000"
     return rec
 
@@ -57,7 +57,7 @@ def records(draw) -> dict:
 def _gold_free(record: dict) -> None:
     text = json.dumps(record)
     assert CANARY not in text, text
-    assert set(record) <= set(export_mod.SUBMISSION_FIELDS) | {"messages"}, set(record)
+    assert set(record) <= set(export.SUBMISSION_FIELDS) | {"messages"}, set(record)
     roles = [m["role"] for m in record["messages"]]
     assert roles[-1] == "assistant" and set(roles[:-1]) <= {"system", "user"}, roles
     assert all(set(m) == {"role", "content"} for m in record["messages"])
@@ -67,10 +67,10 @@ def _gold_free(record: dict) -> None:
 @given(records())
 def test_a_submitted_record_holds_nothing_of_the_input_answer(rec):
     pair = parse_record(rec)
-    blind = export_mod.blind_pair(pair)
+    blind = export.blind_pair(pair)
     assert blind.completion is None and blind.answer is None and not blind.thinking
     assert CANARY not in json.dumps(blind.record)
-    submitted = export_mod.submission_record(pair, format_completion("Global Overall: model text.", "B"))
+    submitted = export.submission_record(pair, format_completion("Global Overall: model text.", "B"))
     _gold_free(submitted)
     assert submitted["images"] == rec["images"]
     # the submission reads back as a labelled pair whose answer is the model's
@@ -124,20 +124,20 @@ def run_and_data(tmp_path_factory):
 def test_export_of_hostile_records_leaks_no_gold(run_and_data, tmp_path):
     run, data = run_and_data
     out = tmp_path / "sub.jsonl"
-    summary = export_mod.export(run, data, out, writer="template", stage="S1", device="cpu", progress=False)
+    summary = export.export(run, data, out, writer="template", stage="S1", device="cpu", progress=False)
     assert summary["pairs"] == 4 and summary["labelled"] == 4  # the accuracy is printed, not written
     for line in out.read_text().splitlines():
         _gold_free(json.loads(line))
     for kind in ("answers", "rationales"):
-        text = export_mod.side_file(out, kind).read_text()
+        text = export.side_file(out, kind).read_text()
         assert CANARY not in text
         assert all("label" not in json.loads(line) for line in text.splitlines())
-    assert CANARY not in export_mod.export_manifest(out).read_text()
+    assert CANARY not in export.export_manifest(out).read_text()
 
 
 def test_export_uses_the_runs_saved_cue_thresholds_not_its_train_split(tmp_path, monkeypatch):
     """An export at S2+ computes features for the exported pairs only when the run saved its thresholds."""
-    from idiff_lib.thinking import side_inputs
+    from idiff_lib.thinking.prompting import side_inputs
 
     run = tmp_path / "run"
     step = layout.step_dir(run, layout.THINKING_STEP)
@@ -151,8 +151,8 @@ def test_export_uses_the_runs_saved_cue_thresholds_not_its_train_split(tmp_path,
         return {p.id: {"cv": "", "iqa": ""} for p in ps}, "note"
 
     monkeypatch.setattr(side_inputs, "feature_cues", fake_feature_cues)
-    monkeypatch.setattr(export_mod, "training_pairs", lambda run_dir: pytest.fail("the train split was read"))
-    export_mod.cues_for(pairs, "S2", run_dir=run, progress=False)
+    monkeypatch.setattr(export, "training_pairs", lambda run_dir: pytest.fail("the train split was read"))
+    export.cues_for(pairs, "S2", run_dir=run, progress=False)
     assert seen["ids"] == [p.id for p in pairs]
     assert seen["thresholds"] == {"cv.sharpness.global": {"threshold": 0.1}}
 

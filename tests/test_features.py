@@ -14,16 +14,16 @@ import pytest
 from conftest import sft_line, write_merged_pair
 from PIL import Image
 from scipy.ndimage import gaussian_filter
-from skimage import data as skdata
+from skimage import data
 from skimage.filters import unsharp_mask
 from skimage.transform import resize
 
-from idiff_lib.answer import ensemble
-from idiff_lib.answer.feature_member import DEFAULT_GRID, FeatureMember
+from idiff_lib.answer.runs import ensemble
+from idiff_lib.answer.train.feature_member import DEFAULT_GRID, FeatureMember
 from idiff_lib.core import imaging
-from idiff_lib.features import cue_text as CT
-from idiff_lib.features import cv as F
-from idiff_lib.features import table as T
+from idiff_lib.features import cue_text
+from idiff_lib.features import cv
+from idiff_lib.features import table as T  # alias: short name for the feature table module in many asserts
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import read_pairs
 
@@ -35,7 +35,7 @@ def _smooth_image(side: int = 256) -> np.ndarray:
 
 
 def _camera(side: int = 256) -> np.ndarray:
-    return (resize(skdata.camera(), (side, side), anti_aliasing=True) * 255).astype(np.float32)
+    return (resize(data.camera(), (side, side), anti_aliasing=True) * 255).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- reference values
@@ -43,7 +43,7 @@ def _camera(side: int = 256) -> np.ndarray:
 def test_noise_std_recovers_known_gaussian_noise_within_10_percent(sigma):
     rng = np.random.default_rng(1)
     noisy = _smooth_image() + rng.normal(0, sigma, (256, 256))
-    estimate = F.noise_std(noisy.astype(np.float32))
+    estimate = cv.noise_std(noisy.astype(np.float32))
     assert abs(estimate - sigma) / sigma < 0.10, (estimate, sigma)
 
 
@@ -52,48 +52,48 @@ def test_laplacian_variance_and_tenengrad_rise_monotonically_with_sharpening():
     amounts = [0.0, 0.5, 1.0, 2.0, 4.0]
     imgs = [np.clip(unsharp_mask(base, radius=2, amount=a), 0, 1).astype(np.float32) * 255 for a in amounts]
     lap = [imaging.laplacian_variance(im) for im in imgs]
-    ten = [F.tenengrad(im) for im in imgs]
+    ten = [cv.tenengrad(im) for im in imgs]
     assert all(b > a * 1.05 for a, b in pairwise(lap)), lap
     assert all(b > a for a, b in pairwise(ten)), ten
 
 
 def test_colorfulness_reference_values():
     grey = np.full((64, 64, 3), 120, np.uint8)
-    assert F.colorfulness(grey) == pytest.approx(0.0, abs=1e-9)
-    assert F.colorfulness(np.repeat((_camera(64)).astype(np.uint8)[..., None], 3, 2)) == pytest.approx(0.0, abs=1e-9)
+    assert cv.colorfulness(grey) == pytest.approx(0.0, abs=1e-9)
+    assert cv.colorfulness(np.repeat((_camera(64)).astype(np.uint8)[..., None], 3, 2)) == pytest.approx(0.0, abs=1e-9)
     red = np.zeros((64, 64, 3), np.uint8)
     red[..., 0] = 255
     # Hasler–Süsstrunk: rg = 255, yb = 127.5, sigma = 0 -> M = 0.3 * hypot(255, 127.5)
-    assert F.colorfulness(red) == pytest.approx(0.3 * math.hypot(255, 127.5), rel=1e-6)
+    assert cv.colorfulness(red) == pytest.approx(0.3 * math.hypot(255, 127.5), rel=1e-6)
 
 
 def test_entropy_matches_skimage_and_exposure_and_hf_ratio_behave():
     from skimage.measure import shannon_entropy
 
     cam = _camera().astype(np.uint8)
-    assert F.entropy(cam.astype(np.float32)) == pytest.approx(shannon_entropy(cam), abs=1e-6)
+    assert cv.entropy(cam.astype(np.float32)) == pytest.approx(shannon_entropy(cam), abs=1e-6)
     half = np.zeros((64, 64), np.float32)
     half[:, 32:] = 255
-    assert F.exposure_ratio(half) == pytest.approx(1.0)
-    assert F.exposure_ratio(np.full((64, 64), 128, np.float32)) == 0.0
+    assert cv.exposure_ratio(half) == pytest.approx(1.0)
+    assert cv.exposure_ratio(np.full((64, 64), 128, np.float32)) == 0.0
     sharp, blurred = _camera(), gaussian_filter(_camera(), 2)
-    assert F.hf_energy_ratio(sharp) > F.hf_energy_ratio(blurred)
-    assert F.blur(blurred) > F.blur(sharp)
+    assert cv.hf_energy_ratio(sharp) > cv.hf_energy_ratio(blurred)
+    assert cv.blur(blurred) > cv.blur(sharp)
 
 
 def test_cv_features_downscales_to_the_working_size():
     big = np.repeat(_camera(1200).astype(np.uint8)[..., None], 3, 2)
-    assert imaging.working_size(big, F.WORK_SIDE).shape[:2] == (F.WORK_SIDE, F.WORK_SIDE)
-    assert set(F.cv_features(big)) == set(F.CV_FEATURES)
+    assert imaging.working_size(big, cv.WORK_SIDE).shape[:2] == (cv.WORK_SIDE, cv.WORK_SIDE)
+    assert set(cv.cv_features(big)) == set(cv.CV_FEATURES)
 
 
 # --------------------------------------------------------------------------- bad input
 def test_grey_and_constant_images_give_finite_features():
     grey2d = _camera(64).astype(np.uint8)
-    out = F.cv_features(grey2d)
+    out = cv.cv_features(grey2d)
     assert all(math.isfinite(v) for v in out.values())
     assert out["colorfulness"] == 0.0
-    const = F.cv_features(np.full((48, 40, 3), 77, np.uint8))
+    const = cv.cv_features(np.full((48, 40, 3), 77, np.uint8))
     assert all(math.isfinite(v) for v in const.values())
     assert const["lap_var"] == 0 and const["noise_std"] == pytest.approx(0, abs=1e-9) and const["hf_ratio"] == 0
     assert const["blur_effect"] == 1.0 and const["entropy"] == 0.0
@@ -101,11 +101,11 @@ def test_grey_and_constant_images_give_finite_features():
 
 def test_tiny_or_odd_images_raise_clear_errors():
     with pytest.raises(ValueError, match="at least 32 px"):
-        F.cv_features(np.zeros((20, 200, 3), np.uint8))
+        cv.cv_features(np.zeros((20, 200, 3), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
-        F.cv_features(np.zeros((64, 64, 3), np.float32))
+        cv.cv_features(np.zeros((64, 64, 3), np.float32))
     with pytest.raises(ValueError, match="shape"):
-        F.cv_features(np.zeros((64, 64, 2), np.uint8))
+        cv.cv_features(np.zeros((64, 64, 2), np.uint8))
 
 
 def _tiny_pair_folder(tmp_path: Path, photos) -> Path:
@@ -124,7 +124,7 @@ def test_bad_sample_is_reported_with_its_row_kept_and_flagged(tmp_path, photos):
     folder = _tiny_pair_folder(tmp_path, photos)
     pairs = read_pairs(folder / "pairs.jsonl")
     with pytest.raises(DataError, match=r"s_tiny.*local views"):
-        F.pair_cv_features(pairs[1])
+        cv.pair_cv_features(pairs[1])
     with pytest.warns(UserWarning, match="s_tiny"):
         table = T.build_feature_table(pairs, features=("cv",), cache_dir=None, progress=False)
     assert list(table.index) == ["s_good", "s_tiny"]
@@ -157,7 +157,7 @@ def _write_png_pair(folder: Path, pid: str, a: np.ndarray, b: np.ndarray) -> lis
 
 
 def test_table_columns_faces_and_swap_antisymmetry(tmp_path):
-    a = (resize(skdata.astronaut(), (256, 256), anti_aliasing=True) * 255).astype(np.uint8)
+    a = (resize(data.astronaut(), (256, 256), anti_aliasing=True) * 255).astype(np.uint8)
     rng = np.random.default_rng(0)
     b = np.clip(a + rng.normal(0, 10, a.shape), 0, 255).astype(np.uint8)
     lines = [sft_line(_write_png_pair(tmp_path, "p_ab", a, b), "A"),
@@ -183,7 +183,7 @@ def test_cache_hit_computes_nothing_twice_and_content_change_recomputes(pair_fol
     first = T.build_feature_table(pairs, features=("cv",), cache_dir=cache, progress=False,
                                   out_path=tmp_path / "t.parquet")
     calls = []
-    real = F.pair_cv_features
+    real = cv.pair_cv_features
     monkeypatch.setattr(T, "pair_cv_features", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = T.build_feature_table(pairs, features=("cv",), cache_dir=cache, progress=False)
     assert calls == []
@@ -198,7 +198,7 @@ def test_cache_hit_computes_nothing_twice_and_content_change_recomputes(pair_fol
     loaded = T.load_table(tmp_path / "t.parquet")
     pd.testing.assert_frame_equal(loaded, first, check_like=False)
     assert json.loads((tmp_path / "t.problems.json").read_text()) == {}
-    th = CT.calibrate_thresholds(first)
+    th = cue_text.calibrate_thresholds(first)
     T.save_table(first, tmp_path / "t.parquet", thresholds=th)
     assert T.load_table(tmp_path / "t.parquet").attrs["thresholds"] == th
     assert not list(tmp_path.glob(".t.parquet*.tmp"))  # the atomic write left no temporary file
@@ -221,29 +221,29 @@ def _cue_table(n: int = 40, seed: int = 0) -> pd.DataFrame:
 
 def test_render_features_words_only_meaningful_differences(tmp_path):
     train = _cue_table()
-    th = CT.calibrate_thresholds(train, quantile=0.75)
-    th2 = CT.load_thresholds(CT.save_thresholds(th, tmp_path / "thresholds.json"))
+    th = cue_text.calibrate_thresholds(train, quantile=0.75)
+    th2 = cue_text.load_thresholds(cue_text.save_thresholds(th, tmp_path / "thresholds.json"))
     assert th2 == th
     row = {"cv.noise_std.global_face.A": 2.1, "cv.noise_std.global_face.B": 4.7,
            "cv.lap_var.global.A": 3.0, "cv.lap_var.global.B": 3.0 * 1.001,
            "iqa.piqe.global.A": 20.0, "iqa.piqe.global.B": 60.0}
-    lines = CT.render_features(row, style="cv", thresholds=th)
+    lines = cue_text.render_features(row, style="cv", thresholds=th)
     assert lines == ["Face noise std: A 2.1 vs B 4.7 (B noisier)"]
-    iqa = CT.render_features(row, style="iqa", thresholds=th)
+    iqa = cue_text.render_features(row, style="iqa", thresholds=th)
     assert iqa == ["Global PIQE: A 20 vs B 60 (A better)"]  # PIQE: lower is better
-    assert len(CT.render_features(row, style="all", thresholds=th)) == 2
-    assert CT.render_features({**row, "meta.ok": 0.0}, style="cv", thresholds=th) == []
+    assert len(cue_text.render_features(row, style="all", thresholds=th)) == 2
+    assert cue_text.render_features({**row, "meta.ok": 0.0}, style="cv", thresholds=th) == []
     with pytest.raises(ParameterError, match="Did you mean"):
-        CT.render_features(row, style="cvv", thresholds=th)
+        cue_text.render_features(row, style="cvv", thresholds=th)
     with pytest.raises(ParameterError, match="thresholds"):
-        CT.render_features(row, style="cv")
+        cue_text.render_features(row, style="cv")
 
 
 def test_calibrated_thresholds_word_about_a_quarter_of_training_pairs():
     train = _cue_table(n=400, seed=1)
-    th = CT.calibrate_thresholds(train, quantile=0.75)
+    th = cue_text.calibrate_thresholds(train, quantile=0.75)
     worded = np.mean([any(line.startswith("Global noise std") for line in
-                          CT.render_features(train.loc[i], "cv", th, max_lines=20)) for i in train.index])
+                          cue_text.render_features(train.loc[i], "cv", th, max_lines=20)) for i in train.index])
     assert 0.2 < worded < 0.3
 
 

@@ -9,19 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from idiff_lib.answer import analysis
-from idiff_lib.answer.ensemble import Ensemble, FeatureMemberAdapter, LogisticStacking
+from idiff_lib.answer.runs import analysis
+from idiff_lib.answer.runs.ensemble import Ensemble, FeatureMemberAdapter, LogisticStacking
 from idiff_lib.core import layout, paths
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data import meta, views
 from idiff_lib.data.datasets import load_split
 from idiff_lib.data.pairs import format_completion, make_pair
 from idiff_lib.data.swap import write_swapped_pair
-from idiff_lib.report import html_report as report
+from idiff_lib.report import html_report
 from idiff_lib.report import ladder_plot, narrative, thinking_narrative
-from idiff_lib.report import score_figures as SR
+from idiff_lib.scoring import system_scores
 from idiff_lib.scoring import controls, scorers, stats, worked_pair
-from idiff_lib.thinking import evaluation, prompts
+from idiff_lib.thinking.decode import evaluation
+from idiff_lib.thinking.prompting import prompts
 
 DEMO = paths.DEMO_DIR
 
@@ -57,7 +58,7 @@ def test_shuffled_references_give_each_pair_another_pairs_reference():
 
 def test_floor_row_scores_the_demo_references_between_zero_and_the_ceiling():
     refs = list(load_split(DEMO, "test"))[:30]
-    floor = SR.floor_row(refs, bootstrap=50, seed=0)
+    floor = system_scores.floor_row(refs, bootstrap=50, seed=0)
     assert floor["stage"] == controls.FLOOR_STAGE and floor["system"] == controls.FLOOR_SYSTEM
     assert 0 < floor["bleu4"] < 99 and 0 < floor["rouge_l"] < 1
     ceiling = scorers.score([{"id": p.id, "completion": p.completion} for p in refs], refs, bootstrap=50).metrics
@@ -86,7 +87,7 @@ def test_wrong_side_scorer_counts_rationales():
     result = scorers.score(preds, refs, bootstrap=20)
     assert result.metrics["wrong_side"]["rate"] == 0.5 and result.metrics["wrong_side"]["rationales"] == 1
     assert list(result.per_sample["wrong_side"]) == [1, 0]
-    assert SR.summary_row(result.metrics)["wrong_side_rate"] == 0.5
+    assert system_scores.summary_row(result.metrics)["wrong_side_rate"] == 0.5
 
 
 # ------------------------------------------------------------------ cluster bootstrap
@@ -157,12 +158,20 @@ def test_answer_accuracy_table_uses_the_photos():
 
 # ------------------------------------------------------------------ worked pair
 def test_worked_pair_default_is_a_tradeoff_pair_of_the_demo():
-    pair = worked_pair.resolve_worked_pair(DEMO)
-    row = meta.split_meta(DEMO, "test")[pair.id]
-    assert row["tradeoff"] is True
-    assert "trade-off" in worked_pair.truth_sentence(DEMO, pair)
-    truth = worked_pair.ground_truth(DEMO, pair)
+    worked = worked_pair.WorkedPair.load(DEMO)
+    row = meta.split_meta(DEMO, "test")[worked.id]
+    assert row["tradeoff"] is True and worked.meta == row and worked.pair == worked_pair.resolve_worked_pair(DEMO)
+    assert worked.comparisons == meta.split_comparisons(DEMO, "test")[worked.id]
+    assert "trade-off" in worked.truth_sentence()
+    truth = worked.ground_truth()
     assert {"A", "B"} <= set(truth["side"]) and truth["severity"].notna().all()
+
+
+def test_a_worked_pair_without_meta_says_so_from_its_reference():
+    pair = _pair("p_1", "Face Noise: Image A is cleaner than Image B.\nHair Sharpness: Image B is sharper than Image A.", "A")
+    worked = worked_pair.WorkedPair(pair, None)
+    assert worked.comparisons is None and worked.ground_truth().empty
+    assert "gives aspects to both A and B" in worked.truth_sentence()
 
 
 def test_worked_pair_rule_without_meta_reads_the_references():
@@ -280,13 +289,13 @@ def test_table_b_and_figures_show_the_floor_and_the_copied_accuracy(tmp_path):
     rows = [{**r, "accuracy_ci_low": 0.4, "accuracy_ci_high": 0.6, "aspect_f1": 0.5, "consistency": 0.9}
             for r in LADDER + [{**FLOOR, "accuracy": 0.5}]]
     pd.DataFrame(rows).to_csv(tmp_path / layout.SCORING_STEP / layout.SCORING_LADDER_FILE, index=False)
-    b = report.thinking_table(tmp_path)
+    b = html_report.thinking_table(tmp_path)
     assert b.iloc[-1]["system"] == controls.FLOOR_SYSTEM and b.iloc[-1]["BLEU-4"] == "0.225"
     s4 = b[b["stage"].str.startswith("S4")].iloc[0]
     assert s4["accuracy [95% CI]"].endswith("†") and s4["wrong side"] == "0.90"
     assert "†" not in b[b["stage"].str.startswith("S3")].iloc[0]["accuracy [95% CI]"]
-    assert stats.CLUSTER_CI_CAPTION in report.TABLE_B_NOTE
-    fig = report.thinking_ladder_plot(tmp_path).figure
+    assert stats.CLUSTER_CI_CAPTION in html_report.TABLE_B_NOTE
+    fig = html_report.thinking_ladder_plot(tmp_path).figure
     assert any("floor" in t.get_text() for t in fig.axes[1].get_legend().get_texts())
     fig = ladder_plot.plot_ladder(ladder_plot.stage_ladder_panels(pd.DataFrame(rows), ("rouge_l", "accuracy"))).figure
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
@@ -296,7 +305,7 @@ def test_table_b_and_figures_show_the_floor_and_the_copied_accuracy(tmp_path):
 
 def test_worked_pair_probabilities_swap_to_one_minus_p(tmp_path):
     from answer_fixtures import make_pairs_file, train_tiny_answer_run
-    from idiff_lib.answer.run_store import load_answer_run
+    from idiff_lib.answer.runs.run_store import load_answer_run
     from idiff_lib.data.pairs import read_pairs
 
     pairs = read_pairs(make_pairs_file(tmp_path / "data", n=8))

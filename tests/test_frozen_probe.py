@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from answer_fixtures import make_pairs_file
-from idiff_lib.answer import frozen_probe, heads, weights
+from idiff_lib.answer.model import heads, weights
+from idiff_lib.answer.train import frozen_probe
 from idiff_lib.core.errors import ParameterError
 
 

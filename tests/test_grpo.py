@@ -15,8 +15,8 @@ from idiff_lib import cli
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import format_completion
 from idiff_lib.scoring.rewards import RewardLog, accuracy_reward, consistency_reward, format_reward
-from idiff_lib.thinking import grpo
-from idiff_lib.thinking.swift_export import SWIFT_GRPO_FLAGS, reward_plugin_source, swift_grpo_command
+from idiff_lib.thinking.train import grpo
+from idiff_lib.thinking.train.swift_export import SWIFT_GRPO_FLAGS, reward_plugin_source, swift_grpo_command
 
 GOOD_A = format_completion(["Face Sharpness: Image A (Left) is sharper.", "Global Overall: Image A is better."], "A")
 GOOD_B = format_completion(["Face Sharpness: Image B (Right) is sharper.", "Global Overall: Image B is better."], "B")
@@ -212,7 +212,7 @@ def test_two_grpo_steps_run_end_to_end_and_log_the_rewards(tmp_path):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from idiff_lib.thinking.tiny import train_tokenizer
+    from idiff_lib.thinking.model.tiny import train_tokenizer
 
     tokenizer = train_tokenizer(CORPUS[:3] + ["Compare the two images."] * 4, vocab_size=300)
     torch.manual_seed(0)

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from idiff_lib.core.errors import DataError, ParameterError
-from idiff_lib.data import pairs as pairs_mod
+from idiff_lib.data import pairs as pairs_mod  # alias: 'pairs' names pair lists here
 from idiff_lib.report.score_figures import GRPO_CURVES, plot_grpo_rewards
-from idiff_lib.thinking import grpo, grpo_run
-from idiff_lib.thinking.settings import ThinkingSettings
+from idiff_lib.thinking.train import grpo, grpo_run
+from idiff_lib.thinking.thinking_settings import ThinkingSettings
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 
@@ -138,7 +138,7 @@ def _kill_after_first_save(monkeypatch):
 def test_a_killed_grpo_run_resumes_from_its_checkpoint_and_a_finished_one_is_not_retrained(tmp_path, train_pairs,
                                                                                            monkeypatch):
     pytest.importorskip("trl")
-    from idiff_lib.thinking.run import build_run_settings, load_thinking_run
+    from idiff_lib.thinking.train.run import build_run_settings, load_thinking_run
 
     thinking = ThinkingSettings.for_profile("tiny")
     run_settings = build_run_settings(thinking, stage="S3")
@@ -188,6 +188,6 @@ def test_a_killed_grpo_run_resumes_from_its_checkpoint_and_a_finished_one_is_not
 
 
 def _vocabulary(train_pairs):
-    from idiff_lib.thinking import prompts
+    from idiff_lib.thinking.prompting import prompts
 
     return prompts.load_vocabulary(train_pairs)

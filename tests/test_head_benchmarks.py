@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from answer_fixtures import make_pairs_file
-from idiff_lib.answer import head_ladder
-from idiff_lib.answer.settings import AnswerSettings
-from idiff_lib.answer.splits import load_splits
+from idiff_lib.answer.runs import head_ladder
+from idiff_lib.answer.answer_settings import AnswerSettings
+from idiff_lib.answer.train.splits import load_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import numpy as np
 from conftest import sft_line
 from PIL import ExifTags, Image
 
-from idiff_lib.answer.training_photos import decode_image
+from idiff_lib.answer.train.training_photos import decode_image
 from idiff_lib.data.pairs import read_pairs
 from idiff_lib.data.views import load_rgb, load_views, split_merged
 

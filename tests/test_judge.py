@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from idiff_lib.scoring import judge as J
+from idiff_lib.scoring import judge as J  # alias: short name for the judge module in many asserts
 from idiff_lib.scoring import rewards, scorers
 from idiff_lib.core.errors import ParameterError
 from idiff_lib.data.pairs import make_pair

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from answer_fixtures import make_pairs_file
-from idiff_lib.answer import ensemble, frozen_probe, ladder, run_store, weights
-from idiff_lib.answer.settings import AnswerSettings
-from idiff_lib.answer.splits import load_splits
+from idiff_lib.answer.model import weights
+from idiff_lib.answer.runs import ensemble, ladder, run_store
+from idiff_lib.answer.train import frozen_probe
+from idiff_lib.answer.answer_settings import AnswerSettings
+from idiff_lib.answer.train.splits import load_splits
 from idiff_lib.core import paths
 from idiff_lib.core.errors import ParameterError
 

@@ -10,14 +10,14 @@ import torch
 
 from answer_fixtures import drop_chat_template
 from idiff_lib.core.errors import DataError
-from idiff_lib.thinking import language_models as lm
+from idiff_lib.thinking.model import language_models
 
 
 @pytest.fixture(scope="module")
 def smollm2():
     """The cached SmolLM2 folder (converted on the first run, about 15-35 s) and its loaded model."""
-    folder = lm.smollm2_folder()
-    return (folder, *lm.load_language_model(folder))
+    folder = language_models.smollm2_folder()
+    return (folder, *language_models.load_language_model(folder))
 
 
 def _chat(tokenizer, question: str) -> dict:
@@ -28,7 +28,7 @@ def _chat(tokenizer, question: str) -> dict:
 
 def test_wheel_gguf_is_found_and_cache_is_keyed_by_its_hash(smollm2):
     folder = smollm2[0]
-    gguf = lm.smollm2_gguf()
+    gguf = language_models.smollm2_gguf()
     assert gguf.suffix == ".gguf" and gguf.stat().st_size > 50_000_000
     from idiff_lib.core import storage
 
@@ -52,7 +52,7 @@ def test_cached_model_logits_equal_the_gguf_loaded_ones(smollm2):
     from transformers import AutoModelForCausalLM
 
     _, model, tokenizer = smollm2
-    gguf = lm.smollm2_gguf()
+    gguf = language_models.smollm2_gguf()
     direct = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name).eval()
     enc = _chat(tokenizer, "Compare image A and image B.")
     with torch.no_grad():
@@ -63,21 +63,21 @@ def test_corrupt_gguf_names_the_file_and_the_package(tmp_path):
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(DataError) as err:
-        lm.smollm2_folder(cache_dir=tmp_path / "cache", gguf_file=bad)
-    assert "broken.gguf" in str(err.value) and lm.SMOLLM2_PACKAGE in str(err.value)
+        language_models.smollm2_folder(cache_dir=tmp_path / "cache", gguf_file=bad)
+    assert "broken.gguf" in str(err.value) and language_models.SMOLLM2_PACKAGE in str(err.value)
     assert not list((tmp_path / "cache").glob("smollm2*"))  # nothing half-written in the cache
 
 
 def test_missing_gguf_and_missing_package_name_the_install(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="pip install"):
-        lm.smollm2_folder(cache_dir=tmp_path, gguf_file=tmp_path / "absent.gguf")
+        language_models.smollm2_folder(cache_dir=tmp_path, gguf_file=tmp_path / "absent.gguf")
 
     def absent(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "distribution", absent)
-    with pytest.raises(DataError, match=f"pip install .*{lm.SMOLLM2_PACKAGE}"):
-        lm.smollm2_gguf()
+    with pytest.raises(DataError, match=f"pip install .*{language_models.SMOLLM2_PACKAGE}"):
+        language_models.smollm2_gguf()
 
 
 def test_model_folder_without_chat_template_is_refused(smollm2, tmp_path):
@@ -85,9 +85,9 @@ def test_model_folder_without_chat_template_is_refused(smollm2, tmp_path):
     shutil.copytree(smollm2[0], folder)
     drop_chat_template(folder)
     with pytest.raises(DataError, match="no chat template"):
-        lm.load_language_model(folder)
+        language_models.load_language_model(folder)
     with pytest.raises(DataError, match="config.json"):
-        lm.load_language_model(tmp_path)
+        language_models.load_language_model(tmp_path)
 
 
 def test_a_replaced_llama_class_is_refused_before_building_a_model(monkeypatch):
@@ -100,7 +100,7 @@ def test_a_replaced_llama_class_is_refused_before_building_a_model(monkeypatch):
     Foreign.__module__ = "pyiqa.archs.q_align.configuration_mplug_owl2"
     monkeypatch.setattr(configuration_llama, "LlamaConfig", Foreign)
     with pytest.raises(DataError, match="replaced in this process"):
-        lm.check_llama_classes()
+        language_models.check_llama_classes()
 
 
 def test_iqa_import_checks_leave_transformers_llama_classes_alone():

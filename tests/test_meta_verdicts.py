@@ -11,16 +11,17 @@ import pytest
 
 from idiff_lib.core import layout, paths
 from idiff_lib.core.errors import DataError
-from idiff_lib.data import meta as meta_mod
+from idiff_lib.data import meta as meta_mod  # alias: 'meta' names a comparison map here
 from idiff_lib.data.datasets import load_split
 from idiff_lib.data.pairs import format_completion, make_pair
 from idiff_lib.report import html_report
-from idiff_lib.report import score_figures as SR
+from idiff_lib.report import score_figures
+from idiff_lib.scoring import system_scores
 from idiff_lib.scoring import controls, scorers
-from idiff_lib.scoring import meta_verdicts as mv
-from idiff_lib.thinking import prompts
-from idiff_lib.thinking.evaluation import score_completions
-from idiff_lib.thinking.generation import ladder_stage
+from idiff_lib.scoring import meta_verdicts
+from idiff_lib.thinking.prompting import prompts
+from idiff_lib.thinking.decode.evaluation import score_completions
+from idiff_lib.thinking.decode.generation import ladder_stage
 
 DEMO = paths.DEMO_DIR
 COMPARISONS = [
@@ -43,10 +44,10 @@ def _pair(pid: str, thinking: str, answer: str = "A"):
 
 # ------------------------------------------------------------------ one rationale, line by line
 def test_comparison_verdicts_use_the_parsers_vocabulary():
-    held = mv.comparison_verdicts(COMPARISONS)
+    held = meta_verdicts.comparison_verdicts(COMPARISONS)
     assert held == {("face", "texture"): "A", ("global", "noise"): "B", ("skin", "realism"): "B",
                     ("hair", "sharpness"): "similar"}
-    assert mv.comparison_verdicts(None) == {}
+    assert meta_verdicts.comparison_verdicts(None) == {}
 
 
 @pytest.mark.parametrize("row, match", [
@@ -55,12 +56,12 @@ def test_comparison_verdicts_use_the_parsers_vocabulary():
 ])
 def test_a_bad_comparison_is_a_data_error(row, match):
     with pytest.raises(DataError, match=match):
-        mv.comparison_verdicts([row])
+        meta_verdicts.comparison_verdicts([row])
 
 
 def test_mark_lines_right_wrong_absent_similar_and_folded_skin():
     text = "\n".join([RIGHT, WRONG, ABSENT, SIMILAR, FOLDED, OVERALL, "no heading here"])
-    marks = mv.mark_lines(f"<thinking>{text}</thinking>\n<answer>A</answer>", COMPARISONS)
+    marks = meta_verdicts.mark_lines(f"<thinking>{text}</thinking>\n<answer>A</answer>", COMPARISONS)
     assert [m.right for m in marks] == [True, False, None, True, True, None, None]
     assert marks[0].verdict == "A" and marks[0].meta_verdict == "A" and marks[0].region == "face"
     assert marks[1].verdict == "A" and marks[1].meta_verdict == "B"
@@ -68,37 +69,37 @@ def test_mark_lines_right_wrong_absent_similar_and_folded_skin():
     assert marks[3].verdict == "similar" and marks[3].meta_verdict == "similar"
     assert marks[4].meta_key == ("skin", "realism"), "the template writes skin under Face"
     assert marks[6].region is None and marks[6].line == "no heading here"
-    assert all(m.right is None for m in mv.mark_lines(text, None)), "no ground truth: nothing judged"
+    assert all(m.right is None for m in meta_verdicts.mark_lines(text, None)), "no ground truth: nothing judged"
 
 
 def test_a_line_without_a_verdict_on_a_held_aspect_is_judged_wrong():
-    (mark,) = mv.mark_lines("Face Texture: the texture of the face.", COMPARISONS)
+    (mark,) = meta_verdicts.mark_lines("Face Texture: the texture of the face.", COMPARISONS)
     assert mark.verdict is None and mark.right is False
 
 
 def test_pair_counts_and_coverage_count_each_truth_aspect_once():
-    counts = mv.pair_counts("\n".join([RIGHT, RIGHT, WRONG, ABSENT, OVERALL]), COMPARISONS)
+    counts = meta_verdicts.pair_counts("\n".join([RIGHT, RIGHT, WRONG, ABSENT, OVERALL]), COMPARISONS)
     assert counts == {"lines": 5, "judged": 3, "right": 2, "comparisons": 4, "covered": 2}
 
 
 # ------------------------------------------------------------------ a set of rationales
 def test_meta_verdict_scores_pool_over_pairs_and_skip_pairs_without_meta():
     meta = {"p_0": COMPARISONS, "p_1": COMPARISONS[:1]}
-    out = mv.meta_verdict_scores({"p_0": "\n".join([RIGHT, WRONG]), "p_1": RIGHT, "p_2": WRONG}, meta)
+    out = meta_verdicts.meta_verdict_scores({"p_0": "\n".join([RIGHT, WRONG]), "p_1": RIGHT, "p_2": WRONG}, meta)
     assert out["verdict_accuracy"] == pytest.approx(2 / 3) and out["n_lines_judged"] == 3
     assert out["meta_coverage"] == pytest.approx(3 / 5) and out["pairs_with_meta"] == 2
     assert out["n_lines"] == 3, "p_2 has no ground truth: its line is not counted"
-    none = mv.meta_verdict_scores({"p_0": RIGHT}, None)
+    none = meta_verdicts.meta_verdict_scores({"p_0": RIGHT}, None)
     assert none["verdict_accuracy"] is None and none["meta_coverage"] is None and none["pairs_with_meta"] == 0
-    absent_only = mv.meta_verdict_scores({"p_0": ABSENT}, meta)
+    absent_only = meta_verdicts.meta_verdict_scores({"p_0": ABSENT}, meta)
     assert absent_only["verdict_accuracy"] is None and absent_only["meta_coverage"] == 0.0
 
 
 def test_pick_pairs_puts_the_worked_pair_first_and_skips_pairs_without_meta():
     meta = {"a": COMPARISONS, "c": COMPARISONS, "d": COMPARISONS, "e": COMPARISONS}
-    assert mv.pick_pairs(["a", "b", "c", "d", "e"], meta, first="d") == ["d", "a", "c"]
-    assert mv.pick_pairs(["a", "b", "c"], meta, first="b", n=5) == ["a", "c"]
-    assert mv.pick_pairs(["a"], None) == []
+    assert meta_verdicts.pick_pairs(["a", "b", "c", "d", "e"], meta, first="d") == ["d", "a", "c"]
+    assert meta_verdicts.pick_pairs(["a", "b", "c"], meta, first="b", n=5) == ["a", "c"]
+    assert meta_verdicts.pick_pairs(["a"], None) == []
 
 
 def test_split_comparisons_reads_the_demo_and_is_empty_without_meta(tmp_path):
@@ -119,11 +120,11 @@ def test_score_adds_the_meta_scorer_only_when_meta_is_given():
     per = with_meta.per_sample.set_index("id")
     assert per.loc["p_0", "meta_verdict_accuracy"] == 0.5 and math.isnan(per.loc["p_1", "meta_verdict_accuracy"])
     assert per.loc["p_0", "meta_lines_judged"] == 2 and per.loc["p_1", "meta_lines_judged"] == 0
-    row = SR.summary_row(with_meta.metrics)
+    row = system_scores.summary_row(with_meta.metrics)
     assert row["verdict_accuracy"] == 0.5 and row["meta_coverage"] == 0.5
     without = scorers.score(preds, refs, bootstrap=0)
     assert "meta_verdicts" not in without.metrics and "meta_coverage" not in without.per_sample
-    assert SR.summary_row(without.metrics)["verdict_accuracy"] is None
+    assert system_scores.summary_row(without.metrics)["verdict_accuracy"] is None
 
 
 def test_score_gives_verdict_accuracy_and_coverage_intervals_resampling_photos_not_lines():
@@ -162,8 +163,8 @@ def test_score_completions_and_ladder_stage_report_the_two_columns(tmp_path):
 def test_the_floor_has_verdict_accuracy_near_chance_and_the_references_are_right():
     refs = list(load_split(DEMO, "test"))[:40]
     meta = meta_mod.split_comparisons(DEMO, "test")
-    floor = SR.floor_row(refs, bootstrap=0, meta=meta)
-    ceiling = mv.meta_verdict_scores({r.id: r.thinking for r in refs}, meta)
+    floor = system_scores.floor_row(refs, bootstrap=0, meta=meta)
+    ceiling = meta_verdicts.meta_verdict_scores({r.id: r.thinking for r in refs}, meta)
     assert ceiling["verdict_accuracy"] == 1.0, "the demo references are written from the ground truth"
     assert 0.2 < floor["verdict_accuracy"] < 0.8 and floor["meta_coverage"] < ceiling["meta_coverage"]
 
@@ -184,21 +185,21 @@ def test_table_b_shows_the_truth_columns_and_a_dash_without_them(tmp_path):
 def test_lines_vs_meta_figure_has_six_axes_per_pair_and_counts_in_the_titles():
     refs = list(load_split(DEMO, "test"))[:5]
     meta = meta_mod.split_comparisons(DEMO, "test")
-    shown = mv.pick_pairs([r.id for r in refs], meta, first=refs[2].id, n=3)
+    shown = meta_verdicts.pick_pairs([r.id for r in refs], meta, first=refs[2].id, n=3)
     by_id = {r.id: r for r in refs}
     generated = {r["id"]: r["completion"] for r in controls.shuffled_reference_predictions(refs)}
     del generated[shown[1]]
-    fig = SR.plot_lines_vs_meta([by_id[i] for i in shown], generated, meta, label="tiny S4")
+    fig = score_figures.plot_lines_vs_meta([by_id[i] for i in shown], generated, meta, label="tiny S4")
     assert len(fig.axes) == 18
     titles = [ax.get_title(loc="left") for ax in fig.axes]
     assert titles[4].startswith("tiny S4\n") and "judged lines right" in titles[4]
-    ref = mv.pair_counts(by_id[shown[0]].thinking, meta[shown[0]])
+    ref = meta_verdicts.pair_counts(by_id[shown[0]].thinking, meta[shown[0]])
     assert f"{ref['judged']}/{ref['judged']} judged lines right" in titles[5], "the reference is right wherever judged"
     assert titles[10] == "tiny S4: (not generated)"
     colours = {t.get_color() for t in fig.axes[5].texts}
     assert colours <= {"#1b7837", "#7f7f7f"} and "#1b7837" in colours
     with pytest.raises(DataError, match="no pairs"):
-        SR.plot_lines_vs_meta([], {}, meta)
+        score_figures.plot_lines_vs_meta([], {}, meta)
 
 
 def test_notebook_03_draws_the_figure_after_the_worked_pair_and_explains_it_only_when_drawn():

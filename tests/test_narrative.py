@@ -12,7 +12,7 @@ import pytest
 
 from idiff_lib.core.errors import DataError
 from idiff_lib.data.pairs import format_completion
-from idiff_lib.report import narrative as nv
+from idiff_lib.report import narrative
 from idiff_lib.scoring import controls
 
 PARAMS03 = {"stages": ["S0", "S1", "S2", "S3", "S4"], "ladder": "progressive", "s0_control": True, "grpo": True,
@@ -34,16 +34,16 @@ METRICS03 = {"final_system": "tiny_S4", "s4_answer_source": "answer model (preds
     (0.50, None, None, 0.5, "within"),
 ])
 def test_floor_position_follows_the_interval(value, low, high, floor, expected):
-    assert nv.floor_position(value, low, high, floor) == expected
+    assert narrative.floor_position(value, low, high, floor) == expected
 
 
 def test_floor_claim_says_above_only_when_the_lower_bound_is():
-    assert "lies above chance (0.50)" in nv.floor_claim("x", 0.7, 0.55, 0.85, 0.5)
-    within = nv.floor_claim("x", 0.62, 0.46, 0.77, 0.5)
+    assert "lies above chance (0.50)" in narrative.floor_claim("x", 0.7, 0.55, 0.85, 0.5)
+    within = narrative.floor_claim("x", 0.62, 0.46, 0.77, 0.5)
     assert "inside its 95% interval" in within and "above" not in within
-    assert "lies below the shuffled-reference floor (0.41)" in nv.floor_claim("x", 0.3, 0.2, 0.35, 0.41,
+    assert "lies below the shuffled-reference floor (0.41)" in narrative.floor_claim("x", 0.3, 0.2, 0.35, 0.41,
                                                                              "shuffled-reference floor")
-    assert "no interval" in nv.floor_claim("x", 0.3, None, None, 0.41, "floor")
+    assert "no interval" in narrative.floor_claim("x", 0.3, None, None, 0.41, "floor")
 
 
 def _rows(letters, source):
@@ -52,14 +52,14 @@ def _rows(letters, source):
 
 
 def test_a_constant_answer_is_called_the_share_of_its_letter():
-    counts = nv.answer_counts(_rows("AAAA", "fallback"))
+    counts = narrative.answer_counts(_rows("AAAA", "fallback"))
     assert counts == {"n": 4, "A": 4, "B": 0, "none": 0, "sources": {"fallback": 4}}
-    s = nv.answer_count_sentence("tiny S0", counts, 0.75, 0.75)
+    s = narrative.answer_count_sentence("tiny S0", counts, 0.75, 0.75)
     assert "answers A for 4 of 4 pairs" in s and "share of A in the truth (0.75)" in s and "fallback" in s
-    mixed = nv.answer_counts(_rows("ABAB", "model"))
-    s = nv.answer_count_sentence("tiny S0", mixed, 0.5)
+    mixed = narrative.answer_counts(_rows("ABAB", "model"))
+    s = narrative.answer_count_sentence("tiny S0", mixed, 0.5)
     assert "A for 2 and B for 2 of 4" in s and "share of" not in s and "the model's own" in s
-    copied = nv.answer_count_sentence("tiny S4", nv.answer_counts(_rows("AB", "answer_model")), 1.0)
+    copied = narrative.answer_count_sentence("tiny S4", narrative.answer_counts(_rows("AB", "answer_model")), 1.0)
     assert controls.ACCURACY_COPIED_NOTE in copied and "own" not in copied
 
 
@@ -83,10 +83,10 @@ LADDER = pd.DataFrame([
 
 
 def test_ladder_counts_and_sentences_from_the_files(tmp_path):
-    counts = nv.ladder_answer_counts(_ladder_dir(tmp_path), TRUTH)
+    counts = narrative.ladder_answer_counts(_ladder_dir(tmp_path), TRUTH)
     s0 = counts.set_index(["system", "stage"]).loc[("tiny", "S0")]
     assert s0["constant"] == "B" and s0["truth_share"] == 0.25 and s0["source: fallback"] == 4
-    lines = nv.ladder_accuracy_sentences(LADDER, counts, METRICS03["s4_answer_source"])
+    lines = narrative.ladder_accuracy_sentences(LADDER, counts, METRICS03["s4_answer_source"])
     assert len(lines) == 2, "one entry per ladder row, the floor row skipped"
     assert lines[0].startswith("tiny S0 answers B for 4 of 4 pairs") and "chance" not in lines[0]
     assert lines[1].startswith("tiny S4 answers A for 1 and B for 3 of 4 pairs")
@@ -95,52 +95,52 @@ def test_ladder_counts_and_sentences_from_the_files(tmp_path):
     # the same rows answered by the model itself: the sources first, then the claim against chance
     s4 = (counts["system"] == "tiny") & (counts["stage"] == "S4")
     own = counts.assign(**{"source: model": s4 * 4, "source: answer_model": 0})
-    line = nv.ladder_accuracy_sentences(LADDER, own)[1]
+    line = narrative.ladder_accuracy_sentences(LADDER, own)[1]
     assert line.index("the model's own") < line.index("lies above chance (0.50)")
     # with an interval that holds 0.5 it may not be called above chance
     wide = LADDER.assign(accuracy_ci_low=[0.0, 0.45, None])
-    assert "lies above" not in nv.ladder_accuracy_sentences(wide, own)[1]
+    assert "lies above" not in narrative.ladder_accuracy_sentences(wide, own)[1]
 
 
 def test_text_floor_sentence_counts_rows_by_their_interval():
-    s = nv.text_floor_sentence(LADDER, "rouge_l")
+    s = narrative.text_floor_sentence(LADDER, "rouge_l")
     assert s.startswith("1 of 2 ladder rows score above") and "whole 95% interval, 1 below" in s and "+0.070" in s
     touching = LADDER.assign(rouge_l_ci_low=[0.25, 0.37, None])
-    assert nv.text_floor_sentence(touching, "rouge_l").startswith("0 of 2"), "0.37 < 0.38: the floor is inside"
-    assert "no interval" in nv.text_floor_sentence(LADDER, "bleu4")
-    assert nv.text_floor_sentence(LADDER[LADDER["stage"] != controls.FLOOR_STAGE], "rouge_l") == ""
+    assert narrative.text_floor_sentence(touching, "rouge_l").startswith("0 of 2"), "0.37 < 0.38: the floor is inside"
+    assert "no interval" in narrative.text_floor_sentence(LADDER, "bleu4")
+    assert narrative.text_floor_sentence(LADDER[LADDER["stage"] != controls.FLOOR_STAGE], "rouge_l") == ""
 
 
 def test_thinking_run_sentence_says_what_ran():
-    s = nv.thinking_run_sentence(PARAMS03, METRICS03)
+    s = narrative.thinking_run_sentence(PARAMS03, METRICS03)
     assert "stage by stage" in s and "with an S0 control" in s and "GRPO from 2 start(s) on 2 train prompts" in s
-    joint = nv.thinking_run_sentence({**PARAMS03, "ladder": "joint", "s0_control": False, "grpo": False}, {})
+    joint = narrative.thinking_run_sentence({**PARAMS03, "ladder": "joint", "s0_control": False, "grpo": False}, {})
     assert "one joint run" in joint and "without an S0 control" in joint and "no GRPO" in joint
     assert "stage by stage" not in joint
-    assert "recorded no run" in nv.thinking_run_sentence(PARAMS03, {"grpo": {"run": False}})
+    assert "recorded no run" in narrative.thinking_run_sentence(PARAMS03, {"grpo": {"run": False}})
 
 
 def test_grpo_sentences_name_a_constant_answer(tmp_path):
-    counts = nv.ladder_answer_counts(_ladder_dir(tmp_path), TRUTH)
-    lines = nv.grpo_sentences(METRICS03, counts)
+    counts = narrative.ladder_answer_counts(_ladder_dir(tmp_path), TRUTH)
+    lines = narrative.grpo_sentences(METRICS03, counts)
     assert lines[0].startswith("GRPO from base answers B for 4 of 4 pairs") and "fallback" in lines[0]
     assert "lies above chance" in lines[1], "S4 + GRPO has no ladder file here: its interval [0.6, 0.9] decides"
-    assert nv.grpo_sentences({"grpo": {"run": False}}, counts) == []
+    assert narrative.grpo_sentences({"grpo": {"run": False}}, counts) == []
 
 
 def test_time_sentence_reads_the_latest_attempt():
     rows = [{"step": "03_tune_thinking_model", "status": "failed", "stopped_after_s": 60.0},
             {"step": "03_tune_thinking_model", "status": "ran", "wall_s": 3138.0, "machine": {"cores": 2}}]
-    assert nv.time_sentence(rows, "03_tune_thinking_model") == (
+    assert narrative.time_sentence(rows, "03_tune_thinking_model") == (
         "03_tune_thinking_model took 52.3 min of wall time (3,138 s) on 2 cores.")
-    assert "interrupted after 1.0 min" in nv.time_sentence([{"step": "s", "status": "interrupted",
+    assert "interrupted after 1.0 min" in narrative.time_sentence([{"step": "s", "status": "interrupted",
                                                               "stopped_after_s": 60}], "s")
-    assert "no recorded time" in nv.time_sentence(rows, "05_score_rationales")
+    assert "no recorded time" in narrative.time_sentence(rows, "05_score_rationales")
 
 
 def test_what_this_shows_is_empty_when_the_result_did_not_run():
-    assert nv.what_this_shows("The floor ...", ran=False) == ""
-    assert nv.what_this_shows("The floor ...", ran=True).startswith("**What this shows.** The floor")
+    assert narrative.what_this_shows("The floor ...", ran=False) == ""
+    assert narrative.what_this_shows("The floor ...", ran=True).startswith("**What this shows.** The floor")
 
 
 def test_reading_paragraph_and_markers(tmp_path):
@@ -148,32 +148,32 @@ def test_reading_paragraph_and_markers(tmp_path):
                             "ci_high": a + 0.1} for r, k, a in (("merged", "rung", 0.5), ("split", "rung", 0.66),
                                                                ("frozen", "teaching", 0.6),
                                                                ("split (no pretraining)", "ablation", 0.49))])
-    counts = nv.ladder_answer_counts(_ladder_dir(tmp_path), TRUTH)
-    text = nv.reading_paragraph(answer, LADDER, PARAMS03, METRICS03, counts, "tiny", 16)
+    counts = narrative.ladder_answer_counts(_ladder_dir(tmp_path), TRUTH)
+    text = narrative.reading_paragraph(answer, LADDER, PARAMS03, METRICS03, counts, "tiny", 16)
     assert "split +0.160" in text and "frozen-features floor (0.60) is inside" in text
     assert "The ablation split (no pretraining) is 0.49 [0.39, 0.59]: chance (0.50) is inside" in text
     assert "stage by stage" in text and "one pair moves an accuracy by 0.062" in text
     readme = tmp_path / "README.md"
     readme.write_text("a\n<!-- s -->\nold\n<!-- e -->\nb\n")
-    nv.write_between_markers(readme, "<!-- s -->", "<!-- e -->", text)
+    narrative.write_between_markers(readme, "<!-- s -->", "<!-- e -->", text)
     assert readme.read_text() == f"a\n<!-- s -->\n{text}\n<!-- e -->\nb\n"
     with pytest.raises(DataError, match="markers"):
-        nv.write_between_markers(readme, "<!-- e -->", "<!-- s -->", "x")
+        narrative.write_between_markers(readme, "<!-- e -->", "<!-- s -->", "x")
 
 
 def test_metrics_summary_rounds_and_names_missing_keys():
-    assert nv.metrics_summary({"a": 0.123456789, "b": {"x": 0.98765}}, ["a", "b"]) == "a: 0.123\nb: x 0.988"
+    assert narrative.metrics_summary({"a": 0.123456789, "b": {"x": 0.98765}}, ["a", "b"]) == "a: 0.123\nb: x 0.988"
     with pytest.raises(DataError, match="no \\['c'\\]"):
-        nv.metrics_summary({"a": 1}, ["c"])
+        narrative.metrics_summary({"a": 1}, ["c"])
 
 
 def test_metrics_summary_rounds_inside_lists_and_times_are_said_in_words():
-    assert nv.metrics_summary({"ci": [0.6257862903225807, 0.8289473684210527], "n": [3, 4]}, ["ci", "n"]) == (
+    assert narrative.metrics_summary({"ci": [0.6257862903225807, 0.8289473684210527], "n": [3, 4]}, ["ci", "n"]) == (
         "ci: [0.626, 0.829]\nn: [3, 4]")
-    assert nv.elapsed_sentence("02_train_answer_model", 3138.0) == \
+    assert narrative.elapsed_sentence("02_train_answer_model", 3138.0) == \
         "02_train_answer_model took 52.3 min of wall time (3,138 s)."
 
 
 def test_ladder_clause_is_shared_by_the_run_sentence():
-    assert nv.ladder_clause(PARAMS03) in nv.thinking_run_sentence(PARAMS03, METRICS03)
-    assert nv.ladder_clause({"stages": ["S0"], "ladder": "joint"}).startswith("one joint run on the prompts of all 1")
+    assert narrative.ladder_clause(PARAMS03) in narrative.thinking_run_sentence(PARAMS03, METRICS03)
+    assert narrative.ladder_clause({"stages": ["S0"], "ladder": "joint"}).startswith("one joint run on the prompts of all 1")

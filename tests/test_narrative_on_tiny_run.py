@@ -27,10 +27,10 @@ from idiff_lib.chain import timing
 from idiff_lib.core import layout, storage
 from idiff_lib.data.datasets import load_split
 from idiff_lib.report import answer_narrative, narrative, thinking_narrative
-from idiff_lib.report import html_report as report
+from idiff_lib.report import html_report
 from idiff_lib.scoring import controls
 from idiff_lib.scoring.rewards import baseline_letter
-from idiff_lib.scoring.worked_pair import load_pair_card, resolve_worked_pair
+from idiff_lib.scoring.worked_pair import WorkedPair, load_pair_card
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tiny_chain")]
 
@@ -215,7 +215,7 @@ def test_the_text_floor_sentence_counts_the_rows_whose_interval_clears_the_floor
 def test_the_answer_ladders_sentences_match_its_table(run):
     wide = pd.read_csv(run.step(layout.ANSWER_STEP) / layout.ANSWER_LADDER_FILE)
     rungs = wide[wide["kind"] == "rung"].dropna(subset=["overall_acc"])
-    lines = narrative.answer_ladder_sentences(report.answer_ladder(run.folder))
+    lines = narrative.answer_ladder_sentences(html_report.answer_ladder(run.folder))
     deltas = [float(b) - float(a) for a, b in zip(rungs["overall_acc"].iloc[:-1], rungs["overall_acc"].iloc[1:])]
     assert re.findall(r" ([+-]\d\.\d{3})(?:;| \(from)", lines[0]) == [f"{d:+.3f}" for d in deltas]
     no_gain = answer_narrative.no_gain_sentences(wide, int(rungs["overall_n"].max()))
@@ -238,8 +238,8 @@ def test_each_time_sentence_is_the_recorded_wall_time(run):
 
 def test_the_pair_cards_verdicts_are_the_recorded_predictions(run):
     data_dir = Path(run.params03["data_dir"])
-    worked = resolve_worked_pair(data_dir, run.params03.get("worked_pair") or "")
-    card = load_pair_card(run.folder, data_dir, worked)
+    worked = WorkedPair.load(data_dir, run.params03.get("worked_pair") or "")
+    card = load_pair_card(run.folder, worked)
     preds = {r["id"]: r for r in storage.read_jsonl_rows(run.step(layout.ANSWER_STEP) / layout.TEST_PREDICTIONS_FILE)}
     model = run.metrics03["final_system"].rpartition("_")[0]
     expected = []
@@ -250,9 +250,9 @@ def test_the_pair_cards_verdicts_are_the_recorded_predictions(run):
         expected.append((stage, baseline_letter(rows[worked.id]["completion"]) if worked.id in rows else "none"))
     assert list(zip(card.verdicts["stage"], card.verdicts["answer"])) == expected
     for answer, mark in zip(card.verdicts["answer"], card.verdicts["against the expert"]):
-        assert mark.startswith("✓") == (answer == worked.answer) or answer == "none"
-    disagrees = worked.id in preds and preds[worked.id]["answer"] != worked.answer
-    said = f"The Answer Model answers {preds.get(worked.id, {}).get('answer')}; the expert answers {worked.answer}."
+        assert mark.startswith("✓") == (answer == worked.pair.answer) or answer == "none"
+    disagrees = worked.id in preds and preds[worked.id]["answer"] != worked.pair.answer
+    said = f"The Answer Model answers {preds.get(worked.id, {}).get('answer')}; the expert answers {worked.pair.answer}."
     assert (said in card.sentences) == disagrees
     recorded = _json(run.step(layout.REPORT_STEP) / layout.METRICS_FILE)["pair_card"]
     assert recorded["id"] == worked.id and recorded["contradictions"] == card.sentences

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import NoRepeatNGramLogitsProcessor
 
-from idiff_lib.thinking.generation import GeneratedNoRepeatNGram
+from idiff_lib.thinking.decode.generation import GeneratedNoRepeatNGram
 
 VOCAB = 12
 

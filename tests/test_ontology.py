@@ -13,25 +13,25 @@ import inspect
 import numpy as np
 import pytest
 
-from idiff_lib.benchmark import degrade
-from idiff_lib.benchmark import references
+from idiff_lib.data import degrade
+from idiff_lib.core import vocabulary
 from idiff_lib.core import ontology
 from idiff_lib.data.pairs import parse_completion
 from idiff_lib.scoring import parser, scorers
-from idiff_lib.scoring.settings import ScoringSettings
-from idiff_lib.core.settings import PROFILES
-from idiff_lib.thinking import prompts, template_baseline
+from idiff_lib.scoring.scoring_settings import ScoringSettings
+from idiff_lib.core.step_settings import PROFILES
+from idiff_lib.thinking.prompting import prompts, template_baseline
 
-CAUSES = (*references.CAUSE_PHRASES, None)
+CAUSES = (*vocabulary.CAUSE_PHRASES, None)
 
 
-def _comparisons(rng: np.random.Generator, category: str, answer: str) -> list[references.Comparison]:
+def _comparisons(rng: np.random.Generator, category: str, answer: str) -> list[vocabulary.Comparison]:
     regions = ontology.REFERENCE_PERSON_REGIONS if category == "person" else ontology.REFERENCE_SCENE_REGIONS
-    comps = [references.Comparison(str(rng.choice(regions)), str(rng.choice(ontology.REFERENCE_ATTRIBUTES)),
+    comps = [vocabulary.Comparison(str(rng.choice(regions)), str(rng.choice(ontology.REFERENCE_ATTRIBUTES)),
                                    str(rng.choice(ontology.REFERENCE_VERDICTS)), float(rng.uniform(0, 1)),
                                    CAUSES[int(rng.integers(len(CAUSES)))])
              for _ in range(int(rng.integers(2, 9)))]
-    comps.append(references.Comparison("Global", "Sharpness", answer, 0.3))
+    comps.append(vocabulary.Comparison("Global", "Sharpness", answer, 0.3))
     return comps
 
 
@@ -42,7 +42,7 @@ def test_references_round_trip_through_the_parser(category):
         rng = np.random.default_rng(seed)
         answer = "A" if seed % 2 else "B"
         comps = _comparisons(rng, category, answer)
-        lines = parse_completion(references.write_rationale(category, comps, answer, rng)).lines
+        lines = parse_completion(vocabulary.write_rationale(category, comps, answer, rng)).lines
         written: dict[tuple[str, str], set[str]] = {}
         for c in comps:
             written.setdefault((c.region, c.attribute), set()).add(c.verdict)
@@ -69,7 +69,7 @@ def test_modules_use_the_ontology_objects():
     assert prompts.STAGES is ontology.STAGES and prompts.SUMMARY_HEADING is ontology.SUMMARY_HEADING
     for name in ("REFERENCE_ATTRIBUTES", "REFERENCE_PERSON_REGIONS", "REFERENCE_SCENE_REGIONS", "REFERENCE_VERDICTS",
                  "SUMMARY_HEADING", "CATEGORIES", "TEMPLATE_REGION_WORDS", "headings_of", "template_heading"):
-        assert getattr(references, name) is getattr(ontology, name), name
+        assert getattr(vocabulary, name) is getattr(ontology, name), name
     for name in ("REFERENCE_ATTRIBUTES", "REFERENCE_PERSON_REGIONS", "REFERENCE_SCENE_REGIONS", "SUMMARY_HEADING",
                  "TEMPLATE_ATTRIBUTE_WORDS", "TEMPLATE_CUE_KEYWORDS"):
         assert getattr(template_baseline, name) is getattr(ontology, name), name
@@ -77,7 +77,7 @@ def test_modules_use_the_ontology_objects():
     assert scorers.PERSON_ONLY_REGIONS is ontology.PERSON_ONLY_REGIONS
 
 
-@pytest.mark.parametrize("module", [references, degrade, prompts, template_baseline, parser, scorers])
+@pytest.mark.parametrize("module", [vocabulary, degrade, prompts, template_baseline, parser, scorers])
 def test_no_rationale_module_writes_its_own_vocabulary(module):
     own = {"REGIONS", "ATTRIBUTES", "VERDICTS", "PERSON_REGIONS", "SCENE_REGIONS", "SUMMARY_HEADING", "STAGES",
            "CATEGORIES", "REQUIRED_REGIONS", "REGION_SYNONYMS", "ATTRIBUTE_SYNONYMS"}
@@ -110,9 +110,9 @@ def test_every_subset_is_derived_from_the_ontology():
         assert set(degrade.REGION_WEIGHTS[category]) == set(masks)
     assert set(ontology.SCENE_MASK_REGIONS) - set(ontology.REGIONS) == {ontology.DETAIL_MASK}
     # The writer's phrase banks cover exactly the regions and attributes it writes.
-    for bank in (references.PHRASES, references.NOUNS, references.ADVANTAGES):
+    for bank in (vocabulary.PHRASES, vocabulary.NOUNS, vocabulary.ADVANTAGES):
         assert set(bank) == set(ontology.REFERENCE_ATTRIBUTES)
-    assert set(references.LOCATIONS) == {*ontology.REFERENCE_PERSON_REGIONS, *ontology.REFERENCE_SCENE_REGIONS}
+    assert set(vocabulary.LOCATIONS) == {*ontology.REFERENCE_PERSON_REGIONS, *ontology.REFERENCE_SCENE_REGIONS}
     for kind in degrade.DEFECTS.values():
         assert set(kind.attributes) <= set(ontology.REFERENCE_ATTRIBUTES), kind.name
 

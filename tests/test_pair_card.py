@@ -11,7 +11,7 @@ import yaml
 
 from idiff_lib.core import layout
 from idiff_lib.data.pairs import format_completion, make_pair
-from idiff_lib.scoring import worked_pair as wp
+from idiff_lib.scoring import worked_pair
 
 TRUTH = [{"region": "Face", "attribute": "Sharpness", "verdict": "A"},
          {"region": "Global", "attribute": "Noise", "verdict": "B"}]
@@ -26,17 +26,17 @@ AGREES = format_completion("Face Sharpness: Image A (Left) is sharper than Image
 
 
 def test_a_rationale_whose_lines_pick_the_other_side_is_named():
-    assert wp.lines_against_answer(AGAINST) == "2 of its 2 aspect lines that pick a side pick B, yet it answers A"
-    assert wp.lines_against_answer(AGREES) is None
+    assert worked_pair.lines_against_answer(AGAINST) == "2 of its 2 aspect lines that pick a side pick B, yet it answers A"
+    assert worked_pair.lines_against_answer(AGREES) is None
     overall = format_completion("Global Overall: Image B (Right) is better overall.", "A")
-    assert wp.lines_against_answer(overall) == "its Overall line names B while it answers A"
-    assert wp.lines_against_answer("no answer at all") is None
+    assert worked_pair.lines_against_answer(overall) == "its Overall line names B while it answers A"
+    assert worked_pair.lines_against_answer("no answer at all") is None
 
 
 def test_pair_card_marks_every_line_and_says_each_contradiction():
     prompts = {"S1": "Template:\nFace Sharpness: ...", "S2": "Template:\nFace Sharpness: ...\n"
                "Hand-crafted CV cues (A vs B):\nGlobal Noise: Image A is cleaner than Image B."}
-    card = wp.pair_card(PAIR, TRUTH, {"answer": "B", "p_left": 0.47}, {"S0": None, "S3": AGREES, "S4": AGAINST}, prompts)
+    card = worked_pair.pair_card(PAIR, TRUTH, {"answer": "B", "p_left": 0.47}, {"S0": None, "S3": AGREES, "S4": AGAINST}, prompts)
     verdicts = card.verdicts.set_index(["branch", "stage"])
     assert verdicts.loc[("Answer Model", ""), "note"] == "p_left = 0.470"
     assert verdicts.loc[("Answer Model", ""), "against the expert"] == "✗ wrong"
@@ -51,7 +51,7 @@ def test_pair_card_marks_every_line_and_says_each_contradiction():
     assert "S3 rationale argues" not in text and "S3 rationale has" not in text
     assert ("The S2 prompt's line \"Global Noise: Image A is cleaner than Image B.\" favours A on global noise, "
             "where the ground truth favours B.") in text
-    clean = wp.pair_card(PAIR, TRUTH, {"answer": "A", "p_left": 0.8}, {"S3": AGREES})
+    clean = worked_pair.pair_card(PAIR, TRUTH, {"answer": "A", "p_left": 0.8}, {"S3": AGREES})
     assert clean.sentences[0].startswith("No contradiction found")
 
 
@@ -63,8 +63,8 @@ def test_load_pair_card_reads_the_run(tmp_path):
     (thinking / layout.METRICS_FILE).write_text(json.dumps({"final_system": "tiny_S4"}))
     (thinking / layout.PARAMS_FILE).write_text(yaml.safe_dump({"stages": ["S0", "S4"]}))
     (thinking / "ladder" / "tiny_S4.jsonl").write_text(json.dumps({"id": PAIR.id, "completion": AGAINST}) + "\n")
-    (thinking / wp.WORKED_PROMPTS_FILE).write_text(json.dumps({"id": PAIR.id, "prompts": {"S0": "x"}}))
-    card = wp.load_pair_card(tmp_path, tmp_path / "no_data", PAIR)  # no meta/: nothing is judged against the truth
+    (thinking / worked_pair.WORKED_PROMPTS_FILE).write_text(json.dumps({"id": PAIR.id, "prompts": {"S0": "x"}}))
+    card = worked_pair.load_pair_card(tmp_path, worked_pair.WorkedPair(PAIR, None))  # no meta/: nothing is judged against the truth
     assert list(card.verdicts["stage"]) == ["", "S0", "S4"] and list(card.verdicts["answer"]) == ["A", "none", "A"]
     assert set(card.lines["mark"]) == {"· not judged"}
     assert any("argues against its own answer" in s for s in card.sentences)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from skimage import data as skdata
+from skimage import data
 
-from idiff_lib.benchmark import degrade
-from idiff_lib.answer.feature_member import FeatureMember
-from idiff_lib.features import cv as features
+from idiff_lib.data import degrade
+from idiff_lib.answer.train.feature_member import FeatureMember
+from idiff_lib.features import cv
 from idiff_lib.features.table import feature_table
-from idiff_lib.answer import synthetic
-from idiff_lib.answer.splits import load_splits
-from idiff_lib.features import pair_cues as pc
+from idiff_lib.answer.train import synthetic
+from idiff_lib.answer.train.splits import load_splits
+from idiff_lib.features import pair_cues
 from idiff_lib.core.errors import DataError
 from idiff_lib.core.paths import DEMO_DIR
 from idiff_lib.data.views import Views, load_views
@@ -21,25 +21,25 @@ from idiff_lib.data.views import Views, load_views
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    return np.ascontiguousarray(skdata.astronaut()[:160, 180:372])
+    return np.ascontiguousarray(data.astronaut()[:160, 180:372])
 
 
 def cue(a: np.ndarray, b: np.ndarray, name: str) -> float:
-    return float(pc.view_cues(a, b)[pc.NAMES.index(name)])
+    return float(pair_cues.view_cues(a, b)[pair_cues.NAMES.index(name)])
 
 
 def test_names_match_values(photo):
-    assert len(pc.view_cues(photo, photo)) == len(pc.NAMES) == len(set(pc.NAMES))
-    assert len(pc.columns()) == 2 * len(pc.NAMES) and all(c.endswith(".diff") for c in pc.columns())
+    assert len(pair_cues.view_cues(photo, photo)) == len(pair_cues.NAMES) == len(set(pair_cues.NAMES))
+    assert len(pair_cues.columns()) == 2 * len(pair_cues.NAMES) and all(c.endswith(".diff") for c in pair_cues.columns())
 
 
 def test_swap_negates_every_cue_exactly(photo):
     rng = np.random.default_rng(0)
     noisy = degrade.apply(photo, "luma_noise", 0.8, None, rng)
     soft = degrade.apply(photo, "denoise_smear", 0.8, None, rng)
-    ab, ba = pc.view_cues(noisy, soft), pc.view_cues(soft, noisy)
+    ab, ba = pair_cues.view_cues(noisy, soft), pair_cues.view_cues(soft, noisy)
     assert np.array_equal(ab, -ba)
-    assert np.all(pc.view_cues(photo, photo) == 0)
+    assert np.all(pair_cues.view_cues(photo, photo) == 0)
 
 
 @pytest.mark.parametrize("kind, name, sign", [
@@ -63,17 +63,17 @@ def test_exposure_and_white_balance_shift_the_means(photo):
 
 def test_bad_views_raise_clear_errors(photo):
     with pytest.raises(ValueError, match="differ in size"):
-        pc.view_cues(photo, photo[:-1])
+        pair_cues.view_cues(photo, photo[:-1])
     with pytest.raises(ValueError, match="too small"):
-        pc.view_cues(photo[:20, :20], photo[:20, :20])
+        pair_cues.view_cues(photo[:20, :20], photo[:20, :20])
 
 
 def test_feature_table_pair_source_is_odd_under_swap(tmp_path):
     pairs = list(load_splits(DEMO_DIR, max_pairs=3)["val"].pairs)
     table = feature_table(pairs, cache_dir=None, progress=False)
-    assert list(table.columns) == sorted(pc.columns())
+    assert list(table.columns) == sorted(pair_cues.columns())
     views = [load_views(p) for p in pairs]
-    swapped = [pc.pair_cues(Views(v.global_right, v.global_left, v.local_right, v.local_left)) for v in views]
+    swapped = [pair_cues.pair_cues(Views(v.global_right, v.global_left, v.local_right, v.local_left)) for v in views]
     assert np.array_equal(table.to_numpy(), -pd.DataFrame(swapped)[table.columns].to_numpy())
 
 
@@ -81,7 +81,7 @@ def test_pair_cue_row_names_the_pair(photo):
     pair = load_splits(DEMO_DIR, max_pairs=1)["test"].pairs[0]
     small = Views(photo[:20, :20], photo[:20, :20], photo, photo)
     with pytest.raises(DataError, match=pair.id):
-        features.pair_cue_row(pair, small)
+        cv.pair_cue_row(pair, small)
 
 
 def test_hgb_member_is_antisymmetric():
@@ -98,7 +98,7 @@ def test_synthetic_cue_table_resumes_and_repeats(tmp_path):
     source = synthetic.SyntheticSource(train, DEMO_DIR)
     first = synthetic.synthetic_cue_table(source, 5, tmp_path, seed=3, chunk=2, workers=2, progress=False)
     assert len(first) == 5 and set(first["label"]) <= {0.0, 1.0}
-    assert set(pc.columns()) <= set(first.columns) and first.index.is_unique
+    assert set(pair_cues.columns()) <= set(first.columns) and first.index.is_unique
     chunks = sorted(tmp_path.glob("chunk_*.parquet"))
     assert len(chunks) == 3
     chunks[1].unlink()  # an interrupted build: one chunk missing

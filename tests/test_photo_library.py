@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from idiff_lib.benchmark import build, collect, library, photos
+from idiff_lib.demo_data import build, collect, library, photos
 from idiff_lib.core.errors import DataError, ParameterError
 
 

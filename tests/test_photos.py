@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from idiff_lib.benchmark import library, photos
+from idiff_lib.demo_data import library, photos
 from idiff_lib.core.errors import DataError, ParameterError
 
 

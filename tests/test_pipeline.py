@@ -14,11 +14,11 @@ import nbformat
 import pytest
 import yaml
 
-from idiff_lib.chain import runner as pipeline
+from idiff_lib.chain import context, runner
 from idiff_lib.chain.steps import STEP_SETTINGS
 from idiff_lib.core import paths
 from idiff_lib.core.errors import IdiffError, ParameterError
-from idiff_lib.core.settings import COMMON_PARAMS, PROFILES, StepSettings
+from idiff_lib.core.step_settings import COMMON_PARAMS, PROFILES, StepSettings
 
 
 def _notebook(path: Path, params: str, body: str) -> None:
@@ -62,7 +62,7 @@ REGISTRY = {"01_first": FirstSettings, "02_second": SecondSettings, "03_broken":
 @pytest.fixture(autouse=True)
 def fixed_code_fingerprint(monkeypatch):
     """The library's code is the same in every run of a test (other edits may land while it runs)."""
-    monkeypatch.setattr(pipeline, "_code_fingerprint", lambda: "code")
+    monkeypatch.setattr(runner, "_code_fingerprint", lambda: "code")
 
 
 @pytest.fixture
@@ -77,44 +77,44 @@ def write_toy_chain(tmp_path: Path) -> Path:
     (tmp_path / "data").mkdir()
     _notebook(nbs / "01_first.ipynb", COMMON + "value: int = 3  # the number\n", """
         from pathlib import Path
-        from idiff_lib.chain import runner as pipeline
-        ctx = pipeline.notebook_context(globals(), "01_first")
+        from idiff_lib.chain import context
+        ctx = context.notebook_context(globals(), "01_first")
         (ctx.step_dir / "value.txt").write_text(str(value))
-        pipeline.save_metrics(ctx.step_dir, {"value": value})
+        context.save_metrics(ctx.step_dir, {"value": value})
     """)
     _notebook(nbs / "02_second.ipynb", COMMON + "wait_s: float = 0.0  # how long to work\n", """
         import time
-        from idiff_lib.chain import runner as pipeline
-        ctx = pipeline.notebook_context(globals(), "02_second")
+        from idiff_lib.chain import context
+        ctx = context.notebook_context(globals(), "02_second")
         (ctx.step_dir / "started").write_text("yes")
         time.sleep(wait_s)
         value = int((ctx.upstream("01_first") / "value.txt").read_text())
-        pipeline.save_metrics(ctx.step_dir, {"double": 2 * value})
+        context.save_metrics(ctx.step_dir, {"double": 2 * value})
     """)
     return tmp_path
 
 
 def _run(chain: Path, **kw):
-    return pipeline.run_chain("cpu", chain / "data", chain / "run", notebooks_dir=chain / "notebooks",
+    return runner.run_chain("cpu", chain / "data", chain / "run", notebooks_dir=chain / "notebooks",
                               fig_dir=chain / "fig", log=lambda m: None, registry=REGISTRY, **kw)
 
 
 def test_chain_runs_then_skips(chain):
     assert [r.status for r in _run(chain)] == ["ran", "ran"]
-    assert pipeline.load_metrics(chain / "run", "02_second") == {"double": 6}
+    assert context.load_metrics(chain / "run", "02_second") == {"double": 6}
     for name in ("executed.ipynb", "params.yaml", "metrics.json", "step.json"):
         assert (chain / "run" / "01_first" / name).exists()
     assert [r.status for r in _run(chain)] == ["skipped", "skipped"]
     # a changed parameter reruns that step and everything after it
     assert [r.status for r in _run(chain, overrides={"value": 5})] == ["ran", "ran"]
-    assert pipeline.load_metrics(chain / "run", "02_second") == {"double": 10}
+    assert context.load_metrics(chain / "run", "02_second") == {"double": 10}
 
 
 def test_killed_step_resumes(chain):
     script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from test_pipeline import REGISTRY; "
-              f"from pathlib import Path; from idiff_lib.chain import runner as pipeline; "
-              f"pipeline._code_fingerprint = lambda: 'code'; "
-              f"pipeline.run_chain('cpu', Path({str(chain / 'data')!r}), Path({str(chain / 'run')!r}), "
+              f"from pathlib import Path; from idiff_lib.chain import runner; "
+              f"runner._code_fingerprint = lambda: 'code'; "
+              f"runner.run_chain('cpu', Path({str(chain / 'data')!r}), Path({str(chain / 'run')!r}), "
               f"notebooks_dir=Path({str(chain / 'notebooks')!r}), fig_dir=Path({str(chain / 'fig')!r}), "
               f"overrides={{'wait_s': 60.0}}, registry=REGISTRY)")
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
@@ -131,7 +131,7 @@ def test_killed_step_resumes(chain):
     results = _run(chain, overrides={"wait_s": 0.0})
     # 01 is unchanged and skipped; 02 (its parameter changed, and it never finished) runs
     assert [r.status for r in results] == ["skipped", "ran"]
-    assert pipeline.load_metrics(chain / "run", "02_second") == {"double": 6}
+    assert context.load_metrics(chain / "run", "02_second") == {"double": 6}
 
 
 def test_unknown_parameter_is_refused_before_any_step_runs(chain):
@@ -166,18 +166,18 @@ def test_params_yaml_records_every_setting(chain):
 
 def test_a_step_without_settings_class_is_named(chain):
     with pytest.raises(IdiffError, match="02_second has no settings class"):
-        pipeline.run_chain("cpu", chain / "data", chain / "run", notebooks_dir=chain / "notebooks",
+        runner.run_chain("cpu", chain / "data", chain / "run", notebooks_dir=chain / "notebooks",
                            log=lambda m: None, registry={"01_first": FirstSettings})
 
 
 def test_wrong_type_injected_by_hand_is_caught_in_the_notebook():
     with pytest.raises(ParameterError, match="'epochs' must be int"):
-        pipeline.notebook_context({"__annotations__": {"epochs": int}, "epochs": 1.5}, "02_x")
+        context.notebook_context({"__annotations__": {"epochs": int}, "epochs": 1.5}, "02_x")
 
 
 def test_failing_step_names_error_and_executed_copy(chain):
     _notebook(chain / "notebooks" / "03_broken.ipynb", COMMON, "raise RuntimeError('boom')\n")
-    with pytest.raises(pipeline.StepFailed, match=r"(?s)03_broken failed.*RuntimeError: boom.*executed.ipynb"):
+    with pytest.raises(runner.StepFailed, match=r"(?s)03_broken failed.*RuntimeError: boom.*executed.ipynb"):
         _run(chain)
 
 
@@ -190,10 +190,10 @@ def test_select_steps(chain):
 
 
 def test_parse_overrides():
-    assert pipeline.parse_overrides(["epochs=2", "lr=1e-4", "name=abc", "flag=true"]) == {
+    assert runner.parse_overrides(["epochs=2", "lr=1e-4", "name=abc", "flag=true"]) == {
         "epochs": 2, "lr": 1e-4, "name": "abc", "flag": True}
     with pytest.raises(ParameterError):
-        pipeline.parse_overrides(["epochs"])
+        runner.parse_overrides(["epochs"])
 
 
 def test_rerun_with_other_settings_clears_the_step_but_a_resume_keeps_it(chain):
@@ -213,11 +213,11 @@ def test_threads_are_applied_once_by_the_context(tmp_path):
     before = torch.get_num_threads()
     try:
         ns = {"__annotations__": {"threads": int, "run_dir": str}, "threads": 1, "run_dir": str(tmp_path)}
-        pipeline.notebook_context(ns, "02_x")
+        context.notebook_context(ns, "02_x")
         assert torch.get_num_threads() == 1
         torch.set_num_threads(2)
         ns["threads"] = 0  # 0 leaves torch's own choice
-        pipeline.notebook_context(ns, "02_x")
+        context.notebook_context(ns, "02_x")
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
@@ -229,12 +229,12 @@ def _parameters_cell(step: str) -> dict:
     return {n.target.id: ast.literal_eval(n.value) for n in ast.parse(cell.source).body if isinstance(n, ast.AnnAssign)}
 
 
-@pytest.mark.parametrize("step", pipeline.available_steps())
+@pytest.mark.parametrize("step", runner.available_steps())
 def test_every_notebook_has_a_settings_class(step):
     assert STEP_SETTINGS[step].STEP == step
 
 
-@pytest.mark.parametrize("step", pipeline.available_steps())
+@pytest.mark.parametrize("step", runner.available_steps())
 def test_parameters_cell_equals_the_settings_defaults(step):
     cell = _parameters_cell(step)
     defaults = STEP_SETTINGS[step]().as_dict()
@@ -243,7 +243,7 @@ def test_parameters_cell_equals_the_settings_defaults(step):
     assert set(COMMON_PARAMS) <= set(cell)
 
 
-@pytest.mark.parametrize("step", pipeline.available_steps())
+@pytest.mark.parametrize("step", runner.available_steps())
 @pytest.mark.parametrize("profile", PROFILES)
 def test_every_profile_builds_valid_settings(step, profile):
     cls = STEP_SETTINGS[step]
@@ -253,7 +253,7 @@ def test_every_profile_builds_valid_settings(step, profile):
     assert {k: getattr(settings, k) for k in overlay} == overlay
 
 
-@pytest.mark.parametrize("step", pipeline.available_steps())
+@pytest.mark.parametrize("step", runner.available_steps())
 def test_profile_yaml_has_no_cpu_values(step):
     path = paths.PROJ_ROOT / "idiff_lib" / "configs" / "profiles" / f"{step}.yaml"
     table = yaml.safe_load(path.read_text()) or {}

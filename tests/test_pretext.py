@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from answer_fixtures import make_pairs_file
-from idiff_lib.answer import network, pretext, synthetic
-from idiff_lib.answer.member_config import MemberConfig
-from idiff_lib.answer.splits import load_splits
-from idiff_lib.answer.training_photos import training_photos
+from answer_fixtures import bare_member, make_pairs_file
+from idiff_lib.answer.model import network
+from idiff_lib.answer.train import pretext, synthetic
+from idiff_lib.answer.model.member_config import MemberConfig
+from idiff_lib.answer.train.splits import load_splits
+from idiff_lib.answer.train.training_photos import training_photos
 
 
 
@@ -36,7 +37,7 @@ def test_training_photos_fall_back_to_the_better_rendition(train_split):
 
 
 def test_training_photos_use_catalogue_photos_named_in_meta(train_split, tmp_path):
-    from idiff_lib.benchmark import photos as catalogue
+    from idiff_lib.demo_data import photos as catalogue  # alias: 'photos' names photo lists here
     from idiff_lib.core import storage
 
     folder, split = train_split
@@ -62,7 +63,7 @@ def test_pretext_batch_labels(train_split):
 def test_pretrain_writes_a_backbone_that_members_load_and_resumes(train_split, tmp_path):
     folder, split = train_split
     photos = training_photos(split, folder)
-    cfg = MemberConfig(name="r", backbone="resnet10t", img_size=32, resize=40, local_resize=40)
+    cfg = bare_member(name="r", backbone="resnet10t", img_size=32, resize=40, local_resize=40)
     path = pretext.pretrain(cfg, photos, 2, tmp_path / "r.pt", batch=4, crop=32, save_every=1, progress=False)
     saved = torch.load(path, weights_only=True)["backbone"]
     member = network.build_model(MemberConfig(**{**cfg.to_dict(), "init": str(path)}))
@@ -77,7 +78,7 @@ def test_pretrain_writes_a_backbone_that_members_load_and_resumes(train_split, t
 def test_synthetic_stream_gives_fresh_labelled_items(train_split):
     folder, split = train_split
     factory = synthetic.synthetic_factory(split, folder)
-    cfg = MemberConfig(name="r", backbone="resnet10t", img_size=32, resize=40, local_resize=40)
+    cfg = bare_member(name="r", backbone="resnet10t", img_size=32, resize=40, local_resize=40)
     draw = factory(cfg)
     a = draw(3, np.random.default_rng(1))
     b = draw(3, np.random.default_rng(2))

@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from idiff_lib.answer import training
-from idiff_lib.answer.backbones import StatsPool, create_backbone, feature_dim, freeze_stages
-from idiff_lib.answer.member_config import MemberConfig
-from idiff_lib.answer.network import build_model
+from answer_fixtures import bare_member
+from idiff_lib.answer.train import training
+from idiff_lib.answer.model.backbones import StatsPool, create_backbone, feature_dim, freeze_stages
+from idiff_lib.answer.model.member_config import MemberConfig
+from idiff_lib.answer.model.network import build_model
 from idiff_lib.core.errors import ParameterError
 
 
 def _cfg(**kw) -> MemberConfig:
-    return MemberConfig(**{"name": "m", "backbone": "efficientnet_lite0", "img_size": 32, "resize": 32, **kw})
+    return bare_member(**{"name": "m", "backbone": "efficientnet_lite0", "img_size": 32, "resize": 32, **kw})
 
 
 def test_stats_pooling_gives_mean_and_std_of_four_stages():

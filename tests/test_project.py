@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from idiff_lib.core import layout, paths
-from idiff_lib.chain import runner as pipeline
+from idiff_lib.chain import runner
+from idiff_lib.core import step_settings
 
 ROOT = paths.PROJ_ROOT
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -56,16 +57,16 @@ def test_notebook_is_stripped_and_parameterised(path):
     assert "parameters" in params.metadata.get("tags", []), "first code cell must be tagged 'parameters'"
     annotated = [n.target.id for n in ast.parse(params.source).body if isinstance(n, ast.AnnAssign)]
     assert annotated, "parameters must carry type annotations"
-    assert sorted(pipeline.declared_params(path)) == sorted(annotated), \
+    assert sorted(runner.declared_params(path)) == sorted(annotated), \
         "papermill cannot read some parameter lines (a '=' inside a trailing comment breaks its parser)"
     for line in params.source.splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             assert "  # " in line, f"parameter without a comment saying why: {line}"
-    for name in pipeline.COMMON_PARAMS:
+    for name in step_settings.COMMON_PARAMS:
         assert name in annotated, f"missing common parameter {name}"
     source = "\n".join(c.source for c in code)
     step = re.search(r"notebook_context\(globals\(\), (layout\.\w+|\"[^\"]+\")\)", source)
-    assert step, "the cell after the parameters must call pipeline.notebook_context(globals(), <step>)"
+    assert step, "the cell after the parameters must call context.notebook_context(globals(), <step>)"
     name = step.group(1)
     assert (getattr(layout, name.split(".", 1)[1]) if name.startswith("layout.") else name.strip('"')) == path.stem
     assert "save_metrics(" in source
@@ -73,7 +74,7 @@ def test_notebook_is_stripped_and_parameterised(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_profiles_only_set_declared_parameters(path):
-    declared = pipeline.declared_params(path)
-    for profile in pipeline.PROFILES:
-        params = pipeline.step_params(path.stem, profile, {}, {})
+    declared = runner.declared_params(path)
+    for profile in step_settings.PROFILES:
+        params = runner.step_params(path.stem, profile, {}, {})
         assert set(params) <= set(declared), f"{profile}: not in the parameters cell: {set(params) - set(declared)}"

@@ -4,8 +4,9 @@ import pytest
 
 from idiff_lib.data import pairs
 from idiff_lib.core import ontology, paths
-from idiff_lib.thinking import prompts
-from idiff_lib.benchmark import references
+from idiff_lib.thinking.prompting import prompts
+from idiff_lib.core import vocabulary
+from idiff_lib.data import raim_rationales
 from idiff_lib.core.errors import DataError, ParameterError
 
 HEAD = ("<image><image>\nPlease compare the following image pairs. The first pair is the global view, "
@@ -84,12 +85,12 @@ def test_template_heading_maps_synonyms():
 def test_mined_templates_have_4_to_7_lines_covering_regions():
     texts = [("person", "Face Texture: a\nHair Sharpness: b\nFace Texture: c\nGlobal Noise: d"),
              ("scene", "Leaf Texture: a\nBackground Noise: b\nBackground Noise: c")]
-    voc = references.mine_vocabulary(texts)
+    voc = vocabulary.mine_vocabulary(texts)
     person, scene = voc.templates["person"], voc.templates["scene"]
     assert person[:3] == ("Face Texture", "Hair Sharpness", "Clothing Texture")
     assert scene[:4] == ("Background Noise", "Building Sharpness", "Vegetation Texture", "Edges Sharpness")
     for h in (person, scene):
-        assert references.MIN_LINES <= len(h) <= references.MAX_LINES - 1
+        assert vocabulary.MIN_LINES <= len(h) <= vocabulary.MAX_LINES - 1
 
 
 def test_committed_counts_are_the_public_raim_rationales_ones():
@@ -107,10 +108,10 @@ def test_committed_counts_are_the_public_raim_rationales_ones():
 def test_counts_file_round_trips_and_holds_no_sentence(tmp_path):
     if paths.raim_dir() is None:
         pytest.skip("the public RAIM-PIQA rationales are not available")
-    out = references.remine_raim_vocabulary(paths.raim_dir(), tmp_path / "counts.json")
-    assert out.read_text() == references.RAIM_VOCABULARY_FILE.read_text()
-    stored = references.RAIM_VOCABULARY_FILE.read_text(encoding="utf-8").lower()
-    for line in references.raim_lines(paths.raim_dir()):
+    out = raim_rationales.remine_raim_vocabulary(paths.raim_dir(), tmp_path / "counts.json")
+    assert out.read_text() == vocabulary.RAIM_VOCABULARY_FILE.read_text()
+    stored = vocabulary.RAIM_VOCABULARY_FILE.read_text(encoding="utf-8").lower()
+    for line in raim_rationales.raim_lines(paths.raim_dir()):
         body = line.split(":", 1)[-1].strip().lower()
         assert len(body) < 40 or body not in stored
 
@@ -128,11 +129,10 @@ def test_nothing_outside_the_repository_is_read_by_default(monkeypatch):
     def refuse(folder):
         raise AssertionError(f"read {folder}")
 
-    monkeypatch.setattr(references, "raim_texts", refuse)
-    monkeypatch.setattr(references, "raim_vocabulary", references.raim_vocabulary.__wrapped__)
+    monkeypatch.setattr(raim_rationales, "raim_texts", refuse)
     prompts_vocabulary = prompts.load_vocabulary()
     assert prompts_vocabulary.templates["person"]
-    from idiff_lib.thinking.tiny import rationale_corpus
+    from idiff_lib.thinking.model.tiny import rationale_corpus
 
     labelled = [pairs.make_pair(["p_001_merged_c0.jpg", "p_001_merged_c1.jpg"],
                                 pairs.format_completion("Face Noise: Image A is noisier.", "B"))]

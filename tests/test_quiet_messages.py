@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from idiff_lib.core.quiet import DropMessages, drop_log_messages
-from idiff_lib.thinking import checkpoints
+from idiff_lib.thinking.model import checkpoints
 
 BNB_LOGGER = "bitsandbytes.backends.cpu.ops"
 BNB_KERNEL = ("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure you already "
@@ -41,7 +41,7 @@ def test_the_thinking_room_drops_the_bitsandbytes_kernel_message(caplog):
 def test_lora_wraps_without_the_deprecated_flags_warning():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from idiff_lib.thinking.lora import LoraSettings, apply_lora
+    from idiff_lib.thinking.model.lora import LoraSettings, apply_lora
 
     model = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                          num_attention_heads=2, num_key_value_heads=2))
@@ -52,7 +52,7 @@ def test_lora_wraps_without_the_deprecated_flags_warning():
 
 
 def test_agreement_of_a_constant_member_is_zero_without_a_warning():
-    from idiff_lib.answer import analysis
+    from idiff_lib.answer.runs import analysis
 
     probs = np.array([[0.5, 0.9], [0.5, 0.2], [0.5, 0.7]])  # the first member never moves
     with warnings.catch_warnings():
@@ -63,7 +63,7 @@ def test_agreement_of_a_constant_member_is_zero_without_a_warning():
 
 def test_hugging_face_bars_are_off_only_where_progress_is_off(monkeypatch):
     from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # alias: not the standard library's logging
 
     from idiff_lib.core import progress
 
@@ -85,7 +85,7 @@ def test_loading_a_saved_adapter_drops_only_the_deprecated_flags_warning(tmp_pat
     from peft import PeftModel
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from idiff_lib.thinking.lora import LoraSettings, apply_lora, peft_reads_old_flag
+    from idiff_lib.thinking.model.lora import LoraSettings, apply_lora, peft_reads_old_flag
 
     def base():
         torch.manual_seed(0)

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from idiff_lib.data import pairs
-from idiff_lib.thinking import prompts
-from idiff_lib.thinking.encoding import IGNORE_INDEX, examples_for
-from idiff_lib.thinking.generation import model_writer
-from idiff_lib.thinking.lora import LoraSettings, apply_lora, lora_target_modules
-from idiff_lib.thinking.evaluation import format_ok
-from idiff_lib.thinking.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, rationale_corpus, train_tokenizer
-from idiff_lib.thinking.training import TrainSettings, train
+from idiff_lib.thinking.prompting import prompts
+from idiff_lib.thinking.train.encoding import IGNORE_INDEX, examples_for
+from idiff_lib.thinking.decode.generation import model_writer
+from idiff_lib.thinking.model.lora import LoraSettings, apply_lora, lora_target_modules
+from idiff_lib.thinking.decode.evaluation import format_ok
+from idiff_lib.thinking.model.tiny import CHAT_TEMPLATE, SPECIAL_TOKENS, rationale_corpus, train_tokenizer
+from idiff_lib.thinking.train.training import TrainSettings, train
 from test_thinking_model import make_pairs
 
 MAX_PIXELS = 32 * 32 * 8  # 32 px per visual token after the 2 x 2 merge of 16 px patches: 8 tokens per image
@@ -72,8 +72,8 @@ def test_tiny_qwen3_vl_encodes_trains_with_lora_generates_and_reloads(labelled, 
     assert (item["labels"][0][item["input_ids"][0] == processor.image_token_id] == IGNORE_INDEX).all()
 
     # the training step's trim to the labelled tail (`training.loss_inputs`) keeps Qwen3-VL's loss
-    from idiff_lib.thinking.encoding import collate
-    from idiff_lib.thinking.training import loss_inputs
+    from idiff_lib.thinking.train.encoding import collate
+    from idiff_lib.thinking.train.training import loss_inputs
 
     batch = collate([{k: v for k, v in ex.items() if k != "id"} for ex in examples[:2]], tokenizer.pad_token_id)
     with torch.no_grad():

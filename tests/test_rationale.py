@@ -6,7 +6,7 @@ import pytest
 
 from idiff_lib.core import paths
 from idiff_lib.core import ontology
-from idiff_lib.scoring import parser as R
+from idiff_lib.scoring import parser
 from idiff_lib.scoring import verdicts
 from idiff_lib.data.pairs import read_pairs
 
@@ -35,30 +35,30 @@ def test_normalise_heading(heading, regions, attributes):
 
 
 def test_parse_line_fields_and_defaults():
-    a = R.parse_line("Face Texture: Image A (Left) keeps fine pores, while Image B (Right) looks waxy.")
+    a = parser.parse_line("Face Texture: Image A (Left) keeps fine pores, while Image B (Right) looks waxy.")
     assert (a.region, a.attribute, a.verdict) == ("face", "texture", "A")
     assert a.heading == "Face Texture" and a.text.startswith("Image A") and a.known
     # Region only: the attribute is read from the sentence; attribute only: the region is global.
-    hair = R.parse_line("Hair: Image B shows heavy smearing in the strands; Image A keeps them.")
+    hair = parser.parse_line("Hair: Image B shows heavy smearing in the strands; Image A keeps them.")
     assert (hair.region, hair.attribute, hair.attribute_source, hair.verdict) == ("hair", "artifacts", "text", "A")
-    noise = R.parse_line("Noise: Image A displays heavy, coarse noise, while Image B is cleaner.")
+    noise = parser.parse_line("Noise: Image A displays heavy, coarse noise, while Image B is cleaner.")
     assert (noise.region, noise.attribute, noise.verdict) == ("global", "noise", "B")
     # A bare "Global:" is the overall judgement.
-    assert R.parse_line("Global: Image A looks better overall.").attribute == "overall"
+    assert parser.parse_line("Global: Image A looks better overall.").attribute == "overall"
     # Bullets, numbering and markdown bold are tolerated.
     for line in ("- Face Sharpness: Image B is sharper.", "2. **Face Sharpness**: Image B is sharper."):
-        a = R.parse_line(line)
+        a = parser.parse_line(line)
         assert (a.region, a.attribute, a.verdict) == ("face", "sharpness", "B")
-    multi = R.parse_line("Face, Hair: Image B shows smearing, Image A does not.")
+    multi = parser.parse_line("Face, Hair: Image B shows smearing, Image A does not.")
     assert multi.keys == {("face", "artifacts"), ("hair", "artifacts")} and multi.verdict == "A"
-    vague = R.parse_line("Face, Hair: Image A is cleaner than Image B.")
+    vague = parser.parse_line("Face, Hair: Image A is cleaner than Image B.")
     assert (vague.attribute, vague.attribute_source, vague.known) == ("overall", "default", False)
 
 
 @pytest.mark.parametrize("line", ["", "   ", "Image A is better.", "no heading here",
                                   "This is a very long sentence that happens to hold a colon somewhere: yes"])
 def test_lines_without_heading_are_none(line):
-    assert R.parse_line(line) is None
+    assert parser.parse_line(line) is None
 
 
 @pytest.mark.parametrize("text, verdict", [
@@ -90,20 +90,20 @@ def test_read_verdict(text, verdict):
 def test_parse_rationale_accepts_a_whole_completion():
     text = ("<thinking>\nFace Texture: Image A (Left) is richer.\nnot an aspect line\n"
             "Global Noise: Image B (Right) is noisier.\n</thinking>\n<answer>A</answer>")
-    aspects = R.parse_rationale(text)
+    aspects = parser.parse_rationale(text)
     assert [a.key for a in aspects] == [("face", "texture"), ("global", "noise")]
     assert [a.verdict for a in aspects] == ["A", "A"]
-    assert R.unparsed_lines(text) == ["not an aspect line"]
-    assert R.overall_verdict(aspects) == "A"
-    assert R.parse_rationale("") == [] and R.parse_rationale(None) == []
+    assert parser.unparsed_lines(text) == ["not an aspect line"]
+    assert parser.overall_verdict(aspects) == "A"
+    assert parser.parse_rationale("") == [] and parser.parse_rationale(None) == []
 
 
 def test_overall_verdict_prefers_a_conclusion_line():
-    aspects = R.parse_rationale("Face Texture: Image A is sharper.\nHair Noise: Image A is cleaner.\n"
+    aspects = parser.parse_rationale("Face Texture: Image A is sharper.\nHair Noise: Image A is cleaner.\n"
                                 "Global Overall: Image B is preferred overall.")
-    assert R.overall_verdict(aspects) == "B"
-    tie = R.parse_rationale("Face Texture: Image A is sharper.\nHair Noise: Image B is cleaner.")
-    assert R.overall_verdict(tie) is None
+    assert parser.overall_verdict(aspects) == "B"
+    tie = parser.parse_rationale("Face Texture: Image A is sharper.\nHair Noise: Image B is cleaner.")
+    assert parser.overall_verdict(tie) is None
 
 
 def test_parsed_names_come_from_the_ontology():
@@ -111,7 +111,7 @@ def test_parsed_names_come_from_the_ontology():
             "Background [Noise]: Image B is noisier than Image A.\n"
             "Global Colour: both images are similar.\n"
             "Global Overall: Image A is better overall.")
-    aspects = R.parse_rationale(text)
+    aspects = parser.parse_rationale(text)
     assert [a.key for a in aspects] == [("face", "texture"), ("background", "noise"), ("global", "color"),
                                         ("global", "overall")]
     for a in aspects:
@@ -129,7 +129,7 @@ def _real_pairs():
 def test_coverage_of_the_real_rationales():
     """Target of issue 7: >= 95% of the real lines get a known region and attribute."""
     pairs = _real_pairs()
-    report = R.coverage(p.thinking for p in pairs)
+    report = parser.coverage(p.thinking for p in pairs)
     assert report.lines > 250
     assert report.known_fraction >= 0.95, report.unknown
     # Almost every real line states a preference or a similarity.
@@ -139,7 +139,7 @@ def test_coverage_of_the_real_rationales():
 def test_real_rationales_mostly_agree_with_their_answers():
     """A proxy for the verdict reader: the experts' rationales favour the answer they chose."""
     pairs = _real_pairs()
-    agree = sum(R.overall_verdict(R.parse_rationale(p.thinking)) == p.answer for p in pairs)
+    agree = sum(parser.overall_verdict(parser.parse_rationale(p.thinking)) == p.answer for p in pairs)
     assert agree / len(pairs) >= 0.85
 
 
@@ -174,10 +174,10 @@ def test_verdicts_against_hand_labels(labels, minimum):
     right = 0
     for key, verdict in labels.items():
         pid, index = key.split(":")
-        aspect = R.parse_line(pairs[pid].thinking.splitlines()[int(index)])
+        aspect = parser.parse_line(pairs[pid].thinking.splitlines()[int(index)])
         right += aspect.verdict == verdict
     assert right / len(labels) >= minimum
     ab = {k: v for k, v in labels.items() if v in ("A", "B")}
-    ab_right = sum(R.parse_line(pairs[k.split(":")[0]].thinking.splitlines()[int(k.split(":")[1])]).verdict == v
+    ab_right = sum(parser.parse_line(pairs[k.split(":")[0]].thinking.splitlines()[int(k.split(":")[1])]).verdict == v
                    for k, v in ab.items())
     assert ab_right / len(ab) >= 0.95

@@ -16,12 +16,12 @@ import pytest
 from idiff_lib.data.pairs import read_pairs
 from idiff_lib.features import pair_cues
 from idiff_lib.features.table import cue_glossary
-from idiff_lib.report import answer_figures as af
+from idiff_lib.report import answer_figures
 from idiff_lib.report import (
     explore,
     ladder_plot,
 )
-from idiff_lib.report import html_report as report
+from idiff_lib.report import html_report
 
 
 def _ladder() -> pd.DataFrame:
@@ -55,7 +55,7 @@ def _ensembler_table(accs: dict[str, float], members: dict[str, float], n: int =
 
 
 def test_ensemble_legend_sits_off_the_bars():
-    fig = af.plot_ensemblers(_ensembler_table({"equal": 0.6, "stacked": 0.7}, {"resnet10t": 0.5, "features": 0.7}))
+    fig = answer_figures.plot_ensemblers(_ensembler_table({"equal": 0.6, "stacked": 0.7}, {"resnet10t": 0.5, "features": 0.7}))
     fig.canvas.draw()
     ax = fig.axes[0]
     legend = ax.get_legend().get_window_extent()
@@ -66,7 +66,7 @@ def test_ensemble_bars_start_at_zero_with_chance_and_intervals_and_labels_apart(
     """Issue 28: 04's ensemble comparison had no intervals and overlapping labels."""
     names = {"equal": 0.6, "weighted": 0.62, "stacked": 0.7}
     members = {"tf_efficientnet_lite0_views": 0.55, "resnet10t (random) features": 0.5, "feature member": 0.66}
-    fig = af.plot_ensemblers(_ensembler_table(names, members))
+    fig = answer_figures.plot_ensemblers(_ensembler_table(names, members))
     fig.canvas.draw()
     ax = fig.axes[0]
     assert ax.get_xlim()[0] == 0 and any(np.allclose(line.get_xdata(), 0.5) for line in ax.get_lines())
@@ -80,7 +80,7 @@ def test_training_curves_one_panel_per_member_with_the_chance_loss():
     curves = pd.DataFrame([{"member": m, "epoch": e, "metric": k, "value": v}
                            for m in ("a", "b", "c") for e in (1, 2)
                            for k, v in (("train_loss", 0.7), ("val_loss", 0.69), ("train_acc", 0.5), ("val_acc", 0.5))])
-    fig = af.plot_curves(curves)
+    fig = answer_figures.plot_curves(curves)
     assert len(fig.axes) == 6 and [ax.get_title() for ax in fig.axes[:3]] == ["a", "b", "c"]
     loss_axis = fig.axes[0]
     assert any(np.allclose(line.get_ydata(), math.log(2)) for line in loss_axis.get_lines())
@@ -91,7 +91,7 @@ def test_training_curves_of_many_members_wrap_onto_a_grid():
     names = [f"m{k}" for k in range(11)]
     curves = pd.DataFrame([{"member": m, "epoch": 1, "metric": k, "value": 0.6} for m in names
                            for k in ("train_loss", "val_loss", "train_acc", "val_acc")])
-    fig = af.plot_curves(curves)
+    fig = answer_figures.plot_curves(curves)
     titled = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in titled] == names and len(fig.axes) == 2 * len(names), "no empty panel left"
     assert fig.get_size_inches()[0] < 13 and len({round(ax.get_position().y0, 3) for ax in titled}) == 3
@@ -104,7 +104,7 @@ def test_every_pair_cue_has_a_glossary_line_and_the_figure_shows_it():
     assert table.loc[0, "view"] == "global view" and "Laplacian" in table["meaning"].iloc[-2]
     frame = pd.DataFrame({"feature": ["pair.y_mean_shift.global.diff", "pair.y1_gain_edges.local.diff"],
                           "importance": [0.1, 0.2], "std": [0.01, 0.02]})
-    fig = af.plot_importances(frame)
+    fig = answer_figures.plot_importances(frame)
     text = "\n".join(t.get_text() for t in fig.texts)
     assert pair_cues.GLOSSARY["y_mean_shift"] in text and pair_cues.GLOSSARY["y1_gain_edges"] in text
 
@@ -162,7 +162,7 @@ def test_heading_fraction_sentence_reads_the_table(pair_folder):
 
 
 def test_committed_vocabulary_records_how_many_rationales_it_counted():
-    from idiff_lib.benchmark.references import mine_vocabulary, raim_vocabulary
+    from idiff_lib.core.vocabulary import mine_vocabulary, raim_vocabulary
 
     assert raim_vocabulary().n_texts == 100  # the committed counts come from the 100 public rationales
     mined = mine_vocabulary([("person", "Face Noise: A is cleaner."), ("scene", "Global Overall: B.")])
@@ -174,7 +174,7 @@ def test_html_report_names_its_own_step_this_report(tmp_path):
     (run / "05_score_rationales").mkdir(parents=True)
     (run / "05_score_rationales" / "step.json").write_text(json.dumps({"seconds": 3}))
     (run / "06_report_figures").mkdir()
-    index = report.build_html_report(run, run / "06_report_figures" / "html")
+    index = html_report.build_html_report(run, run / "06_report_figures" / "html")
     text = index.read_text()
     assert "this report" in text and "not finished" not in text
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from idiff_lib import cli
-from idiff_lib.chain import folders, runner
+from idiff_lib.chain import context, folders, runner
 from idiff_lib.chain.status import chain_status
 from idiff_lib.chain.steps import STEP_SETTINGS
 from idiff_lib.core import layout
 from idiff_lib.core.errors import DataError, ParameterError
-from idiff_lib.core.settings import CHAIN_FLAGS, check_type
+from idiff_lib.core.step_settings import CHAIN_FLAGS, check_type
 
 TESTS = Path(__file__).parent
 
@@ -280,7 +280,7 @@ def test_prune_keeps_the_newest_per_step_and_says_what_it_freed(tmp_path, capsys
 
 
 def test_a_run_reports_superseded_folders_but_never_deletes_them(tmp_path, monkeypatch, capsys):
-    import idiff_lib.cli.run as cmd
+    import idiff_lib.cli.run as cmd  # alias: the command module under test
 
     run_dir = tmp_path / "run"
     _superseded(run_dir, {f"01_a-{s}": 10 for s in STAMPS})
@@ -320,14 +320,14 @@ def test_a_damaged_metrics_json_names_the_file_and_the_step_to_rerun(chain):
     metrics = chain / "run" / "01_first" / layout.METRICS_FILE
     metrics.write_text('{"value": 3')  # cut short
     with pytest.raises(DataError) as err:
-        runner.load_metrics(chain / "run", "01_first")
+        context.load_metrics(chain / "run", "01_first")
     assert str(metrics) in str(err.value) and "not valid JSON" in str(err.value)
     assert "idiff run --from 01_first" in str(err.value)
     first, second = _status(chain)
     assert first.state == "out of date" and "idiff run --from 01_first" in first.line()
     assert second.state == "up to date"
     assert [r.status for r in _run(chain)] == ["ran", "skipped"]  # a run redoes the damaged step
-    assert runner.load_metrics(chain / "run", "01_first") == {"value": 3}
+    assert context.load_metrics(chain / "run", "01_first") == {"value": 3}
 
 
 def test_metrics_that_are_not_an_object_are_refused(chain, tmp_path):
@@ -335,10 +335,10 @@ def test_metrics_that_are_not_an_object_are_refused(chain, tmp_path):
     step.mkdir(parents=True)
     (step / layout.METRICS_FILE).write_text("[1, 2]")
     with pytest.raises(DataError, match="not a JSON object"):
-        runner.load_metrics(tmp_path / "run2", "01_first")
+        context.load_metrics(tmp_path / "run2", "01_first")
     (step / layout.METRICS_FILE).write_bytes(b"\xff\xfe")
     with pytest.raises(DataError, match="not valid JSON"):
-        runner.load_metrics(tmp_path / "run2", "01_first")
+        context.load_metrics(tmp_path / "run2", "01_first")
 
 
 # --------------------------------------------------------------------------- 8. the code fingerprint
@@ -402,7 +402,7 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 from test_pipeline import REGISTRY
 import idiff_lib.cli.run as cmd
-from idiff_lib.chain import folders, runner
+from idiff_lib.chain import context, folders, runner
 runner._code_fingerprint = lambda: "code"
 cmd.run_chain = functools.partial(runner.run_chain, notebooks_dir=Path({nbs!r}), registry=REGISTRY)
 from idiff_lib.cli import main

@@ -12,7 +12,7 @@ import sacrebleu
 from rouge_score import rouge_scorer
 
 from idiff_lib.core import paths
-from idiff_lib.cli import score as score_cli
+from idiff_lib.cli import score
 from idiff_lib.scoring import combined, predictions, rewards, scorers, stats, text_metrics
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import make_pair, read_pairs
@@ -248,7 +248,7 @@ def test_cli_writes_scores_and_per_sample(tmp_path):
     pred_file.write_text("".join(json.dumps({"id": r.id, "completion": _completion(HYPS[i], "A")}) + "\n"
                                  for i, r in enumerate(refs)))
     parser = argparse.ArgumentParser()
-    score_cli.add_cli(parser.add_subparsers())
+    score.add_cli(parser.add_subparsers())
     out = tmp_path / "out"
     args = parser.parse_args(["score", "--pred", str(pred_file), "--ref", str(ref_file), "--out", str(out),
                               "--no-semantic", "--bootstrap", "50", "--weights", "accuracy=1"])

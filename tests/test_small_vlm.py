@@ -10,12 +10,12 @@ from PIL import Image
 
 from answer_fixtures import drop_chat_template
 from idiff_lib.core.errors import DataError, ParameterError
-from idiff_lib.thinking import small_vlm
-from idiff_lib.thinking.small_vlm_build import build_small_vlm
-from idiff_lib.thinking.checkpoints import load_model
-from idiff_lib.thinking.lora import LoraSettings, apply_lora
-from idiff_lib.thinking.small_vlm_processor import SmallVlmProcessor
-from idiff_lib.thinking.tiny import train_tokenizer
+from idiff_lib.thinking.model import small_vlm
+from idiff_lib.thinking.model.small_vlm_build import build_small_vlm
+from idiff_lib.thinking.model.checkpoints import load_model
+from idiff_lib.thinking.model.lora import LoraSettings, apply_lora
+from idiff_lib.thinking.model.small_vlm_processor import SmallVlmProcessor
+from idiff_lib.thinking.model.tiny import train_tokenizer
 
 GRID = 2
 MESSAGES = [{"role": "system", "content": [{"type": "text", "text": "You compare two photos."}]},
@@ -66,7 +66,7 @@ def test_processor_expands_each_image_to_its_tokens(tiny_vlm):
 
 
 def test_training_loss_runs_the_lm_head_on_the_labelled_tail_only(tiny_vlm):
-    from idiff_lib.thinking.training import labelled_tail, loss_inputs
+    from idiff_lib.thinking.train.training import labelled_tail, loss_inputs
 
     model, processor = tiny_vlm
     batch = {**_batch(processor)}
@@ -89,8 +89,8 @@ def test_view_mode_gives_each_half_its_own_marked_block(tiny_vlm, tmp_path):
     from idiff_lib.core import paths
     from idiff_lib.data import pairs
     from idiff_lib.data.views import load_views
-    from idiff_lib.thinking import prompts
-    from idiff_lib.thinking.encoding import SWAP_SUFFIX, encode, load_images, swapped_pair
+    from idiff_lib.thinking.prompting import prompts
+    from idiff_lib.thinking.train.encoding import SWAP_SUFFIX, encode, load_images, swapped_pair
 
     model, processor = tiny_vlm
     lm, tok = _tiny_parts()
@@ -195,7 +195,7 @@ def test_generate_feeds_one_new_token_per_step_through_the_cache(tiny_vlm):
 
 
 def test_left_padded_batch_generates_as_each_prompt_alone(tiny_vlm):
-    from idiff_lib.thinking.encoding import collate
+    from idiff_lib.thinking.train.encoding import collate
 
     model, processor = tiny_vlm
     items = []
@@ -255,8 +255,8 @@ def _installed(name):
 def test_build_real_small_vlm_and_generate_for_a_demo_pair(tmp_path):
     from idiff_lib.core import paths
     from idiff_lib.data import pairs
-    from idiff_lib.thinking import prompts
-    from idiff_lib.thinking.encoding import encode, load_images
+    from idiff_lib.thinking.prompting import prompts
+    from idiff_lib.thinking.train.encoding import encode, load_images
 
     folder = build_small_vlm(tmp_path / "vlm", online=False)
     model, processor = load_model(str(folder), device="cpu")
@@ -272,7 +272,7 @@ def test_build_real_small_vlm_and_generate_for_a_demo_pair(tmp_path):
 
 
 def test_prepare_model_builds_the_small_vlm_once_in_the_run_folder(tiny_vlm, tmp_path, monkeypatch):
-    from idiff_lib.thinking import run
+    from idiff_lib.thinking.train import run
 
     model, processor = tiny_vlm
     calls = []
@@ -304,7 +304,7 @@ def test_prepare_model_builds_the_small_vlm_once_in_the_run_folder(tiny_vlm, tmp
 
 
 def test_build_without_the_language_model_wheel_names_the_package(tmp_path, monkeypatch):
-    from idiff_lib.thinking import language_models
+    from idiff_lib.thinking.model import language_models
 
     def missing(name):
         raise importlib.metadata.PackageNotFoundError(name)

@@ -9,7 +9,7 @@ from pathlib import Path
 import conftest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import suite_durations as durations_script
+import suite_durations
 
 
 def test_a_junit_report_becomes_node_ids_and_seconds(tmp_path):
@@ -19,7 +19,7 @@ def test_a_junit_report_becomes_node_ids_and_seconds(tmp_path):
                       '<testcase classname="tests.test_chain" name="test_two[a-b 1,000]" time="61.7"/>'
                       "</testsuite></testsuites>")
     out = tmp_path / "durations.json"
-    assert durations_script.main([str(report), "--out", str(out)]) == 0
+    assert suite_durations.main([str(report), "--out", str(out)]) == 0
     tests = json.loads(out.read_text())["tests"]
     assert tests == {"tests/test_views.py::test_one": 0.01, "tests/test_chain.py::test_two[a-b 1,000]": 61.7}
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from idiff_lib.benchmark import references as templates
+from idiff_lib.core.vocabulary import Comparison, mine_lines, raim_vocabulary, write_line, write_rationale
+from idiff_lib.data.raim_rationales import mine_raim_folder, raim_lines
 from idiff_lib.core import ontology
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import parse_completion
@@ -16,7 +17,7 @@ COMPARISONS = [("Face", "Texture", "A", 0.5, "denoise_smear"), ("Global", "Noise
 
 
 def test_mining_the_public_rationales(raim_dir):
-    vocab = templates.mine_raim_folder(raim_dir)
+    vocab = mine_raim_folder(raim_dir)
     assert vocab.source != "fallback" and vocab.n_lines > 200
     assert vocab.headings["Global Sharpness"] > 10
     assert sum(vocab.counts["side"].values()) > 100
@@ -25,16 +26,16 @@ def test_mining_the_public_rationales(raim_dir):
 
 
 def test_the_committed_counts_write_without_the_public_rationales(tmp_path):
-    vocab = templates.raim_vocabulary()
+    vocab = raim_vocabulary()
     assert vocab.n_lines > 0
-    text = templates.write_rationale("person", COMPARISONS, "A", 0, vocabulary=vocab)
+    text = write_rationale("person", COMPARISONS, "A", 0, vocabulary=vocab)
     assert parse_completion(text).answer == "A"
     with pytest.raises(DataError, match="train_sft_1536.jsonl"):
-        templates.mine_raim_folder(tmp_path)
+        mine_raim_folder(tmp_path)
 
 
 def test_mine_lines_classifies_shapes():
-    vocab = templates.mine_lines([
+    vocab = mine_lines([
         "Face Noise: Image A (Left) is cleaner, while Image B (Right) shows heavy noise.",
         "Hair Texture: Image B/Right suffers from smearing, whereas Image A/Left keeps detail.",
         "Global Sharpness: Both images show similar clarity.",
@@ -53,7 +54,7 @@ def test_rationale_shape_and_agreement(seed):
     comps = [(str(rng.choice(regions)), str(rng.choice(ontology.REFERENCE_ATTRIBUTES)), str(rng.choice(["A", "B", "similar"])),
               float(rng.uniform(0, 1))) for _ in range(int(rng.integers(1, 9)))]
     comps.append(("Global", "Sharpness", answer, 0.3))
-    parsed = parse_completion(templates.write_rationale(category, comps, answer, rng))
+    parsed = parse_completion(write_rationale(category, comps, answer, rng))
     assert parsed.answer == answer and not parsed.problems
     lines = parsed.lines
     assert 4 <= len(lines) <= 7
@@ -64,13 +65,13 @@ def test_rationale_shape_and_agreement(seed):
 
 
 def test_line_verdicts_read_back_with_the_rationale_parser():
-    vocab = templates.raim_vocabulary()
+    vocab = raim_vocabulary()
     agree = total = 0
     for seed in range(40):
         rng = np.random.default_rng(seed)
-        for c in (templates.Comparison("Face", "Texture", "A", 0.4, "denoise_smear"),
-                  templates.Comparison("Global", "Noise", "B", 0.2, "luma_noise")):
-            line = templates.write_line(c, vocab, "paren", rng)
+        for c in (Comparison("Face", "Texture", "A", 0.4, "denoise_smear"),
+                  Comparison("Global", "Noise", "B", 0.2, "luma_noise")):
+            line = write_line(c, vocab, "paren", rng)
             verdict, _ = read_verdict(line.split(":", 1)[1])
             agree += verdict == c.verdict
             total += 1
@@ -78,19 +79,19 @@ def test_line_verdicts_read_back_with_the_rationale_parser():
 
 
 def test_no_public_sentence_is_copied(raim_dir):
-    public = {ln.split(":", 1)[-1].strip().lower() for ln in templates.raim_lines(raim_dir)}
+    public = {ln.split(":", 1)[-1].strip().lower() for ln in raim_lines(raim_dir)}
     for seed in range(30):
-        text = templates.write_rationale("person", COMPARISONS, "A", seed)
+        text = write_rationale("person", COMPARISONS, "A", seed)
         for line in parse_completion(text).lines:
             assert line.split(":", 1)[-1].strip().lower() not in public
 
 
 def test_bad_inputs_are_refused():
     with pytest.raises(ParameterError, match="not a scene region"):
-        templates.write_rationale("scene", [("Face", "Texture", "A", 0.3)], "A", 0)
+        write_rationale("scene", [("Face", "Texture", "A", 0.3)], "A", 0)
     with pytest.raises(ParameterError, match="attribute"):
-        templates.write_rationale("person", [("Face", "Colour", "A", 0.3)], "A", 0)
+        write_rationale("person", [("Face", "Colour", "A", 0.3)], "A", 0)
     with pytest.raises(ParameterError, match="answer"):
-        templates.write_rationale("person", [("Face", "Texture", "A", 0.3)], "C", 0)
+        write_rationale("person", [("Face", "Texture", "A", 0.3)], "C", 0)
     with pytest.raises(ParameterError, match="favours the answer"):
-        templates.write_rationale("person", [("Face", "Texture", "B", 0.3)], "A", 0)
+        write_rationale("person", [("Face", "Texture", "B", 0.3)], "A", 0)

@@ -9,18 +9,18 @@ from idiff_lib.cli.think import _cues_arg, cue_sources_arg
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import read_pairs
-from idiff_lib.features import iqa as Q
-from idiff_lib.thinking import prompts
-from idiff_lib.thinking.side_inputs import iqa_sources_of, iqa_sources_text
+from idiff_lib.features import iqa
+from idiff_lib.thinking.prompting import prompts
+from idiff_lib.thinking.prompting.side_inputs import iqa_sources_of, iqa_sources_text
 
-NO_WEIGHTS = "PIQE (" + ", ".join(m.upper() if len(m) <= 6 else m for m in Q.LEARNED_METRICS) + ": no weights)"
+NO_WEIGHTS = "PIQE (" + ", ".join(m.upper() if len(m) <= 6 else m for m in iqa.LEARNED_METRICS) + ": no weights)"
 
 
 @pytest.fixture
 def no_learned_weights(tmp_path, monkeypatch):
     """An empty torch hub and no Hub downloads: the learned IQA metrics are left out, PIQE runs."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(Q, "default_weights_dir", lambda: tmp_path / "no_weights")
+    monkeypatch.setattr(iqa, "default_weights_dir", lambda: tmp_path / "no_weights")
 
 
 def test_cues_file_reads_back_and_s3_prompts_name_the_iqa_sources(pair_folder, tmp_path, no_learned_weights, capsys):
@@ -105,7 +105,7 @@ def test_notebook_cues_say_the_left_out_metrics_in_the_note_not_as_warnings(pair
     """Notebook 03 (warn_left_out=False): one note line names what was left out; no warning reaches the student."""
     import warnings
 
-    from idiff_lib.thinking.side_inputs import feature_cues
+    from idiff_lib.thinking.prompting.side_inputs import feature_cues
 
     pairs = read_pairs(pair_folder / "pairs.jsonl")
     with warnings.catch_warnings(record=True) as caught:

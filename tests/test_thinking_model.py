@@ -12,21 +12,21 @@ import pytest
 import torch
 from PIL import Image
 
-from idiff_lib.benchmark import references
+from idiff_lib.core.vocabulary import MAX_LINES, MIN_LINES
 from idiff_lib.data import pairs
-from idiff_lib.thinking import prompts
+from idiff_lib.thinking.prompting import prompts
 from idiff_lib.core import storage
-from idiff_lib.thinking import template_baseline as template_writer
-from idiff_lib.thinking.checkpoints import load_model, resolve_checkpoint
-from idiff_lib.thinking.encoding import (IGNORE_INDEX, SWAP_SUFFIX, encode, examples_for, load_images, swap_sides_text,
+from idiff_lib.thinking.prompting import template_baseline
+from idiff_lib.thinking.model.checkpoints import load_model, resolve_checkpoint
+from idiff_lib.thinking.train.encoding import (IGNORE_INDEX, SWAP_SUFFIX, encode, examples_for, load_images, swap_sides_text,
                                          swapped_pair, target_text)
-from idiff_lib.thinking.evaluation import format_ok, score_completions
-from idiff_lib.thinking.generation import finish_completion, ladder_stage, model_writer, write_rationales
-from idiff_lib.thinking.lora import LoraSettings, apply_lora, lora_target_modules
-from idiff_lib.thinking.run import S0_CONTROL_DIR, RunSettings, load_thinking_run, s0_control_system, train_run, train_s0_control
-from idiff_lib.thinking.side_inputs import s4_answers
-from idiff_lib.thinking.tiny import TinySettings, build_tiny_model, rationale_corpus, train_tokenizer
-from idiff_lib.thinking.training import TrainSettings, train
+from idiff_lib.thinking.decode.evaluation import format_ok, score_completions
+from idiff_lib.thinking.decode.generation import finish_completion, ladder_stage, model_writer, write_rationales
+from idiff_lib.thinking.model.lora import LoraSettings, apply_lora, lora_target_modules
+from idiff_lib.thinking.train.run import S0_CONTROL_DIR, RunSettings, load_thinking_run, s0_control_system, train_run, train_s0_control
+from idiff_lib.thinking.prompting.side_inputs import s4_answers
+from idiff_lib.thinking.model.tiny import TinySettings, build_tiny_model, rationale_corpus, train_tokenizer
+from idiff_lib.thinking.train.training import TrainSettings, train
 from idiff_lib.data import views
 from idiff_lib.core.errors import DataError, OfflineError, ParameterError
 
@@ -204,17 +204,17 @@ def test_finish_completion_repairs_and_reports():
 
 def test_template_writer_stage_ladder():
     cv = "Global Noise: Image A is noisier than Image B.\nGlobal Sharpness: Image B is sharper than Image A."
-    s0, i0 = template_writer.write_template("S0", "person", prior_answer="A")
-    s2, i2 = template_writer.write_template("S2", "person", cv_cues=cv, mined_phrasing=False)
-    mined, _ = template_writer.write_template("S2", "person", cv_cues=cv, seed=1)  # templates.py phrasing
+    s0, i0 = template_baseline.write_template("S0", "person", prior_answer="A")
+    s2, i2 = template_baseline.write_template("S2", "person", cv_cues=cv, mined_phrasing=False)
+    mined, _ = template_baseline.write_template("S2", "person", cv_cues=cv, seed=1)  # templates.py phrasing
     assert format_ok(mined) and pairs.parse_completion(mined).answer == "B"
-    s4, i4 = template_writer.write_template("S4", "person", cv_cues=cv, iqa_cues="", answer="A")
+    s4, i4 = template_baseline.write_template("S4", "person", cv_cues=cv, iqa_cues="", answer="A")
     assert pairs.parse_completion(s0).answer == "A" and i0["answer_source"] == "prior"
     assert pairs.parse_completion(s2).answer == "B" and i2["answer_source"] == "cues"
     assert "Global Noise: Image B (Right) appears cleaner" in s2
     assert pairs.parse_completion(s4).answer == "A" and i4["answer_source"] == "answer_model"
     lines = pairs.parse_completion(s2).lines
-    assert references.MIN_LINES + 1 <= len(lines) <= references.MAX_LINES + 1
+    assert MIN_LINES + 1 <= len(lines) <= MAX_LINES + 1
     assert all(format_ok(s) for s in (s0, s2, s4))
 
 
@@ -425,7 +425,7 @@ def test_model_folder_without_chat_template_is_refused_naming_the_folder(tiny_di
 
 
 def test_generate_ids_drop_the_batch_padding_and_decode_to_generate(tiny, data_file):
-    from idiff_lib.thinking.generation import generate, generate_ids
+    from idiff_lib.thinking.decode.generation import generate, generate_ids
 
     model, processor = tiny
     labelled = pairs.read_pairs(data_file)[:3]

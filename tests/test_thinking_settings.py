@@ -11,12 +11,12 @@ import pytest
 
 from idiff_lib.core import layout, paths
 from idiff_lib.core.errors import ParameterError
-from idiff_lib.core.settings import COMMON_PARAMS, PROFILES, profile_overlay
-from idiff_lib.thinking.lora import LoraSettings
-from idiff_lib.thinking.run import RunSettings, build_run_settings
-from idiff_lib.thinking.settings import ThinkingSettings
-from idiff_lib.thinking.tiny import TinySettings
-from idiff_lib.thinking.training import TrainSettings
+from idiff_lib.core.step_settings import COMMON_PARAMS, PROFILES, profile_overlay
+from idiff_lib.thinking.model.lora import LoraSettings
+from idiff_lib.thinking.train.run import RunSettings, build_run_settings
+from idiff_lib.thinking.thinking_settings import ThinkingSettings
+from idiff_lib.thinking.model.tiny import TinySettings
+from idiff_lib.thinking.train.training import TrainSettings
 
 NOTEBOOK = paths.PROJ_ROOT / "notebooks" / f"{layout.THINKING_STEP}.ipynb"
 

@@ -23,7 +23,7 @@ def _benchmark_module():
 
 def test_thinking_speed_times_generation_and_a_lora_step_on_real_pairs(tmp_path):
     from idiff_lib.data.pairs import read_pairs
-    from idiff_lib.thinking.tiny import TinySettings, build_tiny_model, rationale_corpus
+    from idiff_lib.thinking.model.tiny import TinySettings, build_tiny_model, rationale_corpus
 
     tiny = TinySettings(vocab_size=500, hidden_size=64, intermediate_size=128, layers=1, heads=2, kv_heads=1,
                         vision_depth=1, vision_embed=32, vision_heads=2, max_pixels=28 * 28 * 8)
@@ -48,7 +48,7 @@ def test_thinking_speed_times_generation_and_a_lora_step_on_real_pairs(tmp_path)
 
 
 def test_small_vlm_is_built_once_into_a_folder_beside_the_output(tmp_path, monkeypatch):
-    import idiff_lib.thinking.small_vlm_build as build
+    import idiff_lib.thinking.model.small_vlm_build as build  # alias: the builder module under test
 
     calls = []
 

@@ -7,8 +7,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from answer_fixtures import make_pairs_file, tiny_member_cfg
-from idiff_lib.answer import inputs, training
-from idiff_lib.answer.member_config import MemberConfig
+from idiff_lib.answer.model import inputs
+from idiff_lib.answer.train import training
+from idiff_lib.answer.model.member_config import MemberConfig
 from idiff_lib.core.curves import TENSORBOARD_DIR
 from idiff_lib.data.pairs import read_pairs
 

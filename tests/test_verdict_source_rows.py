@@ -8,7 +8,7 @@ import json
 
 from answer_fixtures import make_pairs_file
 
-from idiff_lib.chain import export as export_mod
+from idiff_lib.chain import export
 from idiff_lib.core import layout, storage
 from idiff_lib.data.pairs import read_pairs
 from idiff_lib.scoring.controls import PROMPT_VERDICT_SOURCES
@@ -32,11 +32,11 @@ def test_export_rows_name_a_fallback_verdict_as_such(tmp_path, monkeypatch):
         storage.write_jsonl(path, [r for pid, r in rows.items() if pid != cut])
         return rows
 
-    monkeypatch.setattr(export_mod, "predict_answers", predict_answers)
-    monkeypatch.setattr(export_mod, "cues_for", lambda ps, stage, **kw: ({p.id: {"cv": "", "iqa": ""} for p in ps}, ""))
+    monkeypatch.setattr(export, "predict_answers", predict_answers)
+    monkeypatch.setattr(export, "cues_for", lambda ps, stage, **kw: ({p.id: {"cv": "", "iqa": ""} for p in ps}, ""))
     out = tmp_path / "sub.jsonl"
-    export_mod.export(run, data, out, writer="template", stage="S4", device="cpu", progress=False)
-    sources = {r["id"]: r["answer_source"] for r in storage.read_jsonl_rows(export_mod.side_file(out, "rationales"))}
+    export.export(run, data, out, writer="template", stage="S4", device="cpu", progress=False)
+    sources = {r["id"]: r["answer_source"] for r in storage.read_jsonl_rows(export.side_file(out, "rationales"))}
     assert sources == {p.id: PRIOR if p.id == cut else MODEL for p in pairs}
 
 

@@ -5,6 +5,7 @@ import pytest
 from conftest import sft_line
 from PIL import Image
 
+from answer_fixtures import bare_member
 from idiff_lib.cli import main
 from idiff_lib.core.errors import DataError
 from idiff_lib.core.imaging import MIN_SIDE
@@ -150,11 +151,10 @@ def test_a_2x1_merged_image_is_a_data_error_naming_the_pair(tmp_path):
     with pytest.raises(DataError, match=r"x.png: merged image x.png is 2 x 1 px"):
         split_merged(np.zeros((1, 2, 3), np.uint8), path="x.png")
     # what `idiff answer predict` reads first: the error names the pair, not a feature table's columns
-    from idiff_lib.answer.inputs import load_items
-    from idiff_lib.answer.member_config import MemberConfig
+    from idiff_lib.answer.model.inputs import load_items
 
     with pytest.raises(DataError, match=r"t.jsonl, line 1: pair p_000: merged image"):
-        load_items([pair], MemberConfig(name="views", backbone="resnet10t"))
+        load_items([pair], bare_member(name="views", backbone="resnet10t"))
 
 
 def test_data_check_refuses_a_2x1_merged_image_in_one_line(tmp_path, capsys):

@@ -11,8 +11,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from idiff_lib.answer import network, walkthrough  # noqa: E402
-from idiff_lib.answer.member_config import MemberConfig  # noqa: E402
+from answer_fixtures import bare_member
+from idiff_lib.answer.model import network  # noqa: E402
+from idiff_lib.answer.runs import walkthrough
+from idiff_lib.answer.model.member_config import MemberConfig  # noqa: E402
 from idiff_lib.core.errors import ParameterError  # noqa: E402
 from idiff_lib.scoring.worked_pair import resolve_worked_pair  # noqa: E402
 
@@ -20,7 +22,7 @@ DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 
 
 def tiny(**kw) -> MemberConfig:
-    return MemberConfig(**{**dict(name="t", backbone="resnet10t", img_size=32, resize=40, local_resize=40, hidden=8), **kw})
+    return bare_member(**{**dict(name="t", backbone="resnet10t", img_size=32, resize=40, local_resize=40, hidden=8), **kw})
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +69,9 @@ def test_merged_member_is_refused(pair):
 
 
 def test_figure_draws_crops_features_and_logits(walk):
-    from idiff_lib.report import answer_figures as af
+    from idiff_lib.report import answer_figures
 
-    fig = af.plot_walkthrough(walk, dims=16)
+    fig = answer_figures.plot_walkthrough(walk, dims=16)
     assert len(fig.axes) == 4 + 2 + 1
     assert [len(ax.lines) for ax in fig.axes[4:6]] == [3, 3]
     assert len(fig.axes[4].lines[0].get_xdata()) == 16

@@ -5,14 +5,14 @@ weights are cached once."""
 from __future__ import annotations
 
 import os
-import shutil
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from idiff_lib.answer import weights
+from answer_fixtures import bare_member
+from idiff_lib.answer.model import weights
 from idiff_lib.core.errors import DataError, OfflineError, ParameterError
 
 # Labelled photos shipped inside dependencies, with the ImageNet classes a correct model gives
@@ -147,14 +147,13 @@ def test_features_only_backbone_loads_wheel_weights(tmp_path):
 def test_pretrained_member_gets_wheel_weights_and_their_normalisation(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    from idiff_lib.answer import backbones
-    from idiff_lib.answer.member_config import MemberConfig
-    from idiff_lib.answer.network import PairwiseModel
+    from idiff_lib.answer.model import backbones
+    from idiff_lib.answer.model.network import PairwiseModel
     from idiff_lib.core import paths
 
     _needs_wheel("tf_efficientnet_lite0")
     monkeypatch.setattr(paths, "CACHE_DIR", tmp_path)
-    cfg = MemberConfig(name="lite0", backbone="efficientnet_lite0", pretrained=True, img_size=32, resize=40, hidden=8)
+    cfg = bare_member(name="lite0", backbone="efficientnet_lite0", pretrained=True, img_size=32, resize=40, hidden=8)
     backbones.check_weights([cfg], online=False)
     model = PairwiseModel(cfg).eval()
     mapped = load_file(next((tmp_path / "weights").glob("tf_efficientnet_lite0-*.safetensors")))

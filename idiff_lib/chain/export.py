@@ -34,10 +34,19 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from idiff_lib.data import pairs as pairs_mod
-from idiff_lib.thinking import prompts as prompts_mod
+import yaml
+
+from idiff_lib.answer.runs import ensemble, run_store
 from idiff_lib.core import layout, storage
 from idiff_lib.core.errors import DataError, ParameterError
+from idiff_lib.data import pairs as pairs_mod  # alias: 'pairs' names pair lists in this module
+from idiff_lib.features import cue_text
+from idiff_lib.thinking.decode.generation import model_writer, verdict_sources, with_verdict_sources, write_rationales
+from idiff_lib.thinking.prompting import prompts as prompts_mod  # alias: 'prompts' names built prompts in this module
+from idiff_lib.thinking.prompting import template_baseline
+from idiff_lib.thinking.prompting.side_inputs import CUE_THRESHOLDS_FILE, aspect_evidence, calibrated_cues, s4_answers
+from idiff_lib.thinking.thinking_settings import ThinkingSettings
+from idiff_lib.thinking.train.run import JOINT_DIR, RUN_INFO_FILE, load_thinking_run
 
 # The file in model/<stage>/final that marks a finished Thinking Model stage.
 _STAGE_SPEC = "thinking.json"
@@ -110,8 +119,6 @@ def stage_run_folder(run_dir: str | Path, stage: str) -> Path | None:
     The progressive ladder leaves ``model/<stage>/final``; the joint ladder one model,
     ``model/joint/final``, trained on every stage of its ``stage_mix`` (`thinking.run.JOINT_DIR`).
     """
-    from idiff_lib.thinking.run import JOINT_DIR, RUN_INFO_FILE
-
     if (layout.stage_model_dir(run_dir, stage) / _STAGE_SPEC).exists():
         return layout.stage_model_dir(run_dir, stage).parent
     joint = layout.step_dir(run_dir, layout.THINKING_STEP) / layout.THINKING_MODEL_DIR / JOINT_DIR
@@ -155,8 +162,6 @@ def available_stages(run_dir: str | Path) -> list[str]:
 def predict_answers(run_dir: str | Path, pairs: Sequence[pairs_mod.Pair], path: Path,
                     batch_size: int = 16, device: str | None = None) -> dict[str, dict[str, Any]]:
     """The Answer Model's row per pair id, reusing the rows already in `path` (resumable)."""
-    from idiff_lib.answer import ensemble, run_store
-
     done = {r["id"]: r for r in storage.read_resumable_jsonl(path)}
     todo = [p for p in pairs if p.id not in done]
     if todo:
@@ -174,7 +179,6 @@ def training_pairs(run_dir: str | Path) -> list[pairs_mod.Pair]:
     params = layout.step_dir(run_dir, layout.THINKING_STEP) / layout.PARAMS_FILE
     if not params.exists():
         return []
-    import yaml
 
     data_dir = Path((yaml.safe_load(params.read_text(encoding="utf-8")) or {}).get("data_dir", ""))
     train = data_dir / "train_sft.jsonl"
@@ -194,9 +198,6 @@ def cues_for(pairs: Sequence[pairs_mod.Pair], stage: str, calibration: Sequence[
     """
     if prompts_mod.STAGES.index(stage) < prompts_mod.STAGES.index("S2"):
         return {}, f"stage {stage} uses no feature cues"
-    from idiff_lib.features import cue_text
-    from idiff_lib.thinking.side_inputs import CUE_THRESHOLDS_FILE, calibrated_cues
-
     saved = layout.step_dir(run_dir, layout.THINKING_STEP) / CUE_THRESHOLDS_FILE if run_dir is not None else None
     if saved is not None and saved.is_file():
         cues, note = calibrated_cues(pairs, progress=progress, thresholds=cue_text.load_thresholds(saved))
@@ -215,8 +216,6 @@ def with_run_evidence(cues: dict, note: str, pairs: Sequence[pairs_mod.Pair], ru
     `run` is a chain run folder or its Answer step folder; the block settings are that run's
     notebook-03 ones (`thinking_settings_of`). Without heads each block says ``unavailable``.
     """
-    from idiff_lib.thinking.side_inputs import aspect_evidence
-
     run = Path(run)
     answer_dir = run if (run / layout.ENSEMBLE_FILE).exists() else layout.step_dir(run, layout.ANSWER_STEP)
     settings = thinking_settings_of(run if answer_dir != run else run.parent)
@@ -228,12 +227,9 @@ def with_run_evidence(cues: dict, note: str, pairs: Sequence[pairs_mod.Pair], ru
 
 def thinking_settings_of(run_dir: str | Path):
     """Notebook 03's settings in `run_dir` (its ``params.yaml``), or the defaults when it has none."""
-    from idiff_lib.thinking.settings import ThinkingSettings
-
     params_file = layout.step_dir(run_dir, layout.THINKING_STEP) / layout.PARAMS_FILE
     if not params_file.is_file():
         return ThinkingSettings()
-    import yaml
 
     try:
         params = yaml.safe_load(params_file.read_text(encoding="utf-8")) or {}
@@ -293,10 +289,6 @@ def export(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write the submission JSONL for every pair of `data`; returns a summary (counts, accuracy when labelled)."""
-    from idiff_lib.thinking.generation import model_writer, verdict_sources, with_verdict_sources, write_rationales
-    from idiff_lib.thinking.run import load_thinking_run
-    from idiff_lib.thinking.side_inputs import s4_answers
-
     run_dir, out = Path(run_dir), Path(out)
     if writer not in ("model", "template"):
         raise ParameterError(f"--writer must be 'model' or 'template', got {writer!r}")
@@ -325,11 +317,9 @@ def export(
                              no_repeat_ngram_size=settings.no_repeat_ngram_size,
                              constrained=run_settings.constrained_decoding, copy_evidence=run_settings.copy_evidence)
     else:
-        from idiff_lib.thinking import template_baseline as template_writer
-
         vocabulary = prompts_mod.load_vocabulary()
         cues, cue_note = cues_for(pairs, stage, progress=progress, run_dir=run_dir)
-        write = template_writer.writer(vocabulary, stage, cues=cues)
+        write = template_baseline.writer(vocabulary, stage, cues=cues)
     # the same verdict prompts as notebook 03; every pair has a prediction, and no pair an answer to fall back on
     verdicts, _ = s4_answers(pairs, side_file(out, "answers"), fallback="prior")
     prompts = prompts_mod.build_prompts(pairs, stage, cues=cues, answers=verdicts, vocabulary=vocabulary)

@@ -39,143 +39,33 @@ import ast
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import papermill
 import yaml
+from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import DeadKernelError
+from papermill.exceptions import PapermillExecutionError
 
 from idiff_lib.chain import timing
-from idiff_lib.chain.folders import (
-    check_run_folders,
-    run_folder,
-    run_lock,
-    supersede_if_stale,
-)
+from idiff_lib.chain.context import read_metrics
+from idiff_lib.chain.folders import check_run_folders, run_folder, run_lock, supersede_if_stale
 from idiff_lib.chain.steps import STEP_SETTINGS
 from idiff_lib.core import determinism, layout, paths, storage
-from idiff_lib.core.errors import DataError, IdiffError, ParameterError, suggest
-from idiff_lib.core.settings import (
-    CHAIN_FLAGS,
-    COMMON_PARAMS,
-    PROFILES,
-    StepSettings,
-    check_type,
-)
+from idiff_lib.core.errors import IdiffError, ParameterError, suggest
+from idiff_lib.core.step_settings import CHAIN_FLAGS, COMMON_PARAMS, StepSettings
 from idiff_lib.data.datasets import check_data_folder
 from idiff_lib.scoring.worked_pair import resolve_worked_pair
 
 # Library files fingerprinted besides the Python modules (by content).
 _CODE_DATA_SUFFIXES = (".json", ".yaml", ".yml")
 
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
 
 
 class StepFailed(IdiffError):
     """A notebook of the chain raised; names the step, the error and the executed copy."""
-
-
-# --------------------------------------------------------------------------- notebook side
-@dataclass
-class Context:
-    """What a notebook needs from the chain: resolved folders, its parameters and its settings.
-
-    Attributes:
-        settings: the step's typed settings (None for a notebook the chain has no class for).
-    """
-
-    step: str
-    profile: str
-    data_dir: Path
-    run_dir: Path
-    step_dir: Path
-    fig_dir: Path
-    params: dict[str, Any] = field(default_factory=dict)
-    settings: StepSettings | None = None
-
-    def upstream(self, step: str) -> Path:
-        """The output folder of an earlier step of the same run."""
-        return layout.step_dir(self.run_dir, step)
-
-
-def notebook_context(namespace: dict[str, Any], step: str) -> Context:
-    """Validate a notebook's parameters, apply its ``threads`` setting and resolve the chain folders.
-
-    Call it in the cell after ``parameters`` as ``ctx = pipeline.notebook_context(globals(), "NN_name")``.
-    The values are checked against the annotations of the parameters cell and, for a chain step,
-    against its settings class (unknown keys, types and the class's own cross checks).
-
-    Raises:
-        ParameterError: a value of the wrong type, an unknown key or an unknown profile.
-    """
-    params = _annotated_params(namespace, step)
-    profile = params.get("profile", "cpu")
-    if profile not in PROFILES:
-        raise ParameterError(f"{step}: unknown profile {profile!r}.{suggest(profile, PROFILES)} Choose one of {PROFILES}.")
-    settings_class = STEP_SETTINGS.get(step)
-    settings = settings_class.from_params(params, step) if settings_class is not None else None
-    apply_threads(params.get("threads"))
-    data_dir = Path(params.get("data_dir") or paths.DEMO_DIR).expanduser().resolve()
-    run_dir = Path(params.get("run_dir") or paths.RUNS_DIR / "interactive").expanduser().resolve()
-    step_dir = Path(params.get("step_dir") or layout.step_dir(run_dir, step)).expanduser().resolve()
-    fig_dir = Path(params.get("fig_dir") or paths.FIGURES_DIR).expanduser().resolve()
-    for folder in (run_dir, step_dir, fig_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    return Context(step, profile, data_dir, run_dir, step_dir, fig_dir, params, settings)
-
-
-def _annotated_params(namespace: dict[str, Any], step: str) -> dict[str, Any]:
-    """The parameters cell's values (its annotated names), each checked against its annotation."""
-    params: dict[str, Any] = {}
-    for name, annotation in namespace.get("__annotations__", {}).items():
-        if name.startswith("_") or name not in namespace:
-            continue
-        expected = annotation if isinstance(annotation, type) else _TYPES.get(str(annotation))
-        value = namespace[name]
-        if expected is not None and value is not None:
-            check_type(name, value, expected, step)
-        params[name] = value
-    return params
-
-
-def apply_threads(threads: int | None) -> None:
-    """Run the step at its thread count in every library (None: no ``threads`` setting); `determinism.configure`."""
-    determinism.configure(threads)
-
-
-def save_metrics(step_dir: str | Path, metrics: dict[str, Any]) -> Path:
-    """Write a step's ``metrics.json`` atomically (the chain checks it exists)."""
-    return storage.write_json(Path(step_dir) / layout.METRICS_FILE, metrics)
-
-
-def load_metrics(run_dir: str | Path, step: str) -> dict[str, Any]:
-    """A finished step's ``metrics.json``.
-
-    Raises:
-        IdiffError: the step has not run in this run folder.
-        DataError: the file is not a JSON object (damaged); names the step to rerun.
-    """
-    path = layout.step_dir(run_dir, step) / layout.METRICS_FILE
-    if not path.exists():
-        raise IdiffError(f"{path} not found: run step {step} first (idiff run --only {step})")
-    metrics, problem = read_metrics(path)
-    if metrics is None:
-        raise DataError(path, problem, f"rerun that step and the ones after it: idiff run --from {step} "
-                                       "(with the --profile, --data and --out of this run)")
-    return metrics
-
-
-def read_metrics(path: Path) -> tuple[dict[str, Any] | None, str]:
-    """A ``metrics.json``'s object, or None and what is wrong with the file (damaged, not JSON, not an object)."""
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        return None, f"cannot be read ({exc.strerror})"
-    except ValueError as exc:  # not JSON (or not UTF-8): a damaged file
-        return None, f"is not valid JSON ({exc})"
-    if not isinstance(metrics, dict):
-        return None, f"holds a {type(metrics).__name__}, not a JSON object"
-    return metrics, ""
 
 
 # --------------------------------------------------------------------------- parameters
@@ -187,8 +77,6 @@ def available_steps(notebooks_dir: Path | None = None) -> list[str]:
 
 def declared_params(notebook: Path) -> dict[str, dict[str, Any]]:
     """The notebook's ``parameters`` cell as papermill reads it: name -> {"type": name, "default": text}."""
-    import papermill
-
     declared = papermill.inspect_notebook(str(notebook))
     return {name: {"type": spec.get("inferred_type_name"), "default": spec.get("default")} for name, spec in declared.items()}
 
@@ -506,10 +394,6 @@ def _execute(nb: Path, step_dir: Path, params: dict[str, Any]) -> None:
     The kernel writes its log (a warning at every start; when Ctrl-C stops the chain mid-cell, a
     ``zmq`` traceback while it is shut down) to its stderr, which would otherwise be the terminal's.
     """
-    import papermill
-    from nbclient.exceptions import DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
-
     step_dir.mkdir(parents=True, exist_ok=True)
     for stale in (layout.STEP_MARKER, layout.METRICS_FILE):
         (step_dir / stale).unlink(missing_ok=True)
@@ -533,13 +417,11 @@ def _execute(nb: Path, step_dir: Path, params: dict[str, Any]) -> None:
                          f"{executed}") from None
     if not (step_dir / layout.METRICS_FILE).exists():
         raise StepFailed(f"step {nb.stem} finished without writing {step_dir / layout.METRICS_FILE} "
-                         "(the notebook must end with pipeline.save_metrics(ctx.step_dir, ...))")
+                         "(the notebook must end with context.save_metrics(ctx.step_dir, ...))")
 
 
 def _logged_kernel_manager(log: Path, env: Mapping[str, str]) -> type:
     """A jupyter kernel manager class whose kernels get `env` and write their stderr to `log` (appended), not ours."""
-    from jupyter_client.manager import AsyncKernelManager
-
     class LoggedKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             with open(log, "ab") as stderr:  # noqa: ASYNC230 - once per kernel start; the kernel keeps its own copy
@@ -563,8 +445,6 @@ def prepare_notebooks(out: str | Path, profile: str = "tiny", data_dir: str | Pa
     All copies share one run folder ``out/run``, so executed in order they form a chain. Every
     step's parameters are validated before the first copy is written.
     """
-    import papermill
-
     out = Path(out).resolve()
     nb_dir = notebooks_dir or paths.NOTEBOOKS_DIR
     run_dir = out / "run"

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from idiff_lib.chain.runner import _plan, read_metrics, step_fingerprints
+from idiff_lib.chain.context import read_metrics
+from idiff_lib.chain.runner import _plan, step_fingerprints
 from idiff_lib.chain.steps import STEP_SETTINGS
 from idiff_lib.core import layout, paths
-from idiff_lib.core.settings import StepSettings
+from idiff_lib.core.step_settings import StepSettings
 
 # What a changed part of the fingerprint means, in the order they are reported.
 _PART_REASONS = {"notebook": "notebook changed", "params": "parameters changed", "code": "library code changed",

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from idiff_lib.answer.settings import AnalysisSettings, AnswerSettings
+from idiff_lib.answer.answer_settings import AnalysisSettings, AnswerSettings
 from idiff_lib.core import layout
-from idiff_lib.core.settings import StepSettings
-from idiff_lib.data.settings import ExploreSettings
-from idiff_lib.report.settings import ReportSettings
-from idiff_lib.scoring.settings import ScoringSettings
-from idiff_lib.thinking.settings import ThinkingSettings
+from idiff_lib.core.step_settings import StepSettings
+from idiff_lib.data.explore_settings import ExploreSettings
+from idiff_lib.report.report_settings import ReportSettings
+from idiff_lib.scoring.scoring_settings import ScoringSettings
+from idiff_lib.thinking.thinking_settings import ThinkingSettings
 
 STEP_SETTINGS: Mapping[str, type[StepSettings]] = {
     layout.EXPLORE_STEP: ExploreSettings,

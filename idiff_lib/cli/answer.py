@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from idiff_lib.answer import aspects
-from idiff_lib.answer.ensemble import predict_rows
-from idiff_lib.answer.head_member import release_chunk
-from idiff_lib.answer.run_store import load_answer_run
+from idiff_lib.answer.runs.ensemble import predict_rows
+from idiff_lib.answer.runs.run_store import load_answer_run
+from idiff_lib.answer.train import aspects
+from idiff_lib.answer.train.head_member import release_chunk
 from idiff_lib.core import layout, storage
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import Pair, read_pairs

@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from idiff_lib.benchmark.build import SPLIT_SIZES, build_demo
-from idiff_lib.benchmark.collect import add_candidates, collect
 from idiff_lib.core import paths
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.datasets import RAIM_COMMIT, SPLITS, fetch_raim
 from idiff_lib.data.pairs import read_pairs, summarise
 from idiff_lib.data.views import check_view_sizes, load_views
+from idiff_lib.demo_data.build import SPLIT_SIZES, build_demo
+from idiff_lib.demo_data.collect import add_candidates, collect
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from idiff_lib.chain.export import export
-from idiff_lib.thinking.prompts import STAGES
+from idiff_lib.thinking.prompting.prompts import STAGES
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:

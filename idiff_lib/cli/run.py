@@ -5,24 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from idiff_lib.chain.folders import (
-    SUPERSEDED_DIR,
-    SUPERSEDED_KEEP,
-    format_bytes,
-    prune_superseded,
-    run_folder,
-    superseded_note,
-)
-from idiff_lib.chain.runner import (
-    format_seconds,
-    parse_overrides,
-    prepare_notebooks,
-    run_chain,
-)
+from idiff_lib.chain.folders import (SUPERSEDED_DIR, SUPERSEDED_KEEP, format_bytes, prune_superseded, run_folder,
+                                     superseded_note)
+from idiff_lib.chain.runner import format_seconds, parse_overrides, prepare_notebooks, run_chain
 from idiff_lib.chain.status import chain_status
 from idiff_lib.chain.timing import format_time_table, time_table
 from idiff_lib.core.errors import ParameterError
-from idiff_lib.core.settings import PROFILES
+from idiff_lib.core.step_settings import PROFILES
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:

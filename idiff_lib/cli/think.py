@@ -7,22 +7,25 @@ import json
 
 import torch
 
-from idiff_lib.benchmark.references import RAIM_VOCABULARY_FILE, remine_raim_vocabulary
+from idiff_lib.chain.export import with_run_evidence
 from idiff_lib.core import storage
+from idiff_lib.core.determinism import DEFAULT_THREADS
 from idiff_lib.core.errors import ParameterError, suggest
-from idiff_lib.data import pairs as pairs_mod
-from idiff_lib.thinking import prompts as prompts_mod
-from idiff_lib.thinking import template_baseline
-from idiff_lib.thinking.checkpoints import PAPER_MODELS
-from idiff_lib.thinking.generation import model_writer, verdict_sources, with_verdict_sources, write_rationales
-from idiff_lib.thinking.grpo import read_grpo_file
-from idiff_lib.thinking.lora import LoraSettings
-from idiff_lib.thinking.run import RunSettings, build_run_settings, load_thinking_run, train_run
-from idiff_lib.thinking.settings import ThinkingSettings
-from idiff_lib.thinking.side_inputs import calibrated_cues, read_answers, read_answers_source, read_id_table
-from idiff_lib.thinking.swift_export import grpo_stage, swift_records, write_swift_grpo
-from idiff_lib.thinking.tiny import TinySettings, build_tiny_model, rationale_corpus
-from idiff_lib.thinking.training import TrainSettings
+from idiff_lib.core.vocabulary import RAIM_VOCABULARY_FILE
+from idiff_lib.data import pairs as pairs_mod  # alias: 'pairs' names pair lists in this module
+from idiff_lib.data.raim_rationales import remine_raim_vocabulary
+from idiff_lib.thinking.decode.generation import model_writer, verdict_sources, with_verdict_sources, write_rationales
+from idiff_lib.thinking.model.checkpoints import PAPER_MODELS
+from idiff_lib.thinking.model.lora import LoraSettings
+from idiff_lib.thinking.model.tiny import TinySettings, build_tiny_model, rationale_corpus
+from idiff_lib.thinking.prompting import prompts as prompts_mod  # alias: 'prompts' names built prompts in this module
+from idiff_lib.thinking.prompting import template_baseline
+from idiff_lib.thinking.prompting.side_inputs import calibrated_cues, read_answers, read_answers_source, read_id_table
+from idiff_lib.thinking.thinking_settings import ThinkingSettings
+from idiff_lib.thinking.train.grpo import read_grpo_file
+from idiff_lib.thinking.train.run import RunSettings, build_run_settings, load_thinking_run, train_run
+from idiff_lib.thinking.train.swift_export import grpo_stage, swift_records, write_swift_grpo
+from idiff_lib.thinking.train.training import TrainSettings
 
 # What `idiff think train` runs with besides its flags: the RunSettings / TinySettings defaults it
 # has always used (notebook 03's settings differ: swaps, a wider tiny model, longer generation).
@@ -50,8 +53,8 @@ def _defaults_for(model: str) -> dict:
             "grad_accum": TrainSettings.grad_accum, "lr": TrainSettings.lr, "lora": False,
             "lora_dropout": LoraSettings.dropout, "max_pixels": 0, **_TRAIN_DEFAULTS}
     if model in PAPER_MODELS or model in PAPER_MODELS.values():
-        overlay = ThinkingSettings.profile_overlay("paper")
-        base.update({k: overlay[k] for k in base if k in overlay})
+        paper = ThinkingSettings.for_profile("paper").as_dict()  # the defaults with the paper overlay
+        base.update({k: paper[k] for k in base if k in paper})
     return base
 
 
@@ -102,8 +105,6 @@ def _cmd_cues(args: argparse.Namespace) -> int:
     calibration = pairs_mod.read_pairs(args.calibrate, require_images=True) if args.calibrate else []
     cues, note = calibrated_cues(pairs, calibration, sources=sources, require_learned=args.strict_iqa)
     if args.evidence_run:
-        from idiff_lib.chain.export import with_run_evidence
-
         cues, note = with_run_evidence(cues, note, pairs, args.evidence_run)
     storage.write_jsonl(args.out, [{"id": pid, **row} for pid, row in cues.items()])
     print(f"{len(cues)} cue rows -> {args.out}")
@@ -233,7 +234,7 @@ def _add_train(sub) -> None:
     p.add_argument("--max-pixels", type=int, help=f"per-image pixel budget; default: {paper}")
     p.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"))
     p.add_argument("--limit", type=int, help="train on the first N pairs")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--raim-dir", help="a RAIM-PIQA folder whose public rationales join the tokenizer corpus and "
                                       "the template counts (default: the committed counts only)")
@@ -250,7 +251,7 @@ def _add_generate(sub) -> None:
     p.add_argument("--stage", choices=prompts_mod.STAGES, help="default: the run's training stage")
     p.add_argument("--writer", default="model", choices=("model", "template"))
     p.add_argument("--limit", type=int)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS)
     p.set_defaults(func=_cmd_generate)
 
 

@@ -36,6 +36,8 @@ import os
 import sys
 from collections.abc import Mapping
 
+from threadpoolctl import threadpool_limits
+
 THREADS_ENV = "IDIFF_THREADS"  # thread count of a step without a ``threads`` setting
 DEFAULT_THREADS = 2  # the demo machine's 2 cores, as the steps' ``threads`` defaults
 # Read by each library when it loads: OpenMP (torch, scikit-learn), MKL, OpenBLAS, NumExpr, OpenCV.
@@ -93,8 +95,6 @@ def configure(threads: object = None) -> int:
     os.environ.update(LIBRARY_ENV)
     if count:
         os.environ.update({var: str(count) for var in THREAD_VARS})
-        from threadpoolctl import threadpool_limits
-
         threadpool_limits(count)  # called, not entered: the limits stay for the process
         if "cv2" in sys.modules:
             sys.modules["cv2"].setNumThreads(count)
@@ -104,7 +104,7 @@ def configure(threads: object = None) -> int:
 
 
 def _configure_torch(count: int) -> None:
-    import torch
+    import torch  # deferred on purpose: a process that loads torch later gets its count from THREAD_VARS
 
     if count:
         torch.set_num_threads(count)

@@ -13,6 +13,7 @@ benchmark's references write it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 # Content categories of a pair, as in RAIM-PIQA (pair ids start with p_ or s_).
 CATEGORIES: tuple[str, ...] = ("person", "scene")
@@ -271,3 +272,15 @@ def headings_of(thinking: str) -> list[str]:
         if m:
             out.append(m.group(1).strip())
     return out
+
+
+# The two sides a verdict names, and the challenge's completion format around a rationale.
+ANSWERS = ("A", "B")
+
+
+def format_completion(thinking: str | Iterable[str], answer: str) -> str:
+    """The challenge's completion text: ``<thinking>\\n...\\n</thinking>\\n<answer>X</answer>``."""
+    if answer not in ANSWERS:
+        raise ValueError(f"answer must be 'A' or 'B', got {answer!r}")
+    body = thinking if isinstance(thinking, str) else "\n".join(thinking)
+    return f"<thinking>\n{body.strip()}\n</thinking>\n<answer>{answer}</answer>"

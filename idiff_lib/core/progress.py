@@ -15,7 +15,13 @@ Where the code runs decides the kind of bar:
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Iterable
+
+import IPython
+from huggingface_hub.utils import disable_progress_bars
+from tqdm.notebook import tqdm as widget_tqdm  # alias: the notebook widget's tqdm, beside the console one
+from tqdm.std import tqdm
 
 from idiff_lib.core.errors import ParameterError
 
@@ -25,11 +31,7 @@ PROGRESS_MODES = ("off", "text", "widget")
 
 def ipython_kernel() -> Any | None:
     """The running IPython kernel object, or None outside a Jupyter kernel (terminal IPython included)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    shell = get_ipython()
+    shell = IPython.get_ipython()
     return getattr(shell, "kernel", None) if shell is not None else None
 
 
@@ -58,13 +60,9 @@ def progress_bar(iterable: Iterable | None = None, **kwargs: Any):
     Returns a ``tqdm`` object in every mode (a disabled one when off), so callers may iterate it,
     ``update`` it, ``set_postfix`` it and ``close`` it alike.
     """
-    from tqdm.std import tqdm
-
     mode = progress_mode()
     kwargs["disable"] = bool(kwargs.get("disable", False)) or mode == "off"
     if mode == "widget" and not kwargs["disable"]:
-        from tqdm.notebook import tqdm as widget_tqdm
-
         try:
             return widget_tqdm(iterable, **kwargs)
         except ImportError:  # ipywidgets missing (it is a dependency; a bare kernel may lack it)
@@ -82,13 +80,9 @@ def quiet_library_bars() -> bool:
     """
     if progress_mode() != "off":
         return False
-    import sys
-
-    from huggingface_hub.utils import disable_progress_bars
-
     disable_progress_bars()  # transformers imported later reads this state once, at its import
-    if "transformers" in sys.modules:
-        from transformers.utils import logging as hf_logging
+    if "transformers" in sys.modules:  # imported already: its own switch too
+        import transformers.utils.logging  # deferred on purpose: light commands (idiff data) never load transformers
 
-        hf_logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
     return True

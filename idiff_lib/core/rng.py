@@ -2,7 +2,7 @@
 
 Both trainers save them in their checkpoints so a resumed run draws what an uninterrupted one
 would: the Answer Model's in ``torch.save`` files read back with ``weights_only=True``, the
-Thinking Model's as JSON and safetensors (`idiff_lib.thinking.train_checkpoint`). No pickle either way.
+Thinking Model's as JSON and safetensors (`idiff_lib.thinking.train.train_checkpoint`). No pickle either way.
 """
 
 from __future__ import annotations

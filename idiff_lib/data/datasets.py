@@ -13,8 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from idiff_lib.core import paths
-from idiff_lib.core import storage
+from idiff_lib.core import paths, storage
 from idiff_lib.core.errors import DataError, OfflineError
 from idiff_lib.data.pairs import PairList, read_pairs
 

@@ -26,10 +26,11 @@ from typing import Any, Iterable, Literal, Sequence
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError
+from idiff_lib.core.ontology import (  # noqa: F401 (format_completion: the completion format is read and written here)
+    ANSWERS, format_completion)
 
 Shape = Literal["sft", "grpo", "test"]
 Layout = Literal["merged", "separate"]
-ANSWERS = ("A", "B")
 
 # The challenge baseline's prompts (RAIM-PIQA data/1536, identical on every public line).
 SYSTEM_PROMPT = (
@@ -115,14 +116,6 @@ def parse_completion(text: str | None) -> Completion:
             problems.append(f"answer {raw_answer!r} is not A or B")
     thinking = re.sub(r"<\s*/?\s*(thinking|answer)\s*>", "", thinking, flags=re.IGNORECASE)
     return Completion(thinking.strip(), answer, raw_answer, tuple(problems))
-
-
-def format_completion(thinking: str | Iterable[str], answer: str) -> str:
-    """The challenge's completion text: ``<thinking>\\n...\\n</thinking>\\n<answer>X</answer>``."""
-    if answer not in ANSWERS:
-        raise ValueError(f"answer must be 'A' or 'B', got {answer!r}")
-    body = thinking if isinstance(thinking, str) else "\n".join(thinking)
-    return f"<thinking>\n{body.strip()}\n</thinking>\n<answer>{answer}</answer>"
 
 
 def pair_id(image_ref: str) -> str:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError, ParameterError, suggest
-from idiff_lib.features import iqa as iqa_features
+from idiff_lib.features import iqa
 
 TABLE_SOURCES = ("cv", "iqa")  # the prompt cues' table (notebook 03): the paper's features and IQA scores
 # Display names and what a higher value means, for the prompt cues.
@@ -145,7 +145,7 @@ def _format_value(value: float, digits: int) -> str:
 
 def _iqa_direction(metric: str) -> bool:
     """True when a higher score of the pyiqa metric is better."""
-    return not iqa_features.lower_better(metric)
+    return not iqa.lower_better(metric)
 
 
 def render_features(

@@ -31,7 +31,7 @@ import math
 
 import cv2
 import numpy as np
-from scipy.stats import entropy as scipy_entropy
+from scipy.stats import entropy as scipy_entropy  # alias: this module's own cue is `entropy`
 from skimage.measure import blur_effect
 from skimage.restoration import estimate_sigma
 

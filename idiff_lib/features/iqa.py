@@ -21,7 +21,10 @@ nothing ever touches the network. A `weights_dir` laid out like torch hub's fold
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyiqa
+import torch
+from huggingface_hub import try_to_load_from_cache
+from pyiqa.archs.arch_util import get_url_from_name
+from pyiqa.archs.clip_model import _MODELS
+from pyiqa.default_model_configs import DEFAULT_CONFIGS
 
 from idiff_lib.core.errors import OfflineError, ParameterError, suggest
 from idiff_lib.core.imaging import MIN_SIDE, to_rgb, working_size
@@ -66,14 +75,10 @@ ARCH_MODULES = {"liqe": "liqe_arch", "musiq": "musiq_arch", "topiq_nr": "topiq_a
 
 
 def _pyiqa_weight(name: str) -> Weight:
-    from pyiqa.archs.arch_util import get_url_from_name
-
     return Weight("pyiqa", name, get_url_from_name(name))
 
 
 def _clip_weight(name: str) -> Weight:
-    from pyiqa.archs.clip_model import _MODELS
-
     url = _MODELS[name]
     return Weight("clip", os.path.basename(url), url)
 
@@ -115,10 +120,6 @@ def _import_problems() -> dict[str, str | None]:
     whole process (``replace_llama_modality_adaptive``), which would break any Llama-based language
     model loaded later in it (the Thinking Model's SmolLM2).
     """
-    import json
-    import subprocess
-    import sys
-
     modules = sorted(set(ARCH_MODULES.values()))
     done = subprocess.run([sys.executable, "-c", _IMPORT_CHECK, *modules], capture_output=True, text=True,
                           timeout=600)
@@ -140,8 +141,6 @@ def import_problem(metric: str) -> str | None:
 
 def default_weights_dir() -> Path:
     """torch hub's folder, where pyiqa puts ``pyiqa/`` and ``clip/`` (``$TORCH_HOME/hub``)."""
-    import torch
-
     return Path(torch.hub.get_dir())
 
 
@@ -156,7 +155,6 @@ def find_weight(weight: Weight, weights_dir: str | Path | None = None) -> Path |
     if weight.kind == "clip":
         path = root / "clip" / weight.name
         return path if path.is_file() else None
-    from huggingface_hub import try_to_load_from_cache
 
     hit = try_to_load_from_cache(weight.name, "config.json")
     return Path(hit).parent if isinstance(hit, str) else None
@@ -211,16 +209,12 @@ def available_metrics(metrics: Sequence[str] | None = None, weights_dir: str | P
 @cache
 def lower_better(metric: str) -> bool:
     """Whether a lower score is better, from pyiqa's metric table (no model is created)."""
-    from pyiqa.default_model_configs import DEFAULT_CONFIGS
-
     return bool(DEFAULT_CONFIGS[metric].get("lower_better", False))
 
 
 @contextlib.contextmanager
 def _offline(weights_dir: str | Path | None) -> Iterator[None]:
     """Point torch hub at `weights_dir` and forbid Hugging Face downloads while a metric is built."""
-    import torch
-
     old_hub, old_env = torch.hub.get_dir(), {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     if weights_dir is not None:
         torch.hub.set_dir(str(weights_dir))
@@ -249,7 +243,6 @@ def create_metric(metric: str, weights_dir: str | Path | None = None, device: st
     problem = import_problem(metric)
     if problem:
         raise OfflineError(f"IQA metric {metric!r}: pyiqa's implementation cannot be imported ({problem})")
-    import pyiqa
 
     kwargs: dict[str, Any] = {}
     pyiqa_files = [w for w in required_weights(metric) if w.kind == "pyiqa"]
@@ -263,8 +256,6 @@ def create_metric(metric: str, weights_dir: str | Path | None = None, device: st
 
 def to_tensor(img: np.ndarray, max_side: int = IQA_SIDE):
     """(1, 3, H, W) float tensor in [0, 1] from an RGB/grey uint8 image, at the IQA working size."""
-    import torch
-
     rgb = working_size(to_rgb(img), max_side)
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
 
@@ -292,8 +283,6 @@ class IQAScorer:
         return self._built[name]
 
     def score(self, img: np.ndarray, name: str) -> float:
-        import torch
-
         with torch.no_grad():
             return float(self.metric(name)(to_tensor(img).to(self.device)).reshape(-1)[0])
 

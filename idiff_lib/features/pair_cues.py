@@ -25,7 +25,6 @@ Cost: about 28 ms per pair (a 320x256 global and a 208 px detail view) on one co
 
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 

@@ -17,15 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from idiff_lib.core.progress import progress_bar
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError, ParameterError, suggest
 from idiff_lib.core.paths import CACHE_DIR
+from idiff_lib.core.progress import progress_bar
 from idiff_lib.data.pairs import Pair
 from idiff_lib.data.views import load_views
-from idiff_lib.features import iqa as iqa_features
-from idiff_lib.features import pair_cues
+from idiff_lib.features import iqa, pair_cues
 from idiff_lib.features.cue_text import CUE_NAMES, TABLE_SOURCES, load_thresholds, save_thresholds
 from idiff_lib.features.cv import CV_VERSION, pair_cue_row, pair_cv_features
 
@@ -95,7 +94,7 @@ def build_feature_table(
             soon as the pair is measured: a rerun on the same image files computes nothing again,
             and an interrupted build resumes where it stopped.
         out_path: when given, the table is written there as Parquet, atomically.
-        iqa_metrics: pyiqa metric names (default `iqa_features.DEFAULT_METRICS`); metrics whose
+        iqa_metrics: pyiqa metric names (default `iqa.DEFAULT_METRICS`); metrics whose
             weights are missing are left out with one warning each.
         weights_dir: where to look for pyiqa/CLIP weights (default: torch hub's cache).
         progress: show a tqdm bar.
@@ -110,7 +109,7 @@ def build_feature_table(
     features = _check_sources(features)
     pairs = list(pairs)
     cache = _Cache(Path(cache_dir) if cache_dir is not None else None)
-    scorer = iqa_features.IQAScorer(iqa_metrics, weights_dir=weights_dir, strict=strict_iqa) if "iqa" in features else None
+    scorer = iqa.IQAScorer(iqa_metrics, weights_dir=weights_dir, strict=strict_iqa) if "iqa" in features else None
     rows, problems = [], {}
     for pair in progress_bar(pairs, desc="features", unit="pair", disable=not progress):
         row: dict[str, Any] = {"id": pair.id, "meta.ok": 1.0, "meta.person": float(pair.category == "person")}
@@ -133,7 +132,7 @@ def build_feature_table(
                 row.update(values)
             if scorer is not None:
                 for metric in scorer.metrics:
-                    namespace = f"iqa-{metric}-{iqa_features.IQA_VERSION}"
+                    namespace = f"iqa-{metric}-{iqa.IQA_VERSION}"
                     values = cache.get(namespace, key)
                     if values is None:
                         views = views if views is not None else load_views(pair)

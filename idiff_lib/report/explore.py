@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import matplotlib.pyplot as plt
-from matplotlib.patches import Rectangle
 import pandas as pd
+from matplotlib.patches import Rectangle
 
+from idiff_lib.core.errors import DataError
 from idiff_lib.data.content import agreement, detect_content
 from idiff_lib.data.datasets import SPLITS
-from idiff_lib.core.errors import DataError
-from idiff_lib.report.style import CATEGORY_COLOURS, SIDE_COLOURS
 from idiff_lib.data.pairs import Pair, read_pairs
 from idiff_lib.data.views import VIEW_NAMES, load_views
+from idiff_lib.report.style import CATEGORY_COLOURS, SIDE_COLOURS
 
 _HEADING_RE = re.compile(r"^\s*([^:]{2,80}?)\s*:")
 

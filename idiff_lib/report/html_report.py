@@ -16,8 +16,11 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import yaml
+from nbconvert import HTMLExporter
 
-from idiff_lib.core import layout, storage
+from idiff_lib.answer.runs.ladder import PLUS_FEATURE_ROW
+from idiff_lib.core import layout, paths, storage
 from idiff_lib.core.ontology import CATEGORIES
 from idiff_lib.report import ladder_plot, narrative
 from idiff_lib.scoring import controls
@@ -71,8 +74,6 @@ TABLE_GROUPS = (*CATEGORIES, "overall")
 def saved_ensemble_cell(table_a: pd.DataFrame, column: str = "ours overall") -> str:
     """Table A's cell of the ensemble notebook 02 saved (its ``test_accuracy``): the row "+ feature
     member" when the run has one (`answer.ladder.PLUS_FEATURE_ROW`), else the networks' ensemble rung."""
-    from idiff_lib.answer.ladder import PLUS_FEATURE_ROW
-
     rung = PLUS_FEATURE_ROW if (table_a["rung"] == PLUS_FEATURE_ROW).any() else RUNG_NAMES["ensemble"]
     return str(table_a.loc[table_a["rung"] == rung, column].iloc[0])
 
@@ -204,8 +205,6 @@ def thinking_metrics(run_dir: str | Path) -> dict:
 
 def thinking_params(run_dir: str | Path) -> dict:
     """Notebook 03's resolved ``params.yaml`` of the run ({} when it has none)."""
-    import yaml
-
     path = layout.step_dir(run_dir, layout.THINKING_STEP) / layout.PARAMS_FILE
     return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
 
@@ -233,8 +232,6 @@ def build_html_report(run_dir: str | Path, out_dir: str | Path | None = None,
 
     The index shows the run's steps (status, time), the tables and the figures.
     """
-    from nbconvert import HTMLExporter
-
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -288,8 +285,6 @@ def update_readme_results(readme: str | Path, table_a: pd.DataFrame, table_b: pd
     Only a run on the embedded benchmark may do so: the README reports the demo. Figures outside
     the project are not linked. Returns what was done, for the notebook to print.
     """
-    from idiff_lib.core import paths
-
     readme = Path(readme)
     if Path(data_dir).resolve() != paths.DEMO_DIR.resolve():
         return f"README not updated: this run's data ({data_dir}) is not the embedded benchmark"
@@ -350,8 +345,6 @@ def update_readme_reading(readme: str | Path, paragraph: str, data_dir: str | Pa
     """Write the README's "How to read them" paragraph (`narrative.reading_paragraph`) between
     `READING_START` and `READING_END`; only a run on the embedded benchmark does, as for the Results.
     Returns what was done, for the notebook to print."""
-    from idiff_lib.core import paths
-
     if Path(data_dir).resolve() != paths.DEMO_DIR.resolve():
         return f"README reading paragraph not updated: this run's data ({data_dir}) is not the embedded benchmark"
     narrative.write_between_markers(readme, READING_START, READING_END, paragraph)

@@ -29,9 +29,12 @@ def _choose_backend() -> None:
 
 
 _choose_backend()
+import io
+
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is settled)
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from IPython.display import Image, display
 
 PALETTE = "colorblind"
 # Fixed colours for the recurring categories, so a reader learns them once.
@@ -81,12 +84,9 @@ def save_figure(fig: plt.Figure, name: str, fig_dir: str | Path | None = None, p
 def show_figure(fig: plt.Figure) -> None:
     """Display `fig` in the running Jupyter kernel (as ``image/png``), then close it; outside Jupyter, close it."""
     if ipython_kernel() is not None:
-        from IPython.display import Image, display
-
         if "inline" in matplotlib.get_backend():
             display(fig)
         else:  # a kernel told to use another backend: send the pixels, which every front end shows
-            import io
 
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png", dpi=plt.rcParams["figure.dpi"])

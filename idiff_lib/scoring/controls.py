@@ -20,7 +20,7 @@ import numpy as np
 
 from idiff_lib.core.errors import DataError
 
-# The stages whose prompt holds the Answer Model's verdict (`idiff_lib.thinking.prompts`, stage S4).
+# The stages whose prompt holds the Answer Model's verdict (`idiff_lib.thinking.prompting.prompts`, stage S4).
 ANSWER_IN_PROMPT_STAGES: tuple[str, ...] = ("S4",)
 ACCURACY_COPIED_NOTE = "copied from the prompt (the Answer Model's verdict)"
 # Where the verdict of an answer-aware prompt came from, as a ladder row's ``answer_source`` records it

@@ -28,8 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from idiff_lib.core import storage
 from idiff_lib.core.errors import OfflineError, ParameterError
+from idiff_lib.core.progress import progress_bar
 
 CRITERIA: tuple[str, ...] = ("verdict", "grounding", "specificity", "fluency")
 SYSTEM = ("You are a strict grader of image quality assessment rationales. You reply with one JSON "
@@ -111,9 +115,6 @@ class HFJudge:
     """
 
     def __init__(self, model: Any, tokenizer: Any = None, max_new_tokens: int = 48, device: str = "cpu"):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         self.torch = torch
         if isinstance(model, (str, Path)):
             self.name = str(model)
@@ -250,8 +251,6 @@ def judge_rationales(judge: Judge, references: Sequence[str], ref_answers: Seque
         cache_path: a JSONL file; each reply is appended as it arrives and reused when the same
             (judge, id, prompt) comes again, so an interrupted run resumes.
     """
-    from idiff_lib.core.progress import progress_bar
-
     ids = list(ids) if ids is not None else [str(i) for i in range(len(candidates))]
     cache: dict[tuple[str, str, str], dict] = {}
     if cache_path is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from idiff_lib.core.errors import DataError
-from idiff_lib.data import pairs as pairs_mod
+from idiff_lib.data import pairs
 from idiff_lib.data.pairs import Pair
 
 
@@ -39,7 +39,7 @@ def prediction_from_row(row: Any, *, source: Path | None = None, line: int | Non
                         'write {"id": ..., "completion": "<thinking>...</thinking><answer>A</answer>"}', line)
     pid = row.get("id")
     if pid is None and isinstance(row.get("images"), list) and row["images"] and isinstance(row["images"][0], str):
-        pid = pairs_mod.pair_id(row["images"][0])
+        pid = pairs.pair_id(row["images"][0])
     if pid is None or str(pid).strip() == "":
         raise DataError(source, "prediction has no 'id' (and no 'images' to take one from)",
                         'add "id": "<pair id>" to the row', line)

@@ -53,15 +53,16 @@ import pandas as pd
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError, ParameterError, suggest
 from idiff_lib.core.ontology import PERSON_ONLY_REGIONS
-from idiff_lib.data import pairs as pairs_mod
+from idiff_lib.data import pairs
 from idiff_lib.data.pairs import Pair
 from idiff_lib.scoring import parser
 from idiff_lib.scoring.combined import combined_score
+from idiff_lib.scoring.controls import wrong_side_labels
 from idiff_lib.scoring.judge import judge_rationales
 from idiff_lib.scoring.meta_verdicts import pair_counts, summarise_counts
 from idiff_lib.scoring.predictions import Prediction, as_predictions, check_ids, id_list, read_predictions
-from idiff_lib.scoring.rewards import accuracy_reward, baseline_letter, format_check, format_reward, raw_thinking, thinking_text
-from idiff_lib.scoring.controls import wrong_side_labels
+from idiff_lib.scoring.rewards import (accuracy_reward, baseline_letter, format_check, format_reward, raw_thinking,
+                                       thinking_text)
 from idiff_lib.scoring.stats import CLUSTER_CI_CAPTION, cluster_bootstrap_mean
 from idiff_lib.scoring.text_metrics import (BLEU_TOKENIZE, DEFAULT_SEMANTIC_MODEL, corpus_bleu, rouge_l,
                                             semantic_similarity, sentence_bleu)
@@ -474,6 +475,6 @@ def score(
 
 def score_files(pred_path: str | Path, ref_path: str | Path, **kwargs) -> ScoreResult:
     """`score` on a predictions JSONL and a RAIM-PIQA reference JSONL."""
-    refs = pairs_mod.read_pairs(ref_path)
+    refs = pairs.read_pairs(ref_path)
     preds = read_predictions(pred_path)
     return score(preds, refs, pred_source=pred_path, **kwargs)

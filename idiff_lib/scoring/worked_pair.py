@@ -25,7 +25,7 @@ import yaml
 from idiff_lib.core import layout, storage
 from idiff_lib.core.errors import ParameterError, suggest
 from idiff_lib.data.datasets import load_split
-from idiff_lib.data.meta import split_comparisons, split_meta
+from idiff_lib.data.meta import split_meta
 from idiff_lib.data.pairs import Pair
 from idiff_lib.scoring import parser
 from idiff_lib.scoring.controls import wrong_side_labels
@@ -81,35 +81,59 @@ def resolve_worked_pair(data_dir: str | Path, worked_pair: str = "") -> Pair:
     return by_id[worked_pair]
 
 
-def worked_meta(data_dir: str | Path, pair: Pair) -> dict | None:
-    """The worked pair's row of the benchmark's ``meta/`` (its defects, face boxes, detail box); None without one."""
-    return split_meta(data_dir, WORKED_SPLIT).get(pair.id)
+@dataclass(frozen=True)
+class WorkedPair:
+    """The test pair every notebook follows, loaded once: the pair and its row of the benchmark's ``meta/``.
 
+    A notebook loads it in one call (`load`) and then asks it: `truth_sentence`, `ground_truth`,
+    `comparisons`, `meta` (its defects, face boxes, detail box; None for a folder without ``meta/``).
+    """
 
-def ground_truth(data_dir: str | Path, pair: Pair) -> pd.DataFrame:
-    """The pair's known defects from ``meta/``: one row per defect (side, kind, region, severity) plus
-    the penalties; an empty frame when the folder has no metadata for it."""
-    row = worked_meta(data_dir, pair)
-    if row is None:
-        return pd.DataFrame(columns=["side", "kind", "region", "severity"])
-    rows = [{"side": side, **d} for side, key in (("A", "defects_a"), ("B", "defects_b"), ("both", "shared"))
-            for d in row.get(key, [])]
-    rows += [{"side": side, "kind": "penalty (meta)", "region": "",
-              "severity": row.get(f"penalty_{side.lower()}")} for side in ("A", "B")]
-    return pd.DataFrame(rows, columns=["side", "kind", "region", "severity"])
+    pair: Pair
+    meta: dict | None
 
+    @classmethod
+    def load(cls, data_dir: str | Path, worked_pair: str = "") -> WorkedPair:
+        """`resolve_worked_pair`'s pair of `data_dir` and its ``meta/`` row.
 
-def truth_sentence(data_dir: str | Path, pair: Pair) -> str:
-    """One sentence on why the worked pair is instructive, read from its metadata or its reference."""
-    row = worked_meta(data_dir, pair) or {}
-    wins = {v: sorted({f"{c['region']} {c['attribute']}" for c in row.get("comparisons", []) if c["verdict"] == v})
-            for v in ("A", "B")}
-    if wins["A"] and wins["B"]:
-        return (f"{pair.id} ({pair.category}) is a trade-off: A is better on {', '.join(wins['A'])}, B on "
-                f"{', '.join(wins['B'])}; the expert's answer is {pair.answer}.")
-    tradeoff = _reference_tradeoff(pair)
-    return (f"{pair.id} ({pair.category}): its reference {'gives aspects to both A and B' if tradeoff else 'favours one side'}"
-            f"; the expert's answer is {pair.answer}.")
+        Raises:
+            ParameterError: `worked_pair` is not a test pair id.
+        """
+        pair = resolve_worked_pair(data_dir, worked_pair)
+        return cls(pair, split_meta(data_dir, WORKED_SPLIT).get(pair.id))
+
+    @property
+    def id(self) -> str:
+        return self.pair.id
+
+    @property
+    def comparisons(self) -> list[dict] | None:
+        """The ground-truth comparisons of the pair (`idiff_lib.data.meta.split_comparisons`' rows), or None."""
+        return list((self.meta or {}).get("comparisons") or []) or None
+
+    def ground_truth(self) -> pd.DataFrame:
+        """The pair's known defects: one row per defect (side, kind, region, severity) plus the
+        penalties; an empty frame when the folder has no metadata for it."""
+        row = self.meta
+        if row is None:
+            return pd.DataFrame(columns=["side", "kind", "region", "severity"])
+        rows = [{"side": side, **d} for side, key in (("A", "defects_a"), ("B", "defects_b"), ("both", "shared"))
+                for d in row.get(key, [])]
+        rows += [{"side": side, "kind": "penalty (meta)", "region": "",
+                  "severity": row.get(f"penalty_{side.lower()}")} for side in ("A", "B")]
+        return pd.DataFrame(rows, columns=["side", "kind", "region", "severity"])
+
+    def truth_sentence(self) -> str:
+        """One sentence on why the worked pair is instructive, read from its metadata or its reference."""
+        pair, row = self.pair, self.meta or {}
+        wins = {v: sorted({f"{c['region']} {c['attribute']}" for c in row.get("comparisons", []) if c["verdict"] == v})
+                for v in ("A", "B")}
+        if wins["A"] and wins["B"]:
+            return (f"{pair.id} ({pair.category}) is a trade-off: A is better on {', '.join(wins['A'])}, B on "
+                    f"{', '.join(wins['B'])}; the expert's answer is {pair.answer}.")
+        tradeoff = _reference_tradeoff(pair)
+        return (f"{pair.id} ({pair.category}): its reference "
+                f"{'gives aspects to both A and B' if tradeoff else 'favours one side'}; the expert's answer is {pair.answer}.")
 
 
 def line_by_line(completion: str, reference: Pair) -> pd.DataFrame:
@@ -254,10 +278,11 @@ def contradiction_sentences(pair: Pair, answer_row: Mapping[str, Any] | None, st
     return out or ["No contradiction found: every branch, line and cue that the ground truth can judge agrees with it."]
 
 
-def load_pair_card(run_dir: str | Path, data_dir: str | Path, pair: Pair) -> PairCard:
+def load_pair_card(run_dir: str | Path, worked: WorkedPair) -> PairCard:
     """`pair_card` from a run's records: step 02's test predictions, step 03's ladder files of its final
     system (``<model>_<stage>.jsonl``, the stages of its ``params.yaml``) and `WORKED_PROMPTS_FILE`, and
-    the data folder's ``meta/`` ground truth."""
+    the worked pair's ``meta/`` ground truth."""
+    pair = worked.pair
     answer_dir, thinking_dir = layout.step_dir(run_dir, layout.ANSWER_STEP), layout.step_dir(run_dir, layout.THINKING_STEP)
     preds = answer_dir / layout.TEST_PREDICTIONS_FILE
     answer_row = next((r for r in storage.read_jsonl_rows(preds) if r.get("id") == pair.id), None) if preds.exists() else None
@@ -271,8 +296,7 @@ def load_pair_card(run_dir: str | Path, data_dir: str | Path, pair: Pair) -> Pai
         completions[stage] = next((r["completion"] for r in rows if r.get("id") == pair.id), None)
     saved = _read_json(thinking_dir / WORKED_PROMPTS_FILE)
     prompts = saved.get("prompts", {}) if saved.get("id") == pair.id else {}
-    comparisons = split_comparisons(data_dir, WORKED_SPLIT).get(pair.id)
-    return pair_card(pair, comparisons, answer_row, completions, prompts, thinker=f"Thinking Model ({model or '?'})")
+    return pair_card(pair, worked.comparisons, answer_row, completions, prompts, thinker=f"Thinking Model ({model or '?'})")
 
 
 def _read_json(path: Path) -> dict[str, Any]:

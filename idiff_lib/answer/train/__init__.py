@@ -1,0 +1,1 @@
+"""Training the Answer Model's members: the training loop, pretext pretraining, synthetic pairs from the training photos, the splits, the head and feature members, the frozen probe and the aspect heads."""
