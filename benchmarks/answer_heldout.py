@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from idiff_lib.answer.runs.analysis import bootstrap_ci
-from idiff_lib.answer.runs.ensemble import predict_rows
-from idiff_lib.answer.runs.run_store import load_answer_run
+from idiff_lib.answer.experiments.analysis import bootstrap_ci
+from idiff_lib.answer.experiments.ensemble import predict_rows
+from idiff_lib.answer.experiments.run_store import load_answer_run
 from idiff_lib.core import paths, storage
 from idiff_lib.data.pairs import format_completion, make_pair, write_pairs
 

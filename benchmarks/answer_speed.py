@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from idiff_lib.answer.model import inputs
-from idiff_lib.answer.runs import ensemble
+from idiff_lib.answer.experiments import ensemble
 from idiff_lib.answer.train import training
 from idiff_lib.answer.model.network import PairwiseModel, build_model
 from idiff_lib.answer.answer_settings import AnswerSettings

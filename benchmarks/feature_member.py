@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from idiff_lib.answer.runs import analysis
+from idiff_lib.answer.experiments import analysis
 from idiff_lib.answer.train.feature_member import FeatureMember, as_labels
 from idiff_lib.features import cue_text
 from idiff_lib.features import table

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from idiff_lib.answer.runs import ensemble
+from idiff_lib.answer.experiments import ensemble
 from idiff_lib.answer.model.backbones import resolve_backbone
 from idiff_lib.answer.model.network import PairwiseModel
 from idiff_lib.answer.answer_settings import AnswerSettings

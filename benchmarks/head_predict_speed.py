@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from idiff_lib.answer.runs.ensemble import predict_rows
-from idiff_lib.answer.runs.run_store import load_answer_run
+from idiff_lib.answer.experiments.ensemble import predict_rows
+from idiff_lib.answer.experiments.run_store import load_answer_run
 from idiff_lib.core import paths, storage
 from idiff_lib.data.pairs import read_pairs
 

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from idiff_lib.answer.runs import analysis
+from idiff_lib.answer.experiments import analysis
 from idiff_lib.answer.train import synthetic
 from idiff_lib.answer.train.feature_member import FeatureMember
 from idiff_lib.answer.train.splits import load_splits

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from idiff_lib.answer.runs.analysis import bootstrap_ci
+from idiff_lib.answer.experiments.analysis import bootstrap_ci
 from idiff_lib.chain import export
 from idiff_lib.core import paths, storage
 from idiff_lib.core.ontology import SUMMARY_HEADING

@@ -57,7 +57,7 @@ def make_pairs_file(folder: Path, n: int = 8, side: int = 96, seed: int = 0, lab
 def train_tiny_answer_run(step_dir: Path, pairs: list) -> Path:
     """A notebook-02 step folder holding a one-member network ensemble (resnet10t, 32 px, one epoch)."""
     from idiff_lib.answer.model import inputs
-    from idiff_lib.answer.runs import ensemble, run_store
+    from idiff_lib.answer.experiments import ensemble, run_store
     from idiff_lib.answer.train import training
 
     cfg = bare_member(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,

@@ -10,7 +10,7 @@ import torch
 
 from answer_fixtures import make_pairs_file, tiny_member_cfg
 from idiff_lib.answer.model import backbones, inputs, member_config, network, weights
-from idiff_lib.answer.runs import ensemble, run_store
+from idiff_lib.answer.experiments import ensemble, run_store
 from idiff_lib.answer.train import training
 from idiff_lib.answer.model.member_config import MemberConfig
 from idiff_lib.answer.answer_settings import AnswerSettings

@@ -77,6 +77,6 @@ def test_bad_values_are_refused_with_the_parameter_named():
 
 
 def test_step02_file_names_agree_with_the_run_layout():
-    from idiff_lib.answer.runs.analysis import PREDICTIONS_FILE
+    from idiff_lib.answer.experiments.analysis import PREDICTIONS_FILE
 
     assert PREDICTIONS_FILE.format(split="test") == layout.TEST_PREDICTIONS_FILE

@@ -16,7 +16,7 @@ import pytest
 
 from answer_fixtures import bare_member, make_pairs_file
 from idiff_lib.answer.model import inputs
-from idiff_lib.answer.runs import ensemble, run_store
+from idiff_lib.answer.experiments import ensemble, run_store
 from idiff_lib.answer.train import training
 from idiff_lib.core import layout
 from idiff_lib.data.pairs import read_pairs

@@ -323,7 +323,7 @@ def test_answer_predict_skip_bad_reports_an_oversized_image(tmp_path):
 
     from answer_fixtures import bare_member, make_pairs_file
     from idiff_lib.answer.model import inputs
-    from idiff_lib.answer.runs import ensemble, run_store
+    from idiff_lib.answer.experiments import ensemble, run_store
     from idiff_lib.answer.train import training
     from idiff_lib.core import layout
 

@@ -20,7 +20,7 @@ import torch
 from answer_fixtures import make_pairs_file, train_tiny_answer_run
 
 from idiff_lib import cli
-from idiff_lib.answer.runs import ensemble, run_store
+from idiff_lib.answer.experiments import ensemble, run_store
 from idiff_lib.answer.train.feature_member import FeatureMember
 from idiff_lib.data.pairs import read_pairs
 

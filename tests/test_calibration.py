@@ -1,4 +1,4 @@
-"""Temperature scaling of p_left (idiff_lib.answer.runs.calibration) and its before/after reliability figure."""
+"""Temperature scaling of p_left (idiff_lib.answer.experiments.calibration) and its before/after reliability figure."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from idiff_lib.answer.runs import calibration
-from idiff_lib.answer.runs.analysis import reliability
+from idiff_lib.answer.experiments import calibration
+from idiff_lib.answer.experiments.analysis import reliability
 from idiff_lib.core.errors import ParameterError
 from idiff_lib.report import answer_figures
 

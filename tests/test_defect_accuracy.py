@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 
-from idiff_lib.answer.runs import analysis
+from idiff_lib.answer.experiments import analysis
 from idiff_lib.core import paths
 from idiff_lib.core.errors import ParameterError
 from idiff_lib.data.meta import split_meta

@@ -12,7 +12,7 @@ import torch
 
 from answer_fixtures import bare_member, make_pairs_file
 from idiff_lib.answer.model import inputs
-from idiff_lib.answer.runs import analysis, ensemble, run_store
+from idiff_lib.answer.experiments import analysis, ensemble, run_store
 from idiff_lib.answer.train import training
 from idiff_lib.answer.train.feature_member import FeatureMember
 from idiff_lib.core.errors import DataError, ParameterError

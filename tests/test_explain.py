@@ -1,4 +1,4 @@
-"""Grad-CAM of a member's difference logit (idiff_lib.answer.runs.explain) on tiny untrained members."""
+"""Grad-CAM of a member's difference logit (idiff_lib.answer.experiments.explain) on tiny untrained members."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 from answer_fixtures import bare_member, make_pairs_file
 
-from idiff_lib.answer.runs import explain
+from idiff_lib.answer.experiments import explain
 from idiff_lib.answer.model.backbones import StatsPool
-from idiff_lib.answer.runs.ensemble import NetworkMember
+from idiff_lib.answer.experiments.ensemble import NetworkMember
 from idiff_lib.answer.model.network import build_model
 from idiff_lib.core.errors import ParameterError
 from idiff_lib.data.pairs import read_pairs
@@ -122,7 +122,7 @@ def test_cam_rows_put_the_worked_pair_first_once():
 def test_reliability_marks_the_worked_pair_at_its_confidence_on_the_right_edge():
     from types import SimpleNamespace
 
-    from idiff_lib.answer.runs import analysis
+    from idiff_lib.answer.experiments import analysis
 
     run = SimpleNamespace(test_pairs=[SimpleNamespace(id="x"), SimpleNamespace(id="w")],
                           final_test=np.array([0.7, 0.2]), test_labels=np.array([1.0, 1.0]))

@@ -18,7 +18,7 @@ from skimage import data
 from skimage.filters import unsharp_mask
 from skimage.transform import resize
 
-from idiff_lib.answer.runs import ensemble
+from idiff_lib.answer.experiments import ensemble
 from idiff_lib.answer.train.feature_member import DEFAULT_GRID, FeatureMember
 from idiff_lib.core import imaging
 from idiff_lib.features import cue_text

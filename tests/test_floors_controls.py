@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from idiff_lib.answer.runs import analysis
-from idiff_lib.answer.runs.ensemble import Ensemble, FeatureMemberAdapter, LogisticStacking
+from idiff_lib.answer.experiments import analysis
+from idiff_lib.answer.experiments.ensemble import Ensemble, FeatureMemberAdapter, LogisticStacking
 from idiff_lib.core import layout, paths
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data import meta, views
@@ -305,7 +305,7 @@ def test_table_b_and_figures_show_the_floor_and_the_copied_accuracy(tmp_path):
 
 def test_worked_pair_probabilities_swap_to_one_minus_p(tmp_path):
     from answer_fixtures import make_pairs_file, train_tiny_answer_run
-    from idiff_lib.answer.runs.run_store import load_answer_run
+    from idiff_lib.answer.experiments.run_store import load_answer_run
     from idiff_lib.data.pairs import read_pairs
 
     pairs = read_pairs(make_pairs_file(tmp_path / "data", n=8))

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from answer_fixtures import make_pairs_file
-from idiff_lib.answer.runs import head_ladder
+from idiff_lib.answer.experiments import head_ladder
 from idiff_lib.answer.answer_settings import AnswerSettings
 from idiff_lib.answer.train.splits import load_splits
 

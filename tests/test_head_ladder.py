@@ -15,9 +15,9 @@ import torch
 
 from answer_fixtures import make_pairs_file
 from idiff_lib.answer.model import feature_cache, heads
-from idiff_lib.answer.runs import explain, head_ladder, run_store
+from idiff_lib.answer.experiments import explain, head_ladder, run_store
 from idiff_lib.answer.train import aspects, head_member
-from idiff_lib.answer.runs.ensemble import predict_rows
+from idiff_lib.answer.experiments.ensemble import predict_rows
 from idiff_lib.answer.answer_settings import AnswerSettings
 from idiff_lib.answer.train.splits import load_splits
 from idiff_lib.core import paths

@@ -10,7 +10,7 @@ import torch
 
 from answer_fixtures import make_pairs_file
 from idiff_lib.answer.model import weights
-from idiff_lib.answer.runs import ensemble, ladder, run_store
+from idiff_lib.answer.experiments import ensemble, ladder, run_store
 from idiff_lib.answer.train import frozen_probe
 from idiff_lib.answer.answer_settings import AnswerSettings
 from idiff_lib.answer.train.splits import load_splits

@@ -52,7 +52,7 @@ def test_lora_wraps_without_the_deprecated_flags_warning():
 
 
 def test_agreement_of_a_constant_member_is_zero_without_a_warning():
-    from idiff_lib.answer.runs import analysis
+    from idiff_lib.answer.experiments import analysis
 
     probs = np.array([[0.5, 0.9], [0.5, 0.2], [0.5, 0.7]])  # the first member never moves
     with warnings.catch_warnings():

@@ -203,7 +203,7 @@ def test_export_writes_a_submission_from_a_run_shaped_like_the_cpu_profiles(vlm_
     """The cpu demo's layout: an Answer step, then the joint ladder's one model in model/joint (no model/<stage>)."""
     from answer_fixtures import bare_member, make_pairs_file
     from idiff_lib.answer.model import inputs
-    from idiff_lib.answer.runs import ensemble, run_store
+    from idiff_lib.answer.experiments import ensemble, run_store
     from idiff_lib.answer.train import training
     from idiff_lib.chain.export import export
     from idiff_lib.core import layout

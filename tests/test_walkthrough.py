@@ -13,7 +13,7 @@ import torch  # noqa: E402
 
 from answer_fixtures import bare_member
 from idiff_lib.answer.model import network  # noqa: E402
-from idiff_lib.answer.runs import walkthrough
+from idiff_lib.answer.experiments import walkthrough
 from idiff_lib.answer.model.member_config import MemberConfig  # noqa: E402
 from idiff_lib.core.errors import ParameterError  # noqa: E402
 from idiff_lib.scoring.worked_pair import resolve_worked_pair  # noqa: E402

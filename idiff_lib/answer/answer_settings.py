@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from idiff_lib.answer.model.backbones import resolve_backbone
 from idiff_lib.answer.model.member_config import MemberConfig
-from idiff_lib.answer.runs.ensemble import make_ensembler
+from idiff_lib.answer.experiments.ensemble import make_ensembler
 from idiff_lib.core import layout
 from idiff_lib.core.determinism import DEFAULT_THREADS
 from idiff_lib.core.errors import ParameterError, suggest
@@ -23,8 +23,8 @@ from idiff_lib.core.step_settings import WorkedPairSettings
 # The paper's ablation ladder (notebook 02), networks only; the first three can be trained again from scratch.
 LADDER_ROWS = ("merged", "split", "specialists", "ensemble")
 # How notebook 02 trains: "heads" (cache first: frozen features computed once per view, every rung a
-# head on them; `idiff_lib.answer.runs.head_ladder`) or "finetune" (every member fine-tuned end to end, the
-# paper's GPU path; `idiff_lib.answer.runs.ladder`).
+# head on them; `idiff_lib.answer.experiments.head_ladder`) or "finetune" (every member fine-tuned end to end, the
+# paper's GPU path; `idiff_lib.answer.experiments.ladder`).
 METHODS = ("heads", "finetune")
 # Table A's row kinds: the paper's rungs, a teaching row, the from-scratch ablation, ours beyond the paper.
 ROW_KINDS = ("rung", "teaching", "ablation", "ours")

@@ -43,11 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import papermill
 import yaml
-from jupyter_client.manager import AsyncKernelManager
-from nbclient.exceptions import DeadKernelError
-from papermill.exceptions import PapermillExecutionError
 
 from idiff_lib.chain import timing
 from idiff_lib.chain.context import read_metrics
@@ -63,7 +59,6 @@ from idiff_lib.scoring.worked_pair import resolve_worked_pair
 _CODE_DATA_SUFFIXES = (".json", ".yaml", ".yml")
 
 
-
 class StepFailed(IdiffError):
     """A notebook of the chain raised; names the step, the error and the executed copy."""
 
@@ -77,6 +72,8 @@ def available_steps(notebooks_dir: Path | None = None) -> list[str]:
 
 def declared_params(notebook: Path) -> dict[str, dict[str, Any]]:
     """The notebook's ``parameters`` cell as papermill reads it: name -> {"type": name, "default": text}."""
+    import papermill
+
     declared = papermill.inspect_notebook(str(notebook))
     return {name: {"type": spec.get("inferred_type_name"), "default": spec.get("default")} for name, spec in declared.items()}
 
@@ -394,6 +391,10 @@ def _execute(nb: Path, step_dir: Path, params: dict[str, Any]) -> None:
     The kernel writes its log (a warning at every start; when Ctrl-C stops the chain mid-cell, a
     ``zmq`` traceback while it is shut down) to its stderr, which would otherwise be the terminal's.
     """
+    from nbclient.exceptions import DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+    import papermill
+
     step_dir.mkdir(parents=True, exist_ok=True)
     for stale in (layout.STEP_MARKER, layout.METRICS_FILE):
         (step_dir / stale).unlink(missing_ok=True)
@@ -422,6 +423,8 @@ def _execute(nb: Path, step_dir: Path, params: dict[str, Any]) -> None:
 
 def _logged_kernel_manager(log: Path, env: Mapping[str, str]) -> type:
     """A jupyter kernel manager class whose kernels get `env` and write their stderr to `log` (appended), not ours."""
+    from jupyter_client.manager import AsyncKernelManager
+
     class LoggedKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
             with open(log, "ab") as stderr:  # noqa: ASYNC230 - once per kernel start; the kernel keeps its own copy
@@ -445,6 +448,8 @@ def prepare_notebooks(out: str | Path, profile: str = "tiny", data_dir: str | Pa
     All copies share one run folder ``out/run``, so executed in order they form a chain. Every
     step's parameters are validated before the first copy is written.
     """
+    import papermill
+
     out = Path(out).resolve()
     nb_dir = notebooks_dir or paths.NOTEBOOKS_DIR
     run_dir = out / "run"

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from idiff_lib.answer.runs.ensemble import predict_rows
-from idiff_lib.answer.runs.run_store import load_answer_run
+from idiff_lib.answer.experiments.ensemble import predict_rows
+from idiff_lib.answer.experiments.run_store import load_answer_run
 from idiff_lib.answer.train import aspects
 from idiff_lib.answer.train.head_member import release_chunk
 from idiff_lib.core import layout, storage

@@ -26,8 +26,8 @@ from typing import Any, Iterable, Literal, Sequence
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError
-from idiff_lib.core.ontology import (  # noqa: F401 (format_completion: the completion format is read and written here)
-    ANSWERS, format_completion)
+from idiff_lib.core.ontology import ANSWERS
+from idiff_lib.core.ontology import format_completion  # noqa: F401  (kept beside its reader, parse_completion)
 
 Shape = Literal["sft", "grpo", "test"]
 Layout = Literal["merged", "separate"]

@@ -33,12 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyiqa
-import torch
-from huggingface_hub import try_to_load_from_cache
-from pyiqa.archs.arch_util import get_url_from_name
-from pyiqa.archs.clip_model import _MODELS
-from pyiqa.default_model_configs import DEFAULT_CONFIGS
 
 from idiff_lib.core.errors import OfflineError, ParameterError, suggest
 from idiff_lib.core.imaging import MIN_SIDE, to_rgb, working_size
@@ -75,10 +69,14 @@ ARCH_MODULES = {"liqe": "liqe_arch", "musiq": "musiq_arch", "topiq_nr": "topiq_a
 
 
 def _pyiqa_weight(name: str) -> Weight:
+    from pyiqa.archs.arch_util import get_url_from_name
+
     return Weight("pyiqa", name, get_url_from_name(name))
 
 
 def _clip_weight(name: str) -> Weight:
+    from pyiqa.archs.clip_model import _MODELS
+
     url = _MODELS[name]
     return Weight("clip", os.path.basename(url), url)
 
@@ -141,11 +139,15 @@ def import_problem(metric: str) -> str | None:
 
 def default_weights_dir() -> Path:
     """torch hub's folder, where pyiqa puts ``pyiqa/`` and ``clip/`` (``$TORCH_HOME/hub``)."""
+    import torch
+
     return Path(torch.hub.get_dir())
 
 
 def find_weight(weight: Weight, weights_dir: str | Path | None = None) -> Path | None:
     """The local path of `weight`, or None. Never downloads."""
+    from huggingface_hub import try_to_load_from_cache
+
     root = Path(weights_dir) if weights_dir is not None else default_weights_dir()
     if weight.kind == "pyiqa":
         for path in (root / "pyiqa" / weight.name, root / weight.name):
@@ -209,12 +211,16 @@ def available_metrics(metrics: Sequence[str] | None = None, weights_dir: str | P
 @cache
 def lower_better(metric: str) -> bool:
     """Whether a lower score is better, from pyiqa's metric table (no model is created)."""
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+
     return bool(DEFAULT_CONFIGS[metric].get("lower_better", False))
 
 
 @contextlib.contextmanager
 def _offline(weights_dir: str | Path | None) -> Iterator[None]:
     """Point torch hub at `weights_dir` and forbid Hugging Face downloads while a metric is built."""
+    import torch
+
     old_hub, old_env = torch.hub.get_dir(), {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     if weights_dir is not None:
         torch.hub.set_dir(str(weights_dir))
@@ -236,6 +242,8 @@ def create_metric(metric: str, weights_dir: str | Path | None = None, device: st
     Raises:
         OfflineError: naming the files and URLs to fetch, when a weight is missing (checked first).
     """
+    import pyiqa
+
     missing = missing_weights(metric, weights_dir)
     if missing:
         raise OfflineError(f"IQA metric {metric!r} needs " + "; ".join(
@@ -256,6 +264,8 @@ def create_metric(metric: str, weights_dir: str | Path | None = None, device: st
 
 def to_tensor(img: np.ndarray, max_side: int = IQA_SIDE):
     """(1, 3, H, W) float tensor in [0, 1] from an RGB/grey uint8 image, at the IQA working size."""
+    import torch
+
     rgb = working_size(to_rgb(img), max_side)
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
 
@@ -283,6 +293,8 @@ class IQAScorer:
         return self._built[name]
 
     def score(self, img: np.ndarray, name: str) -> float:
+        import torch
+
         with torch.no_grad():
             return float(self.metric(name)(to_tensor(img).to(self.device)).reshape(-1)[0])
 

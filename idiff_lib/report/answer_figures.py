@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from idiff_lib.answer.runs import analysis
+from idiff_lib.answer.experiments import analysis
 from idiff_lib.data.pairs import Pair
 from idiff_lib.data.views import load_views
 from idiff_lib.features.table import cue_glossary
@@ -178,7 +178,7 @@ def plot_reliability_before_after(before: dict[str, np.ndarray], after: dict[str
 def plot_grad_cams(cams: Sequence[Any]) -> plt.Figure:
     """One row per pair: global A, global B, local A, local B with the member's Grad-CAM map overlaid.
 
-    `cams` are `idiff_lib.answer.runs.explain.PairCam`; each row's title gives the member's p_left, the
+    `cams` are `idiff_lib.answer.experiments.explain.PairCam`; each row's title gives the member's p_left, the
     ensemble's (when known), the true answer and the answer explained.
     """
     n = max(1, len(cams))
@@ -355,7 +355,7 @@ def plot_walkthrough(walk: Any, dims: int = 64) -> plt.Figure:
     per stream, and the logits (global and local stream, their sum, the swapped pair's).
 
     Args:
-        walk: an `idiff_lib.answer.runs.walkthrough.Walkthrough`.
+        walk: an `idiff_lib.answer.experiments.walkthrough.Walkthrough`.
         dims: how many leading feature dimensions to draw.
     """
     fig = plt.figure(figsize=(11, 6.2))

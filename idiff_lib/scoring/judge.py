@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import OfflineError, ParameterError
@@ -115,6 +113,9 @@ class HFJudge:
     """
 
     def __init__(self, model: Any, tokenizer: Any = None, max_new_tokens: int = 48, device: str = "cpu"):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        import torch
+
         self.torch = torch
         if isinstance(model, (str, Path)):
             self.name = str(model)

@@ -15,9 +15,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from rouge_score import rouge_scorer
-from sacrebleu.metrics import BLEU
-from sentence_transformers import SentenceTransformer
 
 from idiff_lib.core.errors import OfflineError
 from idiff_lib.core.progress import progress_mode
@@ -34,6 +31,8 @@ BLEU_SCALE = 100.0
 
 def corpus_bleu(hyps: Sequence[str], refs: Sequence[str], tokenize: str = BLEU_TOKENIZE) -> tuple[float, str]:
     """sacrebleu corpus BLEU-4 on the workbench's one BLEU scale, 0-1 (sacrebleu's 0-100 / 100), and its signature."""
+    from sacrebleu.metrics import BLEU
+
     metric = BLEU(tokenize=tokenize)
     result = metric.corpus_score(list(hyps), [list(refs)])
     return float(result.score) / BLEU_SCALE, str(metric.get_signature())
@@ -42,12 +41,16 @@ def corpus_bleu(hyps: Sequence[str], refs: Sequence[str], tokenize: str = BLEU_T
 def sentence_bleu(hyps: Sequence[str], refs: Sequence[str], tokenize: str = BLEU_TOKENIZE) -> list[float]:
     """sacrebleu sentence BLEU-4 per pair on the 0-1 scale, with sacrebleu's sentence defaults
     (exponential smoothing, effective order)."""
+    from sacrebleu.metrics import BLEU
+
     metric = BLEU(tokenize=tokenize, effective_order=True)
     return [float(metric.sentence_score(h, [r]).score) / BLEU_SCALE for h, r in zip(hyps, refs)]
 
 
 def rouge_l(hyps: Sequence[str], refs: Sequence[str], use_stemmer: bool = False) -> list[dict[str, float]]:
     """rouge-score ROUGE-L per pair: {"precision", "recall", "f"}."""
+    from rouge_score import rouge_scorer
+
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer)
     out = []
     for h, r in zip(hyps, refs):
@@ -81,6 +84,8 @@ def resolve_semantic_model(model: str | Path | None = None) -> str:
 @lru_cache(maxsize=2)
 def load_semantic_model(model: str | None = None, device: str = "cpu"):
     """Load a sentence-transformers model once (cached)."""
+    from sentence_transformers import SentenceTransformer
+
     path = resolve_semantic_model(model)
     if not Path(path).exists():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -132,8 +132,8 @@ class WorkedPair:
             return (f"{pair.id} ({pair.category}) is a trade-off: A is better on {', '.join(wins['A'])}, B on "
                     f"{', '.join(wins['B'])}; the expert's answer is {pair.answer}.")
         tradeoff = _reference_tradeoff(pair)
-        return (f"{pair.id} ({pair.category}): its reference "
-                f"{'gives aspects to both A and B' if tradeoff else 'favours one side'}; the expert's answer is {pair.answer}.")
+        sides = "gives aspects to both A and B" if tradeoff else "favours one side"
+        return f"{pair.id} ({pair.category}): its reference {sides}; the expert's answer is {pair.answer}."
 
 
 def line_by_line(completion: str, reference: Pair) -> pd.DataFrame:

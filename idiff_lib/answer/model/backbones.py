@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
-import timm
 import torch
 from torch import nn
 
@@ -48,6 +47,8 @@ def resolve_backbone(name: str) -> str:
     Raises:
         ParameterError: when neither ANSWER_BACKBONES nor ``timm.list_models()`` knows the name.
     """
+    import timm
+
     if name in ANSWER_BACKBONES:
         return ANSWER_BACKBONES[name]
     base = name.split(".", 1)[0]  # a pretrained tag such as resnet50.a1_in1k is allowed
@@ -125,6 +126,8 @@ LAST_STAGES = tuple(range(-STATS_STAGES, 0))
 
 
 def _create(cfg: MemberConfig, timm_name: str, kwargs: dict[str, Any]) -> nn.Module:
+    import timm
+
     if "swin" in timm_name or "maxvit" in timm_name:
         kwargs["img_size"] = cfg.img_size
     if cfg.checkpoint:

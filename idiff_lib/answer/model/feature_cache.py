@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import timm
 import torch
 
 from idiff_lib.answer.model.backbones import resolve_backbone
@@ -92,6 +91,8 @@ class FrozenBackbone:
 
     def __init__(self, backbone: str, pretrained: bool = True, stages: Sequence[int] = FEATURE_STAGES,
                  short_side: int = 0, seed: int = 0, checkpoint: str = ""):
+        import timm
+
         self.backbone, self.pretrained, self.stages, self.short_side = backbone, pretrained, tuple(stages), short_side
         self.timm_name = resolve_backbone(backbone)
         if pretrained:

@@ -27,7 +27,6 @@ from typing import Sequence
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
-from sklearn.linear_model import LogisticRegression, Ridge
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError, ParameterError
@@ -59,6 +58,8 @@ def _scale(x: np.ndarray) -> np.ndarray:
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, C: float, seed: int = 0) -> np.ndarray:
     """Coefficients of an intercept-free logistic regression on both orders (x, y) and (-x, 1 - y)."""
+    from sklearn.linear_model import LogisticRegression
+
     clf = LogisticRegression(C=C, fit_intercept=False, max_iter=5000, random_state=seed)
     clf.fit(np.vstack([x, -x]), np.concatenate([y, 1 - y]))
     return clf.coef_.reshape(-1).astype(np.float64)
@@ -190,6 +191,8 @@ def fit_defect_heads(x: dict[str, np.ndarray], severity: dict[str, np.ndarray], 
         x: split -> (n, d) view-descriptor differences.
         severity: split -> (n, n_kinds) A - B severity per kind (from ``meta``).
     """
+    from sklearn.linear_model import Ridge
+
     scale = _scale(x["train"])
     xt, st = x["train"] / scale, severity["train"]
     best = None
@@ -231,6 +234,8 @@ def fit_presence_heads(x: np.ndarray, labels: dict[str, np.ndarray], x_val: np.n
     One solve per alpha for every aspect at once (``sklearn.linear_model.Ridge``, multi-output): about
     a second on 2 cores, where a logistic fit per aspect and strength took minutes.
     """
+    from sklearn.linear_model import Ridge
+
     names = list(labels)
     if not names:
         return {}

@@ -15,7 +15,6 @@ Mean, std and input size come from ``timm.data.resolve_model_data_config``.
 
 from __future__ import annotations
 
-import timm
 import torch
 import torch.nn.functional as F  # alias: PyTorch's usual short name
 from torch import nn
@@ -50,6 +49,8 @@ class PairwiseModel(nn.Module):
     """
 
     def __init__(self, cfg: MemberConfig, backbone: nn.Module | None = None):
+        import timm
+
         super().__init__()
         self.cfg = cfg
         self.backbone = backbone if backbone is not None else create_backbone(cfg)
@@ -91,7 +92,7 @@ class PairwiseModel(nn.Module):
     def ordered_logit(self, views: torch.Tensor) -> torch.Tensor:
         """The logit with the views in the order given (no canonical A|B ordering, as in training).
 
-        For explanations (`idiff_lib.answer.runs.explain`): the backbone then sees the views in the
+        For explanations (`idiff_lib.answer.experiments.explain`): the backbone then sees the views in the
         input's order, so its activations line up with global A, global B, local A, local B.
         """
         return self._logit(views)

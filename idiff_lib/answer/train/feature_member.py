@@ -13,12 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import skops.io as sio  # alias: skops' documented short name
-from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
-from sklearn.inspection import permutation_importance
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError, ParameterError, suggest
@@ -71,6 +65,11 @@ class FeatureMember:
         self.model_: Any = None
 
     def _estimator(self):
+        from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
         if self.kind == "logistic":
             # no centring and no intercept: the decision function stays odd in x
             return make_pipeline(StandardScaler(with_mean=False),
@@ -136,6 +135,8 @@ class FeatureMember:
     def permutation_importances(self, table: pd.DataFrame, labels: Iterable[Any], n_repeats: int = 5,
                                 seed: int = 0) -> pd.DataFrame:
         """Accuracy drop when each difference column is shuffled (``sklearn.inspection.permutation_importance``)."""
+        from sklearn.inspection import permutation_importance
+
         frame = table[self.columns_]
         y = as_labels(labels)
 
@@ -171,6 +172,8 @@ class FeatureMember:
 
     def save(self, path: str | Path) -> Path:
         """``skops.io`` dump of the settings, the trained columns and the fitted estimator, written atomically."""
+        import skops.io as sio
+
         if self.model_ is None:
             raise ParameterError("FeatureMember.save called before fit")
         state = {"class": type(self).__name__, **self.settings(), "columns": self.columns_, "model": self.model_}
@@ -185,6 +188,8 @@ class FeatureMember:
         Raises:
             DataError: naming the file when it is missing, unreadable, or holds other types.
         """
+        import skops.io as sio
+
         path = Path(path)
         fix = "fit the member again and call FeatureMember.save(path) (step 02: idiff run --only 02_train_answer_model)"
         if not path.exists():

@@ -25,7 +25,7 @@ import numpy as np
 from idiff_lib.answer.model.backbones import resolve_backbone
 from idiff_lib.answer.model.feature_cache import FrozenBackbone
 from idiff_lib.answer.model.heads import fit_head
-from idiff_lib.answer.runs.analysis import bootstrap_ci
+from idiff_lib.answer.experiments.analysis import bootstrap_ci
 from idiff_lib.answer.train.splits import load_splits
 from idiff_lib.core.errors import ParameterError
 from idiff_lib.core.progress import progress_bar

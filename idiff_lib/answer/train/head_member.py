@@ -2,7 +2,7 @@
 
 A `HeadMember` names a frozen backbone (timm name, ImageNet or seeded random weights), the input
 it reads from the feature cache (`INPUTS`) and its trained head(s); its arrays live in one
-safetensors file, its description in the run's ``ensemble.json`` (`idiff_lib.answer.runs.run_store`).
+safetensors file, its description in the run's ``ensemble.json`` (`idiff_lib.answer.experiments.run_store`).
 Predicting a pair decodes its views once, looks their descriptors up in the cache (computing only
 the views never seen) and applies the head. Swap consistency is exact: every input is an A - B
 difference and every head is odd in it.
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import pandas as pd
 
 from idiff_lib.answer.model.feature_cache import FeatureCache, FrozenBackbone, PairFeatures
 from idiff_lib.answer.model.heads import DefectHeads, PairHead, load_arrays, save_arrays
@@ -173,6 +172,8 @@ class HeadMember:
 def describe_views(spec: BackboneSpec, pair: Pair, cache: dict, root: str | Path | None = None) -> "pd.DataFrame":
     """The worked pair's four views as a frozen backbone sees them: pixels, descriptor length, and,
     per feature stage, how far the A and B descriptors lie apart (the norm of their difference)."""
+    import pandas as pd
+
     fc = feature_cache(spec, cache, root)
     feats = pair_features(spec, [pair], cache, root=root, desc="worked pair").views[0]
     v = cache["decoded_views"][pair.id]

@@ -21,7 +21,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import timm
 import torch
 import torch.nn.functional as F  # alias: PyTorch's usual short name
 from PIL import Image
@@ -45,6 +44,8 @@ class PretextModel(nn.Module):
     """Backbone + three heads: defect kind (classes), severity and region coverage (regressions)."""
 
     def __init__(self, cfg: MemberConfig):
+        import timm
+
         super().__init__()
         self.cfg = cfg
         self.backbone = create_backbone(cfg)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from idiff_lib.answer.model.inputs import label_of
-from idiff_lib.answer.runs.ensemble import pair_category
+from idiff_lib.answer.experiments.ensemble import pair_category
 from idiff_lib.data.datasets import SPLITS, load_split
 from idiff_lib.data.meta import photo_clusters
 from idiff_lib.data.pairs import Pair

@@ -7,7 +7,6 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-from peft import LoraConfig, get_peft_model
 
 from idiff_lib.core.errors import ParameterError
 
@@ -29,6 +28,8 @@ class LoraSettings:
     target_modules: tuple[str, ...] | None = None
 
     def to_peft(self, model: torch.nn.Module):
+        from peft import LoraConfig
+
         targets = list(self.target_modules or lora_target_modules(model, self.train_vision))
         # a model whose projector starts untrained (the small VLM) names it to be trained in full
         extra = list(getattr(model, "lora_modules_to_save", None) or []) or None
@@ -68,6 +69,8 @@ def peft_reads_old_flag():
 
 def apply_lora(model: torch.nn.Module, settings: LoraSettings | None = None, log=print):
     """Wrap `model` with LoRA adapters and log ``print_trainable_parameters()``."""
+    from peft import get_peft_model
+
     settings = settings or LoraSettings()
     # transformers 5 renamed the flag (the old name warns); older versions have only the old one
     checkpointing = getattr(model, "is_activation_checkpointing", None)

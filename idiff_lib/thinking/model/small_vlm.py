@@ -17,7 +17,6 @@ weights enter only in `idiff_lib.thinking.model.small_vlm_build.build_small_vlm`
 
 from __future__ import annotations
 
-import timm
 import torch
 from torch import nn
 from transformers import (AutoConfig, AutoModelForImageTextToText, AutoProcessor, GenerationMixin, LlamaForCausalLM,
@@ -72,6 +71,8 @@ class SmallVlmConfig(PreTrainedConfig):
 
 def create_vision_backbone(name: str, pretrained_weights: bool = False, **kwargs) -> nn.Module:
     """The timm backbone without classifier or pooling; ImageNet weights via `answer.weights` when asked."""
+    import timm
+
     if pretrained_weights:
         return create_pretrained(name, num_classes=0, global_pool="", **kwargs)
 

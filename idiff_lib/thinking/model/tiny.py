@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
-                          Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor)
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import ParameterError
@@ -24,6 +21,7 @@ from idiff_lib.core.vocabulary import RAIM_SFT_FILE
 from idiff_lib.data import pairs
 from idiff_lib.thinking.model.checkpoints import staging_dir
 from idiff_lib.thinking.prompting import prompts
+from idiff_lib.thinking.thinking_settings import ThinkingSettings
 
 # Qwen's chat-format special tokens, kept in the tiny tokenizer so its chat template is Qwen's.
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
@@ -54,7 +52,7 @@ class TinySettings:
 
     vocab_size: int = 1200
     hidden_size: int = 128
-    layers: int = 2
+    layers: int = ThinkingSettings.tiny_layers
     heads: int = 4
     kv_heads: int = 2
     intermediate_size: int = 384
@@ -63,7 +61,7 @@ class TinySettings:
     vision_heads: int = 4
     min_pixels: int = 28 * 28 * 4
     max_pixels: int = 28 * 28 * 32
-    seed: int = 0
+    seed: int = ThinkingSettings.seed
 
 
 def rationale_corpus(labelled: Iterable[pairs.Pair] = (), raim_dir: str | Path | None = None) -> list[str]:
@@ -92,6 +90,9 @@ def train_tokenizer(corpus: Sequence[str], vocab_size: int = 1200):
 
     Byte-level, so any text (including words never seen) encodes and decodes exactly.
     """
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
     if not corpus:
         raise ParameterError("train_tokenizer: the corpus is empty. fix: pass labelled pairs (or a "
                              "RAIM-PIQA folder as raim_dir)")
@@ -109,6 +110,8 @@ def train_tokenizer(corpus: Sequence[str], vocab_size: int = 1200):
 
 def tiny_config(tokenizer, settings: TinySettings):
     """A Qwen2-VL config of the tiny sizes, with the token ids of `tokenizer`."""
+    from transformers import Qwen2VLConfig
+
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     head_dim = settings.hidden_size // settings.heads
     half = head_dim // 2  # M-RoPE splits the rotary half-dimension into temporal, height, width
@@ -132,6 +135,8 @@ def build_tiny_model(out_dir: str | Path, corpus: Sequence[str], settings: TinyS
 
     Load it back with `load_model(out_dir)`, the same path as a Hub checkpoint.
     """
+    from transformers import Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
     settings = settings or TinySettings()
     out_dir = Path(out_dir)
     tokenizer = train_tokenizer(corpus, settings.vocab_size)

@@ -18,11 +18,6 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from datasets import Dataset
-from peft import LoraConfig
-from transformers import TrainerCallback
-from transformers.trainer_callback import PrinterCallback
-from trl import GRPOConfig, GRPOTrainer
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError, ParameterError
@@ -210,6 +205,8 @@ def grpo_config(settings: GrpoSettings, out_dir: str | Path, **overrides):
 
     `overrides` are further ``GRPOConfig`` fields (e.g. ``report_to=[]`` in tests).
     """
+    from trl import GRPOConfig
+
     settings.validate()
     _, weights = trl_reward_functions(settings)
     kwargs = dict(
@@ -226,6 +223,8 @@ def grpo_config(settings: GrpoSettings, out_dir: str | Path, **overrides):
 
 def _reward_log_callback(log: RewardLog):
     """A callback that adds the refused-completion counts to every log entry (history and TensorBoard)."""
+    from transformers import TrainerCallback
+
     class RewardLogCallback(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             counts = {"refused_completions": sum(log.counts.values()),
@@ -248,6 +247,11 @@ def grpo_trainer(model, processing_class, rows: Sequence[Mapping], settings: Grp
     Every log entry also carries ``refused_completions`` (empty or non-UTF-8 completions the rewards
     gave 0, from `log`), so none is rewarded 0 in silence.
     """
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers.trainer_callback import PrinterCallback
+    from trl import GRPOTrainer
+
     check_grpo_rows(rows, source)
     leaks = label_leaks(rows)
     if leaks:

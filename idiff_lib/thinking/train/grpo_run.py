@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import pandas as pd
-import transformers
 
 from idiff_lib.core import layout, storage
 from idiff_lib.core.errors import DataError
@@ -197,6 +196,8 @@ def train_grpo_run(
 @contextlib.contextmanager
 def _quiet():
     """No weight-loading bars and no deprecation warnings raised inside TRL/transformers (not ours to fix)."""
+    import transformers
+
     bars = transformers.logging.is_progress_bar_enabled()
     transformers.logging.disable_progress_bar()
     try:

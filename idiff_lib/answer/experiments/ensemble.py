@@ -9,7 +9,7 @@ A member is anything that yields ``p_left`` (the probability that Image A is bet
 a trained network with its specialists (`NetworkMember`) or the feature-based member of
 `idiff_lib.answer.train.feature_member` (`FeatureMemberAdapter`). Every ensembler keeps swap
 consistency: exchanging A and B in every member gives ``1 - p``. Saving and loading a run is
-`idiff_lib.answer.runs.run_store`.
+`idiff_lib.answer.experiments.run_store`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 
 from idiff_lib.answer.model.inputs import load_items
 from idiff_lib.answer.model.member_config import MemberConfig
@@ -188,6 +187,8 @@ class LogisticStacking(Ensembler):
         self.coef: np.ndarray | None = None
 
     def fit(self, probs: np.ndarray, labels: np.ndarray) -> LogisticStacking:
+        from sklearn.linear_model import LogisticRegression
+
         z = prob_logit(probs)
         y = (np.asarray(labels) > 0.5).astype(int)
         clf = LogisticRegression(C=self.C, fit_intercept=False, max_iter=1000)

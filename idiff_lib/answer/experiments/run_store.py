@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from idiff_lib.answer.model.checkpoints import RETRAIN_HINT, load_weights
-from idiff_lib.answer.runs.ensemble import (Ensemble, Ensembler, FeatureMemberAdapter, NetworkMember, TableBuilder,
+from idiff_lib.answer.experiments.ensemble import (Ensemble, Ensembler, FeatureMemberAdapter, NetworkMember, TableBuilder,
                                             make_ensembler)
 from idiff_lib.answer.train.feature_member import FeatureMember
 from idiff_lib.answer.train.head_member import HeadMember

@@ -35,10 +35,10 @@ import pandas as pd
 from idiff_lib.answer.answer_settings import AnswerSettings
 from idiff_lib.answer.model.heads import (DefectHeads, PairHead, fit_aspect_heads, fit_defect_heads, fit_pair_head,
                                           log_loss)
-from idiff_lib.answer.runs import ladder
-from idiff_lib.answer.runs.ensemble import Ensemble, FeatureMemberAdapter
-from idiff_lib.answer.runs.ladder import FEATURE_ROW, PLUS_FEATURE_ROW, LadderResult, fit_feature_member, table_row
-from idiff_lib.answer.runs.run_store import save_answer_run
+from idiff_lib.answer.experiments import ladder
+from idiff_lib.answer.experiments.ensemble import Ensemble, FeatureMemberAdapter
+from idiff_lib.answer.experiments.ladder import FEATURE_ROW, PLUS_FEATURE_ROW, LadderResult, fit_feature_member, table_row
+from idiff_lib.answer.experiments.run_store import save_answer_run
 from idiff_lib.answer.train import aspects
 from idiff_lib.answer.train.head_member import BackboneSpec, HeadMember, input_matrix, pair_features
 from idiff_lib.answer.train.splits import Split
@@ -170,7 +170,7 @@ def train_heads(settings: AnswerSettings, splits: dict[str, Split], step_dir: st
                 data_dir: str | Path | None = None, cache_root: str | Path | None = None) -> LadderResult:
     """Compute (or read) the cached features, fit every rung's head and score Table A's rows on test.
 
-    Returns the same `LadderResult` as the fine-tuning ladder (`idiff_lib.answer.runs.ladder.run`), so the
+    Returns the same `LadderResult` as the fine-tuning ladder (`idiff_lib.answer.experiments.ladder.run`), so the
     notebook's saving, metrics and figures are shared; ``histories`` holds each head's chosen
     regularisation and val log-loss instead of epochs.
     """
