@@ -58,7 +58,7 @@ def progress_bar(iterable: Iterable | None = None, **kwargs: Any):
     Returns a ``tqdm`` object in every mode (a disabled one when off), so callers may iterate it,
     ``update`` it, ``set_postfix`` it and ``close`` it alike.
     """
-    from tqdm.notebook import tqdm as widget_tqdm
+    from tqdm.notebook import tqdm as widget_tqdm  # alias: the notebook widget's tqdm, beside the console one
     from tqdm.std import tqdm
 
     mode = progress_mode()

@@ -172,7 +172,7 @@ class FeatureMember:
 
     def save(self, path: str | Path) -> Path:
         """``skops.io`` dump of the settings, the trained columns and the fitted estimator, written atomically."""
-        import skops.io as sio
+        import skops.io as sio  # alias: skops' documented short name
 
         if self.model_ is None:
             raise ParameterError("FeatureMember.save called before fit")
@@ -188,7 +188,7 @@ class FeatureMember:
         Raises:
             DataError: naming the file when it is missing, unreadable, or holds other types.
         """
-        import skops.io as sio
+        import skops.io as sio  # alias: skops' documented short name
 
         path = Path(path)
         fix = "fit the member again and call FeatureMember.save(path) (step 02: idiff run --only 02_train_answer_model)"
