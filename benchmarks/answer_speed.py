@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from idiff_lib.answer.model import inputs
-from idiff_lib.answer.experiments import ensemble
+from idiff_lib.answer.experiments import ensemble, ensemblers
 from idiff_lib.answer.train import training
 from idiff_lib.answer.model.network import PairwiseModel, build_model
 from idiff_lib.answer.answer_settings import AnswerSettings
@@ -177,7 +177,7 @@ def main() -> None:
             members = [ensemble.NetworkMember(m.cfg.name, {"": m}) for m in first]
             if settings.feature_member:
                 members.append(_feature_member())
-            ens = ensemble.Ensemble(members, ensemble.make_ensembler("mean"))
+            ens = ensemble.Ensemble(members, ensemblers.make_ensembler("mean"))
             t0 = time.perf_counter()
             ensemble.predict_rows(ens, pairs)
             dt = time.perf_counter() - t0

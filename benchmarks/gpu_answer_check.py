@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from idiff_lib.answer.experiments import ensemble
-from idiff_lib.answer.model.backbones import resolve_backbone
+from idiff_lib.answer.experiments import ensemble, ensemblers
+from idiff_lib.answer.model.backbone_names import resolve_backbone
 from idiff_lib.answer.model.network import PairwiseModel
 from idiff_lib.answer.answer_settings import AnswerSettings
 from idiff_lib.answer.train.training import autocast_for
@@ -44,7 +44,7 @@ def _end_to_end(cfgs, device: torch.device, args: argparse.Namespace) -> dict:
         model = PairwiseModel(cfg).to(device).eval()
         models.append(model.to(memory_format=torch.channels_last) if device.type == "cuda" else model)
     ens = ensemble.Ensemble([ensemble.NetworkMember(c.name, {"": m}) for c, m in zip(cfgs, models)],
-                            ensemble.make_ensembler("mean"))
+                            ensemblers.make_ensembler("mean"))
     ensemble.predict_rows(ens, pairs[:2], batch_size=args.infer_batch)  # warm-up; a new view cache below
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

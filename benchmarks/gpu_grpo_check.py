@@ -180,7 +180,8 @@ def config_overrides(on_gpu: bool) -> dict:
 def _trainer(model, tokenizer, rows, args: argparse.Namespace, out_dir: str, on_gpu: bool):
     """The project's GRPO trainer (`grpo_trainer`) with the check's schedule and `config_overrides`."""
     from idiff_lib.scoring.rewards import RewardLog
-    from idiff_lib.thinking.train.grpo import GrpoSettings, grpo_trainer
+    from idiff_lib.thinking.train.grpo import grpo_trainer
+    from idiff_lib.thinking.train.grpo_settings import GrpoSettings
 
     settings = GrpoSettings(prompts=0, num_generations=args.generations, batch_size=args.batch,
                             max_completion_length=args.completion_tokens, lora_r=16, lora_alpha=32,

@@ -57,14 +57,14 @@ def make_pairs_file(folder: Path, n: int = 8, side: int = 96, seed: int = 0, lab
 def train_tiny_answer_run(step_dir: Path, pairs: list) -> Path:
     """A notebook-02 step folder holding a one-member network ensemble (resnet10t, 32 px, one epoch)."""
     from idiff_lib.answer.model import inputs
-    from idiff_lib.answer.experiments import ensemble, run_store
+    from idiff_lib.answer.experiments import ensemble, ensemblers, run_store
     from idiff_lib.answer.train import training
 
     cfg = bare_member(name="m", backbone="resnet10t", img_size=32, resize=40, local_resize=40, epochs=1,
                       batch_size=4, hidden=8)
     training.train_member(cfg, inputs.load_items(pairs, cfg), (), step_dir / "members" / "m", progress=False)
     run_store.save_answer_run(step_dir, [ensemble.network_member("m", {"": step_dir / "members" / "m"})],
-                              ensemble.make_ensembler("mean"))
+                              ensemblers.make_ensembler("mean"))
     return step_dir
 
 

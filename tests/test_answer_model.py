@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from answer_fixtures import make_pairs_file, tiny_member_cfg
-from idiff_lib.answer.model import backbones, inputs, member_config, network, weights
-from idiff_lib.answer.experiments import ensemble, run_store
+from idiff_lib.answer.model import backbone_names, backbones, inputs, member_config, network, weights
+from idiff_lib.answer.experiments import ensemble, ensemblers, run_store
 from idiff_lib.answer.train import training
 from idiff_lib.answer.model.member_config import MemberConfig
 from idiff_lib.answer.answer_settings import AnswerSettings
@@ -91,10 +91,10 @@ def test_crops_are_aligned_between_sides():
 
 def test_bad_backbone_name_suggests_close_matches():
     with pytest.raises(ParameterError, match="Did you mean.*resnet10t"):
-        backbones.resolve_backbone("resnet10tt")
+        backbone_names.resolve_backbone("resnet10tt")
     with pytest.raises(ParameterError, match="convnext_atto"):
         AnswerSettings.from_params({"backbones": ["convnext_ato"]})
-    assert backbones.resolve_backbone("swinv2_small") == "swinv2_cr_small_224"
+    assert backbone_names.resolve_backbone("swinv2_small") == "swinv2_cr_small_224"
 
 
 def test_bad_settings_are_named():
@@ -107,7 +107,7 @@ def test_bad_settings_are_named():
 def test_paper_profile_settings():
     settings = AnswerSettings.for_profile("paper")
     cfgs = [settings.member(b) for b in settings.backbones]
-    assert [backbones.resolve_backbone(c.backbone) for c in cfgs] == [
+    assert [backbone_names.resolve_backbone(c.backbone) for c in cfgs] == [
         "wide_resnet50_2", "efficientnet_b2", "convnext_small", "swinv2_cr_small_224", "maxvit_tiny_tf_224"]
     c = cfgs[0]
     assert (c.pretrained, c.resize, c.img_size, c.lr, c.weight_decay, c.batch_size, c.epochs, c.seed) == (
@@ -196,7 +196,7 @@ def test_predict_cli_writes_rows_on_unlabeled_file(items, pairs_file, tmp_path):
 
     training.train_member(tiny_cfg(epochs=1), items, (), tmp_path / "run" / "members" / "m", progress=False)
     member = ensemble.network_member("m", {"": tmp_path / "run" / "members" / "m"})
-    run_store.save_answer_run(tmp_path / "run", [member], ensemble.make_ensembler("mean"))
+    run_store.save_answer_run(tmp_path / "run", [member], ensemblers.make_ensembler("mean"))
     unlabeled = make_pairs_file(tmp_path / "unl", n=4, side=64, seed=5, labelled=False)
     out = tmp_path / "preds.jsonl"
     assert cli.main(["answer", "predict", "--run", str(tmp_path / "run"), "--data", str(unlabeled), "--out", str(out)]) == 0

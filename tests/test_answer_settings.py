@@ -1,17 +1,14 @@
-"""Notebook 02's and 04's settings: one definition, every profile builds, the notebooks repeat the defaults."""
+"""Notebook 02's and 04's settings: one definition, every profile builds, members are built from them."""
 
 from __future__ import annotations
 
-import ast
-import dataclasses
-import json
 
 import pytest
 
 from idiff_lib.answer.answer_settings import AnalysisSettings, AnswerSettings
-from idiff_lib.core import layout, paths
+from idiff_lib.core import layout
 from idiff_lib.core.errors import ParameterError
-from idiff_lib.core.step_settings import COMMON_PARAMS, PROFILES
+from idiff_lib.core.step_settings import PROFILES
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -35,21 +32,6 @@ def test_profiles_hold_the_values_the_chain_ran_with():
     assert (paper.pooling, paper.frozen_stages, paper.scratch_rows, paper.frozen_row) == ("avg", 0, [], False)
     assert (tiny.img_size, tiny.max_pairs, tiny.pretext_steps, tiny.pretrained) == (32, 8, 2, False)
     assert AnalysisSettings.for_profile("tiny").importance_repeats == 1
-
-
-def _parameters_cell(step: str) -> dict[str, object]:
-    nb = json.loads((paths.NOTEBOOKS_DIR / f"{step}.ipynb").read_text(encoding="utf-8"))
-    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-    tree = ast.parse("".join(cell["source"]))
-    assert all(isinstance(node, ast.AnnAssign) for node in tree.body), "the parameters cell holds annotated literals only"
-    return {node.target.id: ast.literal_eval(node.value) for node in tree.body}
-
-
-@pytest.mark.parametrize("cls", [AnswerSettings, AnalysisSettings])
-def test_the_notebook_parameters_equal_the_defaults(cls):
-    cell = _parameters_cell(cls.STEP)
-    own = {k: v for k, v in cell.items() if k not in COMMON_PARAMS}
-    assert own == dataclasses.asdict(cls())
 
 
 def test_members_are_built_from_the_settings():

@@ -4,6 +4,7 @@
 - The import graph between modules has no cycle (imports inside functions count too).
 - No public name is defined at the top level of two modules.
 - No module over 600 lines, no function over 80.
+- An import inside a function names one of the heavy packages `idiff_lib/__init__.py` lists, with its comment.
 """
 
 from __future__ import annotations
@@ -26,7 +27,17 @@ def _documented_layers() -> tuple[str, ...]:
     return tuple(line.split()[0] for line in block.splitlines() if line.startswith("    ") and line.strip())
 
 
+def _documented_deferred() -> tuple[str, ...]:
+    """The heavy packages `idiff_lib/__init__.py` lets a function import (one indented row each)."""
+    doc = ast.get_docstring(ast.parse((LIB / "__init__.py").read_text(encoding="utf-8"))) or ""
+    marker = "checks that every import inside a function names one of them and carries the comment:"
+    block = doc.split(marker, 1)[-1].split("\n\n", 2)[1] if marker in doc else ""
+    return tuple(line.split()[0] for line in block.splitlines() if line.startswith("    ") and line.strip())
+
+
 LAYERS = _documented_layers()
+DEFERRED = _documented_deferred()
+DEFERRED_COMMENT = "# deferred: heavy"
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
 # Names every command-group module of the CLI defines on purpose (one per `idiff` command group).
@@ -177,6 +188,43 @@ def test_no_global_state_is_changed_at_import():
                         and call.func.attr in ("umask", "set_num_threads", "set_num_interop_threads"):
                     offenders.append(f"{module}: {call.func.attr}")
     assert not offenders, offenders
+
+
+def function_imports(source: str) -> list[tuple[int, str, bool]]:
+    """Each import inside a function: its line, the package it names and whether its comment says it is deferred.
+
+    The comment may end the import's first line or sit alone on the line above.
+    """
+    lines = source.splitlines()
+    out = []
+    for fn in ast.walk(ast.parse(source)):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                name = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
+                commented = "deferred" in lines[node.lineno - 1] or (above.startswith("#") and "deferred" in above)
+                out.append((node.lineno, (name or "").split(".")[0], commented))
+    return sorted(set(out))
+
+
+def test_imports_inside_functions_are_the_listed_heavy_packages_and_say_so():
+    assert "timm" in DEFERRED and "idiff_lib" not in DEFERRED, DEFERRED
+    bad = [f"{path.relative_to(LIB.parent)}:{line} imports {name}" + ("" if commented else " without its comment")
+           for path in _modules().values()
+           for line, name, commented in function_imports(path.read_text(encoding="utf-8"))
+           if name not in DEFERRED or not commented]
+    assert not bad, "move these imports to the module top, or list the package in idiff_lib/__init__.py: " + "; ".join(bad)
+    deferred = {name for path in _modules().values() for _, name, _ in function_imports(path.read_text(encoding="utf-8"))}
+    assert set(DEFERRED) == deferred, f"listed but imported at the tops only: {sorted(set(DEFERRED) - deferred)}"
+
+
+def test_the_deferred_check_sees_a_light_import_and_a_missing_comment():
+    source = ("def f():\n    import json\n    import timm\n    import sklearn  " + DEFERRED_COMMENT + "\n"
+              "    " + DEFERRED_COMMENT + "\n    from transformers import (AutoModel,\n        AutoTokenizer)\n")
+    assert function_imports(source) == [(2, "json", False), (3, "timm", False), (4, "sklearn", True),
+                                        (6, "transformers", True)]
 
 
 def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 from answer_fixtures import bare_member, make_pairs_file
 from idiff_lib.answer.model import inputs
-from idiff_lib.answer.experiments import ensemble, run_store
+from idiff_lib.answer.experiments import ensemble, ensemblers, run_store
 from idiff_lib.answer.train import training
 from idiff_lib.core import layout
 from idiff_lib.data.pairs import read_pairs
@@ -53,7 +53,7 @@ def trained(tmp_path_factory):
     step = layout.step_dir(root / "run", layout.ANSWER_STEP)
     training.train_member(cfg, items, (), step / "members" / "m", progress=False)
     net = ensemble.network_member("m", {"": step / "members" / "m"})
-    run_store.save_answer_run(step, [net], ensemble.make_ensembler("mean"))
+    run_store.save_answer_run(step, [net], ensemblers.make_ensembler("mean"))
     return root / "run", pf
 
 

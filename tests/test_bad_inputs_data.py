@@ -323,7 +323,7 @@ def test_answer_predict_skip_bad_reports_an_oversized_image(tmp_path):
 
     from answer_fixtures import bare_member, make_pairs_file
     from idiff_lib.answer.model import inputs
-    from idiff_lib.answer.experiments import ensemble, run_store
+    from idiff_lib.answer.experiments import ensemble, ensemblers, run_store
     from idiff_lib.answer.train import training
     from idiff_lib.core import layout
 
@@ -333,7 +333,7 @@ def test_answer_predict_skip_bad_reports_an_oversized_image(tmp_path):
     step = layout.step_dir(tmp_path / "run", layout.ANSWER_STEP)
     training.train_member(cfg, inputs.load_items(read_pairs(pf), cfg), (), step / "members" / "m", progress=False)
     run_store.save_answer_run(step, [ensemble.network_member("m", {"": step / "members" / "m"})],
-                              ensemble.make_ensembler("mean"))
+                              ensemblers.make_ensembler("mean"))
     second = read_pairs(pf)[1]
     _png_claiming(second.image_path(0), 20000, 10000)
     res = _idiff("answer", "predict", "--run", tmp_path / "run", "--data", pf, "--out", tmp_path / "p.jsonl",

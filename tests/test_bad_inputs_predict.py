@@ -20,7 +20,7 @@ import torch
 from answer_fixtures import make_pairs_file, train_tiny_answer_run
 
 from idiff_lib import cli
-from idiff_lib.answer.experiments import ensemble, run_store
+from idiff_lib.answer.experiments import ensemble, ensemblers, run_store
 from idiff_lib.answer.train.feature_member import FeatureMember
 from idiff_lib.data.pairs import read_pairs
 
@@ -80,7 +80,7 @@ def trained(tmp_path_factory):
     shutil.copytree(run, with_feat)
     net2 = ensemble.network_member("m", {"": with_feat / "members" / "m"})
     run_store.save_answer_run(with_feat, [net2, ensemble.FeatureMemberAdapter(feat, lambda p: table)],
-                              ensemble.make_ensembler("mean"))
+                              ensemblers.make_ensembler("mean"))
     return run, pf, with_feat
 
 

@@ -12,7 +12,7 @@ import torch
 
 from answer_fixtures import bare_member, make_pairs_file
 from idiff_lib.answer.model import inputs
-from idiff_lib.answer.experiments import analysis, ensemble, run_store
+from idiff_lib.answer.experiments import analysis, ensemble, ensemblers, run_store
 from idiff_lib.answer.train import training
 from idiff_lib.answer.train.feature_member import FeatureMember
 from idiff_lib.core.errors import DataError, ParameterError
@@ -30,10 +30,10 @@ def _probs(seed=0, n=200):
     return np.column_stack([good, fair, noise]), y
 
 
-@pytest.mark.parametrize("name", list(ensemble.ENSEMBLERS))
+@pytest.mark.parametrize("name", list(ensemblers.ENSEMBLERS))
 def test_ensemblers_are_swap_consistent(name):
     P, y = _probs()
-    ens = ensemble.make_ensembler(name).fit(P, y)
+    ens = ensemblers.make_ensembler(name).fit(P, y)
     p = ens.predict(P)
     assert p.shape == (len(y),) and ((p >= 0) & (p <= 1)).all()
     assert np.allclose(ens.predict(1 - P), 1 - p, atol=1e-12)
@@ -41,15 +41,15 @@ def test_ensemblers_are_swap_consistent(name):
 
 def test_equal_weight_is_the_mean():
     P, y = _probs()
-    assert np.allclose(ensemble.make_ensembler("mean").predict(P), P.mean(axis=1))
+    assert np.allclose(ensemblers.make_ensembler("mean").predict(P), P.mean(axis=1))
 
 
 def test_weighted_and_stacking_favour_the_accurate_member():
     P, y = _probs(0)
-    weighted = ensemble.make_ensembler("weighted").fit(P, y)
+    weighted = ensemblers.make_ensembler("weighted").fit(P, y)
     assert weighted.weights[0] > weighted.weights[1] > weighted.weights[2]
     assert weighted.weights[2] < 0.1
-    stacked = ensemble.make_ensembler("stacking").fit(P, y)
+    stacked = ensemblers.make_ensembler("stacking").fit(P, y)
     assert stacked.coef[0] > abs(stacked.coef[2])
     P_test, y_test = _probs(1)
     scores = analysis.compare_ensemblers(P, y, P_test, y_test)
@@ -60,16 +60,16 @@ def test_weighted_and_stacking_favour_the_accurate_member():
 def test_ensembler_state_round_trip():
     P, y = _probs()
     for name in ("weighted", "stacking"):
-        fitted = ensemble.make_ensembler(name).fit(P, y)
-        restored = ensemble.make_ensembler(name).load_state(fitted.state())
+        fitted = ensemblers.make_ensembler(name).fit(P, y)
+        restored = ensemblers.make_ensembler(name).load_state(fitted.state())
         assert np.array_equal(fitted.predict(P), restored.predict(P))
 
 
 def test_unfitted_and_unknown_ensemblers_raise():
     with pytest.raises(ParameterError, match="Did you mean"):
-        ensemble.make_ensembler("stacked")
+        ensemblers.make_ensembler("stacked")
     with pytest.raises(ParameterError, match="fitted"):
-        ensemble.make_ensembler("weighted").predict(np.ones((2, 2)) / 2)
+        ensemblers.make_ensembler("weighted").predict(np.ones((2, 2)) / 2)
 
 
 def test_bootstrap_and_accuracy_table():
@@ -156,7 +156,7 @@ def _trained_run(tmp_path, monkeypatch):
     table = _id_table(pairs)
     member = FeatureMember(kind="hgb", seed=0).fit(table, [p.answer for p in pairs])
     feat = ensemble.FeatureMemberAdapter(member, _id_table, table_name="ids")
-    ens = ensemble.Ensemble([net, feat], ensemble.make_ensembler("mean"))
+    ens = ensemble.Ensemble([net, feat], ensemblers.make_ensembler("mean"))
     run_store.save_answer_run(tmp_path / "run", [net, feat], ens.ensembler)
     return ens, pairs
 
@@ -229,7 +229,7 @@ def test_bad_pairs_are_reported_not_dropped(tmp_path):
     pairs = read_pairs(pf)
     (tmp_path / "d" / pairs[1].image_refs[0]).write_bytes(b"not an image")
     member = ensemble.NetworkMember("m", {"": _Const(0.6)})
-    ens = ensemble.Ensemble([member], ensemble.make_ensembler("mean"))
+    ens = ensemble.Ensemble([member], ensemblers.make_ensembler("mean"))
     with pytest.raises(DataError, match="line 2"):
         ensemble.predict_rows(ens, pairs)
     rows = ensemble.predict_rows(ens, pairs, skip_bad=True)

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from answer_fixtures import make_pairs_file, train_tiny_answer_run
 
 from idiff_lib.core import layout

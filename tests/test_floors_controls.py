@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from idiff_lib.answer.experiments import analysis
-from idiff_lib.answer.experiments.ensemble import Ensemble, FeatureMemberAdapter, LogisticStacking
+from idiff_lib.answer.experiments.ensemble import Ensemble, FeatureMemberAdapter
+from idiff_lib.answer.experiments.ensemblers import LogisticStacking
 from idiff_lib.core import layout, paths
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data import meta, views

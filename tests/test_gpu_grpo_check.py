@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from idiff_lib.thinking.train.grpo import check_grpo_rows, label_leaks
+from idiff_lib.thinking.train.grpo_rows import check_grpo_rows, label_leaks
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,8 @@ def test_check_refuses_bad_schedules(check):
 
 
 def test_gpu_overrides_are_valid_grpo_config_fields(check, tmp_path):
-    from idiff_lib.thinking.train.grpo import GrpoSettings, grpo_config
+    from idiff_lib.thinking.train.grpo import grpo_config
+    from idiff_lib.thinking.train.grpo_settings import GrpoSettings
 
     overrides = check.config_overrides(on_gpu=True)
     assert overrides["bf16"] and not overrides["use_cpu"]

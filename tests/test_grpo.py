@@ -15,7 +15,7 @@ from idiff_lib import cli
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data.pairs import format_completion
 from idiff_lib.scoring.rewards import RewardLog, accuracy_reward, consistency_reward, format_reward
-from idiff_lib.thinking.train import grpo
+from idiff_lib.thinking.train import grpo, grpo_rows, grpo_settings
 from idiff_lib.thinking.train.swift_export import SWIFT_GRPO_FLAGS, reward_plugin_source, swift_grpo_command
 
 GOOD_A = format_completion(["Face Sharpness: Image A (Left) is sharper.", "Global Overall: Image A is better."], "A")
@@ -62,10 +62,10 @@ def test_a_solution_without_answer_is_named_by_file_and_line(tmp_path):
     f = tmp_path / "grpo.jsonl"
     f.write_text(json.dumps(rows[0]) + "\n\n" + "".join(json.dumps(r) + "\n" for r in rows[1:]))
     with pytest.raises(DataError) as err:
-        grpo.read_grpo_file(f)
+        grpo_rows.read_grpo_file(f)
     assert err.value.line == 3 and "'p2'" in str(err.value) and "2 of 3 rows" in str(err.value)
     assert str(f) in str(err.value)
-    grpo.check_grpo_rows(rows[:1])  # a good row passes
+    grpo_rows.check_grpo_rows(rows[:1])  # a good row passes
 
 
 def test_check_grpo_command_names_the_sample(tmp_path, capsys):
@@ -86,12 +86,12 @@ def test_label_leaks_finds_quoted_solutions_and_label_verdicts():
 
     sols = [GOOD_A if i % 2 else GOOD_B for i in range(10)]
     labels = [row(i, "A" if i % 2 else "B", s) for i, s in enumerate(sols)]
-    assert any("every one of 10" in p for p in grpo.label_leaks(labels))
+    assert any("every one of 10" in p for p in grpo_rows.label_leaks(labels))
     predicted = [row(i, "A", s) for i, s in enumerate(sols)]  # an Answer Model that is wrong half the time
-    assert grpo.label_leaks(predicted) == []
-    assert grpo.label_leaks([row(i, None, s) for i, s in enumerate(sols)]) == []
+    assert grpo_rows.label_leaks(predicted) == []
+    assert grpo_rows.label_leaks([row(i, None, s) for i, s in enumerate(sols)]) == []
     quoted = [{"id": "q", "prompt": "Here is the answer: " + GOOD_A, "solution": GOOD_A}]
-    assert grpo.label_leaks(quoted)
+    assert grpo_rows.label_leaks(quoted)
 
 
 # --------------------------------------------------------------------------- ms-swift export
@@ -159,9 +159,9 @@ def test_grpo_export_never_puts_the_solution_in_the_prompt(tmp_path, photos, cap
     assert _export("--data", data, "--out", out) == 0
     assert "stage S1: no verdict" in capsys.readouterr().out
     rows = [json.loads(ln) for ln in out.read_text().splitlines()]
-    assert len(rows) == 10 and all(grpo.prompt_verdict(r) is None for r in rows)
-    assert all(r["solution"][-18:] not in grpo.prompt_text(r) for r in rows)  # no "<answer>X</answer>"
-    assert grpo.label_leaks(rows) == []
+    assert len(rows) == 10 and all(grpo_rows.prompt_verdict(r) is None for r in rows)
+    assert all(r["solution"][-18:] not in grpo_rows.prompt_text(r) for r in rows)  # no "<answer>X</answer>"
+    assert grpo_rows.label_leaks(rows) == []
     assert (tmp_path / "out" / "train_grpo_reward_funcs.py").exists()
     script = tmp_path / "out" / "train_grpo_grpo.sh"
     assert "swift rlhf" in script.read_text() and script.stat().st_mode & 0o100
@@ -172,7 +172,7 @@ def test_grpo_export_never_puts_the_solution_in_the_prompt(tmp_path, photos, cap
     (run / "preds_test.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
     assert _export("--data", data, "--out", out, "--answers", run) == 0
     rows = [json.loads(ln) for ln in out.read_text().splitlines()]
-    assert [grpo.prompt_verdict(r) for r in rows] == ["A"] * 10
+    assert [grpo_rows.prompt_verdict(r) for r in rows] == ["A"] * 10
     # ... and an "answers" file that is the labels is refused, nothing written
     (run / "preds_test.jsonl").write_text("".join(json.dumps({"id": f"p_{i:03d}", "answer": a}) + "\n"
                                                   for i, a in enumerate(labels)))
@@ -190,19 +190,19 @@ def test_grpo_export_refuses_s4_without_answers(tmp_path, photos, capsys):
 # --------------------------------------------------------------------------- TRL
 def test_grpo_settings_map_to_trl_config(tmp_path):
     pytest.importorskip("trl")
-    settings = grpo.GrpoSettings()
+    settings = grpo_settings.GrpoSettings()
     config = grpo.grpo_config(settings, tmp_path)
     assert (config.beta, config.num_generations, config.temperature) == (0.04, 4, 0.9)
     assert config.reward_weights == [1.0, 0.5]  # consistency is off by default
-    funcs, weights = grpo.trl_reward_functions(grpo.GrpoSettings(consistency_weight=0.2))
+    funcs, weights = grpo.trl_reward_functions(grpo_settings.GrpoSettings(consistency_weight=0.2))
     assert [f.__name__ for f in funcs] == ["accuracy", "format", "consistency"] and weights == [1.0, 0.5, 0.2]
     conversational = [[{"role": "assistant", "content": GOOD_A}], [{"role": "assistant", "content": TORN}]]
     assert funcs[0](conversational, solution=[GOOD_A, GOOD_B]) == [1.0, 0.0]
     assert funcs[2](conversational) == [1.0, 0.0]
     with pytest.raises(ParameterError, match="multiple of num_generations"):
-        grpo.GrpoSettings(batch_size=6).validate()
+        grpo_settings.GrpoSettings(batch_size=6).validate()
     with pytest.raises(ParameterError, match="every reward weight is 0"):
-        grpo.trl_reward_functions(grpo.GrpoSettings(accuracy_weight=0, format_weight=0))
+        grpo.trl_reward_functions(grpo_settings.GrpoSettings(accuracy_weight=0, format_weight=0))
 
 
 @pytest.mark.slow
@@ -223,7 +223,7 @@ def test_two_grpo_steps_run_end_to_end_and_log_the_rewards(tmp_path):
     rows = [{"id": f"p{i}", "prompt": "Compare the two images.", "solution": GOOD_A if i % 2 else GOOD_B}
             for i in range(4)]
     log = RewardLog()
-    settings = grpo.GrpoSettings(max_completion_length=8, max_steps=2, save_steps=2, lora_r=4, lora_alpha=8)
+    settings = grpo_settings.GrpoSettings(max_completion_length=8, max_steps=2, save_steps=2, lora_r=4, lora_alpha=8)
     trainer = grpo.grpo_trainer(model, tokenizer, rows, settings, tmp_path / "run", log=log, report_to=[])
     trainer.train()
     logged = [h for h in trainer.state.log_history if "rewards/accuracy/mean" in h]

@@ -14,7 +14,7 @@ import torch
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data import pairs as pairs_mod  # alias: 'pairs' names pair lists here
 from idiff_lib.report.score_figures import GRPO_CURVES, plot_grpo_rewards
-from idiff_lib.thinking.train import grpo, grpo_run
+from idiff_lib.thinking.train import grpo_rows, grpo_run, grpo_settings
 from idiff_lib.thinking.thinking_settings import ThinkingSettings
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
@@ -29,10 +29,10 @@ def train_pairs():
 def test_grpo_prompts_are_s3_without_train_predictions_and_never_hold_the_answer(tmp_path, train_pairs):
     rows, stage, note = grpo_run.grpo_train_rows(train_pairs, tmp_path)
     assert stage == "S3" and "preds_train.jsonl missing" in note
-    assert len(rows) == len(train_pairs) and grpo.label_leaks(rows) == []
-    assert all(grpo.prompt_verdict(r) is None and "<image>" not in grpo.prompt_text(r) for r in rows)
-    assert all(r["solution"][-18:] not in grpo.prompt_text(r) for r in rows)  # no "<answer>X</answer>"
-    grpo.check_grpo_rows(rows)
+    assert len(rows) == len(train_pairs) and grpo_rows.label_leaks(rows) == []
+    assert all(grpo_rows.prompt_verdict(r) is None and "<image>" not in grpo_rows.prompt_text(r) for r in rows)
+    assert all(r["solution"][-18:] not in grpo_rows.prompt_text(r) for r in rows)  # no "<answer>X</answer>"
+    grpo_rows.check_grpo_rows(rows)
 
 
 def test_answer_aware_grpo_prompts_take_the_answer_models_train_verdicts(tmp_path, train_pairs):
@@ -41,9 +41,9 @@ def test_answer_aware_grpo_prompts_take_the_answer_models_train_verdicts(tmp_pat
         "".join(json.dumps({"id": i, "answer": a}) + "\n" for i, a in predicted.items()))
     rows, stage, _ = grpo_run.grpo_train_rows(train_pairs, tmp_path)
     assert stage == "S4" and [r["id"] for r in rows] == list(predicted)  # no pair gets its label instead
-    assert [grpo.prompt_verdict(r) for r in rows] == ["A"] * 8
+    assert [grpo_rows.prompt_verdict(r) for r in rows] == ["A"] * 8
     labels = [p.answer for p in train_pairs[:8]]
-    assert set(labels) == {"A", "B"} and grpo.label_leaks(rows) == []
+    assert set(labels) == {"A", "B"} and grpo_rows.label_leaks(rows) == []
 
 
 def test_grpo_rows_refuse_an_unlabeled_pair(train_pairs):
@@ -143,7 +143,7 @@ def test_a_killed_grpo_run_resumes_from_its_checkpoint_and_a_finished_one_is_not
     thinking = ThinkingSettings.for_profile("tiny")
     run_settings = build_run_settings(thinking, stage="S3")
     rows, _, _ = grpo_run.grpo_train_rows(train_pairs[:4], tmp_path)
-    settings = grpo.GrpoSettings(prompts=4, num_generations=2, batch_size=2, max_completion_length=6, max_steps=3,
+    settings = grpo_settings.GrpoSettings(prompts=4, num_generations=2, batch_size=2, max_completion_length=6, max_steps=3,
                                  save_steps=1, lora=False)
     kwargs = dict(base_dir=tmp_path / "model" / "S0", vocabulary=_vocabulary(train_pairs),
                   corpus_pairs=train_pairs, report_to=[])
@@ -175,7 +175,7 @@ def test_a_killed_grpo_run_resumes_from_its_checkpoint_and_a_finished_one_is_not
     monkeypatch.undo()
     # S4 + GRPO: from a trained run's final folder, here with LoRA adapters on the tiny model.
     s4 = tmp_path / "grpo" / "s4"
-    lora = grpo.GrpoSettings(**{**settings.__dict__, "lora": True, "lora_r": 2, "lora_alpha": 4, "max_steps": 1})
+    lora = grpo_settings.GrpoSettings(**{**settings.__dict__, "lora": True, "lora_r": 2, "lora_alpha": 4, "max_steps": 1})
     assert grpo_run.train_grpo_run(s4, rows, run_settings, lora, init_from=out / "final", **kwargs)["steps"] == 1
     assert (s4 / "final" / "adapter_config.json").exists()  # a full start: its adapter is saved alone
     model, processor, loaded, _ = load_thinking_run(s4)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from answer_fixtures import make_pairs_file
 from idiff_lib.answer.model import feature_cache, heads

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from answer_fixtures import make_pairs_file
 from idiff_lib.answer.model import weights

@@ -18,7 +18,7 @@ from idiff_lib.chain import context, runner
 from idiff_lib.chain.steps import STEP_SETTINGS
 from idiff_lib.core import paths
 from idiff_lib.core.errors import IdiffError, ParameterError
-from idiff_lib.core.step_settings import COMMON_PARAMS, PROFILES, StepSettings
+from idiff_lib.core.step_settings import CELL_PARAMS, COMMON_PARAMS, PROFILES, StepSettings
 
 
 def _notebook(path: Path, params: str, body: str) -> None:
@@ -36,6 +36,7 @@ data_dir: str = ""  # data
 run_dir: str = ""  # run folder
 step_dir: str = ""  # step folder
 fig_dir: str = ""  # figures
+overrides: dict = {}  # settings changed
 """
 
 
@@ -79,6 +80,7 @@ def write_toy_chain(tmp_path: Path) -> Path:
         from pathlib import Path
         from idiff_lib.chain import context
         ctx = context.notebook_context(globals(), "01_first")
+        value = ctx.params["value"]  # a step the library has no settings class for: its cell's own parameter
         (ctx.step_dir / "value.txt").write_text(str(value))
         context.save_metrics(ctx.step_dir, {"value": value})
     """)
@@ -87,7 +89,7 @@ def write_toy_chain(tmp_path: Path) -> Path:
         from idiff_lib.chain import context
         ctx = context.notebook_context(globals(), "02_second")
         (ctx.step_dir / "started").write_text("yes")
-        time.sleep(wait_s)
+        time.sleep(ctx.params["wait_s"])
         value = int((ctx.upstream("01_first") / "value.txt").read_text())
         context.save_metrics(ctx.step_dir, {"double": 2 * value})
     """)
@@ -223,24 +225,52 @@ def test_threads_are_applied_once_by_the_context(tmp_path):
         torch.set_num_threads(before)
 
 
-def _parameters_cell(step: str) -> dict:
-    nb = nbformat.read(paths.NOTEBOOKS_DIR / f"{step}.ipynb", as_version=4)
-    cell = next(c for c in nb.cells if c.cell_type == "code")
-    return {n.target.id: ast.literal_eval(n.value) for n in ast.parse(cell.source).body if isinstance(n, ast.AnnAssign)}
-
-
 @pytest.mark.parametrize("step", runner.available_steps())
 def test_every_notebook_has_a_settings_class(step):
     assert STEP_SETTINGS[step].STEP == step
 
 
 @pytest.mark.parametrize("step", runner.available_steps())
-def test_parameters_cell_equals_the_settings_defaults(step):
-    cell = _parameters_cell(step)
-    defaults = STEP_SETTINGS[step]().as_dict()
-    own = {k: v for k, v in cell.items() if k not in COMMON_PARAMS}
-    assert own == defaults
-    assert set(COMMON_PARAMS) <= set(cell)
+def test_parameters_cell_repeats_no_setting(step):
+    """Each default is written once, in the settings class: the cell holds the chain's parameters and `overrides`."""
+    nb = nbformat.read(paths.NOTEBOOKS_DIR / f"{step}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code")
+    names = [n.target.id for n in ast.parse(cell.source).body if isinstance(n, ast.AnnAssign)]
+    assert names == list(CELL_PARAMS)
+    assert not set(names) & {f.name for f in dataclasses.fields(STEP_SETTINGS[step])}
+
+
+@pytest.mark.parametrize("step", runner.available_steps())
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_notebook_builds_the_settings_the_chain_records(step, profile, tmp_path, monkeypatch):
+    """What the notebook is given (the folders, its profile and its own overrides) builds what params.yaml records."""
+    monkeypatch.setattr(context, "apply_threads", lambda threads: None)  # not this test process's threads
+    cls = STEP_SETTINGS[step]
+    first = dataclasses.fields(cls)[0]
+    changed = {first.name: getattr(cls.for_profile(profile), first.name)}  # a no-op override, typed as the field
+    folders = {"profile": profile, "data_dir": str(tmp_path), "run_dir": str(tmp_path / "run"),
+               "step_dir": str(tmp_path / "run" / step), "fig_dir": str(tmp_path / "fig")}
+    given = runner.notebook_params(step, folders, {**changed, "no_step_has_this": 1})
+    assert set(given) == set(CELL_PARAMS) and given["overrides"] == changed
+    ctx = context.notebook_context({"__annotations__": dict(CELL_PARAMS), **given}, step)
+    assert ctx.params == runner.step_params(step, profile, folders, changed)
+    assert ctx.settings == cls.for_profile(profile)
+
+
+def test_overrides_set_in_the_notebook_are_checked_and_noted(tmp_path, monkeypatch):
+    monkeypatch.setattr(context, "apply_threads", lambda threads: None)
+    ns = {"__annotations__": dict(CELL_PARAMS), "profile": "tiny", "run_dir": str(tmp_path), "fig_dir": str(tmp_path),
+          "overrides": {"cam_pairs": 0}}
+    ctx = context.notebook_context(ns, "04_analyse_ensemble")
+    assert ctx.settings.cam_pairs == 0 and ctx.params["cam_pairs"] == 0
+    note = ctx.settings_note()
+    assert "AnalysisSettings" in note and "cam_pairs = 0 (overrides)" in note and "(tiny profile)" in note
+    ns["overrides"] = {"cam_pair": 0}
+    with pytest.raises(ParameterError, match="unknown parameter 'cam_pair'.*cam_pairs"):
+        context.notebook_context(ns, "04_analyse_ensemble")
+    ns["overrides"] = {"cam_pairs": "none"}
+    with pytest.raises(ParameterError, match="'cam_pairs' must be int"):
+        context.notebook_context(ns, "04_analyse_ensemble")
 
 
 @pytest.mark.parametrize("step", runner.available_steps())

@@ -62,8 +62,7 @@ def test_notebook_is_stripped_and_parameterised(path):
     for line in params.source.splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             assert "  # " in line, f"parameter without a comment saying why: {line}"
-    for name in step_settings.COMMON_PARAMS:
-        assert name in annotated, f"missing common parameter {name}"
+    assert annotated == list(step_settings.CELL_PARAMS), "the cell holds the chain's parameters and overrides only"
     source = "\n".join(c.source for c in code)
     step = re.search(r"notebook_context\(globals\(\), (layout\.\w+|\"[^\"]+\")\)", source)
     assert step, "the cell after the parameters must call context.notebook_context(globals(), <step>)"
@@ -73,8 +72,7 @@ def test_notebook_is_stripped_and_parameterised(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_profiles_only_set_declared_parameters(path):
+def test_the_chain_injects_only_declared_parameters(path):
     declared = runner.declared_params(path)
-    for profile in step_settings.PROFILES:
-        params = runner.step_params(path.stem, profile, {}, {})
-        assert set(params) <= set(declared), f"{profile}: not in the parameters cell: {set(params) - set(declared)}"
+    folders = {name: "" for name in step_settings.COMMON_PARAMS}
+    assert set(runner.notebook_params(path.stem, folders, {"worked_pair": "x"})) == set(declared)

@@ -20,7 +20,7 @@ from idiff_lib.answer.answer_settings import AnswerSettings
 from idiff_lib.answer.model.member_config import MemberConfig
 from idiff_lib.chain.steps import STEP_SETTINGS
 from idiff_lib.core.step_settings import PROFILES, profile_overlay
-from idiff_lib.thinking.train.grpo import GrpoSettings
+from idiff_lib.thinking.train.grpo_settings import GrpoSettings
 from idiff_lib.thinking.model.lora import LoraSettings
 from idiff_lib.thinking.train.run import RunSettings
 from idiff_lib.thinking.thinking_settings import ThinkingSettings

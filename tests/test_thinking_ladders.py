@@ -125,14 +125,14 @@ def test_spread_subset_takes_evenly_spaced_pairs_and_keeps_the_named_ones(labell
 
 def test_grpo_runs_on_the_small_vlm_from_its_aligned_base_and_from_the_joint_run(vlm_dir, labelled, tmp_path):
     pytest.importorskip("trl")
-    from idiff_lib.thinking.train import grpo, grpo_run
+    from idiff_lib.thinking.train import grpo_run, grpo_settings
 
     settings = _settings(vlm_dir)
     aligned = align_projector(tmp_path, labelled, settings, pairs=2, **QUIET)
     train_joint(tmp_path, labelled, ["S0", "S4"], settings, init_from=aligned, **QUIET)
     rows, stage, _ = grpo_run.grpo_train_rows(labelled[:2], tmp_path / "no_answer_model")
     run_settings = RunSettings.from_dict({**asdict(settings), "stage": stage})
-    lora = grpo.GrpoSettings(prompts=2, num_generations=2, batch_size=2, max_completion_length=4, max_steps=1,
+    lora = grpo_settings.GrpoSettings(prompts=2, num_generations=2, batch_size=2, max_completion_length=4, max_steps=1,
                              lora=True, lora_r=2, lora_alpha=4)
     kwargs = dict(vocabulary=prompts.load_vocabulary(labelled), report_to=[], log=lambda *_: None)
     base = grpo_run.train_grpo_run(tmp_path / "g_base", rows, run_settings, lora, init_from=aligned,
@@ -203,7 +203,7 @@ def test_export_writes_a_submission_from_a_run_shaped_like_the_cpu_profiles(vlm_
     """The cpu demo's layout: an Answer step, then the joint ladder's one model in model/joint (no model/<stage>)."""
     from answer_fixtures import bare_member, make_pairs_file
     from idiff_lib.answer.model import inputs
-    from idiff_lib.answer.experiments import ensemble, run_store
+    from idiff_lib.answer.experiments import ensemble, ensemblers, run_store
     from idiff_lib.answer.train import training
     from idiff_lib.chain.export import export
     from idiff_lib.core import layout
@@ -215,7 +215,7 @@ def test_export_writes_a_submission_from_a_run_shaped_like_the_cpu_profiles(vlm_
                       batch_size=4, hidden=8)
     training.train_member(cfg, inputs.load_items(labelled, cfg), (), step / "members" / "m", progress=False)
     run_store.save_answer_run(step, [ensemble.network_member("m", {"": step / "members" / "m"})],
-                              ensemble.make_ensembler("mean"))
+                              ensemblers.make_ensembler("mean"))
     root = layout.step_dir(run, layout.THINKING_STEP) / layout.THINKING_MODEL_DIR
     train_joint(root, labelled, ["S0", "S1", "S4"], _settings(vlm_dir), **QUIET)
     assert not (root / "S4").exists()

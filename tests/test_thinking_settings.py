@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import json
 
@@ -11,7 +10,7 @@ import pytest
 
 from idiff_lib.core import layout, paths
 from idiff_lib.core.errors import ParameterError
-from idiff_lib.core.step_settings import COMMON_PARAMS, PROFILES, profile_overlay
+from idiff_lib.core.step_settings import PROFILES, profile_overlay
 from idiff_lib.thinking.model.lora import LoraSettings
 from idiff_lib.thinking.train.run import RunSettings, build_run_settings
 from idiff_lib.thinking.thinking_settings import ThinkingSettings
@@ -23,10 +22,6 @@ NOTEBOOK = paths.PROJ_ROOT / "notebooks" / f"{layout.THINKING_STEP}.ipynb"
 
 def _cells() -> list[dict]:
     return json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
-
-
-def _parameters_cell() -> dict:
-    return next(c for c in _cells() if "parameters" in c.get("metadata", {}).get("tags", []))
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -41,19 +36,9 @@ def test_the_yaml_holds_only_the_other_profiles():
     assert profile_overlay(layout.THINKING_STEP, "cpu") == {}
 
 
-def test_parameters_cell_lists_every_field_at_its_default():
-    literals = {}
-    for node in ast.parse("".join(_parameters_cell()["source"])).body:
-        assert isinstance(node, ast.AnnAssign), "the parameters cell holds annotated literals only"
-        literals[node.target.id] = ast.literal_eval(node.value)
-    defaults = ThinkingSettings().as_dict()
-    assert {k: v for k, v in literals.items() if k not in COMMON_PARAMS} == defaults
-    assert set(literals) == set(COMMON_PARAMS) | set(defaults)
-
-
 def test_notebook_builds_its_settings_and_sets_no_threads():
     code = ["".join(c["source"]) for c in _cells() if c["cell_type"] == "code"]
-    assert "settings = ThinkingSettings.from_params(ctx.params)" in code[1]
+    assert "settings = ctx.settings" in code[1]
     assert not any("set_num_threads" in c for c in code)
     assert not any(".append(" in c and "= []" not in c for c in code), "a cell that appends must start its list"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from answer_fixtures import make_pairs_file, tiny_member_cfg

@@ -3,8 +3,10 @@
 `AnswerSettings` holds every parameter of notebook 02 (training the Answer Model's members and
 rebuilding the ablation ladder); `AnalysisSettings` those of notebook 04 (analysing the trained
 ensemble). The ``paper`` and ``tiny`` profiles overlay them from
-``idiff_lib/configs/profiles/<step>.yaml``; each notebook's parameters cell repeats the defaults as
-literals, and every member's `MemberConfig` is built from these settings by `AnswerSettings.member`.
+``idiff_lib/configs/profiles/<step>.yaml``; the notebooks build them with their profile and
+``overrides`` (`idiff_lib.chain.context`), and every member's `MemberConfig` is built from these
+settings by `AnswerSettings.member`. Checking them loads no network: backbone names resolve through
+`idiff_lib.answer.model.backbone_names`, ensembler names through `idiff_lib.answer.experiments.ensemblers`.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from idiff_lib.answer.model.backbones import resolve_backbone
+from idiff_lib.answer.experiments.ensemblers import make_ensembler
+from idiff_lib.answer.model.backbone_names import resolve_backbone
 from idiff_lib.answer.model.member_config import MemberConfig
-from idiff_lib.answer.experiments.ensemble import make_ensembler
 from idiff_lib.core import layout
 from idiff_lib.core.determinism import DEFAULT_THREADS
 from idiff_lib.core.errors import ParameterError, suggest

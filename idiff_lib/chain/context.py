@@ -16,7 +16,7 @@ from typing import Any
 from idiff_lib.chain.steps import STEP_SETTINGS
 from idiff_lib.core import determinism, layout, paths, storage
 from idiff_lib.core.errors import DataError, IdiffError, ParameterError, suggest
-from idiff_lib.core.step_settings import PROFILES, StepSettings, check_type
+from idiff_lib.core.step_settings import COMMON_PARAMS, OVERRIDES_PARAM, PROFILES, StepSettings, check_type
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
 
@@ -38,27 +38,52 @@ class Context:
     params: dict[str, Any] = field(default_factory=dict)
     settings: StepSettings | None = None
 
+    def settings_note(self) -> str:
+        """One line for the notebook: where its settings are defined and which differ from the cpu defaults."""
+        if self.settings is None:
+            return f"settings: the parameters cell ({self.profile} profile)"
+        cls = type(self.settings)
+        changed = self.settings.changes(self.profile)
+        where = f"{cls.__name__} ({cls.__module__}), the cpu defaults"
+        if not changed:
+            return f"settings: {where}, none changed (profile {self.profile})"
+        items = "; ".join(f"{name} = {getattr(self.settings, name)!r} ({source})" for name, source in changed.items())
+        return f"settings: {where}, changed: {items}"
+
     def upstream(self, step: str) -> Path:
         """The output folder of an earlier step of the same run."""
         return layout.step_dir(self.run_dir, step)
 
 
 def notebook_context(namespace: dict[str, Any], step: str) -> Context:
-    """Validate a notebook's parameters, apply its ``threads`` setting and resolve the chain folders.
+    """Validate a notebook's parameters, build its settings, apply its ``threads`` setting and resolve the chain folders.
 
     Call it in the cell after ``parameters`` as ``ctx = context.notebook_context(globals(), "NN_name")``.
-    The values are checked against the annotations of the parameters cell and, for a chain step,
-    against its settings class (unknown keys, types and the class's own cross checks).
+    The parameters cell holds the chain's folders, ``profile`` and ``overrides``; the settings are the
+    step's settings class at that profile with the overrides on top (`StepSettings.for_profile`), so
+    each default is written once, in the class. Each value is checked against its annotation, and the
+    overrides against the settings class (unknown keys, types and the class's own cross checks). A
+    notebook the chain has no settings class for keeps its own annotated parameters, the overrides on top.
 
     Raises:
         ParameterError: a value of the wrong type, an unknown key or an unknown profile.
     """
-    params = _annotated_params(namespace, step)
-    profile = params.get("profile", "cpu")
+    cell = _annotated_params(namespace, step)
+    profile = cell.get("profile", "cpu")
     if profile not in PROFILES:
         raise ParameterError(f"{step}: unknown profile {profile!r}.{suggest(profile, PROFILES)} Choose one of {PROFILES}.")
+    overrides = cell.pop(OVERRIDES_PARAM, None) or {}
+    chain = {k: v for k, v in cell.items() if k in COMMON_PARAMS}
+    given = {**{k: v for k, v in cell.items() if k not in COMMON_PARAMS}, **overrides}
     settings_class = STEP_SETTINGS.get(step)
-    settings = settings_class.from_params(params, step) if settings_class is not None else None
+    if settings_class is not None:
+        settings = settings_class.for_profile(profile, **given)
+        params = {**chain, **settings.as_dict()}
+    else:
+        for name, value in overrides.items():
+            if name in cell and value is not None and cell[name] is not None:
+                check_type(name, value, type(cell[name]), step)
+        settings, params = None, {**chain, **given}
     apply_threads(params.get("threads"))
     data_dir = Path(params.get("data_dir") or paths.DEMO_DIR).expanduser().resolve()
     run_dir = Path(params.get("run_dir") or paths.RUNS_DIR / "interactive").expanduser().resolve()

@@ -34,6 +34,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+import yaml
 
 from idiff_lib.answer.experiments import ensemble, run_store
 from idiff_lib.core import layout, storage
@@ -175,8 +176,6 @@ def predict_answers(run_dir: str | Path, pairs: Sequence[pairs_mod.Pair], path: 
 
 def training_pairs(run_dir: str | Path) -> list[pairs_mod.Pair]:
     """The train split the run's Thinking Model was tuned on (from notebook 03's params.yaml), or []."""
-    import yaml
-
     params = layout.step_dir(run_dir, layout.THINKING_STEP) / layout.PARAMS_FILE
     if not params.exists():
         return []
@@ -228,8 +227,6 @@ def with_run_evidence(cues: dict, note: str, pairs: Sequence[pairs_mod.Pair], ru
 
 def thinking_settings_of(run_dir: str | Path):
     """Notebook 03's settings in `run_dir` (its ``params.yaml``), or the defaults when it has none."""
-    import yaml
-
     params_file = layout.step_dir(run_dir, layout.THINKING_STEP) / layout.PARAMS_FILE
     if not params_file.is_file():
         return ThinkingSettings()

@@ -28,14 +28,16 @@ Each step's parameters are one `StepSettings` subclass (`idiff_lib.chain.steps.S
 defaults are the cpu profile, ``idiff_lib/configs/profiles/<notebook stem>.yaml`` overlays the
 ``paper`` and ``tiny`` profiles (``tiny`` is for the tests), and ``--param`` overrides go on top
 (the chain's own folders and profile come from the flags only, `CHAIN_FLAGS`).
-Every step's settings are built and validated before the first step starts. Inside a notebook,
-the cell after ``parameters`` calls `notebook_context`, which validates the injected values,
+Every step's settings are built and validated before the first step starts. Each notebook is
+given its folders, the profile and its own ``--param`` values as ``overrides`` (`notebook_params`);
+the cell after ``parameters`` calls `notebook_context`, which builds the same settings from them,
 applies the step's ``threads`` setting and resolves the default folders.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import os
 import time
@@ -51,7 +53,7 @@ from idiff_lib.chain.folders import check_run_folders, run_folder, run_lock, sup
 from idiff_lib.chain.steps import STEP_SETTINGS
 from idiff_lib.core import determinism, layout, paths, storage
 from idiff_lib.core.errors import IdiffError, ParameterError, suggest
-from idiff_lib.core.step_settings import CHAIN_FLAGS, COMMON_PARAMS, StepSettings
+from idiff_lib.core.step_settings import CHAIN_FLAGS, OVERRIDES_PARAM, StepSettings
 from idiff_lib.data.datasets import check_data_folder
 from idiff_lib.scoring.worked_pair import resolve_worked_pair
 
@@ -72,7 +74,7 @@ def available_steps(notebooks_dir: Path | None = None) -> list[str]:
 
 def declared_params(notebook: Path) -> dict[str, dict[str, Any]]:
     """The notebook's ``parameters`` cell as papermill reads it: name -> {"type": name, "default": text}."""
-    import papermill
+    import papermill  # deferred: heavy
 
     declared = papermill.inspect_notebook(str(notebook))
     return {name: {"type": spec.get("inferred_type_name"), "default": spec.get("default")} for name, spec in declared.items()}
@@ -113,21 +115,33 @@ def check_overrides(overrides: Mapping[str, Any], steps: list[str],
             )
 
 
+def own_overrides(step: str, overrides: Mapping[str, Any],
+                  registry: Mapping[str, type[StepSettings]] = STEP_SETTINGS) -> dict[str, Any]:
+    """The overrides that are settings of this step (the others are for other steps; the chain's own keys are refused
+    by `check_overrides`)."""
+    own = {f.name for f in dataclasses.fields(settings_class(step, registry))}
+    return {k: v for k, v in overrides.items() if k in own}
+
+
 def step_params(step: str, profile: str, chain_params: Mapping[str, Any], overrides: Mapping[str, Any],
                 registry: Mapping[str, type[StepSettings]] = STEP_SETTINGS) -> dict[str, Any]:
     """Every parameter of one step: the chain's folders plus its full settings (defaults, profile, overrides).
 
-    Overrides whose key the step does not know are left out (they are for other steps), and so are the
-    chain's own keys: `chain_params` sets them (`check_overrides` refuses them).
+    This is what the step's ``params.yaml`` records and its fingerprint hashes; the notebook itself is
+    given the folders and its own overrides (`notebook_params`) and builds the same settings.
 
     Raises:
         ParameterError: a wrongly typed override or one the settings class refuses.
     """
     cls = settings_class(step, registry)
-    own = set(cls.known_keys()) - set(COMMON_PARAMS)
-    mine = {k: v for k, v in overrides.items() if k in own}
-    settings = cls.from_params({**cls.profile_overlay(profile), **mine}, f"{step} ({profile})")
+    settings = cls.for_profile(profile, **own_overrides(step, overrides, registry))
     return {**chain_params, **settings.as_dict()}
+
+
+def notebook_params(step: str, chain_params: Mapping[str, Any], overrides: Mapping[str, Any],
+                    registry: Mapping[str, type[StepSettings]] = STEP_SETTINGS) -> dict[str, Any]:
+    """What papermill injects into a step's notebook: the chain's folders and profile, and the step's own overrides."""
+    return {**chain_params, OVERRIDES_PARAM: own_overrides(step, overrides, registry)}
 
 
 def resolve_chain(steps: list[str], selected: list[str], profile: str, chain_params: Callable[[str], dict[str, Any]],
@@ -257,7 +271,8 @@ class _ChainPlan:
     run_dir: Path
     steps: list[str]
     selected: list[str]
-    params: dict[str, dict[str, Any]]
+    params: dict[str, dict[str, Any]]  # every step's resolved parameters (recorded, fingerprinted)
+    injected: dict[str, dict[str, Any]]  # what each notebook is given (`notebook_params`)
 
 
 def _plan(profile: str, data_dir: str | Path | None, out: str | Path | None, from_step: str | None,
@@ -285,7 +300,8 @@ def _plan(profile: str, data_dir: str | Path | None, out: str | Path | None, fro
     params = resolve_chain(steps, selected, profile, chain_params, overrides, registry)
     if overrides.get("worked_pair"):  # a worked-pair id not in the data: say so before any step runs
         resolve_worked_pair(data, str(overrides["worked_pair"]))
-    return _ChainPlan(profile, nb_dir, data, run_dir, steps, selected, params)
+    injected = {step: notebook_params(step, chain_params(step), overrides, registry) for step in steps}
+    return _ChainPlan(profile, nb_dir, data, run_dir, steps, selected, params, injected)
 
 
 def run_chain(
@@ -349,7 +365,7 @@ def _run_step(nb: Path, plan: _ChainPlan, fingerprint_parts: tuple[str, dict[str
         log(f"{prefix}: outputs made with other parameters, code or data moved aside to {kept}")
     log(f"{prefix}: running ...")
     storage.write_json(step_dir / layout.STARTED_MARKER, {"fingerprint": fingerprint, "parts": parts})
-    row = timing.timed(plan.run_dir, step, lambda: _execute(nb, step_dir, plan.params[step]))
+    row = timing.timed(plan.run_dir, step, lambda: _execute(nb, step_dir, plan.params[step], plan.injected[step]))
     seconds = row["wall_s"]
     storage.write_json(marker, {"step": step, "fingerprint": fingerprint, "profile": plan.profile,
                                 "seconds": seconds, "cpu_seconds": row["cpu_s"],
@@ -385,15 +401,17 @@ def _up_to_date(marker: Path, fingerprint: str) -> bool:
     return isinstance(recorded, dict) and recorded.get("fingerprint") == fingerprint
 
 
-def _execute(nb: Path, step_dir: Path, params: dict[str, Any]) -> None:
+def _execute(nb: Path, step_dir: Path, params: dict[str, Any], injected: dict[str, Any]) -> None:
     """Execute one notebook with papermill; its kernel's own messages go to ``kernel.log`` in the step folder.
+
+    `params` (every resolved parameter) is written to ``params.yaml``; the notebook is given `injected`.
 
     The kernel writes its log (a warning at every start; when Ctrl-C stops the chain mid-cell, a
     ``zmq`` traceback while it is shut down) to its stderr, which would otherwise be the terminal's.
     """
-    from nbclient.exceptions import DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
-    import papermill
+    from nbclient.exceptions import DeadKernelError  # deferred: heavy
+    from papermill.exceptions import PapermillExecutionError  # deferred: heavy
+    import papermill  # deferred: heavy
 
     step_dir.mkdir(parents=True, exist_ok=True)
     for stale in (layout.STEP_MARKER, layout.METRICS_FILE):
@@ -402,7 +420,7 @@ def _execute(nb: Path, step_dir: Path, params: dict[str, Any]) -> None:
     executed = step_dir / layout.EXECUTED_NOTEBOOK
     try:
         papermill.execute_notebook(
-            str(nb), str(executed), parameters=params, kernel_name="python3",
+            str(nb), str(executed), parameters=injected, kernel_name="python3",
             cwd=str(paths.PROJ_ROOT), progress_bar=False, log_output=False,
             kernel_manager_class=_logged_kernel_manager(step_dir / layout.KERNEL_LOG,
                                                         determinism.kernel_env(params.get("threads"))),
@@ -423,7 +441,7 @@ def _execute(nb: Path, step_dir: Path, params: dict[str, Any]) -> None:
 
 def _logged_kernel_manager(log: Path, env: Mapping[str, str]) -> type:
     """A jupyter kernel manager class whose kernels get `env` and write their stderr to `log` (appended), not ours."""
-    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_client.manager import AsyncKernelManager  # deferred: heavy
 
     class LoggedKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
@@ -448,7 +466,7 @@ def prepare_notebooks(out: str | Path, profile: str = "tiny", data_dir: str | Pa
     All copies share one run folder ``out/run``, so executed in order they form a chain. Every
     step's parameters are validated before the first copy is written.
     """
-    import papermill
+    import papermill  # deferred: heavy
 
     out = Path(out).resolve()
     nb_dir = notebooks_dir or paths.NOTEBOOKS_DIR
@@ -461,12 +479,13 @@ def prepare_notebooks(out: str | Path, profile: str = "tiny", data_dir: str | Pa
         return {"profile": profile, "data_dir": str(data), "run_dir": str(run_dir),
                 "step_dir": str(layout.step_dir(run_dir, step)), "fig_dir": str(out / "figures")}
 
-    params = resolve_chain(steps, steps, profile, chain_params, dict(overrides or {}), registry)
+    overrides = dict(overrides or {})
+    resolve_chain(steps, steps, profile, chain_params, overrides, registry)  # every step validated first
     written = []
     for step in steps:
         target = out / f"{step}.ipynb"
         out.mkdir(parents=True, exist_ok=True)
-        papermill.execute_notebook(str(nb_dir / f"{step}.ipynb"), str(target), parameters=params[step],
+        papermill.execute_notebook(str(nb_dir / f"{step}.ipynb"), str(target), parameters=notebook_params(step, chain_params(step), overrides, registry),
                                    prepare_only=True, kernel_name="python3", progress_bar=False)
         written.append(target)
     return written

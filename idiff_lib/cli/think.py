@@ -22,7 +22,7 @@ from idiff_lib.thinking.prompting import prompts as prompts_mod  # alias: 'promp
 from idiff_lib.thinking.prompting import template_baseline
 from idiff_lib.thinking.prompting.side_inputs import calibrated_cues, read_answers, read_answers_source, read_id_table
 from idiff_lib.thinking.thinking_settings import ThinkingSettings
-from idiff_lib.thinking.train.grpo import read_grpo_file
+from idiff_lib.thinking.train.grpo_rows import read_grpo_file
 from idiff_lib.thinking.train.run import RunSettings, build_run_settings, load_thinking_run, train_run
 from idiff_lib.thinking.train.swift_export import grpo_stage, swift_records, write_swift_grpo
 from idiff_lib.thinking.train.training import TrainSettings

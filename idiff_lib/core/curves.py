@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from torch.utils.tensorboard import SummaryWriter
 
 TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files: loss per step, metrics per epoch
 
@@ -16,6 +17,4 @@ def open_curves(run_dir: Path, global_step: int) -> Any:
     tells TensorBoard to drop what an interrupted run (or, at 0, an earlier run of other settings)
     logged after the checkpoint this run starts from, so no step appears twice.
     """
-    from torch.utils.tensorboard import SummaryWriter
-
     return SummaryWriter(str(run_dir / TENSORBOARD_DIR), purge_step=global_step + 1)

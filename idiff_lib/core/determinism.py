@@ -36,6 +36,7 @@ import os
 import sys
 from collections.abc import Mapping
 
+from threadpoolctl import threadpool_limits
 
 THREADS_ENV = "IDIFF_THREADS"  # thread count of a step without a ``threads`` setting
 DEFAULT_THREADS = 2  # the demo machine's 2 cores, as the steps' ``threads`` defaults
@@ -90,8 +91,6 @@ def configure(threads: object = None) -> int:
     Returns:
         The count applied (0: the libraries' own choice, no count set).
     """
-    from threadpoolctl import threadpool_limits
-
     count = step_threads(threads)
     os.environ.update(LIBRARY_ENV)
     if count:

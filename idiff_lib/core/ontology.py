@@ -276,6 +276,10 @@ def headings_of(thinking: str) -> list[str]:
 
 # The two sides a verdict names, and the challenge's completion format around a rationale.
 ANSWERS = ("A", "B")
+# Where each image sits in the merged picture: Image A left, Image B right ("Image A (Left)").
+SIDE_NAMES: dict[str, str] = {"A": "Left", "B": "Right"}
+# The other image of a pair.
+OTHER_ANSWER: dict[str, str] = {"A": "B", "B": "A"}
 
 
 def format_completion(thinking: str | Iterable[str], answer: str) -> str:

@@ -18,6 +18,10 @@ import os
 import sys
 from typing import Any, Iterable
 
+import IPython
+from huggingface_hub.utils import disable_progress_bars
+from tqdm.notebook import tqdm as widget_tqdm  # alias: the notebook widget's tqdm, beside the console one
+from tqdm.std import tqdm
 
 from idiff_lib.core.errors import ParameterError
 
@@ -27,8 +31,6 @@ PROGRESS_MODES = ("off", "text", "widget")
 
 def ipython_kernel() -> Any | None:
     """The running IPython kernel object, or None outside a Jupyter kernel (terminal IPython included)."""
-    import IPython
-
     shell = IPython.get_ipython()
     return getattr(shell, "kernel", None) if shell is not None else None
 
@@ -58,9 +60,6 @@ def progress_bar(iterable: Iterable | None = None, **kwargs: Any):
     Returns a ``tqdm`` object in every mode (a disabled one when off), so callers may iterate it,
     ``update`` it, ``set_postfix`` it and ``close`` it alike.
     """
-    from tqdm.notebook import tqdm as widget_tqdm  # alias: the notebook widget's tqdm, beside the console one
-    from tqdm.std import tqdm
-
     mode = progress_mode()
     kwargs["disable"] = bool(kwargs.get("disable", False)) or mode == "off"
     if mode == "widget" and not kwargs["disable"]:
@@ -79,8 +78,6 @@ def quiet_library_bars() -> bool:
     Returns:
         Whether the bars were turned off.
     """
-    from huggingface_hub.utils import disable_progress_bars
-
     if progress_mode() != "off":
         return False
     disable_progress_bars()  # transformers imported later reads this state once, at its import

@@ -3,9 +3,11 @@
 Each notebook's parameters are one dataclass deriving from `StepSettings` (for example
 `idiff_lib.answer.answer_settings.AnswerSettings` for notebook 02). Its field defaults are the ``cpu``
 profile; ``idiff_lib/configs/profiles/<step>.yaml`` overlays the other profiles (``paper``,
-``tiny``). The notebook's papermill ``parameters`` cell repeats the cpu defaults as plain literals
-(a test checks that they are equal), the chain validates ``--param`` overrides against the fields
-before any step starts, and the CLI builds the same dataclass. An unknown key or a value of the
+``tiny``). Each default is written there only: the notebook's papermill ``parameters`` cell holds the
+chain's folders, ``profile`` and ``overrides`` (the settings changed from the profile's values), and
+the notebook builds its settings with `StepSettings.for_profile` (`idiff_lib.chain.context`). The
+chain validates ``--param`` overrides against the fields before any step starts and passes each
+step its own as ``overrides``; the CLI builds the same dataclass. An unknown key or a value of the
 wrong type (down to the items of a list or dict) is refused with the list of known keys, and an int
 setting is a count that may not be negative (`StepSettings.check_counts`).
 """
@@ -31,6 +33,12 @@ COMMON_PARAMS: dict[str, type] = {
     "step_dir": str,
     "fig_dir": str,
 }
+
+# The parameters cell's one settings parameter: this step's settings changed from its profile's values
+# (the chain passes the step's ``--param`` values in it; in JupyterLab, e.g. ``overrides = {"epochs": 1}``).
+OVERRIDES_PARAM = "overrides"
+# Every name of a notebook's parameters cell.
+CELL_PARAMS: dict[str, type] = {**COMMON_PARAMS, OVERRIDES_PARAM: dict}
 
 # The chain's own parameters, set from `idiff run`'s flags only: a ``--param`` for one is refused, naming its flag.
 CHAIN_FLAGS: dict[str, str] = {"profile": "--profile", "data_dir": "--data", "run_dir": "--out", "step_dir": "--out",
@@ -174,6 +182,17 @@ class StepSettings:
     def for_profile(cls: type[S], profile: str, **overrides: Any) -> S:
         """The settings of a profile, with optional overrides on top."""
         return cls.from_params({**cls.profile_overlay(profile), **overrides}, f"{cls.STEP} ({profile})")
+
+    def changes(self, profile: str) -> dict[str, str]:
+        """Each setting whose value is not the cpu default -> where it comes from ("<profile> profile" or "overrides")."""
+        default, overlay = type(self)(), self.profile_overlay(profile)
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value != getattr(default, f.name):
+                from_profile = f.name in overlay and overlay[f.name] == value
+                out[f.name] = f"{profile} profile" if from_profile else OVERRIDES_PARAM
+        return out
 
     def validate(self) -> None:
         """Check the counts (`check_counts`); subclasses add their own rules after ``super().validate()``.

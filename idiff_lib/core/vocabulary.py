@@ -39,7 +39,7 @@ import numpy as np
 
 from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.core.ontology import (ANSWERS, CATEGORIES, REFERENCE_ATTRIBUTES, REFERENCE_PERSON_REGIONS,
-                                     REFERENCE_SCENE_REGIONS, REFERENCE_VERDICTS, SUMMARY_HEADING,
+                                     REFERENCE_SCENE_REGIONS, REFERENCE_VERDICTS, SIDE_NAMES, SUMMARY_HEADING,
                                      TEMPLATE_REGION_WORDS, format_completion, headings_of, template_heading)
 
 # Phrase bank: (key term looked up in the mined corpus, phrase). "good" phrases follow a verb for
@@ -344,7 +344,7 @@ def raim_vocabulary() -> Vocabulary:
 # The writer
 # ---------------------------------------------------------------------------------------------
 def side_ref(letter: str, style: str) -> str:
-    side = "Left" if letter == "A" else "Right"
+    side = SIDE_NAMES.get(letter, "Right")
     return {"paren": f"Image {letter} ({side})", "slash": f"Image {letter}/{side}"}.get(style, f"Image {letter}")
 
 

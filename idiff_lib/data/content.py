@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable
 
+import cv2
 import numpy as np
 
 from idiff_lib.core.imaging import Box
@@ -27,8 +28,6 @@ class Content:
 
 @lru_cache(maxsize=1)
 def _cascade():
-    import cv2
-
     path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
@@ -46,8 +45,6 @@ def detect_faces(rgb: np.ndarray, max_side: int = 640, min_frac: float = 0.06) -
         max_side: the image is downscaled to this long side first, for speed.
         min_frac: smallest face side as a fraction of the image's short side.
     """
-    import cv2
-
     grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
     scale = min(1.0, max_side / max(grey.shape))
     small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else grey

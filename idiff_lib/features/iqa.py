@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from huggingface_hub import try_to_load_from_cache
 
 from idiff_lib.core.errors import OfflineError, ParameterError, suggest
 from idiff_lib.core.imaging import MIN_SIDE, to_rgb, working_size
@@ -69,13 +71,13 @@ ARCH_MODULES = {"liqe": "liqe_arch", "musiq": "musiq_arch", "topiq_nr": "topiq_a
 
 
 def _pyiqa_weight(name: str) -> Weight:
-    from pyiqa.archs.arch_util import get_url_from_name
+    from pyiqa.archs.arch_util import get_url_from_name  # deferred: heavy
 
     return Weight("pyiqa", name, get_url_from_name(name))
 
 
 def _clip_weight(name: str) -> Weight:
-    from pyiqa.archs.clip_model import _MODELS
+    from pyiqa.archs.clip_model import _MODELS  # deferred: heavy
 
     url = _MODELS[name]
     return Weight("clip", os.path.basename(url), url)
@@ -139,15 +141,11 @@ def import_problem(metric: str) -> str | None:
 
 def default_weights_dir() -> Path:
     """torch hub's folder, where pyiqa puts ``pyiqa/`` and ``clip/`` (``$TORCH_HOME/hub``)."""
-    import torch
-
     return Path(torch.hub.get_dir())
 
 
 def find_weight(weight: Weight, weights_dir: str | Path | None = None) -> Path | None:
     """The local path of `weight`, or None. Never downloads."""
-    from huggingface_hub import try_to_load_from_cache
-
     root = Path(weights_dir) if weights_dir is not None else default_weights_dir()
     if weight.kind == "pyiqa":
         for path in (root / "pyiqa" / weight.name, root / weight.name):
@@ -211,7 +209,7 @@ def available_metrics(metrics: Sequence[str] | None = None, weights_dir: str | P
 @cache
 def lower_better(metric: str) -> bool:
     """Whether a lower score is better, from pyiqa's metric table (no model is created)."""
-    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS  # deferred: heavy
 
     return bool(DEFAULT_CONFIGS[metric].get("lower_better", False))
 
@@ -219,8 +217,6 @@ def lower_better(metric: str) -> bool:
 @contextlib.contextmanager
 def _offline(weights_dir: str | Path | None) -> Iterator[None]:
     """Point torch hub at `weights_dir` and forbid Hugging Face downloads while a metric is built."""
-    import torch
-
     old_hub, old_env = torch.hub.get_dir(), {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     if weights_dir is not None:
         torch.hub.set_dir(str(weights_dir))
@@ -242,7 +238,7 @@ def create_metric(metric: str, weights_dir: str | Path | None = None, device: st
     Raises:
         OfflineError: naming the files and URLs to fetch, when a weight is missing (checked first).
     """
-    import pyiqa
+    import pyiqa  # deferred: heavy
 
     missing = missing_weights(metric, weights_dir)
     if missing:
@@ -264,8 +260,6 @@ def create_metric(metric: str, weights_dir: str | Path | None = None, device: st
 
 def to_tensor(img: np.ndarray, max_side: int = IQA_SIDE):
     """(1, 3, H, W) float tensor in [0, 1] from an RGB/grey uint8 image, at the IQA working size."""
-    import torch
-
     rgb = working_size(to_rgb(img), max_side)
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
 
@@ -293,8 +287,6 @@ class IQAScorer:
         return self._built[name]
 
     def score(self, img: np.ndarray, name: str) -> float:
-        import torch
-
         with torch.no_grad():
             return float(self.metric(name)(to_tensor(img).to(self.device)).reshape(-1)[0])
 

@@ -16,6 +16,8 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import yaml
+from nbconvert import HTMLExporter
 
 from idiff_lib.answer.experiments.ladder import PLUS_FEATURE_ROW
 from idiff_lib.core import layout, paths, storage
@@ -203,8 +205,6 @@ def thinking_metrics(run_dir: str | Path) -> dict:
 
 def thinking_params(run_dir: str | Path) -> dict:
     """Notebook 03's resolved ``params.yaml`` of the run ({} when it has none)."""
-    import yaml
-
     path = layout.step_dir(run_dir, layout.THINKING_STEP) / layout.PARAMS_FILE
     return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
 
@@ -232,8 +232,6 @@ def build_html_report(run_dir: str | Path, out_dir: str | Path | None = None,
 
     The index shows the run's steps (status, time), the tables and the figures.
     """
-    from nbconvert import HTMLExporter
-
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "report"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from IPython.display import Markdown, display
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError
@@ -339,8 +340,6 @@ def what_this_shows(text: str, ran: bool) -> str:
 
 def show_markdown(text: str) -> None:
     """Display `text` as Markdown in a notebook; nothing for an empty text."""
-    from IPython.display import Markdown, display
-
     if text:
         display(Markdown(text))
 

@@ -34,6 +34,7 @@ import io
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is settled)
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from IPython.display import Image, display
 
 PALETTE = "colorblind"
 # Fixed colours for the recurring categories, so a reader learns them once.
@@ -82,8 +83,6 @@ def save_figure(fig: plt.Figure, name: str, fig_dir: str | Path | None = None, p
 
 def show_figure(fig: plt.Figure) -> None:
     """Display `fig` in the running Jupyter kernel (as ``image/png``), then close it; outside Jupyter, close it."""
-    from IPython.display import Image, display
-
     if ipython_kernel() is not None:
         if "inline" in matplotlib.get_backend():
             display(fig)

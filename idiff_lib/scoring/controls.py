@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from idiff_lib.core.errors import DataError
+from idiff_lib.core.ontology import ANSWERS, OTHER_ANSWER, SIDE_NAMES
 
 # The stages whose prompt holds the Answer Model's verdict (`idiff_lib.thinking.prompting.prompts`, stage S4).
 ANSWER_IN_PROMPT_STAGES: tuple[str, ...] = ("S4",)
@@ -31,14 +32,14 @@ PROMPT_VERDICT_SOURCES: tuple[str, ...] = ("answer_model", "reference_fallback",
 FLOOR_SYSTEM = "shuffled reference"
 FLOOR_STAGE = "floor"
 
-_SIDE = {"A": "right", "B": "left"}  # the wrong side of each image
+_WRONG_SIDE = {letter: SIDE_NAMES[OTHER_ANSWER[letter]].lower() for letter in ANSWERS}  # "A" -> "right"
 _WRONG_PATTERNS = [
     re.compile(rf"\bImage\s+{letter}\s*(?:\(\s*|/\s*|,\s*|-\s*|\s+on\s+the\s+|\s+at\s+the\s+|\s+)\s*{side}\b",
                re.IGNORECASE)
-    for letter, side in _SIDE.items()
+    for letter, side in _WRONG_SIDE.items()
 ] + [
     re.compile(rf"\b{side}\s+(?:image\s*)?\(?\s*Image\s+{letter}\b", re.IGNORECASE)
-    for letter, side in _SIDE.items()
+    for letter, side in _WRONG_SIDE.items()
 ]
 
 

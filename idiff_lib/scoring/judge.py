@@ -113,8 +113,8 @@ class HFJudge:
     """
 
     def __init__(self, model: Any, tokenizer: Any = None, max_new_tokens: int = 48, device: str = "cpu"):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # deferred: heavy
+        import torch  # deferred: heavy
 
         self.torch = torch
         if isinstance(model, (str, Path)):

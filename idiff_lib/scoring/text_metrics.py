@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from sacrebleu.metrics import BLEU
 
 from idiff_lib.core.errors import OfflineError
 from idiff_lib.core.progress import progress_mode
@@ -31,8 +32,6 @@ BLEU_SCALE = 100.0
 
 def corpus_bleu(hyps: Sequence[str], refs: Sequence[str], tokenize: str = BLEU_TOKENIZE) -> tuple[float, str]:
     """sacrebleu corpus BLEU-4 on the workbench's one BLEU scale, 0-1 (sacrebleu's 0-100 / 100), and its signature."""
-    from sacrebleu.metrics import BLEU
-
     metric = BLEU(tokenize=tokenize)
     result = metric.corpus_score(list(hyps), [list(refs)])
     return float(result.score) / BLEU_SCALE, str(metric.get_signature())
@@ -41,15 +40,13 @@ def corpus_bleu(hyps: Sequence[str], refs: Sequence[str], tokenize: str = BLEU_T
 def sentence_bleu(hyps: Sequence[str], refs: Sequence[str], tokenize: str = BLEU_TOKENIZE) -> list[float]:
     """sacrebleu sentence BLEU-4 per pair on the 0-1 scale, with sacrebleu's sentence defaults
     (exponential smoothing, effective order)."""
-    from sacrebleu.metrics import BLEU
-
     metric = BLEU(tokenize=tokenize, effective_order=True)
     return [float(metric.sentence_score(h, [r]).score) / BLEU_SCALE for h, r in zip(hyps, refs)]
 
 
 def rouge_l(hyps: Sequence[str], refs: Sequence[str], use_stemmer: bool = False) -> list[dict[str, float]]:
     """rouge-score ROUGE-L per pair: {"precision", "recall", "f"}."""
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer  # deferred: heavy
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer)
     out = []
@@ -84,7 +81,7 @@ def resolve_semantic_model(model: str | Path | None = None) -> str:
 @lru_cache(maxsize=2)
 def load_semantic_model(model: str | None = None, device: str = "cpu"):
     """Load a sentence-transformers model once (cached)."""
-    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import SentenceTransformer  # deferred: heavy
 
     path = resolve_semantic_model(model)
     if not Path(path).exists():

@@ -17,7 +17,7 @@ from idiff_lib.core.errors import ParameterError, suggest
 from idiff_lib.core.ontology import STAGES
 from idiff_lib.core.step_settings import WorkedPairSettings
 from idiff_lib.core.vocabulary import RAIM_SFT_FILE
-from idiff_lib.thinking.train.grpo import GrpoSettings
+from idiff_lib.thinking.train.grpo_settings import GrpoSettings
 
 # How the stages S0 -> S4 are trained: each from the previous stage's weights (the paper), or one
 # run on all stages' prompts (`idiff_lib.thinking.train.run.train_joint`).

@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from idiff_lib.answer.experiments.ensemble import ENSEMBLERS, Ensemble, FeatureMemberAdapter, make_ensembler, prob_logit
+from idiff_lib.answer.experiments.ensemble import Ensemble, FeatureMemberAdapter
+from idiff_lib.answer.experiments.ensemblers import ENSEMBLERS, make_ensembler, prob_logit
 from idiff_lib.answer.experiments.run_store import load_answer_run
 from idiff_lib.core import layout, storage
 from idiff_lib.core.errors import DataError, ParameterError

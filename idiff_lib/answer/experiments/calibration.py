@@ -19,7 +19,7 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 
 from idiff_lib.answer.experiments.analysis import Step02Outputs, accuracy, reliability
-from idiff_lib.answer.experiments.ensemble import prob_logit
+from idiff_lib.answer.experiments.ensemblers import prob_logit
 from idiff_lib.core.errors import ParameterError
 
 T_BOUNDS = (0.05, 100.0)  # the search range of the temperature (a log-scale bounded search)

@@ -25,13 +25,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from pytorch_grad_cam import GradCAM
 from torch import nn
 
+from idiff_lib.answer.experiments.analysis import Step02Outputs
+from idiff_lib.answer.experiments.ensemble import NetworkMember
 from idiff_lib.answer.model.feature_cache import PAIR_VIEWS, FrozenBackbone
 from idiff_lib.answer.model.inputs import crop_views, crops_to_tensor, load_items
 from idiff_lib.answer.model.network import PairwiseModel
-from idiff_lib.answer.experiments.analysis import Step02Outputs
-from idiff_lib.answer.experiments.ensemble import NetworkMember
 from idiff_lib.answer.train.head_member import HeadMember, feature_cache
 from idiff_lib.core.errors import ParameterError
 from idiff_lib.data.pairs import Pair
@@ -144,8 +145,6 @@ def explain_pair(model: PairwiseModel, pair: Pair, target: str = "predicted", la
         ParameterError: for a "merged" member or an unknown `target`.
         DataError: when the pair's images cannot be read.
     """
-    from pytorch_grad_cam import GradCAM
-
     if model.cfg.mode != "split":
         raise ParameterError(f"member {model.cfg.name}: Grad-CAM explains the four views of a 'split' member, "
                              f"not mode {model.cfg.mode!r}; fix: pass a split member")
@@ -232,8 +231,6 @@ def explain_head_pair(member: HeadMember, pair: Pair, cache: dict, category: str
     so the map explains the head on those crops; the cached descriptors it was trained on cover
     each whole view.
     """
-    from pytorch_grad_cam import GradCAM
-
     if target not in CAM_TARGETS:
         raise ParameterError(f"target must be one of {CAM_TARGETS}, got {target!r}")
     extractor = feature_cache(member.spec, cache, member.cache_root).extractor

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from idiff_lib.answer.answer_settings import AnswerSettings
-from idiff_lib.answer.model.heads import (DefectHeads, PairHead, fit_aspect_heads, fit_defect_heads, fit_pair_head,
+from idiff_lib.answer.model.heads import (DefectHeads, fit_aspect_heads, fit_defect_heads, fit_pair_head,
                                           log_loss)
 from idiff_lib.answer.experiments import ladder
 from idiff_lib.answer.experiments.ensemble import Ensemble, FeatureMemberAdapter

@@ -33,7 +33,8 @@ from idiff_lib.answer.answer_settings import LADDER_ROWS, AnswerSettings
 from idiff_lib.answer.model.inputs import Item, load_items
 from idiff_lib.answer.model.member_config import MemberConfig
 from idiff_lib.answer.experiments.analysis import MEMBER_PROBS_FILE, PREDICTIONS_FILE, accuracy, accuracy_table
-from idiff_lib.answer.experiments.ensemble import Ensemble, FeatureMemberAdapter, NetworkMember, make_ensembler, network_member
+from idiff_lib.answer.experiments.ensemble import Ensemble, FeatureMemberAdapter, NetworkMember, network_member
+from idiff_lib.answer.experiments.ensemblers import make_ensembler
 from idiff_lib.answer.experiments.run_store import save_answer_run
 from idiff_lib.answer.train import synthetic
 from idiff_lib.answer.train.feature_member import FeatureMember

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from idiff_lib.answer.model.checkpoints import RETRAIN_HINT, load_weights
-from idiff_lib.answer.experiments.ensemble import (Ensemble, Ensembler, FeatureMemberAdapter, NetworkMember, TableBuilder,
-                                            make_ensembler)
+from idiff_lib.answer.experiments.ensemble import Ensemble, FeatureMemberAdapter, NetworkMember, TableBuilder
+from idiff_lib.answer.experiments.ensemblers import Ensembler, make_ensembler
 from idiff_lib.answer.train.feature_member import FeatureMember
 from idiff_lib.answer.train.head_member import HeadMember
 from idiff_lib.answer.train.training import BEST_CHECKPOINT, MEMBERS_DIR, model_from_checkpoint

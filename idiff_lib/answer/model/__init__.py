@@ -1,1 +1,1 @@
-"""The Answer Model's networks: timm backbones and their offline ImageNet weights, the difference-aware Siamese network, the heads, a member's settings and checkpoints, its inputs and the cache of frozen view descriptors."""
+"""The Answer Model's networks: backbone names, timm backbones and their offline ImageNet weights, the difference-aware Siamese network, the heads, a member's settings and checkpoints, its inputs and the cache of frozen view descriptors."""

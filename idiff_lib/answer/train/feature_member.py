@@ -65,10 +65,10 @@ class FeatureMember:
         self.model_: Any = None
 
     def _estimator(self):
-        from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
+        from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier  # deferred: heavy
+        from sklearn.linear_model import LogisticRegression  # deferred: heavy
+        from sklearn.pipeline import make_pipeline  # deferred: heavy
+        from sklearn.preprocessing import StandardScaler  # deferred: heavy
 
         if self.kind == "logistic":
             # no centring and no intercept: the decision function stays odd in x
@@ -135,7 +135,7 @@ class FeatureMember:
     def permutation_importances(self, table: pd.DataFrame, labels: Iterable[Any], n_repeats: int = 5,
                                 seed: int = 0) -> pd.DataFrame:
         """Accuracy drop when each difference column is shuffled (``sklearn.inspection.permutation_importance``)."""
-        from sklearn.inspection import permutation_importance
+        from sklearn.inspection import permutation_importance  # deferred: heavy
 
         frame = table[self.columns_]
         y = as_labels(labels)
@@ -172,6 +172,7 @@ class FeatureMember:
 
     def save(self, path: str | Path) -> Path:
         """``skops.io`` dump of the settings, the trained columns and the fitted estimator, written atomically."""
+        # deferred: heavy (idiff_lib/__init__.py)
         import skops.io as sio  # alias: skops' documented short name
 
         if self.model_ is None:
@@ -188,6 +189,7 @@ class FeatureMember:
         Raises:
             DataError: naming the file when it is missing, unreadable, or holds other types.
         """
+        # deferred: heavy (idiff_lib/__init__.py)
         import skops.io as sio  # alias: skops' documented short name
 
         path = Path(path)

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from idiff_lib.answer.model.backbones import resolve_backbone
+from idiff_lib.answer.model.backbone_names import resolve_backbone
 from idiff_lib.answer.model.feature_cache import FrozenBackbone
 from idiff_lib.answer.model.heads import fit_head
 from idiff_lib.answer.experiments.analysis import bootstrap_ci

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
 from idiff_lib.answer.model.feature_cache import FeatureCache, FrozenBackbone, PairFeatures
 from idiff_lib.answer.model.heads import DefectHeads, PairHead, load_arrays, save_arrays
@@ -172,8 +173,6 @@ class HeadMember:
 def describe_views(spec: BackboneSpec, pair: Pair, cache: dict, root: str | Path | None = None) -> "pd.DataFrame":
     """The worked pair's four views as a frozen backbone sees them: pixels, descriptor length, and,
     per feature stage, how far the A and B descriptors lie apart (the norm of their difference)."""
-    import pandas as pd
-
     fc = feature_cache(spec, cache, root)
     feats = pair_features(spec, [pair], cache, root=root, desc="worked pair").views[0]
     v = cache["decoded_views"][pair.id]

@@ -44,7 +44,7 @@ class PretextModel(nn.Module):
     """Backbone + three heads: defect kind (classes), severity and region coverage (regressions)."""
 
     def __init__(self, cfg: MemberConfig):
-        import timm
+        import timm  # deferred: heavy
 
         super().__init__()
         self.cfg = cfg

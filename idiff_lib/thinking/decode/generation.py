@@ -10,7 +10,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from idiff_lib.core import storage
-from idiff_lib.core.ontology import SUMMARY_HEADING
+from idiff_lib.core.ontology import SIDE_NAMES, SUMMARY_HEADING
 from idiff_lib.core.progress import progress_bar
 from idiff_lib.core.vocabulary import BAD_VERBS, GOOD_VERBS, INTENSITY
 from idiff_lib.data import pairs as pairs_mod  # alias: 'pairs' names pair lists in this module
@@ -151,8 +151,7 @@ class AgreementConstraint:
         answer = self.answers[row]
         if answer in pairs_mod.ANSWERS and "overall" not in done and text.rstrip().endswith(self.summary):
             done.update(("overall", "closing") if self.evidence[row] else ("overall",))
-            side = "Left" if answer == "A" else "Right"
-            self._force(row, f" Image {answer} ({side}) is better overall")
+            self._force(row, f" Image {answer} ({SIDE_NAMES[answer]}) is better overall")
             return [self.queue[row].pop(0)]
         if text.rstrip().endswith("</thinking>"):
             done.add("answer")

@@ -16,6 +16,8 @@ import socket
 from pathlib import Path
 
 import torch
+from huggingface_hub import snapshot_download
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from idiff_lib.core.errors import DataError, OfflineError, ParameterError, suggest
 from idiff_lib.thinking.model import small_vlm  # noqa: F401  (registers the small VLM with the Auto classes)
@@ -76,8 +78,6 @@ def resolve_checkpoint(name_or_path: str, allow_download: bool | None = None) ->
         OfflineError: the checkpoint is neither local nor cached and cannot be downloaded; the
             message names what to download and where to point the workbench.
     """
-    from huggingface_hub import snapshot_download
-
     name = PAPER_MODELS.get(name_or_path, name_or_path)
     path = Path(name).expanduser()
     if path.exists():
@@ -151,9 +151,7 @@ def load_model(
         DataError: the folder's processor has no chat template (`check_chat_template`), before the
             weights are read.
     """
-    from peft import PeftModel
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
+    from peft import PeftModel  # deferred: heavy
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch_dtype = {"auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
                    "bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}[dtype]

@@ -17,6 +17,8 @@ import importlib.metadata
 import json
 from pathlib import Path
 
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.models.llama import configuration_llama
 
 from idiff_lib.core import paths, storage
 from idiff_lib.core.errors import DataError
@@ -56,8 +58,6 @@ def check_llama_classes() -> None:
     Raises:
         DataError: the classes are not transformers' own.
     """
-    from transformers.models.llama import configuration_llama
-
     owner = configuration_llama.LlamaConfig.__module__
     if not owner.startswith("transformers."):
         raise DataError(owner, "transformers' LlamaConfig has been replaced in this process (pyiqa's Q-Align "
@@ -80,8 +80,6 @@ def convert_gguf(gguf_file: str | Path, out_dir: str | Path, package: str = SMOL
     Raises:
         DataError: the file cannot be read as a GGUF model (naming the file and the package to reinstall).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     gguf_file = Path(gguf_file)
     check_llama_classes()
     try:
@@ -126,8 +124,6 @@ def load_language_model(folder: str | Path):
     Raises:
         DataError: the folder holds no model, or its tokenizer has no chat template.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise DataError(folder, "no config.json: not a saved model folder",

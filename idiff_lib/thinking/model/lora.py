@@ -28,7 +28,7 @@ class LoraSettings:
     target_modules: tuple[str, ...] | None = None
 
     def to_peft(self, model: torch.nn.Module):
-        from peft import LoraConfig
+        from peft import LoraConfig  # deferred: heavy
 
         targets = list(self.target_modules or lora_target_modules(model, self.train_vision))
         # a model whose projector starts untrained (the small VLM) names it to be trained in full
@@ -69,7 +69,7 @@ def peft_reads_old_flag():
 
 def apply_lora(model: torch.nn.Module, settings: LoraSettings | None = None, log=print):
     """Wrap `model` with LoRA adapters and log ``print_trainable_parameters()``."""
-    from peft import get_peft_model
+    from peft import get_peft_model  # deferred: heavy
 
     settings = settings or LoraSettings()
     # transformers 5 renamed the flag (the old name warns); older versions have only the old one

@@ -71,7 +71,7 @@ class SmallVlmConfig(PreTrainedConfig):
 
 def create_vision_backbone(name: str, pretrained_weights: bool = False, **kwargs) -> nn.Module:
     """The timm backbone without classifier or pooling; ImageNet weights via `answer.weights` when asked."""
-    import timm
+    import timm  # deferred: heavy
 
     if pretrained_weights:
         return create_pretrained(name, num_classes=0, global_pool="", **kwargs)

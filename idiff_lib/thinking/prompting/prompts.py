@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from idiff_lib.core.errors import ParameterError, suggest
-from idiff_lib.core.ontology import CATEGORIES, STAGES, SUMMARY_HEADING
+from idiff_lib.core.ontology import CATEGORIES, SIDE_NAMES, STAGES, SUMMARY_HEADING
 from idiff_lib.core.vocabulary import FALLBACK_HEADINGS, Vocabulary, mine_vocabulary, raim_vocabulary
 from idiff_lib.data import pairs as pairs_mod  # alias: 'pairs' names pair lists in this module
 from idiff_lib.data.raim_rationales import mine_raim_folder
@@ -111,7 +111,7 @@ def _cue_block(title: str, cues: str, sources: str = "") -> str:
 
 
 def answer_block(answer: str, p_answer: float | None = None) -> str:
-    side = "Left" if answer == "A" else "Right"
+    side = SIDE_NAMES[answer]
     conf = f" (confidence {p_answer:.2f})" if p_answer is not None else ""
     return (f"Answer Model verdict: Image {answer} ({side}) is better{conf}. Explain this verdict in the "
             f"rationale; the conclusion will be <answer>{answer}</answer>.")

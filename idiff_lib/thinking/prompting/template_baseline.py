@@ -26,8 +26,9 @@ from collections import Counter
 from typing import Mapping, Sequence
 
 from idiff_lib.core.errors import ParameterError
-from idiff_lib.core.ontology import (REFERENCE_ATTRIBUTES, REFERENCE_PERSON_REGIONS, REFERENCE_SCENE_REGIONS,
-                                     SUMMARY_HEADING, TEMPLATE_ATTRIBUTE_WORDS, TEMPLATE_CUE_KEYWORDS)
+from idiff_lib.core.ontology import (OTHER_ANSWER, REFERENCE_ATTRIBUTES, REFERENCE_PERSON_REGIONS,
+                                     REFERENCE_SCENE_REGIONS, SIDE_NAMES, SUMMARY_HEADING, TEMPLATE_ATTRIBUTE_WORDS,
+                                     TEMPLATE_CUE_KEYWORDS)
 from idiff_lib.core.vocabulary import Comparison, Vocabulary, write_rationale
 from idiff_lib.data import pairs
 from idiff_lib.scoring.verdicts import read_verdict
@@ -47,8 +48,6 @@ BASELINE_PHRASES: dict[str, tuple[str, str]] = {
     "Detail": ("retains more fine detail", "loses fine detail"),
     "Quality": ("has the better overall quality", "has the weaker overall quality"),
 }
-_SIDE = {"A": "Left", "B": "Right"}
-_OTHER = {"A": "B", "B": "A"}
 
 
 def _verdict(text: str) -> str | None:
@@ -75,8 +74,9 @@ def _line(heading: str, winner: str | None) -> str:
     good, bad = BASELINE_PHRASES.get(attribute, BASELINE_PHRASES["Quality"])
     if winner is None:
         return f"{heading}: Both images show comparable {attribute.lower()} with no clear difference."
-    loser = _OTHER[winner]
-    return (f"{heading}: Image {winner} ({_SIDE[winner]}) {good}, while Image {loser} ({_SIDE[loser]}) {bad}.")
+    loser = OTHER_ANSWER[winner]
+    return (f"{heading}: Image {winner} ({SIDE_NAMES[winner]}) {good}, "
+            f"while Image {loser} ({SIDE_NAMES[loser]}) {bad}.")
 
 
 def write_template(
@@ -104,7 +104,7 @@ def write_template(
     level = prompts_mod.STAGES.index(prompts_mod.check_stage(stage))
     if level == 0:
         line = ("Global Quality: Image A (Left) and Image B (Right) differ in texture, noise and sharpness; "
-                f"Image {prior_answer} ({_SIDE[prior_answer]}) looks slightly better overall.")
+                f"Image {prior_answer} ({SIDE_NAMES[prior_answer]}) looks slightly better overall.")
         return pairs.format_completion(line, prior_answer), {"raw_format_ok": True, "answer_source": "prior"}
     aspects = parse_evidence(evidence) if level >= 3 else []
     if aspects:
@@ -138,7 +138,7 @@ def write_template(
     if mined is not None:
         return mined, info
     lines = [_line(heading, winner) for heading, winner in winners]
-    lines.append(f"{SUMMARY_HEADING}: Image {final} ({_SIDE[final]}) is better overall, with the "
+    lines.append(f"{SUMMARY_HEADING}: Image {final} ({SIDE_NAMES[final]}) is better overall, with the "
                  f"stronger rendering of the regions above.")
     return pairs.format_completion(lines, final), info
 

@@ -8,6 +8,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 import torch
+from PIL import Image
 
 from idiff_lib.core.errors import DataError
 from idiff_lib.core.progress import progress_bar
@@ -54,8 +55,6 @@ def load_images(pair: pairs_mod.Pair, max_pixels: int | None = None, views: bool
     A, detail B: `idiff_lib.data.views.load_views`), for a processor that reads each view as its
     own block (`SmallVlmProcessor.view_names`).
     """
-    from PIL import Image
-
     swap = pair.id.endswith(SWAP_SUFFIX)
     if views:
         v = load_views(pair)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import pandas as pd
+import transformers
 
 from idiff_lib.core import layout, storage
 from idiff_lib.core.errors import DataError
@@ -42,7 +43,8 @@ from idiff_lib.thinking.model.checkpoints import load_model, staging_dir
 from idiff_lib.thinking.model.lora import apply_lora
 from idiff_lib.thinking.prompting import prompts
 from idiff_lib.thinking.prompting.side_inputs import read_answers
-from idiff_lib.thinking.train.grpo import GrpoSettings, grpo_trainer
+from idiff_lib.thinking.train.grpo import grpo_trainer
+from idiff_lib.thinking.train.grpo_settings import GrpoSettings
 from idiff_lib.thinking.train.run import RUN_INFO_FILE, RunSettings, prepare_model
 
 # Ladder system names of the two starting points (files ``ladder/<system>_<stage>.jsonl``, rows of Table B).
@@ -196,8 +198,6 @@ def train_grpo_run(
 @contextlib.contextmanager
 def _quiet():
     """No weight-loading bars and no deprecation warnings raised inside TRL/transformers (not ours to fix)."""
-    import transformers
-
     bars = transformers.logging.is_progress_bar_enabled()
     transformers.logging.disable_progress_bar()
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
+from accelerate import PartialState
 
 from idiff_lib.core import layout, storage
 from idiff_lib.core.errors import DataError, ParameterError, suggest
@@ -149,8 +150,6 @@ def prepare_model(run_dir: Path, settings: RunSettings, corpus_pairs: Sequence[p
     built there (``"small-vlm"``), else the named checkpoint; LoRA adapters
     are added when the settings ask for them and the model has none yet.
     """
-    from accelerate import PartialState
-
     if init_from is not None:
         model, processor = load_model(str(init_from), trainable_adapter=True)
     elif settings.model in ("tiny", SMALL_VLM):

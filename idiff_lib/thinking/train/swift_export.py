@@ -15,7 +15,7 @@ from idiff_lib.core.errors import DataError, ParameterError
 from idiff_lib.data import pairs as pairs_mod  # alias: 'pairs' names pair lists in this module
 from idiff_lib.scoring.rewards import BASELINE_PATTERNS
 from idiff_lib.thinking.prompting import prompts as prompts_mod  # alias: 'prompts' names built prompts in this module
-from idiff_lib.thinking.train.grpo import check_grpo_rows, label_leaks
+from idiff_lib.thinking.train.grpo_rows import check_grpo_rows, label_leaks
 
 
 def swift_records(

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError
@@ -41,8 +43,6 @@ _TAGS = ("__tensor__", "__tuple__", "__items__")
 
 def _read_errors() -> tuple[type[Exception], ...]:
     """What reading a bad or unfitting file raises: safetensors, the skeleton, ``load_state_dict``, the generators."""
-    from safetensors import SafetensorError
-
     return SafetensorError, OSError, RuntimeError, ValueError, KeyError, TypeError, IndexError
 
 
@@ -86,8 +86,6 @@ def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 def write_tree(folder: Path, name: str, tree: Any) -> None:
     """`tree` (dicts, lists, tuples, tensors and JSON scalars) as ``name.json`` (+ ``name.safetensors``)."""
-    from safetensors.torch import save_file
-
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _encode(tree, tensors, name)
     if tensors:
@@ -101,8 +99,6 @@ def read_tree(folder: Path, name: str) -> Any:
     Raises:
         DataError: naming the file that is missing or cannot be read.
     """
-    from safetensors.torch import load_file
-
     skeleton_file, tensor_file = folder / f"{name}.json", folder / f"{name}.safetensors"
     try:
         skeleton = json.loads(skeleton_file.read_text(encoding="utf-8"))
@@ -158,8 +154,6 @@ def write_checkpoint(folder: Path, *, process_index: int, is_main: bool, batch_o
                      accelerator_step: int, processes: int) -> None:
     """This process's part of a checkpoint into the existing `folder`: every process writes its generators,
     the main process the model (unwrapped), optimiser, schedule and, last, ``state.json``."""
-    from safetensors.torch import save_model
-
     write_tree(folder, f"rng_{process_index}", rng_state(batch_order))
     if not is_main:
         return
@@ -180,8 +174,6 @@ def read_checkpoint(folder: Path, *, process_index: int, processes: int, generat
         DataError: naming the file of an older version's (pickled) checkpoint, which is not opened, or
             a file that does not fit this run.
     """
-    from safetensors.torch import load_model
-
     info = check_folder(folder)
     if info.get("processes") != processes:
         raise DataError(folder / STATE_FILE, f"written by a run of {info.get('processes')} processes; this one has "

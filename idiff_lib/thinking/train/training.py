@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, set_seed
+from safetensors.torch import load_file, save_file
 
 from idiff_lib.core import storage
 from idiff_lib.core.curves import open_curves
 from idiff_lib.core.errors import ParameterError
 from idiff_lib.core.progress import progress_bar
-from idiff_lib.thinking.train import train_checkpoint
 from idiff_lib.thinking.thinking_settings import ThinkingSettings
+from idiff_lib.thinking.train import train_checkpoint
 from idiff_lib.thinking.train.encoding import collate
 
 
@@ -251,8 +254,6 @@ class _Loop:
 
     def evaluate(self) -> None:
         """The val loss now; the trainable weights are kept in `BEST_WEIGHTS` when it is the lowest so far."""
-        from safetensors.torch import save_file
-
         state = self.state
         value = round(labelled_loss(self.model, self.val_examples, self.pad_id, self.settings.batch_size), 5)
         state.setdefault("val_history", []).append([state["step"], value])
@@ -311,10 +312,6 @@ def train(
         ParameterError: under DeepSpeed (its checkpoints are pickles).
         DataError: when ``out_dir/checkpoint`` is an older version's (pickles: not opened) or does not fit.
     """
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedType, set_seed
-    from safetensors.torch import load_file
-
     settings = settings or TrainSettings()
     # cpu=True without CUDA: under `accelerate launch --multi_gpu` (torchrun) that selects DDP over gloo.
     accelerator = Accelerator(gradient_accumulation_steps=settings.grad_accum,
