@@ -46,6 +46,17 @@ def _hlines(ax) -> list[float]:
     return out
 
 
+def test_stage_panel_problems_passes_a_drawn_ladder_and_names_each_fault():
+    plot = lp.plot_ladder(lp.stage_ladder_panels(_stage_ladder(), ("accuracy", "rouge_l", "bleu4"), apart=[GRPO]))
+    assert lp.stage_panel_problems(plot.meta) == []
+    acc = {"title": "answer accuracy", "x_order": ["S4", "S0"], "value_axis": [0.2, 1.0], "floors": [{"value": 0.6}]}
+    rouge = {"title": "ROUGE-L F", "x_order": ["S0"], "value_axis": [0.0, 1.0], "floors": []}
+    problems = lp.stage_panel_problems({"panels": [acc, rouge]})
+    assert len(problems) == 4, problems
+    assert "not in the order" in problems[0] and "not 0" in problems[1] and "not chance" in problems[2]
+    assert problems[3] == "ROUGE-L F: no floor drawn"
+
+
 def test_stage_ladder_draws_s0_to_s4_from_zero_with_its_floors():
     plot = lp.plot_ladder(lp.stage_ladder_panels(_stage_ladder(), ("accuracy", "rouge_l", "bleu4"), apart=[GRPO]))
     acc_ax, rouge_ax, bleu_ax = plot.figure.axes

@@ -257,6 +257,17 @@ def test_the_notebook_builds_the_settings_the_chain_records(step, profile, tmp_p
     assert ctx.settings == cls.for_profile(profile)
 
 
+def test_a_setting_injected_as_a_plain_variable_is_refused_with_the_way_to_pass_it(tmp_path, monkeypatch):
+    """``papermill -p cam_pairs 0`` sets a variable the notebook would never read: say so."""
+    monkeypatch.setattr(context, "apply_threads", lambda threads: None)
+    ns = {"__annotations__": dict(CELL_PARAMS), "profile": "cpu", "run_dir": str(tmp_path), "fig_dir": str(tmp_path),
+          "overrides": {}, "cam_pairs": 0}
+    with pytest.raises(ParameterError, match=r"cam_pairs set as notebook variables.*overrides = \{'cam_pairs': 0\}"):
+        context.notebook_context(ns, "04_analyse_ensemble")
+    ns["cam_pairs"] = "a later cell's variable of another type"  # not a setting's value: left alone
+    assert context.notebook_context(ns, "04_analyse_ensemble").settings == STEP_SETTINGS["04_analyse_ensemble"]()
+
+
 def test_overrides_set_in_the_notebook_are_checked_and_noted(tmp_path, monkeypatch):
     monkeypatch.setattr(context, "apply_threads", lambda threads: None)
     ns = {"__annotations__": dict(CELL_PARAMS), "profile": "tiny", "run_dir": str(tmp_path), "fig_dir": str(tmp_path),

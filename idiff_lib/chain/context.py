@@ -16,7 +16,7 @@ from typing import Any
 from idiff_lib.chain.steps import STEP_SETTINGS
 from idiff_lib.core import determinism, layout, paths, storage
 from idiff_lib.core.errors import DataError, IdiffError, ParameterError, suggest
-from idiff_lib.core.step_settings import COMMON_PARAMS, OVERRIDES_PARAM, PROFILES, StepSettings, check_type
+from idiff_lib.core.step_settings import COMMON_PARAMS, OVERRIDES_PARAM, PROFILES, StepSettings, check_type, mismatch
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
 
@@ -77,6 +77,7 @@ def notebook_context(namespace: dict[str, Any], step: str) -> Context:
     given = {**{k: v for k, v in cell.items() if k not in COMMON_PARAMS}, **overrides}
     settings_class = STEP_SETTINGS.get(step)
     if settings_class is not None:
+        _refuse_loose_settings(namespace, cell, settings_class, step)
         settings = settings_class.for_profile(profile, **given)
         params = {**chain, **settings.as_dict()}
     else:
@@ -92,6 +93,25 @@ def notebook_context(namespace: dict[str, Any], step: str) -> Context:
     for folder in (run_dir, step_dir, fig_dir):
         folder.mkdir(parents=True, exist_ok=True)
     return Context(step, profile, data_dir, run_dir, step_dir, fig_dir, params, settings)
+
+
+def _refuse_loose_settings(namespace: dict[str, Any], cell: dict[str, Any], cls: type[StepSettings], step: str) -> None:
+    """Refuse a setting given as a plain variable (``papermill -p epochs 1``): the notebook would not read it.
+
+    A name counts when it is a field of the step's settings, holds a value of the field's type and is
+    not a parameter of the cell.
+
+    Raises:
+        ParameterError: naming the variables and the way to pass them.
+    """
+    types = cls.field_annotations()
+    loose = [name for name in types if name in namespace and name not in cell
+             and namespace[name] is not None and mismatch(namespace[name], types[name]) is None]
+    if loose:
+        example = ", ".join(f"{name!r}: {namespace[name]!r}" for name in loose)
+        raise ParameterError(f"{step}: {', '.join(loose)} set as notebook variables; the notebook reads its settings "
+                             f"from {OVERRIDES_PARAM!r} only. fix: pass {OVERRIDES_PARAM} = {{{example}}} (papermill: "
+                             f"-y \"{OVERRIDES_PARAM}: {{{loose[0]}: ...}}\"), or idiff run --param {loose[0]}=...")
 
 
 def _annotated_params(namespace: dict[str, Any], step: str) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def check_type(name: str, value: Any, expected: Any, where: str) -> None:
     Raises:
         ParameterError: naming the parameter, the expected type and the offending item.
     """
-    bad = _mismatch(value, expected)
+    bad = mismatch(value, expected)
     if bad is not None:
         wanted = _type_name(expected)
         got = f"{type(value).__name__} {value!r}" if bad == "" else f"{value!r}, whose {bad}"
@@ -69,7 +69,7 @@ def check_type(name: str, value: Any, expected: Any, where: str) -> None:
         )
 
 
-def _mismatch(value: Any, expected: Any) -> str | None:
+def mismatch(value: Any, expected: Any) -> str | None:
     """None when `value` matches `expected`; else "" (the value itself) or which item does not."""
     plain = _plain_type(expected)
     if plain is None:
@@ -86,7 +86,7 @@ def _mismatch(value: Any, expected: Any) -> str | None:
     else:
         items = []
     for what, item, annotation in items:
-        if _mismatch(item, annotation) is not None:
+        if mismatch(item, annotation) is not None:
             return f"{what} is {type(item).__name__}, not {_type_name(annotation)}"
     return None
 

@@ -291,6 +291,26 @@ def stage_ladder_panels(ladder: pd.DataFrame, metrics: Sequence[str] = ("accurac
     return panels
 
 
+def stage_panel_problems(meta: dict[str, Any]) -> list[str]:
+    """What is wrong with a drawn stage ladder (`plot_ladder(stage_ladder_panels(...)).meta`); empty when nothing.
+
+    Each panel must show its stages in `ontology.STAGES` order (S0 -> S4), start its value axis at 0
+    and draw its floor; the accuracy panel's floor is chance. The notebooks assert that this is empty.
+    """
+    problems = []
+    for panel in meta.get("panels", []):
+        title, order = panel.get("title", "?"), list(panel.get("x_order", []))
+        if order != [s for s in STAGES if s in order]:
+            problems.append(f"{title}: stages {order} are not in the order {', '.join(STAGES)}")
+        if not panel.get("value_axis") or panel["value_axis"][0] != 0.0:
+            problems.append(f"{title}: the value axis starts at {panel.get('value_axis')}, not 0")
+        if not panel.get("floors"):
+            problems.append(f"{title}: no floor drawn")
+        elif title == STAGE_METRICS["accuracy"] and panel["floors"][0]["value"] != CHANCE:
+            problems.append(f"{title}: the floor is {panel['floors'][0]['value']}, not chance ({CHANCE})")
+    return problems
+
+
 def answer_ladder_panels(ladder: pd.DataFrame, floor_kind: str = "teaching") -> list[Panel]:
     """The Answer-model ladder (long form: rung, kind, category, accuracy, ci_low, ci_high) as one panel.
 
