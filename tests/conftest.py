@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from filelock import FileLock  # noqa: E402
 from PIL import Image  # noqa: E402
-from skimage import data as skdata  # noqa: E402
+from skimage import data as skdata  # noqa: E402  alias: "data" names the data folders here
 from skimage.transform import resize  # noqa: E402
 
 from idiff_lib.core import paths  # noqa: E402

@@ -175,7 +175,7 @@ _SLOW_COMMAND = """
 import signal, sys, time
 # A job started in the background inherits SIGINT as ignored; restore Python's own handler, as a terminal has it.
 signal.signal(signal.SIGINT, signal.default_int_handler)
-import idiff_lib.cli.export as cmd
+import idiff_lib.cli.export as cmd  # alias: the command module under test
 def slow(args):
     print("ready", flush=True)
     time.sleep(120)

@@ -401,7 +401,7 @@ from pathlib import Path
 signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 from test_pipeline import REGISTRY
-import idiff_lib.cli.run as cmd
+import idiff_lib.cli.run as cmd  # alias: the command module under test
 from idiff_lib.chain import context, folders, runner
 runner._code_fingerprint = lambda: "code"
 cmd.run_chain = functools.partial(runner.run_chain, notebooks_dir=Path({nbs!r}), registry=REGISTRY)
