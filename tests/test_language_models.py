@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib.metadata
 import shutil
+import time
 
 import pytest
 import torch
@@ -66,6 +68,25 @@ def test_corrupt_gguf_names_the_file_and_the_package(tmp_path):
         language_models.smollm2_folder(cache_dir=tmp_path / "cache", gguf_file=bad)
     assert "broken.gguf" in str(err.value) and language_models.SMOLLM2_PACKAGE in str(err.value)
     assert not list((tmp_path / "cache").glob("smollm2*"))  # nothing half-written in the cache
+
+
+def test_concurrent_first_uses_convert_once_and_never_replace_a_read_folder(tmp_path, monkeypatch):
+    """Two workers asking for the folder at once (the CI failure of 4b80cd5): one converts, the other waits."""
+    source = tmp_path / "model.gguf"
+    source.write_bytes(b"stand-in weights")
+    converted = []
+
+    def slow_convert(gguf_file, out_dir, package=language_models.SMOLLM2_PACKAGE):
+        converted.append(out_dir)
+        time.sleep(0.5)  # long enough for the other thread to find no folder yet
+        out_dir.mkdir(parents=True)
+        (out_dir / "config.json").write_text("{}")
+        return out_dir
+
+    monkeypatch.setattr(language_models, "convert_gguf", slow_convert)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        folders = list(pool.map(lambda _: language_models.smollm2_folder(tmp_path / "cache", source), range(2)))
+    assert len(converted) == 1 and folders[0] == folders[1] == converted[0]
 
 
 def test_missing_gguf_and_missing_package_name_the_install(tmp_path, monkeypatch):

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from idiff_lib.core.errors import DataError, ParameterError
-from idiff_lib.core.ontology import (ANSWERS, CATEGORIES, REFERENCE_ATTRIBUTES, REFERENCE_PERSON_REGIONS,
+from idiff_lib.core.ontology import (ANSWERS, CATEGORIES, OTHER_ANSWER, REFERENCE_ATTRIBUTES, REFERENCE_PERSON_REGIONS,
                                      REFERENCE_SCENE_REGIONS, REFERENCE_VERDICTS, SIDE_NAMES, SUMMARY_HEADING,
                                      TEMPLATE_REGION_WORDS, format_completion, headings_of, template_heading)
 
@@ -383,7 +383,7 @@ def write_line(c: Comparison, vocab: Vocabulary, style: str, rng: np.random.Gene
         if rng.random() < 0.5:
             return f"{heading}: Both images show similar {NOUNS[c.attribute]} {loc}, with no clear difference."
         return f"{heading}: No significant difference in {NOUNS[c.attribute]} is observed {loc} between {a} and {b}."
-    winner, loser = side_ref(c.verdict, style), side_ref("B" if c.verdict == "A" else "A", style)
+    winner, loser = side_ref(c.verdict, style), side_ref(OTHER_ANSWER[c.verdict], style)
     good = _phrase(vocab, c.attribute, "good", rng)
     causes = CAUSE_PHRASES.get(c.cause or "")
     bad = str(rng.choice(causes)) if causes else _phrase(vocab, c.attribute, "bad", rng)
@@ -404,7 +404,7 @@ def _join(items: list[str]) -> str:
 
 def summary_line(comparisons: Sequence[Comparison], answer: str, style: str, rng: np.random.Generator) -> str:
     """The ``Global Overall:`` line: states `answer`, and the loser's advantages when there are any."""
-    loser = "B" if answer == "A" else "A"
+    loser = OTHER_ANSWER[answer]
 
     def aspects(letter: str) -> list[str]:
         ranked = sorted((c for c in comparisons if c.verdict == letter), key=lambda c: -c.strength)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from idiff_lib.core import storage
 from idiff_lib.core.errors import DataError, ParameterError, suggest
+from idiff_lib.core.ontology import OTHER_ANSWER
 from idiff_lib.features import iqa
 
 TABLE_SOURCES = ("cv", "iqa")  # the prompt cues' table (notebook 03): the paper's features and IQA scores
@@ -196,7 +197,7 @@ def render_features(
             verdict = f"{higher} {more}"
         else:
             label = iqa_label(name)
-            better = higher if _iqa_direction(name) else ("B" if higher == "A" else "A")
+            better = higher if _iqa_direction(name) else OTHER_ANSWER[higher]
             verdict = f"{better} better"
         rank = float(np.interp(rel, th.get("quantiles", [th["threshold"]]), LEVELS if "quantiles" in th else [1.0]))
         fa, fb = _fmt_pair(a, b)

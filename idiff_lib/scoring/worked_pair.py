@@ -24,6 +24,7 @@ import yaml
 
 from idiff_lib.core import layout, storage
 from idiff_lib.core.errors import ParameterError, suggest
+from idiff_lib.core.ontology import OTHER_ANSWER
 from idiff_lib.data.datasets import load_split
 from idiff_lib.data.meta import split_meta
 from idiff_lib.data.pairs import Pair
@@ -190,7 +191,7 @@ def lines_against_answer(completion: str | None) -> str | None:
     answer = baseline_letter(completion)
     if answer not in ("A", "B"):
         return None
-    other = "B" if answer == "A" else "A"
+    other = OTHER_ANSWER[answer]
     aspects = parser.parse_rationale(raw_thinking(completion))
     overall = parser.overall_verdict(aspects)
     sided = [a.verdict for a in aspects if a.attribute != "overall" and a.verdict in ("A", "B")]

@@ -60,7 +60,7 @@ class ThinkingSettings(WorkedPairSettings):
             (`idiff_lib.thinking.prompting.evidence.rank_aspects`): how many aspect lines at most, how much an
             aspect's presence (the presence head's probability that the pair differs on it) adds to
             its rank, and the presence below which an aspect is left out.
-        val_pairs / eval_every: the val loss curve of the training run: on this many evenly spaced
+        val_limit / eval_every: the val loss curve of the training run: on this many evenly spaced
             val pairs every `eval_every` optimiser steps; the run keeps the weights of the lowest
             val loss (0 pairs: no curve, the last weights).
         max_steps: the training run's optimiser steps at most (0 = all epochs).
@@ -107,7 +107,7 @@ class ThinkingSettings(WorkedPairSettings):
     evidence_lines: int = 5
     evidence_weight: float = 2.0
     evidence_min_presence: float = 0.3
-    val_pairs: int = 8  # the val loss curve: 8 val pairs (~10 s per point on 2 cores)
+    val_limit: int = 8  # the val loss curve: 8 val pairs (~10 s per point on 2 cores)
     eval_every: int = 5  # optimiser steps between val points; the run keeps the lowest point's weights
     max_steps: int = 0  # 0: every step of the epochs
     tiny_hidden: int = 160  # big enough to learn the templated references

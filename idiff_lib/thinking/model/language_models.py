@@ -9,6 +9,9 @@ is converted once: a plain ``LlamaForCausalLM`` is built from the loaded config 
 ``quantization_config``, given the loaded state dict (every key matches), and saved with its
 tokenizer into ``<IDIFF_CACHE_DIR>/language_models/smollm2-135m-instruct-<sha256[:16]>``, keyed by
 the GGUF file's SHA-256. Later loads read that folder (about 0.1 s instead of about 14 s).
+Processes that need the folder at the same time (pytest-xdist workers, two notebooks) convert it
+under one file lock: the first converts, the others wait and then read its folder, so no process
+replaces a folder another is reading.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import importlib.metadata
 import json
 from pathlib import Path
 
+from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.models.llama import configuration_llama
 
@@ -113,8 +117,12 @@ def smollm2_folder(cache_dir: str | Path | None = None, gguf_file: str | Path | 
     digest = storage.file_sha256(source)
     cache = Path(cache_dir) if cache_dir is not None else paths.CACHE_DIR / "language_models"
     out = cache / f"smollm2-135m-instruct-{digest[:16]}"
-    if not (out / "config.json").exists():
-        convert_gguf(source, out)
+    if (out / "config.json").exists():
+        return out
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache / f".{out.name}.lock")):
+        if not (out / "config.json").exists():  # another process may have converted it while this one waited
+            convert_gguf(source, out)
     return out
 
 

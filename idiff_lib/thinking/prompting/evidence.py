@@ -42,7 +42,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from idiff_lib.core.ontology import REFERENCE_PERSON_REGIONS, REFERENCE_SCENE_REGIONS, SIDE_NAMES, SUMMARY_HEADING
+from idiff_lib.core.ontology import (OTHER_ANSWER, REFERENCE_PERSON_REGIONS, REFERENCE_SCENE_REGIONS, SIDE_NAMES,
+                                     SUMMARY_HEADING)
 from idiff_lib.core.vocabulary import Comparison, Vocabulary, write_rationale
 from idiff_lib.data.degrade import DEFECTS
 from idiff_lib.scoring.meta_verdicts import mark_lines
@@ -68,7 +69,7 @@ class AspectVerdict:
         return f"{self.region} {self.attribute}"
 
     def line(self) -> str:
-        loser = "B" if self.winner == "A" else "A"
+        loser = OTHER_ANSWER[self.winner]
         cause = f"; Image {loser} ({SIDE_NAMES[loser]}) shows {self.cause.replace('_', ' ')}" if self.cause else ""
         return f"{self.heading}: Image {self.winner} ({SIDE_NAMES[self.winner]}) better (p {self.confidence:.2f}{cause})"
 

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from idiff_lib.core.errors import DataError
+from idiff_lib.core.ontology import OTHER_ANSWER
 from idiff_lib.core.progress import progress_bar
 from idiff_lib.data import pairs as pairs_mod  # alias: 'pairs' names pair lists in this module
 from idiff_lib.data.views import load_rgb, load_views, merge_side_by_side, split_merged
@@ -28,7 +29,7 @@ def swap_sides_text(text: str) -> str:
 
     def flip(m: re.Match) -> str:
         side = (m.group(2) or "").replace("Left", "\0").replace("Right", "Left").replace("\0", "Right")
-        return f"Image {'B' if m.group(1) == 'A' else 'A'}{side}"
+        return f"Image {OTHER_ANSWER[m.group(1)]}{side}"
 
     return _SIDE_RE.sub(flip, text)
 
@@ -41,7 +42,7 @@ def swapped_pair(pair: pairs_mod.Pair) -> pairs_mod.Pair:
     """
     if pair.answer is None:
         raise pair.error("cannot swap an unlabeled pair for training")
-    answer = "B" if pair.answer == "A" else "A"
+    answer = OTHER_ANSWER[pair.answer]
     thinking = swap_sides_text(pair.thinking)
     return dataclasses.replace(pair, id=pair.id + SWAP_SUFFIX, thinking=thinking, answer=answer,
                                completion=pairs_mod.format_completion(thinking, answer))
