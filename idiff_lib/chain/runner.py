@@ -485,7 +485,8 @@ def prepare_notebooks(out: str | Path, profile: str = "tiny", data_dir: str | Pa
     for step in steps:
         target = out / f"{step}.ipynb"
         out.mkdir(parents=True, exist_ok=True)
-        papermill.execute_notebook(str(nb_dir / f"{step}.ipynb"), str(target), parameters=notebook_params(step, chain_params(step), overrides, registry),
+        injected = notebook_params(step, chain_params(step), overrides, registry)
+        papermill.execute_notebook(str(nb_dir / f"{step}.ipynb"), str(target), parameters=injected,
                                    prepare_only=True, kernel_name="python3", progress_bar=False)
         written.append(target)
     return written
